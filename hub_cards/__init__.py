@@ -1,0 +1,1 @@
+"""emotic.hub_cards: model-card templates and the export/push step."""

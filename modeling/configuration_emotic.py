@@ -1,0 +1,164 @@
+"""Configuration of emotic: the MAE-Face ViT encoder, its MAE decoder and the dual-view fusion, in one config.
+
+This file is copied verbatim into Hub repositories for `trust_remote_code`, so it imports only transformers.
+"""
+
+from dataclasses import field
+
+from transformers import PreTrainedConfig
+
+# The 8 expression classes of Aff-Wild2 / ABAW, in the index order of the annotation files.
+ABAW_EXPRESSION_LABELS = ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other"]
+
+FUSION_STRATEGIES = ("none", "mean", "concat", "attention")
+POOLING_MODES = ("avg", "cls")
+AUX_REGIONS = ("eyes", "mouth", "nose")
+AUX_LAYOUTS = ("concat", "updown", "mean", "mask")
+
+
+class EmoticConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`EmoticModel`], [`EmoticForPreTraining`] and [`EmoticForImageClassification`]. Like
+    `ViTMAEConfig`, it holds the encoder, the MAE decoder and (here) the dual-view fusion in one place. The defaults
+    are MAE-Face's ViT-B/16 (768 wide, 12 layers, 12 heads, LayerNorm eps 1e-6, drop path 0.1, mean pooling) with
+    the 8 ABAW expression labels.
+
+    Args:
+        hidden_size (`int`, defaults to 768): width of the encoder.
+        num_hidden_layers (`int`, defaults to 12): number of encoder blocks.
+        num_attention_heads (`int`, defaults to 12): heads per encoder attention; must divide `hidden_size`.
+        intermediate_size (`int`, defaults to 3072): width of the encoder MLP.
+        hidden_act (`str`, defaults to `"gelu"`): MLP activation.
+        hidden_dropout_prob (`float`, defaults to 0.0): dropout after attention and MLP projections.
+        attention_probs_dropout_prob (`float`, defaults to 0.0): dropout on attention probabilities.
+        drop_path_rate (`float`, defaults to 0.1): stochastic depth, rising linearly to this rate over the blocks.
+        initializer_range (`float`, defaults to 0.02): std of the normal init of linear layers.
+        layer_norm_eps (`float`, defaults to 1e-6): LayerNorm epsilon (MAE-Face and timm use 1e-6, not 1e-12).
+        image_size (`int`, defaults to 224): input resolution the position embeddings are made for.
+        patch_size (`int`, defaults to 16): side of a square patch.
+        num_channels (`int`, defaults to 3): input channels.
+        qkv_bias (`bool`, defaults to `True`): bias in the fused qkv projection.
+        pooling (`str`, defaults to `"avg"`): `"avg"` = mean of the patch tokens, then the final LayerNorm
+            (MAE-Face's `global_pool`, its `fc_norm`); `"cls"` = final LayerNorm on every token, then the CLS token.
+        decoder_hidden_size (`int`, defaults to 512): width of the MAE decoder.
+        decoder_num_hidden_layers (`int`, defaults to 8): MAE decoder blocks.
+        decoder_num_attention_heads (`int`, defaults to 16): heads of the MAE decoder.
+        decoder_intermediate_size (`int`, defaults to 2048): MLP width of the MAE decoder.
+        mask_ratio (`float`, defaults to 0.75): share of patches masked in pre-training.
+        norm_pix_loss (`bool`, defaults to `True`): regress per-patch normalised pixels (the MAE recipe).
+        fusion_strategy (`str`, defaults to `"attention"`): how the auxiliary view enters the main stream:
+            `"none"` (plain MAE-Face fine-tuning, the baseline), `"mean"` (token-wise mean of both streams),
+            `"concat"` (one transformer block of joint attention over main‖aux tokens, main tokens kept) or
+            `"attention"` (Fusion Attention: main self-attention, main→aux cross attention, MLP, each with a skip).
+        fusion_layer (`int`, *optional*): both views run blocks `[0, fusion_layer)`; fusion happens after them;
+            only the main view runs the rest. 0 fuses right after the patch embedding, `num_hidden_layers` after
+            the last block. Defaults to `num_hidden_layers // 3` (4 for ViT-B): low-level features of the
+            auxiliary view, before the deep blocks, as the paper describes.
+        share_encoder (`bool`, defaults to `True`): the auxiliary view uses the main encoder's embeddings and first
+            blocks (one batch of 2B); `False` gives it its own copy of them.
+        aux_regions (`list[str]`, defaults to `["eyes", "mouth"]`): regions of the auxiliary view the model builds
+            itself (from the canonical aligned-face template) when `pixel_values_aux` is not passed.
+        aux_layout (`str`, defaults to `"concat"`): how those regions are laid out: `"concat"` (side by side),
+            `"updown"` (stacked), `"mean"` (pixel mean) or `"mask"` (face with everything else blanked).
+        class_weights (`list[float]`, *optional*): per-class weights of the cross-entropy loss.
+        label_smoothing (`float`, defaults to 0.0): label smoothing of the cross-entropy loss.
+
+    Example:
+
+    ```python
+    >>> from emotic import EmoticConfig, EmoticForImageClassification
+    >>> config = EmoticConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+    ...                       image_size=32, patch_size=8, fusion_layer=1)
+    >>> model = EmoticForImageClassification(config)
+    >>> model.config.id2label[4]
+    'Happiness'
+    ```
+    """
+
+    model_type = "emotic"
+
+    # encoder (MAE-Face ViT-B/16)
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    drop_path_rate: float = 0.1
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-6
+    image_size: int = 224
+    patch_size: int = 16
+    num_channels: int = 3
+    qkv_bias: bool = True
+    pooling: str = "avg"
+    # MAE decoder
+    decoder_hidden_size: int = 512
+    decoder_num_hidden_layers: int = 8
+    decoder_num_attention_heads: int = 16
+    decoder_intermediate_size: int = 2048
+    mask_ratio: float = 0.75
+    norm_pix_loss: bool = True
+    # dual-view fusion
+    fusion_strategy: str = "attention"
+    fusion_layer: int | None = None
+    share_encoder: bool = True
+    aux_regions: list = field(default_factory=lambda: ["eyes", "mouth"])
+    aux_layout: str = "concat"
+    # classification loss
+    class_weights: list | None = None
+    label_smoothing: float = 0.0
+
+    def __post_init__(self, **kwargs):
+        # Default to the 8 ABAW expressions unless the caller chose labels (by map or by count).
+        if self.id2label is None and kwargs.get("num_labels") is None:
+            self.id2label = dict(enumerate(ABAW_EXPRESSION_LABELS))
+            self.label2id = {label: index for index, label in self.id2label.items()}
+        super().__post_init__(**kwargs)
+        self.aux_regions = list(self.aux_regions)
+        self.validate_emotic()
+
+    def validate_emotic(self):
+        """Raise a `ValueError` naming the field, its value and what is allowed."""
+
+        def require(ok, message):
+            if not ok:
+                raise ValueError(f"EmoticConfig: {message}")
+
+        for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "image_size",
+                     "patch_size", "num_channels", "decoder_hidden_size", "decoder_num_attention_heads",
+                     "decoder_intermediate_size"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and value > 0, f"{name}={value!r} must be a positive integer")
+        require(self.decoder_num_hidden_layers >= 0, "decoder_num_hidden_layers must be >= 0")
+        if self.fusion_layer is None:
+            self.fusion_layer = self.num_hidden_layers // 3
+        require(self.hidden_size % self.num_attention_heads == 0,
+                f"num_attention_heads={self.num_attention_heads} must divide hidden_size={self.hidden_size}; "
+                f"allowed: {[h for h in range(1, self.hidden_size + 1) if self.hidden_size % h == 0]}")
+        require(self.decoder_hidden_size % self.decoder_num_attention_heads == 0,
+                f"decoder_num_attention_heads={self.decoder_num_attention_heads} must divide "
+                f"decoder_hidden_size={self.decoder_hidden_size}")
+        require(self.image_size % self.patch_size == 0,
+                f"patch_size={self.patch_size} must divide image_size={self.image_size}")
+        require(self.pooling in POOLING_MODES, f"pooling={self.pooling!r}; allowed: {list(POOLING_MODES)}")
+        require(self.fusion_strategy in FUSION_STRATEGIES,
+                f"fusion_strategy={self.fusion_strategy!r}; allowed: {list(FUSION_STRATEGIES)}")
+        require(isinstance(self.fusion_layer, int) and 0 <= self.fusion_layer <= self.num_hidden_layers,
+                f"fusion_layer={self.fusion_layer!r} is out of range; allowed: integers 0..{self.num_hidden_layers} "
+                f"(num_hidden_layers)")
+        require(0.0 <= self.mask_ratio < 1.0, f"mask_ratio={self.mask_ratio!r}; allowed: 0 <= mask_ratio < 1")
+        require(0.0 <= self.drop_path_rate < 1.0, f"drop_path_rate={self.drop_path_rate!r}; allowed: [0, 1)")
+        require(0.0 <= self.label_smoothing < 1.0, f"label_smoothing={self.label_smoothing!r}; allowed: [0, 1)")
+        require(len(self.aux_regions) > 0 and set(self.aux_regions) <= set(AUX_REGIONS)
+                and len(set(self.aux_regions)) == len(self.aux_regions),
+                f"aux_regions={self.aux_regions!r}; allowed: a non-empty subset of {list(AUX_REGIONS)}")
+        require(self.aux_layout in AUX_LAYOUTS, f"aux_layout={self.aux_layout!r}; allowed: {list(AUX_LAYOUTS)}")
+        if self.class_weights is not None:
+            require(len(self.class_weights) == self.num_labels and all(w >= 0 for w in self.class_weights),
+                    f"class_weights has {len(self.class_weights)} entries; expected {self.num_labels} "
+                    f"non-negative numbers, one per label")
+
+
+__all__ = ["ABAW_EXPRESSION_LABELS", "EmoticConfig"]

@@ -1,0 +1,751 @@
+"""emotic: a MAE-Face ViT encoder, its MAE pre-training head and the dual-view fusion classifier.
+
+Read top to bottom: outputs → embeddings → attention → MLP → layer → fusion → decoder → pre-trained model →
+`EmoticModel` (encoder) → `EmoticForPreTraining` (MAE) → `EmoticForImageClassification` (dual view).
+
+This file is copied verbatim into Hub repositories for `trust_remote_code`, so it imports only torch,
+transformers and its sibling `configuration_emotic`.
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.loss.loss_utils import ForSequenceClassificationLoss
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import ImageClassifierOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
+
+from .configuration_emotic import EmoticConfig
+
+# Boxes of the key regions on an aligned face crop (Aff-Wild2 `cropped_aligned` frames), as fractions
+# (x0, y0, x1, y1) of the crop's width and height. Used when no auxiliary view is passed to the classifier.
+CANONICAL_REGION_BOXES = {
+    "eyes": (0.12, 0.18, 0.88, 0.50),  # both eyes with the brows
+    "nose": (0.34, 0.36, 0.66, 0.68),
+    "mouth": (0.24, 0.62, 0.76, 0.90),
+}
+
+# `auto_map` entries written by `save_pretrained`, so every Auto class loads a saved folder with remote code.
+AUTO_MAP = {
+    "AutoConfig": "configuration_emotic.EmoticConfig",
+    "AutoModel": "modeling_emotic.EmoticModel",
+    "AutoModelForPreTraining": "modeling_emotic.EmoticForPreTraining",
+    "AutoModelForImageClassification": "modeling_emotic.EmoticForImageClassification",
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EmoticModelOutput(ModelOutput):
+    r"""
+    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, 1 + num_kept_patches, hidden_size)`):
+        Tokens after the last block and the final LayerNorm (CLS first).
+    pooler_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+        The pooled face feature (`config.pooling`: normalised mean of patch tokens, or the CLS token).
+    mask (`torch.FloatTensor` of shape `(batch_size, num_patches)`, *optional*):
+        With masking: 1 for removed patches, 0 for kept ones, in the original patch order.
+    ids_restore (`torch.LongTensor` of shape `(batch_size, num_patches)`, *optional*):
+        With masking: the permutation that puts the shuffled patches back in order.
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+        With `output_hidden_states=True`: the embeddings and the output of every block,
+        each `(batch_size, 1 + num_kept_patches, hidden_size)`.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    mask: torch.FloatTensor | None = None
+    ids_restore: torch.LongTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class EmoticForPreTrainingOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`):
+        Mean squared error of the reconstructed (optionally per-patch normalised) pixels, over masked patches only.
+    logits (`torch.FloatTensor` of shape `(batch_size, num_patches, patch_size**2 * num_channels)`):
+        Reconstructed pixel values of every patch.
+    mask (`torch.FloatTensor` of shape `(batch_size, num_patches)`):
+        1 for masked (reconstructed) patches, 0 for visible ones.
+    ids_restore (`torch.LongTensor` of shape `(batch_size, num_patches)`):
+        The permutation that puts the shuffled patches back in order.
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+        Encoder hidden states, as in [`EmoticModelOutput`].
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    mask: torch.FloatTensor | None = None
+    ids_restore: torch.LongTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Position embeddings and embeddings
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def sincos_position_embeddings(embed_dim: int, grid_size: int) -> torch.Tensor:
+    """MAE's fixed 2-D sin-cos table with a zero row for the CLS token: `(1 + grid_size**2, embed_dim)`."""
+    if embed_dim % 4 != 0:
+        raise ValueError(f"sin-cos position embeddings need a width divisible by 4, got {embed_dim}")
+    omega = 1.0 / 10000 ** (torch.arange(embed_dim // 4, dtype=torch.float64) / (embed_dim / 4))  # [D/4]
+    coords = torch.arange(grid_size, dtype=torch.float64)
+    grid_w, grid_h = torch.meshgrid(coords, coords, indexing="xy")  # each [G, G]; MAE puts the w grid first
+
+    def encode(positions):  # [G*G] -> [G*G, D/2]
+        angles = positions.flatten()[:, None] * omega[None, :]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    table = torch.cat([encode(grid_w), encode(grid_h)], dim=1)  # [G*G, D]
+    return torch.cat([torch.zeros(1, embed_dim, dtype=torch.float64), table]).float()
+
+
+def interpolate_position_embeddings(position_embeddings: torch.Tensor, grid_height: int, grid_width: int):
+    """Resize a `(1, 1 + G*G, D)` table (CLS first) to a `grid_height × grid_width` patch grid (bicubic)."""
+    num_positions = position_embeddings.shape[1] - 1
+    if num_positions == grid_height * grid_width and grid_height == grid_width:
+        return position_embeddings
+    side = int(math.sqrt(num_positions))
+    dim = position_embeddings.shape[-1]
+    patch_table = position_embeddings[:, 1:].reshape(1, side, side, dim).permute(0, 3, 1, 2)  # [1, D, G, G]
+    patch_table = F.interpolate(
+        patch_table.float(), size=(grid_height, grid_width), mode="bicubic", align_corners=False
+    ).to(position_embeddings.dtype)
+    patch_table = patch_table.permute(0, 2, 3, 1).reshape(1, grid_height * grid_width, dim)
+    return torch.cat([position_embeddings[:, :1], patch_table], dim=1)
+
+
+class EmoticPatchEmbeddings(nn.Module):
+    """Image to patch tokens with one strided convolution: `(B, C, H, W)` → `(B, H/p * W/p, D)`."""
+
+    def __init__(self, config: EmoticConfig):
+        super().__init__()
+        self.patch_size = config.patch_size
+        self.num_channels = config.num_channels
+        self.num_patches = (config.image_size // config.patch_size) ** 2
+        self.projection = nn.Conv2d(
+            config.num_channels, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size
+        )
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if pixel_values.ndim != 4 or pixel_values.shape[1] != self.num_channels:
+            raise ValueError(
+                f"pixel_values must have shape (batch_size, {self.num_channels}, height, width); "
+                f"got {tuple(pixel_values.shape)}"
+            )
+        height, width = pixel_values.shape[-2:]
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(
+                f"pixel_values height and width must be multiples of patch_size={self.patch_size}; "
+                f"got {height}x{width}"
+            )
+        return self.projection(pixel_values).flatten(2).transpose(1, 2)  # [B, N, D]
+
+
+class EmoticEmbeddings(nn.Module):
+    """CLS token + patch tokens + learned position embeddings (2-D sin-cos at init), with optional MAE masking."""
+
+    def __init__(self, config: EmoticConfig):
+        super().__init__()
+        self.config = config
+        self.patch_embeddings = EmoticPatchEmbeddings(config)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        self.position_embeddings = nn.Parameter(
+            torch.zeros(1, self.patch_embeddings.num_patches + 1, config.hidden_size)
+        )
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        mask_ratio: float = 0.0,
+        noise: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        height, width = pixel_values.shape[-2:]
+        patches = self.patch_embeddings(pixel_values)  # [B, N, D]
+        if interpolate_pos_encoding:
+            patch_size = self.config.patch_size
+            position_embeddings = interpolate_position_embeddings(
+                self.position_embeddings, height // patch_size, width // patch_size
+            )
+        else:
+            if height != self.config.image_size or width != self.config.image_size:
+                raise ValueError(
+                    f"pixel_values are {height}x{width} but the model expects {self.config.image_size}x"
+                    f"{self.config.image_size}; pass interpolate_pos_encoding=True to run at another resolution"
+                )
+            position_embeddings = self.position_embeddings
+        patches = patches + position_embeddings[:, 1:]
+
+        mask = ids_restore = None
+        if mask_ratio > 0 or noise is not None:
+            patches, mask, ids_restore = self.random_masking(patches, mask_ratio, noise)
+
+        cls_tokens = (self.cls_token + position_embeddings[:, :1]).expand(patches.shape[0], -1, -1)
+        embeddings = torch.cat([cls_tokens, patches], dim=1)  # [B, 1 + N_kept, D]
+        return self.dropout(embeddings), mask, ids_restore
+
+    @staticmethod
+    def random_masking(patches: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None):
+        """MAE's per-sample random masking: keep the patches with the smallest `noise`."""
+        batch_size, num_patches, dim = patches.shape  # [B, N, D]
+        len_keep = int(num_patches * (1 - mask_ratio))
+        if noise is None:
+            noise = torch.rand(batch_size, num_patches, device=patches.device)
+        elif noise.shape != (batch_size, num_patches):
+            raise ValueError(f"noise must have shape {(batch_size, num_patches)}; got {tuple(noise.shape)}")
+        ids_shuffle = torch.argsort(noise.to(patches.device), dim=1)  # ascending: small noise is kept
+        ids_restore = torch.argsort(ids_shuffle, dim=1)
+        ids_keep = ids_shuffle[:, :len_keep]
+        kept = torch.gather(patches, 1, ids_keep.unsqueeze(-1).expand(-1, -1, dim))  # [B, N_kept, D]
+        mask = torch.ones(batch_size, num_patches, device=patches.device)
+        mask[:, :len_keep] = 0
+        mask = torch.gather(mask, 1, ids_restore)  # [B, N]: 1 = removed
+        return kept, mask, ids_restore
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Attention, MLP, layer
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
+    """Stochastic depth per sample (timm's `drop_path`)."""
+    if drop_prob == 0.0 or not training:
+        return hidden_states
+    keep_prob = 1 - drop_prob
+    shape = (hidden_states.shape[0],) + (1,) * (hidden_states.ndim - 1)
+    keep = hidden_states.new_empty(shape).bernoulli_(keep_prob)
+    return hidden_states * keep / keep_prob
+
+
+def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """Plain softmax attention; `query/key/value` are `(B, heads, T, head_dim)`, the output `(B, T, heads, head_dim)`."""
+    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling  # [B, h, Tq, Tk]
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = F.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = F.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()  # [B, Tq, h, hd]
+    return attn_output, attn_weights
+
+
+class EmoticAttention(nn.Module):
+    """Multi-head attention with one fused qkv projection (timm/MAE layout), SDPA by default, eager as fallback.
+
+    With `context`, queries come from `hidden_states` and keys/values from `context` (cross attention) through the
+    same projection, so a fusion block keeps the encoder's parameter layout.
+    """
+
+    def __init__(self, config: EmoticConfig, hidden_size: int, num_heads: int):
+        super().__init__()
+        self.config = config
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False  # SDPA treats a module without this flag as causal
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=config.qkv_bias)
+        self.proj = nn.Linear(hidden_size, hidden_size)
+        self.proj_dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        batch_size, query_length, hidden_size = hidden_states.shape  # [B, Tq, D]
+        if context is None:
+            query, key, value = self.qkv(hidden_states).chunk(3, dim=-1)
+        else:
+            q_weight, kv_weight = self.qkv.weight.split([hidden_size, 2 * hidden_size])
+            q_bias, kv_bias = self.qkv.bias.split([hidden_size, 2 * hidden_size]) if self.qkv.bias is not None else (None, None)
+            query = F.linear(hidden_states, q_weight, q_bias)
+            key, value = F.linear(context, kv_weight, kv_bias).chunk(2, dim=-1)
+
+        def heads(states):  # [B, T, D] -> [B, h, T, hd]
+            return states.view(batch_size, -1, self.num_heads, self.head_dim).transpose(1, 2)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attn_output, _ = attention_interface(
+            self,
+            heads(query),
+            heads(key),
+            heads(value),
+            None,
+            dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
+            scaling=self.scaling,
+        )
+        attn_output = attn_output.reshape(batch_size, query_length, hidden_size)
+        return self.proj_dropout(self.proj(attn_output))
+
+
+class EmoticMLP(nn.Module):
+    def __init__(self, config: EmoticConfig, hidden_size: int, intermediate_size: int):
+        super().__init__()
+        self.fc1 = nn.Linear(hidden_size, intermediate_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(intermediate_size, hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.fc2(self.dropout(self.activation(self.fc1(hidden_states)))))
+
+
+class EmoticLayer(GradientCheckpointingLayer):
+    """Pre-norm transformer block: `x + drop_path(attn(norm1(x)))`, then `x + drop_path(mlp(norm2(x)))`.
+
+    `decoder=True` builds a block of the MAE decoder's width instead of the encoder's.
+    """
+
+    def __init__(self, config: EmoticConfig, drop_path_rate: float = 0.0, decoder: bool = False):
+        super().__init__()
+        if decoder:
+            size, heads, inner = (config.decoder_hidden_size, config.decoder_num_attention_heads,
+                                  config.decoder_intermediate_size)
+        else:
+            size, heads, inner = config.hidden_size, config.num_attention_heads, config.intermediate_size
+        self.drop_path_rate = drop_path_rate
+        self.norm1 = nn.LayerNorm(size, eps=config.layer_norm_eps)
+        self.attention = EmoticAttention(config, size, heads)
+        self.norm2 = nn.LayerNorm(size, eps=config.layer_norm_eps)
+        self.mlp = EmoticMLP(config, size, inner)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = hidden_states + drop_path(
+            self.attention(self.norm1(hidden_states)), self.drop_path_rate, self.training
+        )
+        hidden_states = hidden_states + drop_path(self.mlp(self.norm2(hidden_states)), self.drop_path_rate, self.training)
+        return hidden_states
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fusion of the auxiliary view into the main stream
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class EmoticFusion(GradientCheckpointingLayer):
+    """Merges auxiliary-view tokens `aux` into main-view tokens `main` (both `(B, T, D)`), per `fusion_strategy`.
+
+    - `mean`: `(main + aux) / 2`, token by token.
+    - `concat`: one pre-norm transformer block over `main‖aux` (`(B, 2T, D)`); the main half is kept.
+    - `attention` (Fusion Attention): main self-attention, then "local" attention of main queries over aux
+      keys/values, then an MLP, each with a skip connection.
+    """
+
+    def __init__(self, config: EmoticConfig):
+        super().__init__()
+        self.strategy = config.fusion_strategy
+        size = config.hidden_size
+        if self.strategy == "concat":
+            self.block = EmoticLayer(config)
+        elif self.strategy == "attention":
+            self.norm_self = nn.LayerNorm(size, eps=config.layer_norm_eps)
+            self.self_attention = EmoticAttention(config, size, config.num_attention_heads)
+            self.norm_query = nn.LayerNorm(size, eps=config.layer_norm_eps)
+            self.norm_context = nn.LayerNorm(size, eps=config.layer_norm_eps)
+            self.cross_attention = EmoticAttention(config, size, config.num_attention_heads)
+            self.norm_mlp = nn.LayerNorm(size, eps=config.layer_norm_eps)
+            self.mlp = EmoticMLP(config, size, config.intermediate_size)
+
+    def forward(self, main: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
+        if self.strategy == "mean":
+            if main.shape != aux.shape:
+                raise ValueError(
+                    f"fusion_strategy='mean' needs both views to give the same tokens; main {tuple(main.shape)} "
+                    f"vs aux {tuple(aux.shape)} (give pixel_values_aux the size of pixel_values)"
+                )
+            return (main + aux) / 2
+        if self.strategy == "concat":
+            return self.block(torch.cat([main, aux], dim=1))[:, : main.shape[1]]  # [B, T, D]
+        main = main + self.self_attention(self.norm_self(main))
+        main = main + self.cross_attention(self.norm_query(main), context=self.norm_context(aux))
+        return main + self.mlp(self.norm_mlp(main))
+
+
+def build_template_aux_view(
+    pixel_values: torch.Tensor, regions: list[str], layout: str, boxes: dict | None = None
+) -> torch.Tensor:
+    """Auxiliary view of aligned face crops from the canonical region boxes, on normalised pixels `(B, C, H, W)`.
+
+    Blank areas are 0, which is the dataset mean colour after normalisation (the image processor uses the same).
+    """
+    boxes = boxes or CANONICAL_REGION_BOXES
+    batch_size, channels, height, width = pixel_values.shape
+    crops = []
+    for region in regions:
+        x0, y0, x1, y1 = boxes[region]
+        top, bottom = int(round(y0 * height)), max(int(round(y1 * height)), int(round(y0 * height)) + 1)
+        left, right = int(round(x0 * width)), max(int(round(x1 * width)), int(round(x0 * width)) + 1)
+        crops.append((pixel_values[:, :, top:bottom, left:right], (top, bottom, left, right)))
+
+    def resize(crop, size):
+        return F.interpolate(crop, size=size, mode="bilinear", align_corners=False)
+
+    count = len(crops)
+    if layout == "concat":  # side by side
+        edges = [round(width * i / count) for i in range(count + 1)]
+        return torch.cat([resize(c, (height, edges[i + 1] - edges[i])) for i, (c, _) in enumerate(crops)], dim=3)
+    if layout == "updown":  # stacked, eyes on top in the default order
+        edges = [round(height * i / count) for i in range(count + 1)]
+        return torch.cat([resize(c, (edges[i + 1] - edges[i], width)) for i, (c, _) in enumerate(crops)], dim=2)
+    if layout == "mean":
+        return torch.stack([resize(c, (height, width)) for c, _ in crops]).mean(dim=0)
+    if layout == "mask":
+        keep = torch.zeros(1, 1, height, width, dtype=torch.bool, device=pixel_values.device)
+        for _, (top, bottom, left, right) in crops:
+            keep[..., top:bottom, left:right] = True
+        return pixel_values * keep
+    raise ValueError(f"aux_layout={layout!r}; allowed: ['concat', 'updown', 'mean', 'mask']")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# MAE decoder
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class EmoticDecoder(nn.Module):
+    """MAE decoder: visible tokens + mask tokens, unshuffled, through light blocks, to pixels of every patch."""
+
+    def __init__(self, config: EmoticConfig):
+        super().__init__()
+        num_patches = (config.image_size // config.patch_size) ** 2
+        self.patch_size = config.patch_size
+        self.decoder_embed = nn.Linear(config.hidden_size, config.decoder_hidden_size)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.decoder_hidden_size))
+        # fixed sin-cos, as in MAE
+        self.decoder_pos_embed = nn.Parameter(
+            torch.zeros(1, num_patches + 1, config.decoder_hidden_size), requires_grad=False
+        )
+        self.decoder_layers = nn.ModuleList(
+            [EmoticLayer(config, decoder=True) for _ in range(config.decoder_num_hidden_layers)]
+        )
+        self.decoder_norm = nn.LayerNorm(config.decoder_hidden_size, eps=config.layer_norm_eps)
+        self.decoder_pred = nn.Linear(config.decoder_hidden_size, config.patch_size**2 * config.num_channels)
+
+    def forward(self, hidden_states: torch.Tensor, ids_restore: torch.Tensor, grid_size: tuple[int, int]):
+        hidden_states = self.decoder_embed(hidden_states)  # [B, 1 + N_kept, Dd]
+        batch_size, num_tokens, dim = hidden_states.shape
+        mask_tokens = self.mask_token.expand(batch_size, ids_restore.shape[1] + 1 - num_tokens, -1)
+        patches = torch.cat([hidden_states[:, 1:], mask_tokens], dim=1)  # [B, N, Dd], shuffled order
+        patches = torch.gather(patches, 1, ids_restore.unsqueeze(-1).expand(-1, -1, dim))  # original order
+        hidden_states = torch.cat([hidden_states[:, :1], patches], dim=1)  # [B, 1 + N, Dd]
+        hidden_states = hidden_states + interpolate_position_embeddings(self.decoder_pos_embed, *grid_size)
+        for layer in self.decoder_layers:
+            hidden_states = layer(hidden_states)
+        return self.decoder_pred(self.decoder_norm(hidden_states))[:, 1:]  # [B, N, p*p*C]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class EmoticPreTrainedModel(PreTrainedModel):
+    config_class = EmoticConfig
+    base_model_prefix = "emotic"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["EmoticEmbeddings", "EmoticLayer", "EmoticFusion"]
+    _supports_sdpa = True
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, nn.Linear):
+            init.xavier_uniform_(module.weight)  # timm/MAE init of every projection
+        elif isinstance(module, nn.Conv2d) and not getattr(module.weight, "_is_hf_initialized", False):
+            # the patch projection initialised like a linear layer (MAE); a view loses the loaded-weight flag
+            init.xavier_uniform_(module.weight.view(module.weight.shape[0], -1))
+        elif isinstance(module, EmoticEmbeddings):
+            grid = int(math.sqrt(module.patch_embeddings.num_patches))
+            init.copy_(module.position_embeddings, sincos_position_embeddings(self.config.hidden_size, grid)[None])
+            init.normal_(module.cls_token, std=self.config.initializer_range)
+        elif isinstance(module, EmoticDecoder):
+            grid = int(math.sqrt(module.decoder_pos_embed.shape[1] - 1))
+            init.copy_(
+                module.decoder_pos_embed, sincos_position_embeddings(self.config.decoder_hidden_size, grid)[None]
+            )
+            init.normal_(module.mask_token, std=self.config.initializer_range)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # transformers writes only the saved class into `auto_map`; seed all four so every Auto class works
+        # with `trust_remote_code=True` from the saved folder or Hub repo.
+        if self._auto_class is not None:
+            self.config.auto_map = {**AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names that get no weight decay (timm/MAE): position embeddings and tokens."""
+        return {name for name, _ in self.named_parameters() if name.endswith(("position_embeddings", "cls_token",
+                                                                               "mask_token"))}
+
+
+class EmoticModel(EmoticPreTrainedModel):
+    """The MAE-Face ViT encoder. Masks patches only when asked (`mask_ratio` or `noise`)."""
+
+    def __init__(self, config: EmoticConfig):
+        super().__init__(config)
+        self.embeddings = EmoticEmbeddings(config)
+        rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers).tolist()
+        self.layers = nn.ModuleList([EmoticLayer(config, rate) for rate in rates])
+        # MAE's final `norm`; with `pooling="avg"` it normalises the mean patch token (MAE-Face's `fc_norm`).
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.post_init()
+
+    def pool(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """`(B, 1 + N, D)` tokens before the final norm → `(B, D)` face feature."""
+        if self.config.pooling == "avg":
+            return self.layernorm(hidden_states[:, 1:].mean(dim=1))
+        return self.layernorm(hidden_states[:, 0])
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        mask_ratio: float | None = None,
+        noise: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> EmoticModelOutput:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
+            Normalised images.
+        mask_ratio (`float`, *optional*):
+            Share of patches to remove (MAE). Without it and without `noise`, nothing is masked.
+        noise (`torch.FloatTensor` of shape `(batch_size, num_patches)`, *optional*):
+            Per-patch scores deciding which patches are kept (the smallest); makes masking deterministic. Given
+            alone, masks `config.mask_ratio` of the patches.
+        interpolate_pos_encoding (`bool`, defaults to `False`):
+            Resize the position embeddings to the input's patch grid (other resolutions).
+        """
+        if noise is not None and mask_ratio is None:
+            mask_ratio = self.config.mask_ratio
+        hidden_states, mask, ids_restore = self.embeddings(
+            pixel_values, mask_ratio or 0.0, noise, interpolate_pos_encoding
+        )
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        for layer in self.layers:
+            hidden_states = layer(hidden_states)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+        return EmoticModelOutput(
+            last_hidden_state=self.layernorm(hidden_states),
+            pooler_output=self.pool(hidden_states),
+            mask=mask,
+            ids_restore=ids_restore,
+            hidden_states=all_hidden_states,
+        )
+
+
+class EmoticForPreTraining(EmoticPreTrainedModel):
+    """MAE pre-training (MAE-Face): mask `config.mask_ratio` of the patches, reconstruct their pixels."""
+
+    _no_split_modules = ["EmoticEmbeddings", "EmoticLayer", "EmoticDecoder"]
+
+    def __init__(self, config: EmoticConfig):
+        super().__init__(config)
+        self.emotic = EmoticModel(config)
+        self.decoder = EmoticDecoder(config)
+        self.post_init()
+
+    def patchify(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """`(B, C, H, W)` → `(B, H/p * W/p, p*p*C)`, MAE's patch layout."""
+        batch_size, channels, height, width = pixel_values.shape
+        p = self.config.patch_size
+        patches = pixel_values.reshape(batch_size, channels, height // p, p, width // p, p)
+        return patches.permute(0, 2, 4, 3, 5, 1).reshape(batch_size, (height // p) * (width // p), p * p * channels)
+
+    def unpatchify(self, patches: torch.Tensor, image_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Inverse of `patchify`: `(B, N, p*p*C)` → `(B, C, H, W)`."""
+        height, width = image_size or (self.config.image_size, self.config.image_size)
+        p, channels = self.config.patch_size, self.config.num_channels
+        batch_size = patches.shape[0]
+        if patches.shape[1] != (height // p) * (width // p):
+            raise ValueError(f"{patches.shape[1]} patches do not tile a {height}x{width} image with patch size {p}")
+        images = patches.reshape(batch_size, height // p, width // p, p, p, channels)
+        return images.permute(0, 5, 1, 3, 2, 4).reshape(batch_size, channels, height, width)
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> EmoticForPreTrainingOutput:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
+            Normalised images.
+        noise (`torch.FloatTensor` of shape `(batch_size, num_patches)`, *optional*):
+            Fixes which patches are masked (the largest `mask_ratio` share), for reproducible losses.
+        """
+        outputs = self.emotic(
+            pixel_values,
+            mask_ratio=self.config.mask_ratio,
+            noise=noise,
+            interpolate_pos_encoding=interpolate_pos_encoding,
+            output_hidden_states=output_hidden_states,
+        )
+        grid = (pixel_values.shape[-2] // self.config.patch_size, pixel_values.shape[-1] // self.config.patch_size)
+        logits = self.decoder(outputs.last_hidden_state, outputs.ids_restore, grid)  # [B, N, p*p*C]
+
+        target = self.patchify(pixel_values)
+        if self.config.norm_pix_loss:
+            mean = target.mean(dim=-1, keepdim=True)
+            var = target.var(dim=-1, keepdim=True)
+            target = (target - mean) / (var + 1.0e-6) ** 0.5
+        loss = ((logits - target) ** 2).mean(dim=-1)  # [B, N]
+        loss = (loss * outputs.mask).sum() / outputs.mask.sum()
+        return EmoticForPreTrainingOutput(
+            loss=loss, logits=logits, mask=outputs.mask, ids_restore=outputs.ids_restore,
+            hidden_states=outputs.hidden_states,
+        )
+
+
+def expression_cross_entropy(labels, logits, config, num_items_in_batch=None, **kwargs):
+    """Cross-entropy with the config's class weights and label smoothing; negative labels (Aff-Wild2's -1) are
+    ignored. The sum is divided by the number of labelled items (or `num_items_in_batch` under gradient
+    accumulation), so accumulated and single large batches give the same gradients, with or without weights."""
+    if labels.is_floating_point() or config.num_labels == 1 or config.problem_type not in (
+        None, "single_label_classification"
+    ):
+        return ForSequenceClassificationLoss(labels, logits, config, num_items_in_batch=num_items_in_batch, **kwargs)
+    labels = labels.to(logits.device).view(-1)
+    weight = None
+    if config.class_weights is not None:
+        weight = torch.tensor(config.class_weights, dtype=logits.dtype, device=logits.device)
+    losses = F.cross_entropy(
+        logits.view(-1, config.num_labels).float(), labels.masked_fill(labels < 0, -100),
+        weight=weight if weight is None else weight.float(), ignore_index=-100,
+        label_smoothing=config.label_smoothing, reduction="none",
+    )
+    denominator = num_items_in_batch if num_items_in_batch is not None else (labels >= 0).sum().clamp(min=1)
+    if torch.is_tensor(denominator):
+        denominator = denominator.to(losses.device)
+    return losses.sum() / denominator
+
+
+class EmoticForImageClassification(EmoticPreTrainedModel):
+    """Dual-view expression classifier: the auxiliary view (eyes, mouth, nose) is fused into the main view.
+
+    Both views run blocks `[0, fusion_layer)` (one batch of 2B with a shared encoder), `EmoticFusion` merges the
+    auxiliary tokens into the main tokens, and only the main stream runs the remaining blocks, so the cost is about
+    `1 + fusion_layer / num_hidden_layers` of one view. With `fusion_strategy="none"` it is MAE-Face fine-tuning.
+    """
+
+    def __init__(self, config: EmoticConfig):
+        super().__init__(config)
+        self.emotic = EmoticModel(config)
+        self.uses_aux_view = config.fusion_strategy != "none"
+        if self.uses_aux_view:
+            if not config.share_encoder:
+                self.aux_embeddings = EmoticEmbeddings(config)
+                rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers).tolist()
+                self.aux_layers = nn.ModuleList([EmoticLayer(config, rate) for rate in rates[: config.fusion_layer]])
+            self.fusion = EmoticFusion(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if module is getattr(self, "classifier", None) and isinstance(module, nn.Linear):
+            init.trunc_normal_(module.weight, std=2e-5)  # MAE fine-tuning's head init
+            init.zeros_(module.bias)
+
+    @property
+    def loss_function(self):
+        return expression_cross_entropy
+
+    def _encode_both_views(self, pixel_values, pixel_values_aux, interpolate_pos_encoding):
+        """Blocks `[0, fusion_layer)` on both views; returns main and aux tokens, each `(B, 1 + N, D)`."""
+        k = self.config.fusion_layer
+        if self.config.share_encoder:
+            both, _, _ = self.emotic.embeddings(
+                torch.cat([pixel_values, pixel_values_aux]), interpolate_pos_encoding=interpolate_pos_encoding
+            )  # [2B, 1 + N, D]
+            for layer in self.emotic.layers[:k]:
+                both = layer(both)
+            return both.chunk(2)
+        main, _, _ = self.emotic.embeddings(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding)
+        aux, _, _ = self.aux_embeddings(pixel_values_aux, interpolate_pos_encoding=interpolate_pos_encoding)
+        for layer, aux_layer in zip(self.emotic.layers[:k], self.aux_layers):
+            main, aux = layer(main), aux_layer(aux)
+        return main, aux
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        pixel_values_aux: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> ImageClassifierOutput:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
+            The main view: the whole face, normalised.
+        pixel_values_aux (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`, *optional*):
+            The auxiliary view from [`EmoticImageProcessor`] (key regions). When fusion needs it and it is not
+            given, the model builds it from `pixel_values` with the canonical aligned-face template
+            (`CANONICAL_REGION_BOXES`, `config.aux_regions`, `config.aux_layout`): right for aligned crops such as
+            Aff-Wild2's `cropped_aligned` frames, approximate for other images. Ignored with `fusion_strategy="none"`.
+        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Class indices; negative values (Aff-Wild2's -1) are ignored by the loss.
+        """
+        if not self.uses_aux_view:
+            outputs = self.emotic(
+                pixel_values, interpolate_pos_encoding=interpolate_pos_encoding,
+                output_hidden_states=output_hidden_states,
+            )
+            pooled, all_hidden_states = outputs.pooler_output, outputs.hidden_states
+        else:
+            if pixel_values_aux is None:
+                pixel_values_aux = build_template_aux_view(pixel_values, self.config.aux_regions,
+                                                           self.config.aux_layout)
+            elif pixel_values_aux.shape != pixel_values.shape:
+                raise ValueError(
+                    f"pixel_values_aux must have the shape of pixel_values {tuple(pixel_values.shape)}; "
+                    f"got {tuple(pixel_values_aux.shape)}"
+                )
+            main, aux = self._encode_both_views(pixel_values, pixel_values_aux.to(pixel_values.dtype),
+                                                interpolate_pos_encoding)
+            hidden_states = self.fusion(main, aux)
+            all_hidden_states = (main, hidden_states) if output_hidden_states else None
+            for layer in self.emotic.layers[self.config.fusion_layer:]:
+                hidden_states = layer(hidden_states)
+                if output_hidden_states:
+                    all_hidden_states += (hidden_states,)
+            pooled = self.emotic.pool(hidden_states)
+
+        logits = self.classifier(pooled)  # [B, num_labels]
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(labels, logits, self.config, **kwargs)
+        return ImageClassifierOutput(loss=loss, logits=logits, hidden_states=all_hidden_states)
+
+
+__all__ = [
+    "EmoticPreTrainedModel",
+    "EmoticModel",
+    "EmoticForPreTraining",
+    "EmoticForImageClassification",
+]
