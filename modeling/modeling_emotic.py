@@ -675,20 +675,26 @@ class EmoticForImageClassification(EmoticPreTrainedModel):
         return expression_cross_entropy
 
     def _encode_both_views(self, pixel_values, pixel_values_aux, interpolate_pos_encoding):
-        """Blocks `[0, fusion_layer)` on both views; returns main and aux tokens, each `(B, 1 + N, D)`."""
+        """Blocks `[0, fusion_layer)` on both views. Returns main and aux tokens, each `(B, 1 + N, D)`, and the main
+        stream's states after the embeddings and after each of those blocks."""
         k = self.config.fusion_layer
         if self.config.share_encoder:
             both, _, _ = self.emotic.embeddings(
                 torch.cat([pixel_values, pixel_values_aux]), interpolate_pos_encoding=interpolate_pos_encoding
             )  # [2B, 1 + N, D]
+            main_states = [both.chunk(2)[0]]
             for layer in self.emotic.layers[:k]:
                 both = layer(both)
-            return both.chunk(2)
+                main_states.append(both.chunk(2)[0])
+            main, aux = both.chunk(2)
+            return main, aux, tuple(main_states)
         main, _, _ = self.emotic.embeddings(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding)
         aux, _, _ = self.aux_embeddings(pixel_values_aux, interpolate_pos_encoding=interpolate_pos_encoding)
+        main_states = [main]
         for layer, aux_layer in zip(self.emotic.layers[:k], self.aux_layers):
             main, aux = layer(main), aux_layer(aux)
-        return main, aux
+            main_states.append(main)
+        return main, aux, tuple(main_states)
 
     @can_return_tuple
     def forward(
@@ -701,6 +707,9 @@ class EmoticForImageClassification(EmoticPreTrainedModel):
         **kwargs,
     ) -> ImageClassifierOutput:
         r"""
+        Returns an `ImageClassifierOutput`; with `output_hidden_states=True` its `hidden_states` are the main stream's:
+        after the embeddings, after each block, and (with fusion) after the fusion block.
+
         pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
             The main view: the whole face, normalised.
         pixel_values_aux (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`, *optional*):
@@ -726,10 +735,11 @@ class EmoticForImageClassification(EmoticPreTrainedModel):
                     f"pixel_values_aux must have the shape of pixel_values {tuple(pixel_values.shape)}; "
                     f"got {tuple(pixel_values_aux.shape)}"
                 )
-            main, aux = self._encode_both_views(pixel_values, pixel_values_aux.to(pixel_values.dtype),
-                                                interpolate_pos_encoding)
+            main, aux, main_states = self._encode_both_views(
+                pixel_values, pixel_values_aux.to(pixel_values.dtype), interpolate_pos_encoding
+            )
             hidden_states = self.fusion(main, aux)
-            all_hidden_states = (main, hidden_states) if output_hidden_states else None
+            all_hidden_states = main_states + (hidden_states,) if output_hidden_states else None
             for layer in self.emotic.layers[self.config.fusion_layer:]:
                 hidden_states = layer(hidden_states)
                 if output_hidden_states:

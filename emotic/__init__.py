@@ -7,7 +7,7 @@ marks them for `save_pretrained` to copy their code and write `auto_map` (for `t
 
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, AutoModelForPreTraining
 
-from .modeling import (
+from emotic.modeling import (
     ABAW_EXPRESSION_LABELS,
     EmoticConfig,
     EmoticForImageClassification,
@@ -18,10 +18,10 @@ from .modeling import (
 
 __version__ = "0.1.0"
 
-AutoConfig.register(EmoticConfig.model_type, EmoticConfig, exist_ok=True)
-AutoModel.register(EmoticConfig, EmoticModel, exist_ok=True)
-AutoModelForPreTraining.register(EmoticConfig, EmoticForPreTraining, exist_ok=True)
-AutoModelForImageClassification.register(EmoticConfig, EmoticForImageClassification, exist_ok=True)
+AutoConfig.register(EmoticConfig.model_type, EmoticConfig)
+AutoModel.register(EmoticConfig, EmoticModel)
+AutoModelForPreTraining.register(EmoticConfig, EmoticForPreTraining)
+AutoModelForImageClassification.register(EmoticConfig, EmoticForImageClassification)
 
 EmoticConfig.register_for_auto_class()
 EmoticModel.register_for_auto_class("AutoModel")

@@ -1,0 +1,29 @@
+# Two commands set everything up on a fresh machine:
+#   make test   creates .venv if missing, installs emotic with its test extras, runs the test suite
+#   make demo   the main job end to end on the embedded default (see README)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.emotic-installed
+# timm (the parity tests' reference implementation) imports torchvision, and torchvision only imports beside the
+# torch build it was made for: torch 2.14.1 + torchvision 0.29.1 is that pair (both on this machine's wheel store).
+TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.1
+TEST_ENV := HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
+
+.PHONY: install test demo bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet $(TORCH_PAIR)
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

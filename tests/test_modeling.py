@@ -1,0 +1,248 @@
+"""The encoder, MAE pre-training and the dual-view classifier: shapes, gradients, equivalences, losses."""
+
+import pytest
+import torch
+
+from emotic import EmoticForImageClassification, EmoticForPreTraining, EmoticModel
+from emotic.modeling.modeling_emotic import build_template_aux_view
+
+STRATEGIES = ["none", "mean", "concat", "attention"]
+LAYERS = 4  # tiny config depth
+FUSION_LAYERS = [0, LAYERS // 2, LAYERS]  # right after the embeddings, middle, after the last block
+
+
+def images(batch=3, size=32, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, size, size, generator=generator)
+
+
+def classifier(tiny_config, seed=0, **overrides):
+    torch.manual_seed(seed)
+    return EmoticForImageClassification(tiny_config(**overrides))
+
+
+# --- every fusion strategy at fusion layers 0, middle and last ---------------------------------------------------
+
+@pytest.mark.parametrize("fusion_layer", FUSION_LAYERS)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+class TestFusionStrategies:
+    def test_logits_have_one_score_per_label(self, tiny_config, strategy, fusion_layer):
+        model = classifier(tiny_config, fusion_strategy=strategy, fusion_layer=fusion_layer).eval()
+        out = model(images(), images(seed=1), labels=torch.tensor([0, 4, 7]), output_hidden_states=True)
+        assert out.logits.shape == (3, 8)
+        assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+        assert len(out.hidden_states) == 1 + LAYERS + (0 if strategy == "none" else 1)
+        assert all(h.shape == (3, 17, 32) for h in out.hidden_states)
+
+    def test_gradients_reach_the_auxiliary_view_unless_fusion_is_none(self, tiny_config, strategy, fusion_layer):
+        model = classifier(tiny_config, fusion_strategy=strategy, fusion_layer=fusion_layer)
+        main, aux = images().requires_grad_(), images(seed=1).requires_grad_()
+        model(main, aux, labels=torch.tensor([0, 4, 7])).loss.backward()
+        assert main.grad.abs().sum() > 0
+        if strategy == "none":
+            assert aux.grad is None  # the baseline ignores the auxiliary view
+        else:
+            assert aux.grad.abs().sum() > 0
+        unused = [name for name, p in model.named_parameters() if p.grad is None]
+        assert unused == []  # every parameter takes part (DDP needs no find_unused_parameters)
+
+    def test_eager_attention_equals_sdpa(self, tiny_config, strategy, fusion_layer):
+        sdpa = classifier(tiny_config, fusion_strategy=strategy, fusion_layer=fusion_layer).eval()
+        eager = classifier(tiny_config, fusion_strategy=strategy, fusion_layer=fusion_layer,
+                           attn_implementation="eager").eval()
+        assert sdpa.config._attn_implementation == "sdpa" and eager.config._attn_implementation == "eager"
+        eager.load_state_dict(sdpa.state_dict())
+        with torch.no_grad():
+            difference = (sdpa(images(), images(seed=1)).logits - eager(images(), images(seed=1)).logits).abs().max()
+        assert difference <= 1e-5
+
+    def test_gradient_checkpointing_changes_nothing(self, tiny_config, strategy, fusion_layer):
+        plain = classifier(tiny_config, fusion_strategy=strategy, fusion_layer=fusion_layer).train()
+        checkpointed = classifier(tiny_config, fusion_strategy=strategy, fusion_layer=fusion_layer).train()
+        checkpointed.load_state_dict(plain.state_dict())
+        checkpointed.activation_checkpointing_enable()
+        assert checkpointed.is_activation_checkpointing
+        labels = torch.tensor([0, 4, 7])
+        loss_plain = plain(images(), images(seed=1), labels=labels).loss
+        loss_checkpointed = checkpointed(images(), images(seed=1), labels=labels).loss
+        loss_plain.backward()
+        loss_checkpointed.backward()
+        assert torch.allclose(loss_plain, loss_checkpointed, atol=1e-6)
+        for (name, p), q in zip(plain.named_parameters(), checkpointed.parameters()):
+            assert torch.allclose(p.grad, q.grad, atol=1e-6), name
+
+    def test_batch_of_n_equals_n_batches_of_one(self, tiny_config, strategy, fusion_layer):
+        model = classifier(tiny_config, fusion_strategy=strategy, fusion_layer=fusion_layer).eval()
+        main, aux = images(4), images(4, seed=1)
+        with torch.no_grad():
+            batched = model(main, aux).logits
+            one_by_one = torch.cat([model(main[i: i + 1], aux[i: i + 1]).logits for i in range(4)])
+        assert (batched - one_by_one).abs().max() <= 1e-5
+
+    def test_interpolate_pos_encoding_runs_at_another_resolution(self, tiny_config, strategy, fusion_layer):
+        model = classifier(tiny_config, fusion_strategy=strategy, fusion_layer=fusion_layer).eval()
+        with pytest.raises(ValueError, match="interpolate_pos_encoding=True"):
+            model(images(size=48), images(size=48, seed=1))
+        with torch.no_grad():
+            out = model(images(size=48), images(size=48, seed=1), interpolate_pos_encoding=True,
+                        output_hidden_states=True)
+        assert out.logits.shape == (3, 8) and torch.isfinite(out.logits).all()
+        assert out.hidden_states[-1].shape == (3, 1 + 36, 32)  # 6x6 patches
+
+
+# --- the auxiliary view --------------------------------------------------------------------------------------------
+
+def test_missing_aux_view_is_built_from_the_canonical_aligned_face_template(tiny_config):
+    model = classifier(tiny_config, aux_regions=["eyes", "nose", "mouth"], aux_layout="updown").eval()
+    main = images()
+    template = build_template_aux_view(main, ["eyes", "nose", "mouth"], "updown")
+    assert template.shape == main.shape
+    with torch.no_grad():
+        assert torch.equal(model(main).logits, model(main, template).logits)
+        assert not torch.equal(model(main).logits, model(main, images(seed=5)).logits)
+
+
+@pytest.mark.parametrize("layout", ["concat", "updown", "mean", "mask"])
+def test_template_layouts_keep_the_image_shape_and_take_pixels_from_the_regions(layout):
+    face = torch.zeros(1, 3, 40, 40)
+    face[..., 8:20, 6:34] = 1.0  # a bright band where the eyes are
+    view = build_template_aux_view(face, ["eyes", "mouth"], layout)
+    assert view.shape == face.shape
+    if layout == "mask":  # only pixels inside the eye and mouth boxes survive
+        assert view[..., 0:6, :].abs().sum() == 0 and view[..., 10, 20].eq(1).all()
+    elif layout == "concat":  # the eye crop fills the left half
+        assert view[..., :, :20].mean() > view[..., :, 20:].mean()
+    elif layout == "updown":  # the eye crop fills the top half
+        assert view[..., :20, :].mean() > view[..., 20:, :].mean()
+
+
+def test_aux_view_of_another_shape_is_a_clear_error(tiny_config):
+    model = classifier(tiny_config).eval()
+    with pytest.raises(ValueError, match="pixel_values_aux must have the shape of pixel_values"):
+        model(images(), images(batch=2))
+
+
+def test_wrong_channel_count_is_a_clear_error(tiny_config):
+    with pytest.raises(ValueError, match=r"pixel_values must have shape \(batch_size, 3, height, width\)"):
+        EmoticModel(tiny_config())(torch.randn(2, 1, 32, 32))
+
+
+def test_separate_aux_encoder_trains_its_own_copy(tiny_config):
+    model = classifier(tiny_config, share_encoder=False, fusion_layer=2)
+    assert len(model.aux_layers) == 2
+    model(images(), images(seed=1), labels=torch.tensor([1, 2, 3])).loss.backward()
+    assert model.aux_embeddings.patch_embeddings.projection.weight.grad.abs().sum() > 0
+    assert model.aux_layers[1].mlp.fc2.weight.grad.abs().sum() > 0
+
+
+def test_shared_encoder_runs_both_views_as_one_batch_through_the_first_blocks(tiny_config):
+    model = classifier(tiny_config, fusion_layer=2).eval()
+    batch_sizes = []
+    hooks = [layer.register_forward_hook(lambda m, i, o: batch_sizes.append(o.shape[0])) for layer in
+             model.emotic.layers]
+    with torch.no_grad():
+        model(images(3), images(3, seed=1))
+    for hook in hooks:
+        hook.remove()
+    assert batch_sizes == [6, 6, 3, 3]  # 2B through blocks [0, 2), B after the fusion
+
+
+# --- the encoder and MAE pre-training ------------------------------------------------------------------------------
+
+def test_encoder_masks_only_when_asked(tiny_config):
+    model = EmoticModel(tiny_config()).eval()
+    plain = model(images())
+    assert plain.mask is None and plain.last_hidden_state.shape == (3, 17, 32) and plain.pooler_output.shape == (3, 32)
+    masked = model(images(), mask_ratio=0.75)
+    assert masked.last_hidden_state.shape == (3, 1 + 4, 32) and masked.mask.sum(dim=1).eq(12).all()
+
+
+def test_noise_makes_masking_deterministic_and_keeps_the_lowest_noise_patches(tiny_config):
+    model = EmoticModel(tiny_config()).eval()
+    noise = torch.rand(3, 16, generator=torch.Generator().manual_seed(0))
+    first, second = model(images(), noise=noise), model(images(), noise=noise)
+    assert torch.equal(first.last_hidden_state, second.last_hidden_state)
+    kept = first.mask == 0
+    assert torch.equal(kept, noise <= noise.sort(dim=1).values[:, 3:4])  # 4 of 16 kept at ratio 0.75
+
+
+def test_avg_and_cls_pooling(tiny_config):
+    for pooling in ("avg", "cls"):
+        model = EmoticModel(tiny_config(pooling=pooling)).eval()
+        out = model(images(), output_hidden_states=True)
+        tokens = out.hidden_states[-1]
+        expected = tokens[:, 1:].mean(1) if pooling == "avg" else tokens[:, 0]
+        assert torch.allclose(out.pooler_output, model.layernorm(expected))
+
+
+def test_patchify_and_unpatchify_are_inverse(tiny_config):
+    model = EmoticForPreTraining(tiny_config())
+    pixels = images()
+    assert model.patchify(pixels).shape == (3, 16, 8 * 8 * 3)
+    assert torch.equal(model.unpatchify(model.patchify(pixels)), pixels)
+
+
+def test_pretraining_loss_counts_only_masked_patches_and_falls_when_trained(tiny_config):
+    torch.manual_seed(0)
+    model = EmoticForPreTraining(tiny_config())
+    out = model(images(), noise=torch.rand(3, 16))
+    assert out.logits.shape == (3, 16, 192) and out.mask.sum() == 3 * 12
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    noise = torch.rand(3, 16)
+    losses = []
+    for _ in range(80):
+        loss = model(images(), noise=noise).loss
+        losses.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_pretraining_runs_at_another_resolution(tiny_config):
+    model = EmoticForPreTraining(tiny_config())
+    out = model(images(size=48), interpolate_pos_encoding=True)
+    assert out.logits.shape == (3, 36, 192) and torch.isfinite(out.loss)
+
+
+# --- the classification loss ----------------------------------------------------------------------------------------
+
+def test_loss_ignores_minus_one_frames_and_applies_weights_and_smoothing(tiny_config):
+    model = classifier(tiny_config).eval()
+    main, aux = images(4), images(4, seed=1)
+    labels = torch.tensor([0, -1, 4, 7])
+    with torch.no_grad():
+        logits = model(main, aux).logits
+        loss = model(main, aux, labels=labels).loss
+    expected = torch.nn.functional.cross_entropy(logits[[0, 2, 3]], labels[[0, 2, 3]])
+    assert torch.allclose(loss, expected, atol=1e-6)
+
+    weights = [1.0, 2.0, 3.0, 1.0, 0.5, 1.0, 1.0, 4.0]
+    weighted = classifier(tiny_config, class_weights=weights, label_smoothing=0.1).eval()
+    weighted.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        loss = weighted(main, aux, labels=labels).loss
+    per_item = torch.nn.functional.cross_entropy(logits[[0, 2, 3]], labels[[0, 2, 3]], weight=torch.tensor(weights),
+                                                 label_smoothing=0.1, reduction="none")
+    assert torch.allclose(loss, per_item.sum() / 3, atol=1e-6)
+
+
+def test_loss_with_num_items_in_batch_makes_accumulated_halves_equal_the_full_batch(tiny_config):
+    model = classifier(tiny_config, class_weights=[1.0, 2.0, 1.0, 1.0, 3.0, 1.0, 1.0, 1.0]).eval()
+    main, aux, labels = images(4), images(4, seed=1), torch.tensor([1, 4, 4, 0])
+    with torch.no_grad():
+        full = model(main, aux, labels=labels).loss
+        halves = sum(model(main[s], aux[s], labels=labels[s], num_items_in_batch=torch.tensor(4)).loss
+                     for s in (slice(0, 2), slice(2, 4)))
+    assert torch.allclose(full, halves, atol=1e-6)
+
+
+def test_no_weight_decay_names_position_embeddings_and_tokens(tiny_config):
+    names = EmoticForPreTraining(tiny_config()).no_weight_decay()
+    assert names == {"emotic.embeddings.position_embeddings", "emotic.embeddings.cls_token", "decoder.mask_token"}
+
+
+def test_no_split_modules_name_real_module_classes(tiny_config):
+    model = classifier(tiny_config)
+    classes = {type(module).__name__ for module in model.modules()}
+    assert set(model._no_split_modules) <= classes
