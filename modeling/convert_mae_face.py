@@ -86,8 +86,9 @@ def load_source(checkpoint: str | Path) -> tuple[dict, dict, dict]:
         with torch.serialization.safe_globals([argparse.Namespace]):
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle errors have many types; name the file and the cause
+        cause = (str(error).strip().splitlines() or ["empty or truncated file"])[0]
         raise ValueError(f"checkpoint {path}: cannot be read as a torch state dict with weights_only=True "
-                         f"({type(error).__name__}: {str(error).splitlines()[0]})") from error
+                         f"({type(error).__name__}: {cause})") from error
     if not isinstance(payload, dict):
         raise ValueError(f"checkpoint {path}: expected a dict of tensors, got {type(payload).__name__}")
     skipped = {}
@@ -267,7 +268,7 @@ def map_state_dict(state_dict: dict, model, report: ConversionReport) -> dict:
 
 
 def convert(checkpoint, task: str = "image-classification", num_labels: int | None = None, **overrides):
-    """Build the emotic model for `task` from `checkpoint`; returns `(model, ConversionReport)`."""
+    """Build the emotic model for `task` from `checkpoint`; returns `(model in eval mode, ConversionReport)`."""
     if task not in TASKS:
         raise ValueError(f"task={task!r}; allowed: {sorted(TASKS)}")
     state_dict, hints, skipped = load_source(checkpoint)
@@ -277,12 +278,9 @@ def convert(checkpoint, task: str = "image-classification", num_labels: int | No
     mapped = map_state_dict(state_dict, model, report)
 
     target = model.state_dict()
-    for key, tensor in mapped.items():
+    for key in mapped:
         if key not in target:
             report.unused[key] = "no such weight in the model"
-        elif key.endswith("position_embeddings") or key.endswith("decoder_pos_embed"):
-            if tensor.shape != target[key].shape:
-                raise ValueError(f"{key}: checkpoint shape {tuple(tensor.shape)} != model {tuple(target[key].shape)}")
     unexpected_shape = [key for key, tensor in mapped.items() if key in target and tensor.shape != target[key].shape]
     if unexpected_shape:
         raise ValueError("shape mismatch for " + ", ".join(
@@ -291,7 +289,7 @@ def convert(checkpoint, task: str = "image-classification", num_labels: int | No
     model.load_state_dict(loadable, strict=False)
     report.loaded = sorted(loadable)
     report.missing = sorted(set(target) - set(loadable))
-    return model, report
+    return model.eval(), report  # like from_pretrained
 
 
 def main(argv=None):
