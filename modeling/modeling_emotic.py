@@ -26,12 +26,13 @@ from transformers.utils.generic import can_return_tuple
 
 from .configuration_emotic import EmoticConfig
 
-# Boxes of the key regions on an aligned face crop (Aff-Wild2 `cropped_aligned` frames), as fractions
-# (x0, y0, x1, y1) of the crop's width and height. Used when no auxiliary view is passed to the classifier.
+# Boxes of the key regions on an aligned face crop (the 5-point InsightFace/ArcFace alignment of 112x112 crops, as
+# used by RetinaFace-aligned datasets), as fractions (x0, y0, x1, y1) of the crop's width and height. Used when no
+# auxiliary view is passed to the classifier; the image processor's face geometry derives the same boxes.
 CANONICAL_REGION_BOXES = {
-    "eyes": (0.12, 0.18, 0.88, 0.50),  # both eyes with the brows
-    "nose": (0.34, 0.36, 0.66, 0.68),
-    "mouth": (0.24, 0.62, 0.76, 0.90),
+    "eyes": (0.2003, 0.3411, 0.7981, 0.5142),  # both eyes with the brows
+    "nose": (0.4058, 0.4607, 0.5946, 0.7034),
+    "mouth": (0.3449, 0.7562, 0.6576, 0.8865),
 }
 
 # `auto_map` entries written by `save_pretrained`, so every Auto class loads a saved folder with remote code.
@@ -385,7 +386,7 @@ def build_template_aux_view(
     boxes = boxes or CANONICAL_REGION_BOXES
     batch_size, channels, height, width = pixel_values.shape
     crops = []
-    for region in regions:
+    for region in [r for r in ("eyes", "nose", "mouth") if r in regions]:  # top to bottom, like the processor
         x0, y0, x1, y1 = boxes[region]
         top, bottom = int(round(y0 * height)), max(int(round(y1 * height)), int(round(y0 * height)) + 1)
         left, right = int(round(x0 * width)), max(int(round(x1 * width)), int(round(x0 * width)) + 1)

@@ -16,7 +16,7 @@ from transformers import (
     AutoModelForPreTraining,
 )
 
-from emotic import EmoticConfig, EmoticForImageClassification, EmoticForPreTraining, EmoticModel
+from emotic import EmoticConfig, EmoticForImageClassification, EmoticForPreTraining, EmoticImageProcessor, EmoticModel
 
 
 def images(batch=2, seed=0):
@@ -110,26 +110,46 @@ REMOTE_LOAD = textwrap.dedent("""
         logits = model(inputs["main"], inputs["aux"]).logits
     torch.save(logits, sys.argv[3])
     print("remote classes:", type(model).__name__, type(encoder).__name__, type(pretraining).__name__)
+
+    from transformers import AutoImageProcessor, pipeline
+    processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)
+    assert type(processor).__module__.startswith("transformers_modules."), type(processor).__module__
+    image = (torch.rand(3, 64, 48) * 255).to(torch.uint8)
+    views = processor(image, return_tensors="pt")
+    torch.save({"image": image, **{k: views[k] for k in ("pixel_values", "pixel_values_aux")}}, sys.argv[4])
+    classify = pipeline("image-classification", model=folder, trust_remote_code=True)
+    result = classify([image.permute(1, 2, 0).numpy()] * 2, top_k=8, batch_size=2)
+    assert len(result) == 2 and abs(sum(r["score"] for r in result[0]) - 1) < 1e-5
+    print("remote pipeline labels:", sorted(r["label"] for r in result[0]))
 """)
 
 
 def test_saved_folder_loads_with_trust_remote_code_where_emotic_cannot_be_imported(tmp_path, tiny_config):
     torch.manual_seed(0)
     model = EmoticForImageClassification(tiny_config(fusion_strategy="attention")).eval()
+    processor = EmoticImageProcessor(size=32, geometry="template")
     folder = tmp_path / "remote-model"
     model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    assert {"image_processing_emotic.py", "face_geometry.py"} <= {path.name for path in folder.iterdir()}
     inputs = {"main": images(), "aux": images(seed=1)}
     torch.save(inputs, tmp_path / "inputs.pt")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": ""}
     result = subprocess.run(
-        [sys.executable, "-c", REMOTE_LOAD, str(folder), str(tmp_path / "inputs.pt"), str(tmp_path / "logits.pt")],
+        [sys.executable, "-c", REMOTE_LOAD, str(folder), str(tmp_path / "inputs.pt"), str(tmp_path / "logits.pt"),
+         str(tmp_path / "views.pt")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "EmoticForImageClassification EmoticModel EmoticForPreTraining" in result.stdout
+    assert "remote pipeline labels: ['Anger', 'Disgust', 'Fear', 'Happiness'" in result.stdout
     with torch.no_grad():
         expected = model(inputs["main"], inputs["aux"]).logits
     assert torch.equal(torch.load(tmp_path / "logits.pt", weights_only=True), expected)
+    remote_views = torch.load(tmp_path / "views.pt", weights_only=True)
+    local_views = processor(remote_views["image"], return_tensors="pt")
+    for key in ("pixel_values", "pixel_values_aux"):
+        assert torch.equal(remote_views[key], local_views[key])
 
 
 def test_weights_are_safetensors_with_the_documented_key_names(tmp_path, tiny_config):

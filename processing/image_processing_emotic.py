@@ -1,0 +1,360 @@
+"""EmoticImageProcessor: turns a face image, or an ordinary photo with a face in it, into the two views the model
+fuses: the main view (the face) and the auxiliary view (its eyes, mouth and, optionally, nose), built without
+training. This file and its sibling `face_geometry.py` are copied into Hub repositories for `trust_remote_code`,
+so they import only numpy, PIL, transformers and each other; torchvision is not needed.
+"""
+
+import math
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+from transformers.utils import logging
+
+from .face_geometry import (
+    REGIONS,
+    FaceLandmarker,
+    boxes_from_landmarks,
+    detector_available,
+    template_boxes,
+    validate_landmarks,
+)
+
+logger = logging.get_logger(__name__)
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+AUX_LAYOUTS = ("concat", "updown", "mean", "mask")
+GEOMETRIES = ("auto", "detector", "template")
+NO_FACE_BEHAVIOURS = ("full_image", "error")
+RESAMPLING = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+              "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS}
+
+
+class EmoticImageProcessor(BaseImageProcessor):
+    r"""
+    Builds `pixel_values` (the face) and `pixel_values_aux` (its key regions), both `(B, 3, H, W)`, normalised.
+
+    Face geometry, in this order: `landmarks` passed to the call (5, 68, 468 or 478 points per image); with
+    `geometry="auto"` or `"detector"`, a face detector and 68-point landmark model (`pip install "emotic[faces]"`;
+    the largest face wins); with `geometry="template"` (or `"auto"` without a detector installed), the canonical
+    template of an aligned face crop (Aff-Wild2 `cropped_aligned` frames). When the detector finds no face,
+    `on_no_face="full_image"` (default) logs a warning and treats the whole image as an aligned face;
+    `on_no_face="error"` raises.
+
+    Args:
+        size (`dict` or `int`, defaults to 224): output `{"height", "width"}` of both views.
+        resample (`str`, defaults to `"bilinear"`): `nearest`, `bilinear`, `bicubic` or `lanczos`.
+        image_mean, image_std (`list[float]`): normalisation (ImageNet's, as MAE and MAE-Face use).
+        aux_regions (`list[str]`, defaults to `["eyes", "mouth"]`): any non-empty subset of eyes, mouth, nose.
+        aux_layout (`str`, defaults to `"concat"`): `concat` (regions side by side, top-to-bottom order left to
+            right), `updown` (stacked: eyes above nose above mouth), `mean` (pixel mean of the region crops) or
+            `mask` (the face with everything but the regions blanked to the mean colour).
+        geometry (`str`, defaults to `"auto"`): `auto`, `detector` or `template` (see above).
+        on_no_face (`str`, defaults to `"full_image"`): `full_image` or `error`.
+        max_image_pixels (`int`, defaults to 50,000,000): larger images are refused (decompression-bomb guard).
+        min_image_size (`int`, defaults to 16): images with a side shorter than this are refused.
+
+    Call it with one image or a list (PIL images, numpy arrays `HWC`/`CHW`/`HW`, torch tensors, or file paths;
+    any PIL mode, 8- or 16-bit). `return_regions=True` adds `regions`: per image, the `face`, `eyes`, `mouth` and
+    `nose` boxes `(x0, y0, x1, y1)` in input pixels and the geometry `source` used
+    (`landmarks`, `detector`, `template` or `full_image`).
+    """
+
+    model_input_names = ["pixel_values", "pixel_values_aux"]
+
+    def __init__(
+        self,
+        size=None,
+        resample: str = "bilinear",
+        image_mean=None,
+        image_std=None,
+        aux_regions=None,
+        aux_layout: str = "concat",
+        geometry: str = "auto",
+        on_no_face: str = "full_image",
+        max_image_pixels: int = 50_000_000,
+        min_image_size: int = 16,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        size = 224 if size is None else size
+        self.size = {"height": size, "width": size} if isinstance(size, int) else dict(size)
+        self.resample = resample
+        self.image_mean = list(IMAGENET_MEAN if image_mean is None else image_mean)
+        self.image_std = list(IMAGENET_STD if image_std is None else image_std)
+        self.aux_regions = list(aux_regions or ["eyes", "mouth"])
+        self.aux_layout = aux_layout
+        self.geometry = geometry
+        self.on_no_face = on_no_face
+        self.max_image_pixels = max_image_pixels
+        self.min_image_size = min_image_size
+        self._check_options(self.aux_regions, aux_layout, geometry, on_no_face)
+        if resample not in RESAMPLING:
+            raise ValueError(f"EmoticImageProcessor: resample={resample!r}; allowed: {list(RESAMPLING)}")
+        if sorted(self.size) != ["height", "width"] or min(self.size.values()) < 1:
+            raise ValueError(f"EmoticImageProcessor: size={size!r}; expected an int or {{'height': h, 'width': w}}")
+
+    @staticmethod
+    def _check_options(aux_regions, aux_layout, geometry, on_no_face):
+        if not aux_regions or not set(aux_regions) <= set(REGIONS) or len(set(aux_regions)) != len(aux_regions):
+            raise ValueError(f"EmoticImageProcessor: aux_regions={aux_regions!r}; allowed: a non-empty subset of "
+                             f"{list(REGIONS)}")
+        for name, value, allowed in (("aux_layout", aux_layout, AUX_LAYOUTS), ("geometry", geometry, GEOMETRIES),
+                                     ("on_no_face", on_no_face, NO_FACE_BEHAVIOURS)):
+            if value not in allowed:
+                raise ValueError(f"EmoticImageProcessor: {name}={value!r}; allowed: {list(allowed)}")
+
+    # -- public entry point ----------------------------------------------------------------------------------------
+
+    def preprocess(
+        self,
+        images,
+        landmarks=None,
+        return_regions: bool = False,
+        return_tensors=None,
+        aux_regions=None,
+        aux_layout: str | None = None,
+        geometry: str | None = None,
+        on_no_face: str | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        aux_regions = list(aux_regions or self.aux_regions)
+        aux_layout = aux_layout or self.aux_layout
+        geometry = geometry or self.geometry
+        on_no_face = on_no_face or self.on_no_face
+        self._check_options(aux_regions, aux_layout, geometry, on_no_face)
+        images = self._as_list(images)
+        if landmarks is not None:
+            if len(images) == 1 and np.asarray(landmarks, dtype=object).ndim == 2:
+                landmarks = [landmarks]  # one image, one (K, 2) array
+            if len(landmarks) != len(images):
+                raise ValueError(f"landmarks: got {len(landmarks)} entries for {len(images)} images; "
+                                 f"expected one (num_points, 2) array per image")
+
+        main_views, aux_views, regions = [], [], []
+        for index, image in enumerate(images):
+            name = self._image_name(image, index)
+            rgb = self._to_rgb(image, name)
+            boxes, source = self._face_geometry(
+                rgb, None if landmarks is None else landmarks[index], geometry, on_no_face, name, index
+            )
+            main, aux = self._build_views(rgb, boxes, aux_regions, aux_layout)
+            main_views.append(main)
+            aux_views.append(aux)
+            regions.append({**{key: tuple(round(v, 2) for v in box) for key, box in boxes.items()}, "source": source})
+
+        features = BatchFeature(
+            data={"pixel_values": np.stack(main_views), "pixel_values_aux": np.stack(aux_views)},
+            tensor_type=return_tensors,
+        )
+        if return_regions:
+            features["regions"] = regions
+        return features
+
+    # -- decoding and checking inputs ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _as_list(images) -> list:
+        if isinstance(images, (list, tuple)):
+            if len(images) == 0:
+                raise ValueError("images: got an empty list; expected at least one image")
+            return list(images)
+        if hasattr(images, "ndim") and images.ndim == 4:  # a batch array or tensor (B, C, H, W) / (B, H, W, C)
+            return [images[i] for i in range(images.shape[0])]
+        return [images]
+
+    @staticmethod
+    def _image_name(image, index: int) -> str:
+        if isinstance(image, (str, os.PathLike)):
+            return f"image file {os.fspath(image)}"
+        return f"image {index}"
+
+    def _to_rgb(self, image, name: str) -> Image.Image:
+        """Any supported input → an RGB PIL image, or a `ValueError` naming the input and what was expected."""
+        if isinstance(image, (str, os.PathLike)):
+            image = self._open(image, name)
+        if isinstance(image, Image.Image):
+            rgb = self._pil_to_rgb(image, name)
+        elif hasattr(image, "detach") or isinstance(image, np.ndarray):  # torch tensor or numpy array
+            rgb = Image.fromarray(self._array_to_uint8(image, name))
+        else:
+            raise ValueError(f"{name}: unsupported type {type(image).__name__}; expected a PIL image, a numpy "
+                             f"array, a torch tensor or a file path")
+        width, height = rgb.size
+        if min(width, height) < self.min_image_size:
+            raise ValueError(f"{name}: {width}x{height} pixels is too small; each side must be at least "
+                             f"{self.min_image_size} pixels")
+        return rgb
+
+    def _open(self, path, name: str) -> Image.Image:
+        if not os.path.isfile(path):
+            raise ValueError(f"{name}: no such file")
+        if os.path.getsize(path) == 0:
+            raise ValueError(f"{name}: the file is empty (0 bytes)")
+        try:
+            with warnings.catch_warnings():  # the pixel limit is checked below, with our own limit and message
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(path)
+        except UnidentifiedImageError as error:
+            raise ValueError(f"{name}: not an image PIL can read (is it a text or other file?)") from error
+        except Image.DecompressionBombError as error:
+            raise ValueError(f"{name}: exceeds max_image_pixels={self.max_image_pixels} "
+                             f"(decompression-bomb guard; {error})") from error
+        if image.width * image.height > self.max_image_pixels:
+            raise ValueError(f"{name}: {image.width}x{image.height} = {image.width * image.height} pixels exceeds "
+                             f"max_image_pixels={self.max_image_pixels} (decompression-bomb guard)")
+        try:
+            image.load()
+        except (OSError, SyntaxError, ValueError) as error:
+            raise ValueError(f"{name}: cannot decode image ({error})") from error
+        return image
+
+    def _pil_to_rgb(self, image: Image.Image, name: str) -> Image.Image:
+        if image.width * image.height > self.max_image_pixels:
+            raise ValueError(f"{name}: {image.width}x{image.height} pixels exceeds max_image_pixels="
+                             f"{self.max_image_pixels} (decompression-bomb guard)")
+        mode = image.mode
+        if mode == "RGB":
+            return image
+        if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):  # 16/32-bit integer or float greyscale
+            return Image.fromarray(self._array_to_uint8(np.asarray(image), name, sixteen_bit=mode != "F"))
+        if mode == "P":
+            image = image.convert("RGBA")
+            mode = "RGBA"
+        if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+            # transparent areas on white, as transformers' convert_rgb does
+            background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+            return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
+        return image.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV, ...
+
+    @staticmethod
+    def _array_to_uint8(array, name: str, sixteen_bit: bool = False) -> np.ndarray:
+        """numpy/torch image → `(H, W, 3)` uint8. Accepts HW, HWC and CHW with 1, 3 or 4 channels; uint8,
+        16-bit, bool, or float in [0, 1] or [0, 255]."""
+        if hasattr(array, "detach"):
+            array = array.detach().cpu()
+            if str(array.dtype) == "torch.bfloat16":
+                array = array.float()
+            array = array.numpy()
+        array = np.asarray(array)
+        if array.ndim == 3 and array.shape[-1] not in (1, 3, 4) and array.shape[0] in (1, 3, 4):
+            array = array.transpose(1, 2, 0)  # CHW -> HWC
+        if array.ndim == 3 and array.shape[-1] == 1:
+            array = array[..., 0]
+        if not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4))):
+            raise ValueError(f"{name}: array of shape {tuple(array.shape)} is not an image; expected (H, W), "
+                             f"(H, W, C) or (C, H, W) with C in 1, 3 or 4")
+        if array.size == 0:
+            raise ValueError(f"{name}: the image is empty (shape {tuple(array.shape)})")
+        if array.dtype == np.bool_:
+            array = array.astype(np.uint8) * 255
+        elif array.dtype.kind == "f":
+            if not np.isfinite(array).all():
+                raise ValueError(f"{name}: contains NaN or infinite values")
+            low, high = float(array.min()), float(array.max())
+            if low < 0 or high > 255:
+                raise ValueError(f"{name}: float values span [{low:.3g}, {high:.3g}]; expected [0, 1] or [0, 255] "
+                                 f"(pass raw images, not normalised ones)")
+            array = np.clip(np.rint(array * (255.0 if high <= 1.0 else 1.0)), 0, 255).astype(np.uint8)
+        elif array.dtype != np.uint8:
+            if array.dtype.kind not in "iu":
+                raise ValueError(f"{name}: unsupported dtype {array.dtype}")
+            low, high = int(array.min()), int(array.max())
+            if low < 0 or high > 65535:
+                raise ValueError(f"{name}: integer values span [{low}, {high}]; expected 8- or 16-bit values")
+            sixteen_bit = sixteen_bit or array.dtype.itemsize >= 2 and high > 255
+            array = (array.astype(np.uint32) * 255 // 65535 if sixteen_bit else array).astype(np.uint8)
+        if array.ndim == 2:
+            array = np.repeat(array[..., None], 3, axis=-1)
+        elif array.shape[-1] == 4:  # RGBA on white
+            alpha = array[..., 3:4].astype(np.float32) / 255.0
+            array = np.rint(array[..., :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+        return np.ascontiguousarray(array)
+
+    # -- geometry ---------------------------------------------------------------------------------------------------
+
+    def _face_geometry(self, rgb: Image.Image, landmarks, geometry, on_no_face, name, index):
+        width, height = rgb.size
+        if landmarks is not None:
+            return boxes_from_landmarks(validate_landmarks(landmarks, f"landmarks of {name}")), "landmarks"
+        if geometry == "template":
+            return template_boxes(width, height), "template"
+        if not detector_available():
+            if geometry == "detector":
+                FaceLandmarker.shared()  # raises ImportError naming what to install
+            logger.warning_once("EmoticImageProcessor: no face detector installed (pip install 'emotic[faces]'); "
+                                "treating images as aligned face crops (the canonical template)")
+            return template_boxes(width, height), "template"
+        points = FaceLandmarker.shared()(np.asarray(rgb))
+        if points is None:
+            if on_no_face == "error":
+                raise ValueError(f"{name}: no face found (on_no_face='error')")
+            logger.warning(f"EmoticImageProcessor: {name}: no face found; using the whole image as the face")
+            return template_boxes(width, height), "full_image"
+        return boxes_from_landmarks(points), "detector"
+
+    # -- the two views ---------------------------------------------------------------------------------------------
+
+    def _fill(self) -> tuple:
+        return tuple(int(round(255 * m)) for m in self.image_mean)  # the colour that normalises to 0
+
+    def _crop_resize(self, image: Image.Image, box, out_width: int, out_height: int) -> Image.Image:
+        """Crop `box` (may reach outside the image: padded with the mean colour) and resize it."""
+        resample = RESAMPLING[self.resample]
+        x0, y0, x1, y1 = box
+        x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+        if x0 >= 0 and y0 >= 0 and x1 <= image.width and y1 <= image.height:
+            return image.resize((out_width, out_height), resample, box=(x0, y0, x1, y1))
+        left, top = math.floor(x0), math.floor(y0)
+        canvas = Image.new("RGB", (math.ceil(x1) - left, math.ceil(y1) - top), self._fill())
+        inside = (max(left, 0), max(top, 0), min(math.ceil(x1), image.width), min(math.ceil(y1), image.height))
+        if inside[2] > inside[0] and inside[3] > inside[1]:
+            canvas.paste(image.crop(inside), (inside[0] - left, inside[1] - top))
+        return canvas.resize((out_width, out_height), resample,
+                             box=(x0 - left, y0 - top, x1 - left, y1 - top))
+
+    def _normalise(self, array: np.ndarray) -> np.ndarray:
+        """`(H, W, 3)` pixels in [0, 255] → `(3, H, W)` float32, `(x / 255 - mean) / std` in one pass."""
+        scale = np.asarray([1.0 / (255.0 * s) for s in self.image_std], dtype=np.float32)
+        offset = np.asarray([-m / s for m, s in zip(self.image_mean, self.image_std)], dtype=np.float32)
+        return (array.astype(np.float32) * scale + offset).transpose(2, 0, 1)
+
+    def _build_views(self, rgb: Image.Image, boxes: dict, aux_regions, aux_layout):
+        height, width = self.size["height"], self.size["width"]
+        face = self._crop_resize(rgb, boxes["face"], width, height)
+        main = np.asarray(face)
+        ordered = [region for region in REGIONS if region in aux_regions]
+        count = len(ordered)
+        if aux_layout == "concat":
+            aux = Image.new("RGB", (width, height))
+            edges = [round(width * i / count) for i in range(count + 1)]
+            for i, region in enumerate(ordered):
+                aux.paste(self._crop_resize(rgb, boxes[region], edges[i + 1] - edges[i], height), (edges[i], 0))
+            aux = np.asarray(aux)
+        elif aux_layout == "updown":
+            aux = Image.new("RGB", (width, height))
+            edges = [round(height * i / count) for i in range(count + 1)]
+            for i, region in enumerate(ordered):
+                aux.paste(self._crop_resize(rgb, boxes[region], width, edges[i + 1] - edges[i]), (0, edges[i]))
+            aux = np.asarray(aux)
+        elif aux_layout == "mean":
+            aux = np.mean([np.asarray(self._crop_resize(rgb, boxes[r], width, height), dtype=np.float32)
+                           for r in ordered], axis=0)
+        else:  # mask: the face with everything but the regions set to the mean colour
+            fx0, fy0, fx1, fy1 = boxes["face"]
+            keep = np.zeros((height, width), dtype=bool)
+            for region in ordered:
+                x0, y0, x1, y1 = boxes[region]
+                left = max(0, int(round((x0 - fx0) / (fx1 - fx0) * width)))
+                right = min(width, int(round((x1 - fx0) / (fx1 - fx0) * width)))
+                top = max(0, int(round((y0 - fy0) / (fy1 - fy0) * height)))
+                bottom = min(height, int(round((y1 - fy0) / (fy1 - fy0) * height)))
+                keep[top:bottom, left:right] = True
+            aux = np.where(keep[..., None], main, np.asarray(self._fill(), dtype=np.uint8))
+        return self._normalise(main), self._normalise(aux)
+
+
+__all__ = ["EmoticImageProcessor"]

@@ -1,0 +1,386 @@
+"""EmoticImageProcessor: the two views, face geometry from three sources, input modes, bad input, pipeline."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skimage_data
+from transformers import AutoImageProcessor, pipeline
+
+from emotic import EmoticConfig, EmoticForImageClassification, EmoticImageProcessor
+from emotic.modeling.modeling_emotic import CANONICAL_REGION_BOXES as MODEL_TEMPLATE
+from emotic.processing import CANONICAL_FIVE_POINTS, CANONICAL_REGION_BOXES, detector_available
+from emotic.processing.face_geometry import box_iou, boxes_from_five_points, five_points, similarity_transform
+from emotic.training.synthetic import Identity, random_pose, region_truth_boxes, render_face
+
+# The astronaut (skimage, public domain): reference 5 points published by two independent detectors (MTCNN and
+# MediaPipe agree to ~2 px) and region boxes set by hand from them: brows+eyes, nose bridge to nostrils, lips.
+ASTRONAUT_FIVE_POINTS = np.array([(205, 102), (247, 104), (225, 129), (202, 139), (245, 142)], dtype=float)
+ASTRONAUT_REGIONS = {"eyes": (190, 86, 262, 112), "nose": (211, 102, 239, 135), "mouth": (199, 131, 249, 154)}
+
+
+def astronaut():
+    return Image.fromarray(skimage_data.astronaut())
+
+
+def grace_hopper():
+    import matplotlib.cbook
+
+    return Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")
+
+
+def assert_regions_cover(found: dict, truth: dict, minimum_iou=0.5):
+    for region, box in truth.items():
+        assert box_iou(found[region], box) >= minimum_iou, (region, found[region], box)
+
+
+def synthetic_face(seed, size=160, expression=4):
+    rng = np.random.default_rng(seed)
+    return render_face(expression, 1.0, Identity.random(rng), random_pose(rng), rng, size=size)
+
+
+def composite_astronaut(seed):
+    """The astronaut's face pasted at a random scale and place on a generated background; known truth."""
+    rng = np.random.default_rng(seed)
+    scale = rng.uniform(0.8, 1.6)
+    face = astronaut().crop((140, 30, 310, 210))  # 170x180 around the face
+    face = face.resize((int(170 * scale), int(180 * scale)), Image.Resampling.BICUBIC)
+    canvas_size = (int(rng.uniform(420, 640)), int(rng.uniform(380, 560)))
+    background = rng.uniform(30, 220, (canvas_size[1] // 8, canvas_size[0] // 8, 3)).astype(np.uint8)
+    canvas = Image.fromarray(background).resize(canvas_size, Image.Resampling.BICUBIC)
+    left = int(rng.uniform(0, canvas_size[0] - face.width))
+    top = int(rng.uniform(0, canvas_size[1] - face.height))
+    canvas.paste(face, (left, top))
+
+    def move(box):
+        return ((box[0] - 140) * scale + left, (box[1] - 30) * scale + top,
+                (box[2] - 140) * scale + left, (box[3] - 30) * scale + top)
+
+    return canvas, {region: move(box) for region, box in ASTRONAUT_REGIONS.items()}
+
+
+def aligned_astronaut(size=112):
+    """The astronaut aligned to the canonical 5-point template, like an Aff-Wild2 cropped_aligned frame."""
+    scale, rotation, translation = similarity_transform(ASTRONAUT_FIVE_POINTS, CANONICAL_FIVE_POINTS * size)
+    inverse = np.linalg.inv(np.hstack([scale * rotation, translation[:, None]]).tolist() + [[0, 0, 1]])
+    crop = astronaut().transform((size, size), Image.Transform.AFFINE, tuple(inverse[:2].ravel()),
+                                 Image.Resampling.BICUBIC)
+
+    def move(box):
+        corners = np.array([[box[0], box[1]], [box[2], box[3]]])
+        mapped = scale * corners @ rotation.T + translation
+        return (*mapped.min(0), *mapped.max(0))
+
+    return crop, {region: move(box) for region, box in ASTRONAUT_REGIONS.items()}
+
+
+# --- geometry from the three sources ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("convention", [68, 5, 478])
+def test_landmarks_from_the_caller_give_regions_covering_the_true_eyes_mouth_nose(seed, convention):
+    image, landmarks68 = synthetic_face(seed)
+    landmarks = {68: landmarks68, 5: five_points(landmarks68), 478: to_face_mesh(landmarks68)}[convention]
+    out = EmoticImageProcessor(size=64)(image, landmarks=landmarks, return_regions=True)
+    regions = out["regions"][0]
+    assert regions["source"] == "landmarks"
+    assert_regions_cover(regions, region_truth_boxes(landmarks68))
+
+
+def to_face_mesh(landmarks68):
+    """478 points in MediaPipe's convention, placed on the drawn face's eyes, brows, nose and lips."""
+    from emotic.processing.face_geometry import _FACE_MESH_EYES, _FACE_MESH_MOUTH, _FACE_MESH_NOSE
+
+    mesh = np.tile(landmarks68[:17].mean(0), (478, 1))  # everything else: somewhere on the face
+
+    def spread(indices, contour):
+        contour = np.vstack([contour, contour[:1]])
+        positions = np.linspace(0, len(contour) - 1, len(indices), endpoint=False)
+        for index, position in zip(indices, positions):
+            low = int(position)
+            mesh[index] = contour[low] + (position - low) * (contour[min(low + 1, len(contour) - 1)] - contour[low])
+
+    spread(_FACE_MESH_EYES[:16], landmarks68[36:42])
+    spread(_FACE_MESH_EYES[16:32], landmarks68[42:48])
+    spread(_FACE_MESH_EYES[32:42], landmarks68[17:22])
+    spread(_FACE_MESH_EYES[42:], landmarks68[22:27])
+    spread(_FACE_MESH_NOSE, landmarks68[27:36])
+    spread(_FACE_MESH_MOUTH, landmarks68[48:60])
+    mesh[[33, 133, 159, 145]] = landmarks68[[36, 39, 37, 41]]
+    mesh[[362, 263, 386, 374]] = landmarks68[[42, 45, 44, 46]]
+    mesh[4], mesh[61], mesh[291] = landmarks68[30], landmarks68[48], landmarks68[54]
+    return mesh
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_detector_finds_faces_on_generated_scenes_and_its_regions_cover_the_truth(seed):
+    assert detector_available(), "the face detector is a test dependency (emotic[faces])"
+    scene, truth = composite_astronaut(seed)
+    regions = EmoticImageProcessor(size=64)(scene, return_regions=True)["regions"][0]
+    assert regions["source"] == "detector"
+    assert_regions_cover(regions, truth)
+
+
+def test_template_regions_cover_the_truth_on_aligned_crops():
+    crop, truth = aligned_astronaut()  # a real face, broadly smiling
+    regions = EmoticImageProcessor(size=64, geometry="template")(crop, return_regions=True)["regions"][0]
+    assert regions["source"] == "template"
+    assert_regions_cover(regions, truth)
+    # Synthetic faces drawn in the aligned layout, every expression at half intensity. (The template does not
+    # follow the face: at full intensity the narrowest mouths, anger and surprise, leave its mouth box at IoU
+    # 0.43-0.48; that is why caller landmarks and the detector come first.)
+    for seed in range(16):
+        rng = np.random.default_rng(seed)
+        image, landmarks = render_face(seed % 8, 0.5, Identity.random(rng), random_pose(rng, 0.3), rng, size=112)
+        regions = EmoticImageProcessor(size=64, geometry="template")(image, return_regions=True)["regions"][0]
+        assert_regions_cover(regions, region_truth_boxes(landmarks))
+
+
+def test_template_boxes_are_the_models_fallback_boxes():
+    assert CANONICAL_REGION_BOXES == MODEL_TEMPLATE
+    boxes = boxes_from_five_points(CANONICAL_FIVE_POINTS)  # the template's own points map to itself
+    assert np.allclose(boxes["face"], (0, 0, 1, 1), atol=1e-6)
+    for region, box in CANONICAL_REGION_BOXES.items():
+        assert np.allclose(boxes[region], box, atol=1e-6)
+
+
+# --- real photos --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("photo", [astronaut, grace_hopper])
+def test_real_photos_get_a_face_box_holding_eyes_above_mouth(photo):
+    regions = EmoticImageProcessor()(photo(), return_regions=True)["regions"][0]
+    assert regions["source"] == "detector"
+    fx0, fy0, fx1, fy1 = regions["face"]
+    for region in ("eyes", "mouth"):
+        x0, y0, x1, y1 = regions[region]
+        assert fx0 <= x0 < x1 <= fx1 and fy0 <= y0 < y1 <= fy1, (region, regions)
+    eyes_centre = (regions["eyes"][1] + regions["eyes"][3]) / 2
+    mouth_centre = (regions["mouth"][1] + regions["mouth"][3]) / 2
+    assert eyes_centre < mouth_centre
+
+
+def test_astronaut_regions_match_the_reference_landmarks():
+    regions = EmoticImageProcessor()(astronaut(), return_regions=True)["regions"][0]
+    assert_regions_cover(regions, ASTRONAUT_REGIONS)
+
+
+@pytest.fixture
+def tiny_folder(tmp_path):
+    torch.manual_seed(0)
+    config = EmoticConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                          image_size=32, patch_size=8, fusion_layer=1)
+    model = EmoticForImageClassification(config)
+    with torch.no_grad():
+        model.classifier.weight.normal_(0, 1.0)  # spread the scores so the ranking is not a tie
+    model.save_pretrained(tmp_path)
+    EmoticImageProcessor(size=32).save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_pipeline_on_real_photos_returns_the_eight_labels_with_scores_summing_to_one(tiny_folder):
+    classify = pipeline("image-classification", model=str(tiny_folder), trust_remote_code=False)
+    results = classify([astronaut(), grace_hopper()], top_k=8, batch_size=2)
+    for result in results:
+        assert sorted(r["label"] for r in result) == sorted(
+            ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other"])
+        assert abs(sum(r["score"] for r in result) - 1.0) < 1e-5
+    assert len(classify(astronaut(), top_k=3)) == 3
+
+
+def test_pipeline_scores_equal_the_model_on_the_processor_output(tiny_folder):
+    model = EmoticForImageClassification.from_pretrained(tiny_folder).eval()
+    processor = AutoImageProcessor.from_pretrained(tiny_folder)
+    with torch.no_grad():
+        expected = model(**processor(astronaut(), return_tensors="pt")).logits.softmax(-1)[0]
+    result = pipeline("image-classification", model=str(tiny_folder), trust_remote_code=False)(astronaut(), top_k=8)
+    for entry in result:
+        assert abs(entry["score"] - expected[model.config.label2id[entry["label"]]].item()) < 1e-5
+
+
+# --- the two views ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layout", ["concat", "updown", "mean", "mask"])
+@pytest.mark.parametrize("regions", [["eyes", "mouth"], ["eyes", "mouth", "nose"], ["nose"]])
+def test_both_views_are_normalised_batches_of_the_configured_size(layout, regions):
+    image, landmarks = synthetic_face(0)
+    processor = EmoticImageProcessor(size={"height": 48, "width": 40}, aux_regions=regions, aux_layout=layout)
+    out = processor([image, image], landmarks=[landmarks, landmarks], return_tensors="pt")
+    assert out["pixel_values"].shape == out["pixel_values_aux"].shape == (2, 3, 48, 40)
+    assert out["pixel_values"].dtype == torch.float32
+    assert -2.2 < float(out["pixel_values_aux"].min()) and float(out["pixel_values_aux"].max()) < 2.7
+    assert torch.equal(out["pixel_values_aux"][0], out["pixel_values_aux"][1])
+
+
+def test_updown_puts_the_eyes_on_top_and_the_mouth_below():
+    image, landmarks = synthetic_face(1, expression=0)  # neutral: closed mouth, no teeth
+    aux = EmoticImageProcessor(size=64, aux_layout="updown")(image, landmarks=landmarks,
+                                                             return_tensors="np")["pixel_values_aux"][0]
+    top, bottom = aux[:, :32], aux[:, 32:]
+    eye_white = (top > 1.5).all(axis=0).sum()  # the whites of the eyes are the brightest pixels
+    assert eye_white > (bottom > 1.5).all(axis=0).sum()
+    red_lips = (bottom[0] - bottom[1] > 0.8).sum()  # lips: red well above green
+    assert red_lips > (top[0] - top[1] > 0.8).sum()
+
+
+def test_mask_layout_keeps_only_the_regions():
+    image, landmarks = synthetic_face(2)
+    out = EmoticImageProcessor(size=64, aux_layout="mask")(image, landmarks=landmarks, return_tensors="np")
+    main, aux = out["pixel_values"][0], out["pixel_values_aux"][0]
+    kept = np.abs(aux).sum(0) > 0.05  # the mean colour normalises to ~0
+    assert 0.1 < kept.mean() < 0.6  # the eye and mouth boxes, not the whole face
+    assert np.allclose(aux[:, kept], main[:, kept])
+    assert np.allclose(aux[:, ~kept], 0, atol=0.02)  # blanked to the mean colour
+
+
+def test_processor_save_load_round_trip_gives_identical_tensors(tmp_path):
+    processor = EmoticImageProcessor(size=56, aux_regions=["eyes", "nose", "mouth"], aux_layout="updown",
+                                     geometry="template", on_no_face="error", resample="bicubic")
+    processor.save_pretrained(tmp_path)
+    loaded = AutoImageProcessor.from_pretrained(tmp_path)
+    assert type(loaded) is EmoticImageProcessor and loaded.to_dict() == processor.to_dict()
+    image = astronaut()
+    first, second = processor(image, return_tensors="pt"), loaded(image, return_tensors="pt")
+    for key in ("pixel_values", "pixel_values_aux"):
+        assert torch.equal(first[key], second[key])
+
+
+def test_works_without_torchvision(tmp_path):
+    import subprocess
+    import sys
+
+    script = ("import sys; sys.modules['torchvision'] = None\n"
+              "import numpy as np, emotic\n"
+              "out = emotic.EmoticImageProcessor(size=32, geometry='template')(np.zeros((40, 40, 3), np.uint8),"
+              " return_tensors='pt')\n"
+              "print(tuple(out['pixel_values_aux'].shape))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "(1, 3, 32, 32)" in result.stdout
+
+
+# --- input types and modes ----------------------------------------------------------------------------------------
+
+def _png(image: Image.Image) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    buffer.seek(0)
+    return Image.open(buffer)
+
+
+MODES = {
+    "RGB": lambda rgb: rgb,
+    "L": lambda rgb: rgb.convert("L"),
+    "LA": lambda rgb: rgb.convert("LA"),
+    "RGBA": lambda rgb: rgb.convert("RGBA"),
+    "P": lambda rgb: rgb.convert("P"),
+    "CMYK": lambda rgb: rgb.convert("CMYK"),
+    "I;16": lambda rgb: Image.fromarray((np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)),
+    "16-bit PNG": lambda rgb: _png(Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)),
+    "numpy uint16 RGB": lambda rgb: np.asarray(rgb, dtype=np.uint16) * 257,
+    "numpy float HWC": lambda rgb: np.asarray(rgb, dtype=np.float32) / 255,
+    "numpy CHW": lambda rgb: np.asarray(rgb).transpose(2, 0, 1),
+    "numpy HW": lambda rgb: np.asarray(rgb.convert("L")),
+    "torch CHW float": lambda rgb: torch.from_numpy(np.asarray(rgb).transpose(2, 0, 1).copy()).float() / 255,
+    "torch CHW uint8": lambda rgb: torch.from_numpy(np.asarray(rgb).transpose(2, 0, 1).copy()),
+}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_every_image_mode_gives_rgb_views_of_the_right_shape(mode):
+    rgb = astronaut().resize((96, 96))
+    image = MODES[mode](rgb)
+    if isinstance(image, Image.Image) and mode != "16-bit PNG":
+        assert image.mode == mode.split()[0]
+    processor = EmoticImageProcessor(size=32, geometry="template")
+    out = processor(image, return_tensors="pt")
+    assert out["pixel_values"].shape == out["pixel_values_aux"].shape == (1, 3, 32, 32)
+    if mode in ("RGB", "numpy uint16 RGB", "numpy float HWC", "numpy CHW", "torch CHW float", "torch CHW uint8",
+                "RGBA", "CMYK"):
+        reference = processor(rgb, return_tensors="pt")["pixel_values"]
+        assert (out["pixel_values"] - reference).abs().max() < 0.05  # same picture, up to rounding
+    if mode in ("L", "LA", "I;16", "16-bit PNG", "numpy HW"):  # grey: the three channels carry one value
+        pixels = out["pixel_values"][0] * torch.tensor(processor.image_std)[:, None, None]
+        pixels += torch.tensor(processor.image_mean)[:, None, None]
+        assert (pixels[0] - pixels[1]).abs().max() < 1e-5 and (pixels[1] - pixels[2]).abs().max() < 1e-5
+
+
+def test_mixed_sizes_and_types_in_one_batch():
+    rgb = astronaut()
+    images = [rgb, np.asarray(rgb.resize((50, 70))), torch.rand(3, 120, 80)]
+    out = EmoticImageProcessor(size=32, geometry="template")(images, return_tensors="pt", return_regions=True)
+    assert out["pixel_values"].shape == (3, 3, 32, 32)
+    assert out["regions"][1]["face"] == (0.0, 0.0, 50.0, 70.0)
+
+
+# --- bad input ----------------------------------------------------------------------------------------------------
+
+def test_bad_files_get_clear_errors_naming_them(tmp_path):
+    processor = EmoticImageProcessor(size=32, geometry="template")
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image\n")
+    truncated = tmp_path / "truncated.jpg"
+    buffer = io.BytesIO()
+    astronaut().save(buffer, format="JPEG")
+    truncated.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    for path, message in ((empty, "the file is empty"), (text, "not an image PIL can read"),
+                          (truncated, "cannot decode image"), (tmp_path / "missing.jpg", "no such file")):
+        with pytest.raises(ValueError, match=message) as error:
+            processor(str(path))
+        assert str(path) in str(error.value)
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path):
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (10_000, 10_000)).save(bomb)  # a few KB on disk, 100 megapixels decoded
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(ValueError, match=r"100000000 pixels exceeds max_image_pixels=50000000"):
+        EmoticImageProcessor()(str(bomb))
+
+
+@pytest.mark.parametrize("image, message", [
+    (np.zeros((1, 1, 3), np.uint8), "1x1 pixels is too small"),
+    (torch.full((3, 32, 32), float("nan")), "contains NaN or infinite values"),
+    (torch.rand(5, 32, 32), r"array of shape \(5, 32, 32\) is not an image"),
+    (torch.rand(32), r"array of shape \(32,\) is not an image"),
+    (np.full((32, 32, 3), -1.5, np.float32), "pass raw images, not normalised ones"),
+    ("just a string, not a path", "no such file"),
+    (3.14, "unsupported type float"),
+])
+def test_bad_arrays_get_clear_errors(image, message):
+    with pytest.raises(ValueError, match=message) as error:
+        EmoticImageProcessor(size=32, geometry="template")([np.zeros((40, 40, 3), np.uint8), image])
+    if not isinstance(image, str):
+        assert "image 1" in str(error.value)  # names which image of the batch
+
+
+def test_landmarks_of_an_unknown_convention_are_a_clear_error():
+    image, _ = synthetic_face(0)
+    with pytest.raises(ValueError, match=r"landmarks of image 0: 10 points is not a known landmark convention; "
+                                         r"expected 5 = 5-point"):
+        EmoticImageProcessor(size=32)(image, landmarks=np.zeros((10, 2)))
+    with pytest.raises(ValueError, match="got 1 entries for 2 images"):
+        EmoticImageProcessor(size=32)([image, image], landmarks=[np.zeros((5, 2))])
+
+
+def test_no_face_is_an_option_full_image_by_default_or_an_error():
+    blank = Image.new("RGB", (120, 100), (90, 140, 200))
+    regions = EmoticImageProcessor(size=32)(blank, return_regions=True)["regions"][0]
+    assert regions["source"] == "full_image" and regions["face"] == (0.0, 0.0, 120.0, 100.0)
+    with pytest.raises(ValueError, match="image 0: no face found"):
+        EmoticImageProcessor(size=32, on_no_face="error")(blank)
+
+
+@pytest.mark.parametrize("option, value, allowed", [
+    ("aux_layout", "grid", "['concat', 'updown', 'mean', 'mask']"),
+    ("aux_regions", ["ears"], "non-empty subset of ['eyes', 'nose', 'mouth']"),
+    ("geometry", "magic", "['auto', 'detector', 'template']"),
+    ("on_no_face", "skip", "['full_image', 'error']"),
+])
+def test_invalid_options_name_the_allowed_values(option, value, allowed):
+    with pytest.raises(ValueError, match=option) as error:
+        EmoticImageProcessor(**{option: value})
+    assert allowed in str(error.value)

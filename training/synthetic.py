@@ -1,0 +1,194 @@
+"""Procedurally drawn faces whose expression lives in the eyes, brows and mouth, with the 68 landmarks drawn.
+
+A smoke-scale stand-in for facial-expression data, not facial-expression data: it exercises every code path
+(geometry, both views, training, video smoothing) where no licensed dataset can be downloaded. Faces are drawn in
+the layout of an aligned crop (the 5-point template of `emotic.processing.CANONICAL_FIVE_POINTS`), then moved by
+a small random pose, with varied identity, skin, hair, background and lighting.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from emotic.modeling.configuration_emotic import ABAW_EXPRESSION_LABELS
+from emotic.processing.face_geometry import CANONICAL_FIVE_POINTS
+
+# Per expression: brow lift, inner-brow drop, eye half-opening, mouth-corner drop, mouth opening, mouth width,
+# upper-lip lift, asymmetry. All in fractions of the face crop; expressions differ only in eyes, brows and mouth.
+_PARAMETER_NAMES = ("brow", "brow_inner", "eye_open", "corner", "mouth_open", "mouth_width", "upper_lip", "asym")
+EXPRESSION_PARAMETERS = {
+    "Neutral":   (0.000, 0.000, 0.025, 0.000, 0.000, 1.00, 0.000, 0.000),
+    "Anger":     (-0.015, 0.030, 0.016, 0.008, 0.000, 0.82, 0.000, 0.000),
+    "Disgust":   (-0.008, 0.012, 0.012, 0.014, 0.018, 0.95, 0.022, 0.000),
+    "Fear":      (0.030, -0.012, 0.044, 0.010, 0.040, 1.18, 0.000, 0.000),
+    "Happiness": (0.000, 0.000, 0.012, -0.038, 0.028, 1.18, 0.000, 0.000),
+    "Sadness":   (-0.004, -0.032, 0.019, 0.032, 0.000, 0.95, 0.000, 0.000),
+    "Surprise":  (0.048, 0.000, 0.050, 0.000, 0.090, 0.78, 0.000, 0.000),
+    "Other":     (0.010, 0.000, 0.025, 0.000, 0.006, 1.00, 0.000, 0.030),
+}
+assert list(EXPRESSION_PARAMETERS) == ABAW_EXPRESSION_LABELS
+
+
+@dataclass
+class Identity:
+    """What stays fixed for one person: face shape, skin, hair, colours."""
+
+    face_width: float
+    eye_spacing: float
+    skin: tuple
+    hair: tuple
+    brow_colour: tuple
+    lip: tuple
+    iris: tuple
+    hair_height: float
+
+    @classmethod
+    def random(cls, rng: np.random.Generator) -> "Identity":
+        tone = rng.uniform(0.25, 1.0)
+        skin = tuple(int(v) for v in np.array([225, 180, 150]) * tone + np.array([30, 25, 20]) * (1 - tone))
+        hair = tuple(int(v) for v in rng.uniform(10, 160, 3))
+        return cls(
+            face_width=rng.uniform(0.32, 0.40), eye_spacing=rng.uniform(-0.012, 0.012), skin=skin, hair=hair,
+            brow_colour=tuple(int(v * 0.6) for v in hair), lip=(int(rng.uniform(150, 210)), 70, 80),
+            iris=tuple(int(v) for v in rng.uniform(20, 120, 3)), hair_height=rng.uniform(0.05, 0.2),
+        )
+
+
+def expression_parameters(expression: int, intensity: float = 1.0) -> dict:
+    """The drawing parameters of `expression` (an ABAW index) at `intensity` in [0, 1], from neutral."""
+    neutral = np.array(EXPRESSION_PARAMETERS["Neutral"])
+    target = np.array(EXPRESSION_PARAMETERS[ABAW_EXPRESSION_LABELS[expression]])
+    return dict(zip(_PARAMETER_NAMES, neutral + intensity * (target - neutral)))
+
+
+def face_landmarks(identity: Identity, params: dict) -> np.ndarray:
+    """The 68 landmarks (iBUG order) of a face in aligned-crop coordinates (fractions), before pose."""
+    eye_left, eye_right, nose_tip, mouth_left, mouth_right = CANONICAL_FIVE_POINTS
+    eye_left = eye_left - [identity.eye_spacing, 0]
+    eye_right = eye_right + [identity.eye_spacing, 0]
+    points = np.zeros((68, 2))
+    # jaw 0-16: the lower half of an ellipse from ear to ear
+    angles = np.linspace(np.pi, 0, 17)
+    points[0:17] = np.stack([0.5 + identity.face_width * 1.05 * np.cos(angles),
+                             0.45 + 0.52 * np.sin(angles)], axis=1)
+    # brows 17-21 (image left, outer to inner) and 22-26 (image right, inner to outer)
+    for start, eye, outer_sign in ((17, eye_left, -1), (22, eye_right, 1)):
+        xs = eye[0] + outer_sign * np.linspace(0.095, -0.055, 5)
+        inner = np.linspace(0, 1, 5)  # 0 at the outer end, 1 at the inner end
+        asym = params["asym"] if outer_sign > 0 else 0.0  # "Other": one brow raised
+        ys = eye[1] - 0.11 - params["brow"] - asym - 0.012 * np.sin(np.pi * inner) + params["brow_inner"] * inner
+        block = np.stack([xs, ys], axis=1)
+        points[start:start + 5] = block if outer_sign < 0 else block[::-1]  # both brows run left to right
+    # nose: bridge 27-30 down to the tip, nostrils 31-35
+    points[27:31] = np.stack([np.full(4, 0.5), np.linspace(0.47, nose_tip[1], 4)], axis=1)
+    points[31:36] = np.stack([0.5 + np.array([-0.07, -0.035, 0.0, 0.035, 0.07]),
+                              nose_tip[1] + np.array([0.012, 0.02, 0.024, 0.02, 0.012])], axis=1)
+    # eyes 36-41 (image left: outer corner, 2 upper, inner corner, 2 lower) and 42-47 (inner corner first)
+    half_width, half_height = 0.058, params["eye_open"]
+    for start, eye in ((36, eye_left), (42, eye_right)):  # both start at their image-left corner
+        xs = eye[0] + half_width * np.array([-1, -0.35, 0.35, 1, 0.35, -0.35])
+        lower = max(0.8 * half_height, 0.018)  # the lower lid moves little; squinting drops the upper one
+        ys = eye[1] + np.array([0, -half_height, -half_height, 0, lower, lower])
+        points[start:start + 6] = np.stack([xs, ys], axis=1)
+    # mouth: outer lip 48-59, inner lip 60-67
+    centre = (mouth_left + mouth_right) / 2
+    half_mouth = (mouth_right[0] - mouth_left[0]) / 2 * params["mouth_width"]
+    corner_y = centre[1] + params["corner"]
+    opening, lift = params["mouth_open"], params["upper_lip"]
+    left_corner = [centre[0] - half_mouth, corner_y - params["asym"]]
+    right_corner = [centre[0] + half_mouth, corner_y + params["asym"]]
+    top = centre[1] - 0.04 - lift - opening * 0.3
+    bottom = centre[1] + 0.05 + opening * 0.7
+    upper = [[centre[0] + half_mouth * f, top + 0.006 * abs(f) * 3 - (0.004 if abs(f) < 0.1 else 0)]
+             for f in (-0.6, -0.25, 0.0, 0.25, 0.6)]
+    lower = [[centre[0] + half_mouth * f, bottom - 0.01 * abs(f) * 2] for f in (0.6, 0.25, 0.0, -0.25, -0.6)]
+    points[48:60] = np.array([left_corner, *upper, right_corner, *lower])
+    inner_top, inner_bottom = centre[1] - 0.004 - opening * 0.3, centre[1] + 0.004 + opening * 0.6
+    points[60:68] = np.array([
+        [left_corner[0] + 0.02, left_corner[1]], [centre[0] - half_mouth * 0.4, inner_top], [centre[0], inner_top],
+        [centre[0] + half_mouth * 0.4, inner_top], [right_corner[0] - 0.02, right_corner[1]],
+        [centre[0] + half_mouth * 0.4, inner_bottom], [centre[0], inner_bottom],
+        [centre[0] - half_mouth * 0.4, inner_bottom]])
+    return points
+
+
+def random_pose(rng: np.random.Generator, strength: float = 1.0) -> tuple:
+    """A small similarity transform around the crop centre: (angle in radians, scale, shift (dx, dy))."""
+    return (rng.uniform(-0.15, 0.15) * strength, 1 + rng.uniform(-0.08, 0.08) * strength,
+            rng.uniform(-0.04, 0.04, 2) * strength)
+
+
+def _apply_pose(points: np.ndarray, pose) -> np.ndarray:
+    angle, scale, shift = pose
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    return (points - 0.5) @ rotation.T * scale + 0.5 + shift
+
+
+def render_face(expression: int, intensity: float, identity: Identity, pose, rng: np.random.Generator,
+                size: int = 112, background=None, light=None) -> tuple[Image.Image, np.ndarray]:
+    """Draw one face; returns the RGB image (`size × size`) and its 68 landmarks in pixels."""
+    params = expression_parameters(expression, intensity)
+    canonical = face_landmarks(identity, params)
+    scale = 3 * size  # draw large, then downsample: smooth edges
+
+    def px(points):  # aligned-crop fractions -> drawing pixels, with the pose
+        return [tuple(p) for p in (_apply_pose(np.atleast_2d(points), pose) * scale)]
+
+    background = background if background is not None else tuple(int(v) for v in rng.uniform(40, 230, 3))
+    image = Image.new("RGB", (scale, scale), background)
+    draw = ImageDraw.Draw(image)
+    ellipse = np.array([[0.5 + identity.face_width * np.cos(t), 0.5 + 0.47 * np.sin(t)]
+                        for t in np.linspace(0, 2 * np.pi, 60)])
+    hair = np.array([[0.5 + (identity.face_width + 0.03) * np.cos(t), 0.36 + (0.2 + identity.hair_height) * np.sin(t)]
+                     for t in np.linspace(np.pi, 2 * np.pi, 30)])
+    draw.polygon(px(hair), fill=identity.hair)
+    draw.polygon(px(ellipse), fill=identity.skin)
+    shade = tuple(int(c * 0.8) for c in identity.skin)
+    width = max(1, scale // 90)
+    # brows
+    draw.line(px(canonical[17:22]), fill=identity.brow_colour, width=3 * width, joint="curve")
+    draw.line(px(canonical[22:27]), fill=identity.brow_colour, width=3 * width, joint="curve")
+    # eyes: white, iris, lids
+    for start in (36, 42):
+        eye = canonical[start:start + 6]
+        draw.polygon(px(eye), fill=(245, 245, 240))
+        centre = eye.mean(0)
+        radius = min(0.022, max(0.004, (eye[4, 1] - eye[1, 1]) * 0.5))
+        iris = np.array([[centre[0] + radius * np.cos(t), centre[1] + radius * np.sin(t)]
+                         for t in np.linspace(0, 2 * np.pi, 16)])
+        draw.polygon(px(iris), fill=identity.iris)
+        draw.line(px(np.vstack([eye, eye[:1]])), fill=shade, width=width)
+    # nose
+    draw.line(px(canonical[27:31]), fill=shade, width=width)
+    draw.line(px(canonical[31:36]), fill=shade, width=width)
+    # mouth: lips, then the opening (with teeth when wide open)
+    draw.polygon(px(canonical[48:60]), fill=identity.lip)
+    inner = canonical[60:68]
+    if inner[6, 1] - inner[2, 1] > 0.012:
+        draw.polygon(px(inner), fill=(60, 20, 25))
+        teeth = inner.copy()
+        teeth[5:8, 1] = inner[1:4, 1][::-1] + (inner[6, 1] - inner[2, 1]) * 0.35
+        draw.polygon(px(teeth), fill=(235, 235, 225))
+    else:
+        draw.line(px(inner[[0, 1, 2, 3, 4]]), fill=(90, 30, 35), width=width)
+
+    image = image.resize((size, size), Image.Resampling.LANCZOS).filter(ImageFilter.GaussianBlur(0.4))
+    # lighting: a linear gradient in a random direction, and sensor noise
+    light = light if light is not None else (rng.uniform(0, 2 * np.pi), rng.uniform(0.0, 0.35))
+    angle, strength = light
+    yy, xx = np.mgrid[0:size, 0:size] / size - 0.5
+    gain = 1.0 - strength * (np.cos(angle) * xx + np.sin(angle) * yy + 0.5) * 0.8
+    pixels = np.asarray(image, dtype=np.float32) * gain[..., None] + rng.normal(0, 3.0, (size, size, 3))
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    return image, _apply_pose(canonical, pose) * size
+
+
+def region_truth_boxes(landmarks: np.ndarray) -> dict:
+    """Tight boxes of the drawn regions (68-point landmarks in pixels): brows+eyes, nose, outer lips."""
+    def bbox(indices):
+        (x0, y0), (x1, y1) = landmarks[indices].min(0), landmarks[indices].max(0)
+        return (float(x0), float(y0), float(x1), float(y1))
+
+    return {"eyes": bbox(list(range(17, 27)) + list(range(36, 48))), "nose": bbox(list(range(27, 36))),
+            "mouth": bbox(list(range(48, 60)))}
