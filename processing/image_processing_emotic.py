@@ -1,7 +1,7 @@
 """EmoticImageProcessor: turns a face image, or an ordinary photo with a face in it, into the two views the model
 fuses: the main view (the face) and the auxiliary view (its eyes, mouth and, optionally, nose), built without
 training. This file and its sibling `face_geometry.py` are copied into Hub repositories for `trust_remote_code`,
-so they import only numpy, PIL, transformers and each other; torchvision is not needed.
+so they import only numpy, PIL, torch, transformers and each other; torchvision is not needed.
 """
 
 import math
@@ -9,6 +9,7 @@ import os
 import warnings
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.utils import logging
@@ -146,10 +147,11 @@ class EmoticImageProcessor(BaseImageProcessor):
             aux_views.append(aux)
             regions.append({**{key: tuple(round(v, 2) for v in box) for key, box in boxes.items()}, "source": source})
 
-        features = BatchFeature(
-            data={"pixel_values": np.stack(main_views), "pixel_values_aux": np.stack(aux_views)},
-            tensor_type=return_tensors,
-        )
+        views = {"pixel_values": self._normalise(np.stack(main_views)),
+                 "pixel_values_aux": self._normalise(np.stack(aux_views))}
+        if str(return_tensors) not in ("pt", "TensorType.PYTORCH"):
+            views = {key: value.numpy() for key, value in views.items()}
+        features = BatchFeature(data=views, tensor_type=return_tensors)
         if return_regions:
             features["regions"] = regions
         return features
@@ -316,11 +318,12 @@ class EmoticImageProcessor(BaseImageProcessor):
         return canvas.resize((out_width, out_height), resample,
                              box=(x0 - left, y0 - top, x1 - left, y1 - top))
 
-    def _normalise(self, array: np.ndarray) -> np.ndarray:
-        """`(H, W, 3)` pixels in [0, 255] → `(3, H, W)` float32, `(x / 255 - mean) / std` in one pass."""
-        scale = np.asarray([1.0 / (255.0 * s) for s in self.image_std], dtype=np.float32)
-        offset = np.asarray([-m / s for m, s in zip(self.image_mean, self.image_std)], dtype=np.float32)
-        return (array.astype(np.float32) * scale + offset).transpose(2, 0, 1)
+    def _normalise(self, pixels: np.ndarray) -> torch.Tensor:
+        """`(B, H, W, 3)` uint8 → `(B, 3, H, W)` float32 `(x / 255 - mean) / std`, one batched multiply-add in
+        the images' own memory order; the result is channels-last in memory, which convolutions take as is."""
+        scale = torch.tensor([1.0 / (255.0 * s) for s in self.image_std])
+        offset = torch.tensor([-m / s for m, s in zip(self.image_mean, self.image_std)])
+        return torch.from_numpy(pixels).float().mul_(scale).add_(offset).permute(0, 3, 1, 2)
 
     def _build_views(self, rgb: Image.Image, boxes: dict, aux_regions, aux_layout):
         height, width = self.size["height"], self.size["width"]
@@ -343,6 +346,7 @@ class EmoticImageProcessor(BaseImageProcessor):
         elif aux_layout == "mean":
             aux = np.mean([np.asarray(self._crop_resize(rgb, boxes[r], width, height), dtype=np.float32)
                            for r in ordered], axis=0)
+            aux = np.rint(aux).astype(np.uint8)
         else:  # mask: the face with everything but the regions set to the mean colour
             fx0, fy0, fx1, fy1 = boxes["face"]
             keep = np.zeros((height, width), dtype=bool)
@@ -354,7 +358,7 @@ class EmoticImageProcessor(BaseImageProcessor):
                 bottom = min(height, int(round((y1 - fy0) / (fy1 - fy0) * height)))
                 keep[top:bottom, left:right] = True
             aux = np.where(keep[..., None], main, np.asarray(self._fill(), dtype=np.uint8))
-        return self._normalise(main), self._normalise(aux)
+        return main, aux  # (H, W, 3) uint8 each
 
 
 __all__ = ["EmoticImageProcessor"]
