@@ -25,5 +25,8 @@ install: $(STAMP)
 test: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 OMP_NUM_THREADS=1 $(VENV)/bin/emotic demo --output-dir demo_output
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -138,7 +138,7 @@ class EmoticImageProcessor(BaseImageProcessor):
         main_views, aux_views, regions = [], [], []
         for index, image in enumerate(images):
             name = self._image_name(image, index)
-            rgb = self._to_rgb(image, name)
+            rgb = self.to_rgb(image, name)
             boxes, source = self._face_geometry(
                 rgb, None if landmarks is None else landmarks[index], geometry, on_no_face, name, index
             )
@@ -174,8 +174,9 @@ class EmoticImageProcessor(BaseImageProcessor):
             return f"image file {os.fspath(image)}"
         return f"image {index}"
 
-    def _to_rgb(self, image, name: str) -> Image.Image:
+    def to_rgb(self, image, name: str | None = None) -> Image.Image:
         """Any supported input → an RGB PIL image, or a `ValueError` naming the input and what was expected."""
+        name = name or self._image_name(image, 0)
         if isinstance(image, (str, os.PathLike)):
             image = self._open(image, name)
         if isinstance(image, Image.Image):

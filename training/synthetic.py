@@ -19,11 +19,11 @@ from emotic.processing.face_geometry import CANONICAL_FIVE_POINTS
 _PARAMETER_NAMES = ("brow", "brow_inner", "eye_open", "corner", "mouth_open", "mouth_width", "upper_lip", "asym")
 EXPRESSION_PARAMETERS = {
     "Neutral":   (0.000, 0.000, 0.025, 0.000, 0.000, 1.00, 0.000, 0.000),
-    "Anger":     (-0.015, 0.030, 0.016, 0.008, 0.000, 0.82, 0.000, 0.000),
-    "Disgust":   (-0.008, 0.012, 0.012, 0.014, 0.018, 0.95, 0.022, 0.000),
-    "Fear":      (0.030, -0.012, 0.044, 0.010, 0.040, 1.18, 0.000, 0.000),
-    "Happiness": (0.000, 0.000, 0.012, -0.038, 0.028, 1.18, 0.000, 0.000),
-    "Sadness":   (-0.004, -0.032, 0.019, 0.032, 0.000, 0.95, 0.000, 0.000),
+    "Anger":     (-0.030, 0.040, 0.014, 0.010, 0.000, 0.80, 0.000, 0.000),
+    "Disgust":   (-0.010, 0.015, 0.012, 0.022, 0.000, 0.95, 0.030, 0.000),
+    "Fear":      (0.030, -0.020, 0.044, 0.010, 0.040, 1.18, 0.000, 0.000),
+    "Happiness": (0.000, 0.000, 0.014, -0.045, 0.028, 1.18, 0.000, 0.000),
+    "Sadness":   (0.000, -0.045, 0.019, 0.040, 0.000, 0.95, 0.000, 0.000),
     "Surprise":  (0.048, 0.000, 0.050, 0.000, 0.090, 0.78, 0.000, 0.000),
     "Other":     (0.010, 0.000, 0.025, 0.000, 0.006, 1.00, 0.000, 0.030),
 }
@@ -147,8 +147,8 @@ def render_face(expression: int, intensity: float, identity: Identity, pose, rng
     shade = tuple(int(c * 0.8) for c in identity.skin)
     width = max(1, scale // 90)
     # brows
-    draw.line(px(canonical[17:22]), fill=identity.brow_colour, width=3 * width, joint="curve")
-    draw.line(px(canonical[22:27]), fill=identity.brow_colour, width=3 * width, joint="curve")
+    draw.line(px(canonical[17:22]), fill=identity.brow_colour, width=4 * width, joint="curve")
+    draw.line(px(canonical[22:27]), fill=identity.brow_colour, width=4 * width, joint="curve")
     # eyes: white, iris, lids
     for start in (36, 42):
         eye = canonical[start:start + 6]
@@ -192,3 +192,102 @@ def region_truth_boxes(landmarks: np.ndarray) -> dict:
 
     return {"eyes": bbox(list(range(17, 27)) + list(range(36, 48))), "nose": bbox(list(range(27, 36))),
             "mouth": bbox(list(range(48, 60)))}
+
+
+def write_synthetic_affwild2(
+    root, num_videos: int = 16, frames_per_video: int = 60, size: int = 112, validation_videos: int = 4,
+    seed: int = 0, unlabelled_fraction: float = 0.02, missing_fraction: float = 0.02,
+) -> dict:
+    """Write a generated dataset in Aff-Wild2's EXPR layout and return a summary:
+
+        root/annotations/Train_Set/<video>.txt       header, then one label per frame (-1 = ignore)
+        root/annotations/Validation_Set/<video>.txt  held-out videos: other identities
+        root/cropped_aligned/<video>/00001.jpg       aligned face crops (some annotated frames have no image,
+                                                     as in Aff-Wild2 where no face was detected)
+        root/landmarks/<video>.npy                   (frames, 68, 2) landmarks that were drawn
+
+    Each video is one person under a slowly drifting pose and light, moving through expression segments that
+    ramp up from neutral (every expression in each video); a frame carries the segment's expression from half
+    intensity on, Neutral before.
+    """
+    import json
+    from pathlib import Path
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    summary = {"videos": {"Train_Set": [], "Validation_Set": []}, "frames": 0, "labels": [0] * 8,
+               "unlabelled": 0, "missing_images": 0}
+    for video_index in range(num_videos):
+        split = "Validation_Set" if video_index >= num_videos - validation_videos else "Train_Set"
+        video = f"synth-{video_index:03d}"
+        identity = Identity.random(rng)
+        background = tuple(int(v) for v in rng.uniform(40, 230, 3))
+        start_pose, end_pose = random_pose(rng), random_pose(rng)
+        light_angle, light_strength = rng.uniform(0, 2 * np.pi), rng.uniform(0.0, 0.35)
+        frame_dir = root / "cropped_aligned" / video
+        frame_dir.mkdir(parents=True, exist_ok=True)
+        labels, landmarks = [], []
+        # Expression segments of 6-10 frames ramping up from neutral over 3, every class in turn (shuffled per
+        # video): each person shows every expression, so identity cannot stand in for the label.
+        order = np.concatenate([rng.permutation(8) for _ in range(frames_per_video // 48 + 2)])
+        segment_end, segment = 0, -1
+        for frame in range(frames_per_video):
+            if frame >= segment_end:
+                segment += 1
+                expression = int(order[segment])
+                segment_start, segment_end = frame, frame + int(rng.integers(6, 11))
+                peak = rng.uniform(0.8, 1.0)
+            intensity = peak * min(1.0, (frame - segment_start + 1) / 3)
+            t = frame / max(frames_per_video - 1, 1)
+            pose = tuple(a + t * (b - a) for a, b in zip(start_pose[:2], end_pose[:2])) + (
+                start_pose[2] + t * (end_pose[2] - start_pose[2]),)
+            image, points = render_face(expression, intensity, identity, pose, rng, size=size, background=background,
+                                        light=(light_angle + 0.3 * t, light_strength))
+            label = expression if intensity >= 0.5 else 0
+            if rng.random() < unlabelled_fraction:
+                label = -1
+                summary["unlabelled"] += 1
+            if rng.random() < missing_fraction:
+                summary["missing_images"] += 1  # annotated, but the frame image is absent
+            else:
+                image.save(frame_dir / f"{frame + 1:05d}.jpg", quality=95)
+            labels.append(label)
+            landmarks.append(points.astype(np.float32))
+            if label >= 0:
+                summary["labels"][label] += 1
+        annotation_dir = root / "annotations" / split
+        annotation_dir.mkdir(parents=True, exist_ok=True)
+        (annotation_dir / f"{video}.txt").write_text(
+            ",".join(ABAW_EXPRESSION_LABELS) + "\n" + "\n".join(str(v) for v in labels) + "\n")
+        (root / "landmarks").mkdir(exist_ok=True)
+        np.save(root / "landmarks" / f"{video}.npy", np.stack(landmarks))
+        summary["videos"][split].append(video)
+        summary["frames"] += frames_per_video
+    (root / "README.txt").write_text(
+        "Generated by `emotic synth`: procedurally drawn faces in Aff-Wild2's EXPR layout. A smoke-scale\n"
+        "stand-in that exercises the pipeline; it is NOT facial-expression data and says nothing about how a\n"
+        "model does on real faces.\n")
+    (root / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="emotic synth", description=write_synthetic_affwild2.__doc__.split("\n\n")[0])
+    parser.add_argument("output_dir")
+    parser.add_argument("--videos", type=int, default=16)
+    parser.add_argument("--frames", type=int, default=60, help="frames per video")
+    parser.add_argument("--validation-videos", type=int, default=4)
+    parser.add_argument("--size", type=int, default=112, help="side of the aligned crops (Aff-Wild2: 112)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if not 0 <= args.validation_videos < args.videos:
+        parser.error("--validation-videos must be at least 0 and fewer than --videos")
+    summary = write_synthetic_affwild2(args.output_dir, args.videos, args.frames, args.size, args.validation_videos,
+                                       args.seed)
+    print(f"wrote {summary['frames']} frames of {args.videos} videos to {args.output_dir} "
+          f"(train {len(summary['videos']['Train_Set'])}, validation {len(summary['videos']['Validation_Set'])}); "
+          f"labels per class {summary['labels']}; {summary['unlabelled']} frames labelled -1, "
+          f"{summary['missing_images']} without an image")
+    return 0

@@ -1,0 +1,27 @@
+"""The `emotic` command: `emotic synth|pretrain|finetune|demo ...`; each forwards its arguments."""
+
+import sys
+
+COMMANDS = {
+    "synth": ("emotic.training.synthetic", "write a generated dataset in Aff-Wild2's layout"),
+    "pretrain": ("emotic.training.pretrain", "MAE pre-training on face folders"),
+    "finetune": ("emotic.training.finetune", "fine-tune the dual-view classifier"),
+    "demo": ("emotic.training.demo", "the main job end to end on generated data"),
+}
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        lines = [f"  {name:10s} {summary}" for name, (_, summary) in COMMANDS.items()]
+        print("usage: emotic COMMAND [ARGS]\n\ncommands:\n" + "\n".join(lines), file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    import importlib
+
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    result = module.main(argv[1:])
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

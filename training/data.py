@@ -1,0 +1,198 @@
+"""Datasets: Aff-Wild2 EXPR, a folder of class sub-folders, and unlabelled face folders.
+
+Each reader lists files only (image paths, labels, video and frame names) into a `datasets.Dataset`; images are
+decoded lazily, batch by batch, by `ViewTransform` through the image processor. Listing stays cheap for Aff-Wild2's
+2.7M frames: one annotation read and one directory scan per video.
+"""
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from datasets import Dataset
+
+from emotic.modeling.configuration_emotic import ABAW_EXPRESSION_LABELS
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+ANNOTATION_HEADER = ",".join(ABAW_EXPRESSION_LABELS)
+
+
+@dataclass
+class ReadReport:
+    """What a reader kept and what it skipped, with reasons: printed by the training scripts."""
+
+    frames: int = 0
+    videos: int = 0
+    ignored_unlabelled: int = 0  # -1 frames
+    missing_images: int = 0  # annotated frames without a frame image (no face detected by the dataset makers)
+    dropped_by_stride: int = 0
+    dropped_by_cap: int = 0
+    class_counts: dict = field(default_factory=dict)
+
+    def format(self) -> str:
+        return (f"{self.frames} frames from {self.videos} videos kept; skipped {self.ignored_unlabelled} frames "
+                f"labelled -1, {self.missing_images} annotated frames without an image, {self.dropped_by_stride} "
+                f"by frame stride, {self.dropped_by_cap} by the per-class cap; per class: {self.class_counts}")
+
+
+def read_expression_annotation(path: Path) -> list[int]:
+    """One Aff-Wild2 EXPR annotation file: the header line, then one integer in -1..7 per frame."""
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    if not lines or lines[0].strip().replace(" ", "") != ANNOTATION_HEADER:
+        found = lines[0].strip() if lines else "an empty file"
+        raise ValueError(f"{path}, line 1: expected the header {ANNOTATION_HEADER!r}, found {found!r}")
+    labels = []
+    for number, line in enumerate(lines[1:], start=2):
+        text = line.strip()
+        if not text and number == len(lines):  # tolerate one trailing blank line
+            continue
+        try:
+            label = int(text)
+        except ValueError:
+            raise ValueError(f"{path}, line {number}: {text!r} is not an integer; expected -1..7") from None
+        if not -1 <= label < len(ABAW_EXPRESSION_LABELS):
+            raise ValueError(f"{path}, line {number}: label {label} is out of range; expected -1..7")
+        labels.append(label)
+    return labels
+
+
+def read_affwild2(
+    annotations_dir: str | os.PathLike,
+    frames_dir: str | os.PathLike,
+    frame_stride: int = 1,
+    max_frames_per_class: int | None = None,
+    seed: int = 0,
+) -> tuple[Dataset, ReadReport]:
+    """Aff-Wild2 EXPR: `annotations_dir/<video>.txt` + `frames_dir/<video>/<00001>.jpg` (1-based, 5 digits).
+
+    `frame_stride` keeps every n-th frame and `max_frames_per_class` caps each class (a seeded random subset): the
+    paper's "reduced training data". Frames labelled -1 and annotated frames without an image are skipped and
+    counted. A wrong header, a bad line or a missing video folder is a `ValueError` naming the file and line.
+    """
+    annotations_dir, frames_dir = Path(annotations_dir), Path(frames_dir)
+    if not annotations_dir.is_dir():
+        raise ValueError(f"annotation folder {annotations_dir} does not exist")
+    if frame_stride < 1:
+        raise ValueError(f"frame_stride={frame_stride}; expected an integer >= 1")
+    report = ReadReport()
+    paths, labels, videos, frames = [], [], [], []
+    for annotation in sorted(annotations_dir.glob("*.txt")):
+        video = annotation.stem
+        video_dir = frames_dir / video
+        if not video_dir.is_dir():
+            raise ValueError(f"{annotation}: its frame folder {video_dir} does not exist")
+        video_labels = read_expression_annotation(annotation)
+        present = {entry.name for entry in os.scandir(video_dir)}
+        report.videos += 1
+        for index, label in enumerate(video_labels):
+            if label < 0:
+                report.ignored_unlabelled += 1
+                continue
+            name = f"{index + 1:05d}.jpg"
+            if name not in present:
+                report.missing_images += 1
+                continue
+            if index % frame_stride:
+                report.dropped_by_stride += 1
+                continue
+            paths.append(str(video_dir / name))
+            labels.append(label)
+            videos.append(video)
+            frames.append(name)
+    if report.videos == 0:
+        raise ValueError(f"annotation folder {annotations_dir} has no <video>.txt files")
+    keep = _cap_per_class(labels, max_frames_per_class, seed)
+    report.dropped_by_cap = len(labels) - len(keep)
+    columns = {"image": [paths[i] for i in keep], "label": [labels[i] for i in keep],
+               "video": [videos[i] for i in keep], "frame": [frames[i] for i in keep]}
+    report.frames = len(keep)
+    report.class_counts = dict(sorted(Counter(columns["label"]).items()))
+    return Dataset.from_dict(columns), report
+
+
+def _cap_per_class(labels: list[int], cap: int | None, seed: int) -> list[int]:
+    if cap is None:
+        return list(range(len(labels)))
+    rng = np.random.default_rng(seed)
+    by_class = {}
+    for index, label in enumerate(labels):
+        by_class.setdefault(label, []).append(index)
+    keep = []
+    for indices in by_class.values():
+        keep += sorted(rng.choice(indices, size=min(cap, len(indices)), replace=False).tolist())
+    return sorted(keep)
+
+
+def read_image_folder(root: str | os.PathLike, label2id: dict) -> tuple[Dataset, ReadReport]:
+    """`root/<class name>/*.jpg` (RAF-DB/AffectNet style). Class names map onto the model's labels,
+    case-insensitively; a folder naming no label is an error that lists the labels."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"image folder {root} does not exist")
+    lookup = {name.lower(): index for name, index in label2id.items()}
+    paths, labels = [], []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        if class_dir.name.lower() not in lookup:
+            raise ValueError(f"{class_dir}: class folder {class_dir.name!r} is not one of the model's labels "
+                             f"{sorted(label2id)}")
+        files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        paths += [str(p) for p in files]
+        labels += [lookup[class_dir.name.lower()]] * len(files)
+    if not paths:
+        raise ValueError(f"image folder {root} has no images in class sub-folders")
+    report = ReadReport(frames=len(paths), class_counts=dict(sorted(Counter(labels).items())))
+    return Dataset.from_dict({"image": paths, "label": labels}), report
+
+
+def read_unlabelled_faces(roots) -> Dataset:
+    """Every image under the given folders (recursively), for MAE pre-training."""
+    paths = []
+    for root in [roots] if isinstance(roots, (str, os.PathLike)) else roots:
+        if not Path(root).is_dir():
+            raise ValueError(f"face folder {root} does not exist")
+        for directory, _, files in os.walk(root):
+            paths += [os.path.join(directory, f) for f in sorted(files) if f.lower().endswith(IMAGE_EXTENSIONS)]
+    if not paths:
+        raise ValueError(f"no images found under {roots}")
+    return Dataset.from_dict({"image": sorted(paths)})
+
+
+def inverse_frequency_weights(labels, num_classes: int) -> list[float]:
+    """Class weights `N / (C * n_c)` from the training split (absent classes get the largest present weight)."""
+    counts = np.bincount(np.asarray(labels), minlength=num_classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
+    weights[counts == 0] = weights.max() if (counts > 0).any() else 1.0
+    return [round(float(w), 6) for w in weights]
+
+
+class ViewTransform:
+    """`dataset.set_transform(ViewTransform(processor))`: decodes a batch of image paths into both views.
+
+    With `hflip`, each image is mirrored with probability 0.5 (torch's RNG, so resumed runs repeat it).
+    """
+
+    def __init__(self, processor, hflip: bool = False, main_view_only: bool = False):
+        self.processor = processor
+        self.hflip = hflip
+        self.main_view_only = main_view_only
+
+    def __call__(self, batch: dict) -> dict:
+        import torch
+        from PIL import ImageOps
+
+        images = []
+        for path in batch["image"]:
+            image = self.processor.to_rgb(path)  # decoded and checked like any input
+            if self.hflip and torch.rand(()) < 0.5:
+                image = ImageOps.mirror(image)
+            images.append(image)
+        views = self.processor(images, return_tensors="pt")
+        out = {"pixel_values": views["pixel_values"]}
+        if not self.main_view_only:
+            out["pixel_values_aux"] = views["pixel_values_aux"]
+        if "label" in batch:
+            out["labels"] = torch.tensor(batch["label"], dtype=torch.long)
+        return out

@@ -1,0 +1,75 @@
+"""`make demo`: the main job end to end on the embedded default, on a CPU in a few minutes.
+
+Generates a synthetic dataset in Aff-Wild2's layout, pre-trains a tiny MAE-Face encoder on its frames, fine-tunes
+the dual-view classifier (Fusion Attention) and the `fusion_strategy="none"` baseline from it, prints their
+macro-F1 on the held-out videos, and loads the dual-view folder with `AutoModelForImageClassification` and
+`pipeline`. The data are drawn faces, a smoke-scale stand-in: the numbers show the pipeline works, not how a
+model does on real expressions.
+"""
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import emotic  # noqa: F401  (registers the Auto classes)
+from emotic.training import finetune, pretrain
+from emotic.training.synthetic import write_synthetic_affwild2
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(prog="emotic demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output-dir", default="demo_output")
+    parser.add_argument("--videos", type=int, default=40)
+    parser.add_argument("--frames", type=int, default=64)
+    parser.add_argument("--pretrain-epochs", type=int, default=3)
+    parser.add_argument("--finetune-epochs", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    root = Path(args.output_dir)
+    started = time.perf_counter()
+    common = ["--disable_tqdm", "true", "--seed", str(args.seed), "--per_device_train_batch_size", "32",
+              "--save_total_limit", "1"]
+
+    data = root / "data"
+    if not (data / "summary.json").is_file():
+        summary = write_synthetic_affwild2(data, args.videos, args.frames, size=64,
+                                           validation_videos=max(2, args.videos // 5), seed=args.seed)
+        print(f"[demo] generated {summary['frames']} frames of {args.videos} videos in {data}")
+
+    print("[demo] MAE pre-training a tiny encoder on the training videos' frames")
+    train_videos = [str(data / "cropped_aligned" / p.stem) for p in sorted((data / "annotations" / "Train_Set").glob("*.txt"))]
+    result = pretrain.main(["--face_dirs", *train_videos, "--model_size", "tiny",
+                            "--output_dir", str(root / "pretrain"), "--num_train_epochs", str(args.pretrain_epochs),
+                            "--learning_rate", "1.5e-3", *common])
+    losses = result["losses"]
+    print(f"[demo] pre-training loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+
+    scores = {}
+    for name, strategy in (("dual-view (attention fusion)", "attention"), ("baseline (fusion none)", "none")):
+        print(f"[demo] fine-tuning {name}")
+        scores[name] = finetune.main([
+            "--affwild2_root", str(data), "--model_name_or_path", str(root / "pretrain"),
+            "--fusion_strategy", strategy, "--output_dir", str(root / strategy),
+            "--num_train_epochs", str(args.finetune_epochs), "--learning_rate", "2e-3", "--layer_decay", "0.9",
+            "--drop_path_rate", "0.0", *common])
+
+    from transformers import AutoModelForImageClassification, pipeline
+
+    model = AutoModelForImageClassification.from_pretrained(root / "attention")
+    classify = pipeline("image-classification", model=str(root / "attention"), trust_remote_code=False)
+    frame = next((data / "cropped_aligned").glob("*/00001.jpg"))
+    prediction = classify(str(frame), top_k=1)[0]
+
+    print("\n| model | macro-F1 (held-out videos) | accuracy |\n| --- | --- | --- |")
+    for name, metrics in scores.items():
+        print(f"| {name} | {metrics['macro_f1']:.3f} | {metrics['accuracy']:.3f} |")
+    print(f"\n[demo] {type(model).__name__} loads from {root / 'attention'}; pipeline on {frame.name}: "
+          f"{prediction['label']} ({prediction['score']:.2f})")
+    print(f"[demo] done in {time.perf_counter() - started:.0f} s. Synthetic drawn faces: not expression data.")
+    return scores
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    main()

@@ -1,0 +1,185 @@
+"""Fine-tune the dual-view expression classifier (or the `fusion_strategy="none"` MAE-Face baseline).
+
+    accelerate launch -m emotic.training.finetune --affwild2_root DATA --model_name_or_path PRETRAINED \\
+        --output_dir runs/dual-view --num_train_epochs 10 --per_device_train_batch_size 64 --bf16
+
+Data: Aff-Wild2 EXPR (`--affwild2_root` with `annotations/{Train_Set,Validation_Set}` and `cropped_aligned`, or the
+four folders given one by one) or an image folder per split with one sub-folder per class (`--train_dir`,
+`--eval_dir`). A run resumes by itself from the last complete checkpoint in `--output_dir`: start the same command
+again after an interruption. The finished folder loads with `AutoModelForImageClassification` and `pipeline`.
+"""
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from transformers import AutoImageProcessor, AutoModelForImageClassification, HfArgumentParser, set_seed
+
+from emotic.modeling.configuration_emotic import ABAW_EXPRESSION_LABELS
+from emotic.modeling.modeling_emotic import EmoticForImageClassification
+from emotic.processing.image_processing_emotic import EmoticImageProcessor
+from emotic.training.common import (
+    MODEL_SIZES,
+    EmoticTrainer,
+    EmoticTrainingArguments,
+    build_config,
+    last_complete_checkpoint,
+    training_hyperparameters,
+    write_run_summary,
+)
+from emotic.training.data import ViewTransform, inverse_frequency_weights, read_affwild2, read_image_folder
+from emotic.training.metrics import expression_metrics
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(default=None, metadata={
+        "help": "an emotic folder (pre-trained with `emotic pretrain`, converted from MAE-Face, or fine-tuned); "
+                "without it the encoder starts from random weights of --model_size"})
+    model_size: str = field(default="base", metadata={"help": f"encoder preset without a checkpoint: {list(MODEL_SIZES)}"})
+    image_size: int | None = field(default=None, metadata={"help": "input resolution (default: the model's)"})
+    fusion_strategy: str = field(default="attention", metadata={"help": "none | mean | concat | attention"})
+    fusion_layer: int | None = field(default=None, metadata={"help": "default: num_hidden_layers // 3"})
+    share_encoder: bool = field(default=True)
+    aux_regions: str = field(default="eyes,mouth", metadata={"help": "comma-separated subset of eyes,mouth,nose"})
+    aux_layout: str = field(default="concat", metadata={"help": "concat | updown | mean | mask"})
+    geometry: str = field(default="template", metadata={
+        "help": "face geometry of the training images: template (aligned crops such as Aff-Wild2 cropped_aligned), "
+                "detector, or auto"})
+    drop_path_rate: float = field(default=0.1)
+    label_smoothing: float = field(default=0.0)
+    class_weights: bool = field(default=True, metadata={"help": "inverse-frequency weights from the training split"})
+
+
+@dataclass
+class DataArguments:
+    affwild2_root: str | None = field(default=None, metadata={
+        "help": "folder with annotations/Train_Set, annotations/Validation_Set and cropped_aligned"})
+    train_annotations: str | None = None
+    eval_annotations: str | None = None
+    frames_dir: str | None = field(default=None, metadata={"help": "Aff-Wild2 cropped_aligned folder"})
+    train_dir: str | None = field(default=None, metadata={"help": "image folder: one sub-folder per class"})
+    eval_dir: str | None = None
+    frame_stride: int = field(default=1, metadata={"help": "keep every n-th training frame"})
+    max_frames_per_class: int | None = field(default=None, metadata={"help": "cap each training class"})
+    hflip: bool = field(default=True, metadata={"help": "random horizontal flips in training"})
+
+
+def load_splits(data: DataArguments, label2id: dict, seed: int):
+    """(train, eval, reports) from Aff-Wild2 or image folders."""
+    if data.affwild2_root:
+        root = Path(data.affwild2_root)
+        data.train_annotations = data.train_annotations or str(root / "annotations" / "Train_Set")
+        data.eval_annotations = data.eval_annotations or str(root / "annotations" / "Validation_Set")
+        data.frames_dir = data.frames_dir or str(root / "cropped_aligned")
+    if data.train_annotations:
+        if not data.frames_dir:
+            raise ValueError("--train_annotations needs --frames_dir (the cropped_aligned folder)")
+        if sorted(label2id, key=label2id.get) != ABAW_EXPRESSION_LABELS:
+            raise ValueError("Aff-Wild2 training needs the model's labels to be the 8 ABAW expressions in order")
+        train, train_report = read_affwild2(data.train_annotations, data.frames_dir, data.frame_stride,
+                                            data.max_frames_per_class, seed)
+        evaluation, eval_report = (read_affwild2(data.eval_annotations, data.frames_dir)
+                                   if data.eval_annotations else (None, None))
+        return train, evaluation, {"train": train_report, "eval": eval_report}, "Aff-Wild2 EXPR"
+    if data.train_dir:
+        train, train_report = read_image_folder(data.train_dir, label2id)
+        evaluation, eval_report = read_image_folder(data.eval_dir, label2id) if data.eval_dir else (None, None)
+        return train, evaluation, {"train": train_report, "eval": eval_report}, Path(data.train_dir).name
+    raise ValueError("no training data: pass --affwild2_root, --train_annotations with --frames_dir, or --train_dir")
+
+
+def compute_metrics(eval_prediction) -> dict:
+    logits = eval_prediction.predictions[0] if isinstance(eval_prediction.predictions, tuple) else \
+        eval_prediction.predictions
+    metrics = expression_metrics(np.argmax(logits, axis=-1), eval_prediction.label_ids,
+                                 num_classes=logits.shape[-1])
+    flat = {"macro_f1": metrics["macro_f1"], "accuracy": metrics["accuracy"]}
+    flat.update({f"f1_{name}": value for name, value in metrics["per_class_f1"].items()})
+    return flat
+
+
+def build_model(model_args: ModelArguments, training_args, train_labels):
+    overrides = dict(
+        fusion_strategy=model_args.fusion_strategy, fusion_layer=model_args.fusion_layer,
+        share_encoder=model_args.share_encoder, aux_regions=model_args.aux_regions.split(","),
+        aux_layout=model_args.aux_layout, drop_path_rate=model_args.drop_path_rate,
+        label_smoothing=model_args.label_smoothing,
+    )
+    if model_args.model_name_or_path:
+        model = AutoModelForImageClassification.from_pretrained(
+            model_args.model_name_or_path, **{k: v for k, v in overrides.items() if v is not None})
+        try:
+            processor = AutoImageProcessor.from_pretrained(model_args.model_name_or_path)
+        except OSError:  # a converted checkpoint has no processor yet
+            processor = EmoticImageProcessor(size=model.config.image_size)
+    else:
+        model = EmoticForImageClassification(build_config(model_args.model_size, image_size=model_args.image_size,
+                                                          **overrides))
+        processor = EmoticImageProcessor(size=model.config.image_size)
+    if not isinstance(model, EmoticForImageClassification):
+        raise ValueError(f"{model_args.model_name_or_path} is a {type(model).__name__}, not an emotic model")
+    processor.aux_regions, processor.aux_layout = model.config.aux_regions, model.config.aux_layout
+    processor.geometry = model_args.geometry
+    if model_args.class_weights:
+        model.config.class_weights = inverse_frequency_weights(train_labels, model.config.num_labels)
+    return model, processor
+
+
+def main(argv=None) -> dict:
+    parser = HfArgumentParser((ModelArguments, DataArguments, EmoticTrainingArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    set_seed(training_args.seed)
+    labels = dict(zip(ABAW_EXPRESSION_LABELS, range(8)))
+    train, evaluation, reports, dataset_name = load_splits(data_args, labels, training_args.seed)
+    model, processor = build_model(model_args, training_args, train["label"])
+    if training_args.process_index == 0:
+        for split, report in reports.items():
+            if report is not None:
+                print(f"{split}: {report.format()}")
+    train.set_transform(ViewTransform(processor, hflip=data_args.hflip))
+    if evaluation is not None:
+        evaluation.set_transform(ViewTransform(processor))
+    else:
+        training_args.eval_strategy = "no"
+
+    trainer = EmoticTrainer(
+        model=model, args=training_args, train_dataset=train, eval_dataset=evaluation,
+        processing_class=processor, compute_metrics=compute_metrics,
+    )
+    resume = last_complete_checkpoint(training_args.output_dir)
+    if resume and training_args.process_index == 0:
+        print(f"resuming from {resume}")
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model()  # model, config, code files and the processor, into output_dir
+    trainer.save_metrics("train", train_result.metrics)
+
+    results = {}
+    if evaluation is not None:
+        output = trainer.predict(evaluation, metric_key_prefix="eval")
+        results = expression_metrics(np.argmax(output.predictions, axis=-1), output.label_ids)
+        trainer.save_metrics("eval", output.metrics)
+    if trainer.is_world_process_zero():
+        write_run_summary(training_args.output_dir, {
+            "task": "finetune", "dataset": dataset_name,
+            "data": {split: vars(report) if report else None for split, report in reports.items()},
+            "model": {"fusion_strategy": model.config.fusion_strategy, "fusion_layer": model.config.fusion_layer,
+                      "aux_regions": model.config.aux_regions, "aux_layout": model.config.aux_layout,
+                      "share_encoder": model.config.share_encoder, "pooling": model.config.pooling,
+                      "hidden_size": model.config.hidden_size, "num_hidden_layers": model.config.num_hidden_layers,
+                      "image_size": model.config.image_size, "drop_path_rate": model.config.drop_path_rate,
+                      "label_smoothing": model.config.label_smoothing, "class_weights": model.config.class_weights,
+                      "base_model": Path(model_args.model_name_or_path).name if model_args.model_name_or_path
+                      else f"random init ({model_args.model_size})"},
+            "hyperparameters": training_hyperparameters(training_args),
+            "eval": results,
+        })
+        if results:
+            print(json.dumps({k: results[k] for k in ("macro_f1", "accuracy", "num_frames")}))
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

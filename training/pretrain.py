@@ -1,0 +1,95 @@
+"""MAE pre-training on unlabelled faces (MAE-Face): mask 75% of the patches, reconstruct their pixels.
+
+    accelerate launch -m emotic.training.pretrain --face_dirs faces/ more_faces/ --output_dir runs/mae-face \\
+        --model_size base --num_train_epochs 800 --per_device_train_batch_size 256 --bf16
+
+Continue from a checkpoint with `--model_name_or_path` (an emotic folder, e.g. converted MAE-Face weights). The run
+resumes by itself from the last complete checkpoint in `--output_dir`. The saved folder is an
+`EmoticForPreTraining`; fine-tune it with `emotic.training.finetune --model_name_or_path`.
+"""
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import AutoModelForPreTraining, HfArgumentParser, set_seed
+
+from emotic.modeling.modeling_emotic import EmoticForPreTraining
+from emotic.processing.image_processing_emotic import EmoticImageProcessor
+from emotic.training.common import (
+    MODEL_SIZES,
+    EmoticTrainer,
+    EmoticTrainingArguments,
+    build_config,
+    last_complete_checkpoint,
+    training_hyperparameters,
+    write_run_summary,
+)
+from emotic.training.data import ViewTransform, read_unlabelled_faces
+
+
+@dataclass
+class PretrainModelArguments:
+    model_name_or_path: str | None = field(default=None, metadata={"help": "continue from an emotic folder"})
+    model_size: str = field(default="base", metadata={"help": f"encoder preset: {list(MODEL_SIZES)}"})
+    image_size: int | None = None
+    mask_ratio: float = field(default=0.75)
+    norm_pix_loss: bool = field(default=True)
+
+
+@dataclass
+class PretrainDataArguments:
+    face_dirs: list[str] = field(default_factory=list, metadata={
+        "help": "folders of face images, searched recursively (e.g. Aff-Wild2 cropped_aligned)"})
+    hflip: bool = True
+
+
+@dataclass
+class PretrainTrainingArguments(EmoticTrainingArguments):
+    """MAE pre-training defaults: no layer decay, weight decay 0.05, lr 1.5e-4 × batch / 256 in MAE's recipe."""
+
+    layer_decay: float = field(default=1.0)
+    learning_rate: float = field(default=1.5e-4)
+    eval_strategy: str = field(default="no")
+
+
+def main(argv=None) -> dict:
+    parser = HfArgumentParser((PretrainModelArguments, PretrainDataArguments, PretrainTrainingArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    if not data_args.face_dirs:
+        parser.error("--face_dirs: give at least one folder of face images")
+    set_seed(training_args.seed)
+    faces = read_unlabelled_faces(data_args.face_dirs)
+    if model_args.model_name_or_path:
+        model = AutoModelForPreTraining.from_pretrained(
+            model_args.model_name_or_path, mask_ratio=model_args.mask_ratio, norm_pix_loss=model_args.norm_pix_loss)
+    else:
+        model = EmoticForPreTraining(build_config(model_args.model_size, image_size=model_args.image_size,
+                                                  mask_ratio=model_args.mask_ratio,
+                                                  norm_pix_loss=model_args.norm_pix_loss))
+    # pre-training sees whole aligned faces; the auxiliary view is not built
+    processor = EmoticImageProcessor(size=model.config.image_size, geometry="template")
+    faces.set_transform(ViewTransform(processor, hflip=data_args.hflip, main_view_only=True))
+    training_args.label_names = []  # the loss comes from the model itself
+    trainer = EmoticTrainer(model=model, args=training_args, train_dataset=faces, processing_class=processor)
+    resume = last_complete_checkpoint(training_args.output_dir)
+    if resume and training_args.process_index == 0:
+        print(f"resuming from {resume}")
+    result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model()
+    trainer.save_metrics("train", result.metrics)
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    if trainer.is_world_process_zero():
+        write_run_summary(training_args.output_dir, {
+            "task": "pretrain", "images": len(faces), "face_dirs": [Path(d).name for d in data_args.face_dirs],
+            "model": {"hidden_size": model.config.hidden_size, "num_hidden_layers": model.config.num_hidden_layers,
+                      "image_size": model.config.image_size, "mask_ratio": model.config.mask_ratio,
+                      "norm_pix_loss": model.config.norm_pix_loss},
+            "hyperparameters": training_hyperparameters(training_args),
+            "losses": losses,
+        })
+    return {"losses": losses}
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
