@@ -6,12 +6,14 @@ decoded lazily, batch by batch, by `ViewTransform` through the image processor. 
 """
 
 import os
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from datasets import Dataset
+from transformers import TrainerCallback
 
 from emotic.modeling.configuration_emotic import ABAW_EXPRESSION_LABELS
 
@@ -171,13 +173,20 @@ def inverse_frequency_weights(labels, num_classes: int) -> list[float]:
 class ViewTransform:
     """`dataset.set_transform(ViewTransform(processor))`: decodes a batch of image paths into both views.
 
-    With `hflip`, each image is mirrored with probability 0.5 (torch's RNG, so resumed runs repeat it).
+    With `hflip`, each image is mirrored with probability 0.5, decided by a hash of (seed, epoch, path) rather than
+    a running random generator, so a run resumed mid-epoch (whose skipped batches are never loaded) flips exactly
+    the images an uninterrupted run flips. `EpochCallback` keeps `epoch` current during training.
     """
 
-    def __init__(self, processor, hflip: bool = False, main_view_only: bool = False):
+    def __init__(self, processor, hflip: bool = False, main_view_only: bool = False, seed: int = 0):
         self.processor = processor
         self.hflip = hflip
         self.main_view_only = main_view_only
+        self.seed = seed
+        self.epoch = 0
+
+    def flips(self, path: str) -> bool:
+        return self.hflip and zlib.crc32(f"{self.seed}:{self.epoch}:{path}".encode()) % 2 == 1
 
     def __call__(self, batch: dict) -> dict:
         import torch
@@ -186,9 +195,7 @@ class ViewTransform:
         images = []
         for path in batch["image"]:
             image = self.processor.to_rgb(path)  # decoded and checked like any input
-            if self.hflip and torch.rand(()) < 0.5:
-                image = ImageOps.mirror(image)
-            images.append(image)
+            images.append(ImageOps.mirror(image) if self.flips(path) else image)
         views = self.processor(images, return_tensors="pt")
         out = {"pixel_values": views["pixel_values"]}
         if not self.main_view_only:
@@ -196,3 +203,13 @@ class ViewTransform:
         if "label" in batch:
             out["labels"] = torch.tensor(batch["label"], dtype=torch.long)
         return out
+
+
+class EpochCallback(TrainerCallback):
+    """Tells a `ViewTransform` which epoch the Trainer is in (also after resuming)."""
+
+    def __init__(self, transform: ViewTransform):
+        self.transform = transform
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.transform.epoch = int(state.epoch or 0)

@@ -29,7 +29,13 @@ from emotic.training.common import (
     training_hyperparameters,
     write_run_summary,
 )
-from emotic.training.data import ViewTransform, inverse_frequency_weights, read_affwild2, read_image_folder
+from emotic.training.data import (
+    EpochCallback,
+    ViewTransform,
+    inverse_frequency_weights,
+    read_affwild2,
+    read_image_folder,
+)
 from emotic.training.metrics import expression_metrics
 
 
@@ -134,12 +140,13 @@ def main(argv=None) -> dict:
     set_seed(training_args.seed)
     labels = dict(zip(ABAW_EXPRESSION_LABELS, range(8)))
     train, evaluation, reports, dataset_name = load_splits(data_args, labels, training_args.seed)
-    model, processor = build_model(model_args, training_args, train["label"])
+    model, processor = build_model(model_args, training_args, list(train["label"]))
     if training_args.process_index == 0:
         for split, report in reports.items():
             if report is not None:
                 print(f"{split}: {report.format()}")
-    train.set_transform(ViewTransform(processor, hflip=data_args.hflip))
+    train_transform = ViewTransform(processor, hflip=data_args.hflip, seed=training_args.seed)
+    train.set_transform(train_transform)
     if evaluation is not None:
         evaluation.set_transform(ViewTransform(processor))
     else:
@@ -147,7 +154,7 @@ def main(argv=None) -> dict:
 
     trainer = EmoticTrainer(
         model=model, args=training_args, train_dataset=train, eval_dataset=evaluation,
-        processing_class=processor, compute_metrics=compute_metrics,
+        processing_class=processor, compute_metrics=compute_metrics, callbacks=[EpochCallback(train_transform)],
     )
     resume = last_complete_checkpoint(training_args.output_dir)
     if resume and training_args.process_index == 0:

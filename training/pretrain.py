@@ -25,7 +25,7 @@ from emotic.training.common import (
     training_hyperparameters,
     write_run_summary,
 )
-from emotic.training.data import ViewTransform, read_unlabelled_faces
+from emotic.training.data import EpochCallback, ViewTransform, read_unlabelled_faces
 
 
 @dataclass
@@ -69,9 +69,11 @@ def main(argv=None) -> dict:
                                                   norm_pix_loss=model_args.norm_pix_loss))
     # pre-training sees whole aligned faces; the auxiliary view is not built
     processor = EmoticImageProcessor(size=model.config.image_size, geometry="template")
-    faces.set_transform(ViewTransform(processor, hflip=data_args.hflip, main_view_only=True))
+    transform = ViewTransform(processor, hflip=data_args.hflip, main_view_only=True, seed=training_args.seed)
+    faces.set_transform(transform)
     training_args.label_names = []  # the loss comes from the model itself
-    trainer = EmoticTrainer(model=model, args=training_args, train_dataset=faces, processing_class=processor)
+    trainer = EmoticTrainer(model=model, args=training_args, train_dataset=faces, processing_class=processor,
+                            callbacks=[EpochCallback(transform)])
     resume = last_complete_checkpoint(training_args.output_dir)
     if resume and training_args.process_index == 0:
         print(f"resuming from {resume}")

@@ -1,0 +1,165 @@
+"""Pre-training and fine-tuning runs: learning, resume after SIGKILL, two processes, the saved folder."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from emotic.training.common import last_complete_checkpoint, layer_decay_parameter_groups
+from emotic.training.synthetic import write_synthetic_affwild2
+
+FAST = ["--model_size", "tiny", "--per_device_train_batch_size", "16", "--disable_tqdm", "true",
+        "--learning_rate", "2e-3", "--drop_path_rate", "0.0", "--report_to", "none"]
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    write_synthetic_affwild2(root, num_videos=10, frames_per_video=32, size=64, validation_videos=2, seed=3)
+    return root
+
+
+def run(args, timeout=600, env=None):
+    return subprocess.run([sys.executable, "-m", "emotic.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+
+
+def test_finetune_learns_and_leaves_a_folder_that_auto_classes_and_pipeline_load(synthetic, tmp_path):
+    from emotic.training import finetune
+
+    results = finetune.main(["--affwild2_root", str(synthetic), "--output_dir", str(tmp_path / "run"),
+                             "--num_train_epochs", "4", *FAST])
+    assert set(results) >= {"macro_f1", "accuracy", "per_class_f1", "confusion_matrix"}
+    summary = json.loads((tmp_path / "run" / "emotic_run.json").read_text())
+    assert summary["eval"]["macro_f1"] == results["macro_f1"]
+    assert summary["model"]["fusion_strategy"] == "attention" and summary["model"]["class_weights"]
+    assert str(tmp_path) not in json.dumps(summary)  # no local paths in what the card will read
+    state = json.loads((sorted((tmp_path / "run").glob("checkpoint-*"))[-1] / "trainer_state.json").read_text())
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    assert losses[-1] < losses[0]
+
+    from transformers import AutoModelForImageClassification, pipeline
+
+    model = AutoModelForImageClassification.from_pretrained(tmp_path / "run")
+    assert model.config.fusion_strategy == "attention"
+    frame = next((synthetic / "cropped_aligned").glob("*/00003.jpg"))
+    scores = pipeline("image-classification", model=str(tmp_path / "run"), trust_remote_code=False)(
+        str(frame), top_k=8)
+    assert abs(sum(s["score"] for s in scores) - 1) < 1e-5
+
+
+def test_pretraining_loss_falls(synthetic, tmp_path):
+    from emotic.training import pretrain
+
+    result = pretrain.main(["--face_dirs", str(synthetic / "cropped_aligned"), "--model_size", "tiny",
+                            "--output_dir", str(tmp_path / "mae"), "--num_train_epochs", "3",
+                            "--learning_rate", "1.5e-3", "--per_device_train_batch_size", "16",
+                            "--logging_steps", "5", "--disable_tqdm", "true"])
+    losses = result["losses"]
+    assert len(losses) >= 4 and np.mean(losses[-2:]) < 0.8 * np.mean(losses[:2])
+    from transformers import AutoModelForPreTraining
+
+    assert type(AutoModelForPreTraining.from_pretrained(tmp_path / "mae")).__name__ == "EmoticForPreTraining"
+
+
+def test_layer_decay_scales_blocks_from_the_top_and_spares_norms_and_tokens(tiny_config):
+    from emotic import EmoticForImageClassification
+
+    model = EmoticForImageClassification(tiny_config(fusion_layer=2))
+    groups = layer_decay_parameter_groups(model, weight_decay=0.05, learning_rate=1.0, layer_decay=0.5)
+    lr_of = {id(p): (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
+    params = dict(model.named_parameters())
+    assert lr_of[id(params["classifier.weight"])] == (1.0, 0.05)
+    assert lr_of[id(params["emotic.layers.3.mlp.fc1.weight"])] == (0.5, 0.05)
+    assert lr_of[id(params["emotic.layers.0.mlp.fc1.weight"])] == (0.5**4, 0.05)
+    assert lr_of[id(params["emotic.embeddings.position_embeddings"])] == (0.5**5, 0.0)
+    assert lr_of[id(params["emotic.embeddings.cls_token"])][1] == 0.0
+    assert lr_of[id(params["emotic.layers.2.norm1.weight"])][1] == 0.0
+    assert lr_of[id(params["emotic.layers.2.attention.qkv.bias"])][1] == 0.0
+
+
+def test_incomplete_checkpoint_folders_are_skipped(tmp_path):
+    good = tmp_path / "checkpoint-10"
+    good.mkdir()
+    for name in ("model.safetensors", "optimizer.pt"):
+        (good / name).write_bytes(b"x")
+    (good / "trainer_state.json").write_text("{}")
+    cut = tmp_path / "checkpoint-20"  # killed while writing the state
+    cut.mkdir()
+    (cut / "model.safetensors").write_bytes(b"x")
+    (cut / "trainer_state.json").write_text('{"global_st')
+    (tmp_path / "checkpoint-30").mkdir()  # killed before anything was written
+    assert last_complete_checkpoint(tmp_path) == str(good)
+    assert last_complete_checkpoint(tmp_path / "missing") is None
+
+
+def test_run_killed_mid_way_and_restarted_finishes_with_the_weights_of_an_uninterrupted_run(synthetic, tmp_path):
+    command = ["finetune", "--affwild2_root", str(synthetic), "--max_steps", "24", "--save_strategy", "steps",
+               "--save_steps", "6", "--eval_strategy", "no", "--save_total_limit", "3", *FAST]
+    reference = run([*command, "--output_dir", str(tmp_path / "reference")])
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    output = tmp_path / "interrupted"
+    process = subprocess.Popen([sys.executable, "-m", "emotic.cli", *command, "--output_dir", str(output)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (output / "checkpoint-12" / "trainer_state.json").exists():
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (output / "model.safetensors").exists()
+    # a checkpoint folder cut short by the kill must be skipped, not loaded
+    (output / "checkpoint-18").mkdir(exist_ok=True)
+    (output / "checkpoint-18" / "trainer_state.json").write_text("{")
+
+    resumed = run([*command, "--output_dir", str(output)])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout and "checkpoint-18" not in resumed.stdout.split("resuming from")[1][:60]
+    expected, actual = load_file(tmp_path / "reference" / "model.safetensors"), load_file(output / "model.safetensors")
+    assert expected.keys() == actual.keys()
+    assert max((expected[k] - actual[k]).abs().max().item() for k in expected) <= 1e-6
+
+
+def test_two_processes_evaluate_gathered_predictions_like_one_process(synthetic, tmp_path):
+    output = tmp_path / "ddp"
+    result = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+         "-m", "emotic.training.finetune", "--affwild2_root", str(synthetic), "--output_dir", str(output),
+         "--max_steps", "4", "--eval_strategy", "no", "--save_strategy", "no", *FAST],
+        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+        env={**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    distributed = json.loads((output / "emotic_run.json").read_text())
+    assert distributed["hyperparameters"]["num_processes"] == 2
+
+    from transformers import AutoModelForImageClassification, AutoImageProcessor
+
+    from emotic.training.data import ViewTransform, read_affwild2
+    from emotic.training.metrics import expression_metrics
+
+    model = AutoModelForImageClassification.from_pretrained(output).eval()
+    processor = AutoImageProcessor.from_pretrained(output)
+    evaluation, _ = read_affwild2(synthetic / "annotations" / "Validation_Set", synthetic / "cropped_aligned")
+    labels = list(evaluation["label"])
+    assert len(evaluation) % 2 == 1  # an uneven split: Accelerate pads one shard, the gather must drop the pad
+    evaluation.set_transform(ViewTransform(processor))
+    predictions = []
+    with torch.no_grad():
+        for start in range(0, len(evaluation), 32):
+            batch = evaluation[start:start + 32]
+            predictions += model(batch["pixel_values"], batch["pixel_values_aux"]).logits.argmax(-1).tolist()
+    single = expression_metrics(predictions, labels)
+    assert distributed["eval"]["num_frames"] == single["num_frames"] == len(evaluation)
+    assert distributed["eval"]["confusion_matrix"] == single["confusion_matrix"]
+    assert distributed["eval"]["macro_f1"] == pytest.approx(single["macro_f1"], abs=1e-12)
