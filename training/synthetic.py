@@ -25,7 +25,7 @@ EXPRESSION_PARAMETERS = {
     "Happiness": (0.000, 0.000, 0.014, -0.045, 0.028, 1.18, 0.000, 0.000),
     "Sadness":   (0.000, -0.045, 0.019, 0.040, 0.000, 0.95, 0.000, 0.000),
     "Surprise":  (0.048, 0.000, 0.050, 0.000, 0.090, 0.78, 0.000, 0.000),
-    "Other":     (0.010, 0.000, 0.025, 0.000, 0.006, 1.00, 0.000, 0.030),
+    "Other":     (0.010, 0.000, 0.025, 0.000, 0.006, 1.00, 0.000, 0.040),
 }
 assert list(EXPRESSION_PARAMETERS) == ABAW_EXPRESSION_LABELS
 
@@ -227,7 +227,7 @@ def write_synthetic_affwild2(
         frame_dir = root / "cropped_aligned" / video
         frame_dir.mkdir(parents=True, exist_ok=True)
         labels, landmarks = [], []
-        # Expression segments of 6-10 frames ramping up from neutral over 3, every class in turn (shuffled per
+        # Expression segments of 6-10 frames rising from neutral over 3, every class in turn (shuffled per
         # video): each person shows every expression, so identity cannot stand in for the label.
         order = np.concatenate([rng.permutation(8) for _ in range(frames_per_video // 48 + 2)])
         segment_end, segment = 0, -1
@@ -237,7 +237,7 @@ def write_synthetic_affwild2(
                 expression = int(order[segment])
                 segment_start, segment_end = frame, frame + int(rng.integers(6, 11))
                 peak = rng.uniform(0.8, 1.0)
-            intensity = peak * min(1.0, (frame - segment_start + 1) / 3)
+            intensity = peak * (0.15, 0.6, 1.0)[min(frame - segment_start, 2)]  # a 3-frame onset
             t = frame / max(frames_per_video - 1, 1)
             pose = tuple(a + t * (b - a) for a, b in zip(start_pose[:2], end_pose[:2])) + (
                 start_pose[2] + t * (end_pose[2] - start_pose[2]),)
