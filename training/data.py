@@ -173,29 +173,42 @@ def inverse_frequency_weights(labels, num_classes: int) -> list[float]:
 class ViewTransform:
     """`dataset.set_transform(ViewTransform(processor))`: decodes a batch of image paths into both views.
 
-    With `hflip`, each image is mirrored with probability 0.5, decided by a hash of (seed, epoch, path) rather than
-    a running random generator, so a run resumed mid-epoch (whose skipped batches are never loaded) flips exactly
-    the images an uninterrupted run flips. `EpochCallback` keeps `epoch` current during training.
+    Training augmentation (`hflip`, `color_jitter`) draws from a generator seeded by (seed, epoch, path), not from
+    a running random state, so a run resumed mid-epoch (whose skipped batches are never loaded) augments exactly
+    as an uninterrupted run does. `EpochCallback` keeps `epoch` current during training.
     """
 
-    def __init__(self, processor, hflip: bool = False, main_view_only: bool = False, seed: int = 0):
+    def __init__(self, processor, hflip: bool = False, main_view_only: bool = False, seed: int = 0,
+                 color_jitter: float = 0.0):
         self.processor = processor
         self.hflip = hflip
+        self.color_jitter = color_jitter
         self.main_view_only = main_view_only
         self.seed = seed
         self.epoch = 0
 
-    def flips(self, path: str) -> bool:
-        return self.hflip and zlib.crc32(f"{self.seed}:{self.epoch}:{path}".encode()) % 2 == 1
+    def _random(self, path: str) -> np.random.Generator:
+        return np.random.default_rng(zlib.crc32(f"{self.seed}:{self.epoch}:{path}".encode()))
+
+    def augment(self, image, path: str):
+        """Mirror with probability 0.5 and jitter brightness, contrast and saturation by up to ±`color_jitter`."""
+        from PIL import ImageEnhance, ImageOps
+
+        rng = self._random(path)
+        if self.hflip and rng.random() < 0.5:
+            image = ImageOps.mirror(image)
+        if self.color_jitter > 0:
+            for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+                image = enhancer(image).enhance(1.0 + rng.uniform(-self.color_jitter, self.color_jitter))
+        return image
 
     def __call__(self, batch: dict) -> dict:
         import torch
-        from PIL import ImageOps
 
         images = []
         for path in batch["image"]:
             image = self.processor.to_rgb(path)  # decoded and checked like any input
-            images.append(ImageOps.mirror(image) if self.flips(path) else image)
+            images.append(self.augment(image, path) if self.hflip or self.color_jitter else image)
         views = self.processor(images, return_tensors="pt")
         out = {"pixel_values": views["pixel_values"]}
         if not self.main_view_only:

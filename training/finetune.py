@@ -71,6 +71,7 @@ class DataArguments:
     frame_stride: int = field(default=1, metadata={"help": "keep every n-th training frame"})
     max_frames_per_class: int | None = field(default=None, metadata={"help": "cap each training class"})
     hflip: bool = field(default=True, metadata={"help": "random horizontal flips in training"})
+    color_jitter: float = field(default=0.2, metadata={"help": "brightness/contrast/saturation jitter in training"})
 
 
 def load_splits(data: DataArguments, label2id: dict, seed: int):
@@ -145,7 +146,8 @@ def main(argv=None) -> dict:
         for split, report in reports.items():
             if report is not None:
                 print(f"{split}: {report.format()}")
-    train_transform = ViewTransform(processor, hflip=data_args.hflip, seed=training_args.seed)
+    train_transform = ViewTransform(processor, hflip=data_args.hflip, seed=training_args.seed,
+                                    color_jitter=data_args.color_jitter)
     train.set_transform(train_transform)
     if evaluation is not None:
         evaluation.set_transform(ViewTransform(processor))
