@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 import torch
-from PIL import Image
 from transformers import ViTImageProcessor
 
 from emotic import EmoticImageProcessor

@@ -45,8 +45,9 @@ class EmoticTrainingArguments(TrainingArguments):
 
 def layer_decay_parameter_groups(model, weight_decay: float, learning_rate: float, layer_decay: float) -> list:
     """MAE's layer-wise LR decay: block `i` trains at `learning_rate * layer_decay ** (L - i)`, the embeddings at
-    `layer_decay ** (L + 1)`, the final norm, fusion-free head and decoder at the full rate. No weight decay on 1-D
-    parameters (norms, biases) nor on position embeddings and tokens."""
+    `layer_decay ** (L + 1)` of it, the fusion block like the block after it, and the final norm, the head and
+    the MAE decoder at the full rate. No weight decay on 1-D parameters (norms, biases) nor on position
+    embeddings and tokens."""
     num_layers = model.config.num_hidden_layers
     fusion_layer = model.config.fusion_layer
     no_decay = model.no_weight_decay()

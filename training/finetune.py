@@ -108,7 +108,7 @@ def compute_metrics(eval_prediction) -> dict:
     return flat
 
 
-def build_model(model_args: ModelArguments, training_args, train_labels):
+def build_model(model_args: ModelArguments, train_labels):
     overrides = dict(
         fusion_strategy=model_args.fusion_strategy, fusion_layer=model_args.fusion_layer,
         share_encoder=model_args.share_encoder, aux_regions=model_args.aux_regions.split(","),
@@ -141,7 +141,7 @@ def main(argv=None) -> dict:
     set_seed(training_args.seed)
     labels = dict(zip(ABAW_EXPRESSION_LABELS, range(8)))
     train, evaluation, reports, dataset_name = load_splits(data_args, labels, training_args.seed)
-    model, processor = build_model(model_args, training_args, list(train["label"]))
+    model, processor = build_model(model_args, list(train["label"]))
     if training_args.process_index == 0:
         for split, report in reports.items():
             if report is not None:
