@@ -1,8 +1,9 @@
 """emotic: facial expression recognition with a MAE-Face encoder and dual-view attention fusion.
 
 Importing `emotic` registers its classes with the transformers Auto classes, so `AutoConfig`, `AutoModel`,
-`AutoModelForPreTraining`, `AutoModelForImageClassification` and `AutoImageProcessor` load emotic folders without remote code, and
-marks them for `save_pretrained` to copy their code and write `auto_map` (for `trust_remote_code=True` users).
+`AutoModelForPreTraining`, `AutoModelForImageClassification` and `AutoImageProcessor` load emotic folders without
+remote code, and marks them for `save_pretrained` to copy their code and write `auto_map` (for users loading with
+`trust_remote_code=True` where emotic is not installed).
 """
 
 from transformers import (

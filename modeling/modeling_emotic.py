@@ -236,7 +236,7 @@ def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> 
 
 
 def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
-    """Plain softmax attention; `query/key/value` are `(B, heads, T, head_dim)`, the output `(B, T, heads, head_dim)`."""
+    """Plain softmax attention: `query/key/value` `(B, heads, T, head_dim)` → output `(B, T, heads, head_dim)`."""
     attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling  # [B, h, Tq, Tk]
     if attention_mask is not None:
         attn_weights = attn_weights + attention_mask
@@ -270,7 +270,9 @@ class EmoticAttention(nn.Module):
             query, key, value = self.qkv(hidden_states).chunk(3, dim=-1)
         else:
             q_weight, kv_weight = self.qkv.weight.split([hidden_size, 2 * hidden_size])
-            q_bias, kv_bias = self.qkv.bias.split([hidden_size, 2 * hidden_size]) if self.qkv.bias is not None else (None, None)
+            q_bias = kv_bias = None
+            if self.qkv.bias is not None:
+                q_bias, kv_bias = self.qkv.bias.split([hidden_size, 2 * hidden_size])
             query = F.linear(hidden_states, q_weight, q_bias)
             key, value = F.linear(context, kv_weight, kv_bias).chunk(2, dim=-1)
 
@@ -328,7 +330,9 @@ class EmoticLayer(GradientCheckpointingLayer):
         hidden_states = hidden_states + drop_path(
             self.attention(self.norm1(hidden_states)), self.drop_path_rate, self.training
         )
-        hidden_states = hidden_states + drop_path(self.mlp(self.norm2(hidden_states)), self.drop_path_rate, self.training)
+        hidden_states = hidden_states + drop_path(
+            self.mlp(self.norm2(hidden_states)), self.drop_path_rate, self.training
+        )
         return hidden_states
 
 

@@ -38,7 +38,8 @@ def main(argv=None) -> dict:
         print(f"[demo] generated {summary['frames']} frames of {args.videos} videos in {data}")
 
     print("[demo] MAE pre-training a tiny encoder on the training videos' frames")
-    train_videos = [str(data / "cropped_aligned" / p.stem) for p in sorted((data / "annotations" / "Train_Set").glob("*.txt"))]
+    annotations = sorted((data / "annotations" / "Train_Set").glob("*.txt"))
+    train_videos = [str(data / "cropped_aligned" / annotation.stem) for annotation in annotations]
     result = pretrain.main(["--face_dirs", *train_videos, "--model_size", "tiny",
                             "--output_dir", str(root / "pretrain"), "--num_train_epochs", str(args.pretrain_epochs),
                             "--learning_rate", "1.5e-3", *common])

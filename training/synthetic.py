@@ -237,7 +237,7 @@ def write_synthetic_affwild2(
                 expression = int(order[segment])
                 segment_start, segment_end = frame, frame + int(rng.integers(6, 11))
                 peak = rng.uniform(0.8, 1.0)
-            intensity = peak * (0.15, 0.6, 1.0)[min(frame - segment_start, 2)]  # a 3-frame onset
+            intensity = peak * (0.15, 0.65, 1.0)[min(frame - segment_start, 2)]  # a 3-frame onset
             t = frame / max(frames_per_video - 1, 1)
             pose = tuple(a + t * (b - a) for a, b in zip(start_pose[:2], end_pose[:2])) + (
                 start_pose[2] + t * (end_pose[2] - start_pose[2]),)
