@@ -488,7 +488,7 @@ class EmoticPreTrainedModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         # transformers writes only the saved class into `auto_map`; seed all four so every Auto class works
-        # with `trust_remote_code=True` from the saved folder or Hub repo.
+        # for users who load the saved folder or Hub repo as remote code.
         if self._auto_class is not None:
             self.config.auto_map = {**AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
         return super().save_pretrained(save_directory, *args, **kwargs)

@@ -122,6 +122,9 @@ class EmoticImageProcessor(BaseImageProcessor):
         on_no_face: str | None = None,
         **kwargs,
     ) -> BatchFeature:
+        if kwargs:  # a misspelt option must not be ignored silently
+            raise TypeError(f"EmoticImageProcessor got unexpected arguments {sorted(kwargs)}; options are "
+                            f"landmarks, return_regions, return_tensors, aux_regions, aux_layout, geometry, on_no_face")
         aux_regions = list(aux_regions or self.aux_regions)
         aux_layout = aux_layout or self.aux_layout
         geometry = geometry or self.geometry
@@ -140,7 +143,7 @@ class EmoticImageProcessor(BaseImageProcessor):
             name = self._image_name(image, index)
             rgb = self.to_rgb(image, name)
             boxes, source = self._face_geometry(
-                rgb, None if landmarks is None else landmarks[index], geometry, on_no_face, name, index
+                rgb, None if landmarks is None else landmarks[index], geometry, on_no_face, name
             )
             main, aux = self._build_views(rgb, boxes, aux_regions, aux_layout)
             main_views.append(main)
@@ -279,7 +282,7 @@ class EmoticImageProcessor(BaseImageProcessor):
 
     # -- geometry ---------------------------------------------------------------------------------------------------
 
-    def _face_geometry(self, rgb: Image.Image, landmarks, geometry, on_no_face, name, index):
+    def _face_geometry(self, rgb: Image.Image, landmarks, geometry, on_no_face, name):
         width, height = rgb.size
         if landmarks is not None:
             return boxes_from_landmarks(validate_landmarks(landmarks, f"landmarks of {name}")), "landmarks"

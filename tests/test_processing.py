@@ -384,3 +384,8 @@ def test_invalid_options_name_the_allowed_values(option, value, allowed):
     with pytest.raises(ValueError, match=option) as error:
         EmoticImageProcessor(**{option: value})
     assert allowed in str(error.value)
+
+
+def test_a_misspelt_call_option_is_an_error_not_ignored():
+    with pytest.raises(TypeError, match=r"unexpected arguments \['aux_layot'\]"):
+        EmoticImageProcessor(size=32, geometry="template")(np.zeros((40, 40, 3), np.uint8), aux_layot="updown")

@@ -49,6 +49,8 @@ def test_finetune_learns_and_leaves_a_folder_that_auto_classes_and_pipeline_load
 
     model = AutoModelForImageClassification.from_pretrained(tmp_path / "run")
     assert model.config.fusion_strategy == "attention"
+    saved = json.loads((tmp_path / "run" / "preprocessor_config.json").read_text())
+    assert saved["geometry"] == "auto"  # trained on aligned frames (template), served on photos (detector)
     frame = next((synthetic / "cropped_aligned").glob("*/00003.jpg"))
     scores = pipeline("image-classification", model=str(tmp_path / "run"), trust_remote_code=False)(
         str(frame), top_k=8)
@@ -153,7 +155,7 @@ def test_two_processes_evaluate_gathered_predictions_like_one_process(synthetic,
     evaluation, _ = read_affwild2(synthetic / "annotations" / "Validation_Set", synthetic / "cropped_aligned")
     labels = list(evaluation["label"])
     assert len(evaluation) % 2 == 1  # an uneven split: Accelerate pads one shard, the gather must drop the pad
-    evaluation.set_transform(ViewTransform(processor))
+    evaluation.set_transform(ViewTransform(processor, geometry="template"))  # as the run evaluated
     predictions = []
     with torch.no_grad():
         for start in range(0, len(evaluation), 32):

@@ -179,8 +179,9 @@ class ViewTransform:
     """
 
     def __init__(self, processor, hflip: bool = False, main_view_only: bool = False, seed: int = 0,
-                 color_jitter: float = 0.0):
+                 color_jitter: float = 0.0, geometry: str | None = None):
         self.processor = processor
+        self.geometry = geometry  # e.g. "template" for aligned training frames; the saved processor keeps its own
         self.hflip = hflip
         self.color_jitter = color_jitter
         self.main_view_only = main_view_only
@@ -209,7 +210,7 @@ class ViewTransform:
         for path in batch["image"]:
             image = self.processor.to_rgb(path)  # decoded and checked like any input
             images.append(self.augment(image, path) if self.hflip or self.color_jitter else image)
-        views = self.processor(images, return_tensors="pt")
+        views = self.processor(images, return_tensors="pt", geometry=self.geometry)
         out = {"pixel_values": views["pixel_values"]}
         if not self.main_view_only:
             out["pixel_values_aux"] = views["pixel_values_aux"]

@@ -129,7 +129,6 @@ def build_model(model_args: ModelArguments, train_labels):
     if not isinstance(model, EmoticForImageClassification):
         raise ValueError(f"{model_args.model_name_or_path} is a {type(model).__name__}, not an emotic model")
     processor.aux_regions, processor.aux_layout = model.config.aux_regions, model.config.aux_layout
-    processor.geometry = model_args.geometry
     if model_args.class_weights:
         model.config.class_weights = inverse_frequency_weights(train_labels, model.config.num_labels)
     return model, processor
@@ -146,11 +145,12 @@ def main(argv=None) -> dict:
         for split, report in reports.items():
             if report is not None:
                 print(f"{split}: {report.format()}")
+    # the training frames' geometry (aligned crops: the template); the saved processor keeps `auto` for photos
     train_transform = ViewTransform(processor, hflip=data_args.hflip, seed=training_args.seed,
-                                    color_jitter=data_args.color_jitter)
+                                    color_jitter=data_args.color_jitter, geometry=model_args.geometry)
     train.set_transform(train_transform)
     if evaluation is not None:
-        evaluation.set_transform(ViewTransform(processor))
+        evaluation.set_transform(ViewTransform(processor, geometry=model_args.geometry))
     else:
         training_args.eval_strategy = "no"
 

@@ -68,8 +68,9 @@ def main(argv=None) -> dict:
                                                   mask_ratio=model_args.mask_ratio,
                                                   norm_pix_loss=model_args.norm_pix_loss))
     # pre-training sees whole aligned faces; the auxiliary view is not built
-    processor = EmoticImageProcessor(size=model.config.image_size, geometry="template")
-    transform = ViewTransform(processor, hflip=data_args.hflip, main_view_only=True, seed=training_args.seed)
+    processor = EmoticImageProcessor(size=model.config.image_size)
+    transform = ViewTransform(processor, hflip=data_args.hflip, main_view_only=True, seed=training_args.seed,
+                              geometry="template")
     faces.set_transform(transform)
     training_args.label_names = []  # the loss comes from the model itself
     trainer = EmoticTrainer(model=model, args=training_args, train_dataset=faces, processing_class=processor,
