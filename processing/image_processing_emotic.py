@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.utils import logging
@@ -30,8 +31,7 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 AUX_LAYOUTS = ("concat", "updown", "mean", "mask")
 GEOMETRIES = ("auto", "detector", "template")
 NO_FACE_BEHAVIOURS = ("full_image", "error")
-RESAMPLING = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
-              "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS}
+RESAMPLING = ("nearest", "bilinear", "bicubic")  # antialiased when downscaling (bilinear, bicubic)
 
 
 class EmoticImageProcessor(BaseImageProcessor):
@@ -47,7 +47,7 @@ class EmoticImageProcessor(BaseImageProcessor):
 
     Args:
         size (`dict` or `int`, defaults to 224): output `{"height", "width"}` of both views.
-        resample (`str`, defaults to `"bilinear"`): `nearest`, `bilinear`, `bicubic` or `lanczos`.
+        resample (`str`, defaults to `"bilinear"`): `nearest`, `bilinear` or `bicubic` (antialiased).
         image_mean, image_std (`list[float]`): normalisation (ImageNet's, as MAE and MAE-Face use).
         aux_regions (`list[str]`, defaults to `["eyes", "mouth"]`): any non-empty subset of eyes, mouth, nose.
         aux_layout (`str`, defaults to `"concat"`): `concat` (regions side by side, top-to-bottom order left to
@@ -150,8 +150,8 @@ class EmoticImageProcessor(BaseImageProcessor):
             aux_views.append(aux)
             regions.append({**{key: tuple(round(v, 2) for v in box) for key, box in boxes.items()}, "source": source})
 
-        views = {"pixel_values": self._normalise(np.stack(main_views)),
-                 "pixel_values_aux": self._normalise(np.stack(aux_views))}
+        views = {"pixel_values": self._normalise(torch.stack(main_views)),
+                 "pixel_values_aux": self._normalise(torch.stack(aux_views))}
         if str(return_tensors) not in ("pt", "TensorType.PYTORCH"):
             views = {key: value.numpy() for key, value in views.items()}
         features = BatchFeature(data=views, tensor_type=return_tensors)
@@ -307,53 +307,58 @@ class EmoticImageProcessor(BaseImageProcessor):
     def _fill(self) -> tuple:
         return tuple(int(round(255 * m)) for m in self.image_mean)  # the colour that normalises to 0
 
-    def _crop_resize(self, image: Image.Image, box, out_width: int, out_height: int) -> Image.Image:
-        """Crop `box` (may reach outside the image: padded with the mean colour) and resize it."""
-        resample = RESAMPLING[self.resample]
+    def _crop_resize(self, image: Image.Image, pixels: torch.Tensor, box, out_width: int, out_height: int):
+        """Crop `box` and resize it: `(3, out_height, out_width)` uint8. Inside the image, one antialiased uint8
+        `interpolate` on the crop (a view, no copy); a box reaching outside is padded with the mean colour."""
         x0, y0, x1, y1 = box
-        x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
-        if x0 >= 0 and y0 >= 0 and x1 <= image.width and y1 <= image.height:
-            return image.resize((out_width, out_height), resample, box=(x0, y0, x1, y1))
-        left, top = math.floor(x0), math.floor(y0)
-        canvas = Image.new("RGB", (math.ceil(x1) - left, math.ceil(y1) - top), self._fill())
-        inside = (max(left, 0), max(top, 0), min(math.ceil(x1), image.width), min(math.ceil(y1), image.height))
-        if inside[2] > inside[0] and inside[3] > inside[1]:
-            canvas.paste(image.crop(inside), (inside[0] - left, inside[1] - top))
-        return canvas.resize((out_width, out_height), resample,
-                             box=(x0 - left, y0 - top, x1 - left, y1 - top))
+        left, top = int(math.floor(x0)), int(math.floor(y0))
+        right, bottom = max(int(math.ceil(x1)), left + 1), max(int(math.ceil(y1)), top + 1)
+        if left >= 0 and top >= 0 and right <= image.width and bottom <= image.height:
+            crop = pixels[:, :, top:bottom, left:right]  # [1, 3, h, w]
+        else:
+            canvas = Image.new("RGB", (right - left, bottom - top), self._fill())
+            inside = (max(left, 0), max(top, 0), min(right, image.width), min(bottom, image.height))
+            if inside[2] > inside[0] and inside[3] > inside[1]:
+                canvas.paste(image.crop(inside), (inside[0] - left, inside[1] - top))
+            crop = torch.from_numpy(np.array(canvas)).permute(2, 0, 1)[None]
+        if self.resample == "nearest":
+            resized = F.interpolate(crop, size=(out_height, out_width), mode="nearest")
+        else:
+            resized = F.interpolate(crop, size=(out_height, out_width), mode=self.resample, antialias=True,
+                                    align_corners=False)
+        return resized[0]
 
-    def _normalise(self, pixels: np.ndarray) -> torch.Tensor:
-        """`(B, H, W, 3)` uint8 → `(B, 3, H, W)` float32 `(x / 255 - mean) / std`, one batched multiply-add in
-        the images' own memory order; the result is channels-last in memory, which convolutions take as is."""
-        scale = torch.tensor([1.0 / (255.0 * s) for s in self.image_std])
-        offset = torch.tensor([-m / s for m, s in zip(self.image_mean, self.image_std)])
-        return torch.from_numpy(pixels).float().mul_(scale).add_(offset).permute(0, 3, 1, 2)
+    def _normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """`(B, 3, H, W)` uint8 → float32 `(x / 255 - mean) / std`, one batched multiply-add."""
+        scale = torch.tensor([1.0 / (255.0 * s) for s in self.image_std]).view(1, 3, 1, 1)
+        offset = torch.tensor([-m / s for m, s in zip(self.image_mean, self.image_std)]).view(1, 3, 1, 1)
+        return pixels.float().mul_(scale).add_(offset)
 
     def _build_views(self, rgb: Image.Image, boxes: dict, aux_regions, aux_layout):
+        """Both views of one image as `(3, H, W)` uint8 tensors."""
         height, width = self.size["height"], self.size["width"]
-        face = self._crop_resize(rgb, boxes["face"], width, height)
-        main = np.asarray(face)
+        pixels = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None]  # [1, 3, H, W]
+        main = self._crop_resize(rgb, pixels, boxes["face"], width, height)
         ordered = [region for region in REGIONS if region in aux_regions]
         count = len(ordered)
-        if aux_layout == "concat":
-            aux = Image.new("RGB", (width, height))
-            edges = [round(width * i / count) for i in range(count + 1)]
+        fill = torch.tensor(self._fill(), dtype=torch.uint8).view(3, 1, 1)
+        if aux_layout in ("concat", "updown"):
+            aux = torch.empty(3, height, width, dtype=torch.uint8)
+            side = width if aux_layout == "concat" else height
+            edges = [round(side * i / count) for i in range(count + 1)]
             for i, region in enumerate(ordered):
-                aux.paste(self._crop_resize(rgb, boxes[region], edges[i + 1] - edges[i], height), (edges[i], 0))
-            aux = np.asarray(aux)
-        elif aux_layout == "updown":
-            aux = Image.new("RGB", (width, height))
-            edges = [round(height * i / count) for i in range(count + 1)]
-            for i, region in enumerate(ordered):
-                aux.paste(self._crop_resize(rgb, boxes[region], width, edges[i + 1] - edges[i]), (0, edges[i]))
-            aux = np.asarray(aux)
+                if aux_layout == "concat":  # side by side
+                    aux[:, :, edges[i]:edges[i + 1]] = self._crop_resize(
+                        rgb, pixels, boxes[region], edges[i + 1] - edges[i], height)
+                else:  # stacked, top to bottom
+                    aux[:, edges[i]:edges[i + 1]] = self._crop_resize(
+                        rgb, pixels, boxes[region], width, edges[i + 1] - edges[i])
         elif aux_layout == "mean":
-            aux = np.mean([np.asarray(self._crop_resize(rgb, boxes[r], width, height), dtype=np.float32)
-                           for r in ordered], axis=0)
-            aux = np.rint(aux).astype(np.uint8)
+            crops = [self._crop_resize(rgb, pixels, boxes[r], width, height).float() for r in ordered]
+            aux = torch.stack(crops).mean(0).round().to(torch.uint8)
         else:  # mask: the face with everything but the regions set to the mean colour
             fx0, fy0, fx1, fy1 = boxes["face"]
-            keep = np.zeros((height, width), dtype=bool)
+            keep = torch.zeros(height, width, dtype=torch.bool)
             for region in ordered:
                 x0, y0, x1, y1 = boxes[region]
                 left = max(0, int(round((x0 - fx0) / (fx1 - fx0) * width)))
@@ -361,8 +366,8 @@ class EmoticImageProcessor(BaseImageProcessor):
                 top = max(0, int(round((y0 - fy0) / (fy1 - fy0) * height)))
                 bottom = min(height, int(round((y1 - fy0) / (fy1 - fy0) * height)))
                 keep[top:bottom, left:right] = True
-            aux = np.where(keep[..., None], main, np.asarray(self._fill(), dtype=np.uint8))
-        return main, aux  # (H, W, 3) uint8 each
+            aux = torch.where(keep, main, fill)
+        return main, aux
 
 
 __all__ = ["EmoticImageProcessor"]
