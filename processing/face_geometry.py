@@ -11,6 +11,7 @@ Boxes are `(x0, y0, x1, y1)` in pixels of the input image. This file is copied i
 image processor, so it imports only numpy at the top level; the detector is imported on first use.
 """
 
+import functools
 import importlib.util
 import os
 import threading
@@ -167,8 +168,10 @@ def box_iou(a, b) -> float:
     return intersection / union if union > 0 else 0.0
 
 
+@functools.lru_cache(maxsize=1)
 def detector_available() -> bool:
-    """True when the face detector and the landmark model can be loaded (`pip install "emotic[faces]"`)."""
+    """True when the face detector and the landmark model can be loaded (`pip install "emotic[faces]"`). Looked
+    up once per process: the processor asks for every image."""
     return importlib.util.find_spec("dlib") is not None and _predictor_path() is not None
 
 
