@@ -41,6 +41,8 @@ class EmoticTrainingArguments(TrainingArguments):
     logging_steps: float = field(default=10)
     save_total_limit: int | None = field(default=2)
     dataloader_num_workers: int = field(default=0)
+    # every parameter takes part in the loss in every fusion mode (tested), so DDP need not search for unused ones
+    ddp_find_unused_parameters: bool | None = field(default=False)
 
 
 def layer_decay_parameter_groups(model, weight_decay: float, learning_rate: float, layer_decay: float) -> list:
@@ -114,6 +116,14 @@ def last_complete_checkpoint(output_dir) -> str | None:
             return path
         print(f"skipping incomplete checkpoint {path}")
     return None
+
+
+def finish_distributed() -> None:
+    """Wait for every process, then close the process group. A process that exits with the group still open can
+    abort at interpreter shutdown ("terminate called without an active exception": gloo's thread is still live)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def build_config(model_size: str, **overrides) -> EmoticConfig:

@@ -25,6 +25,7 @@ from emotic.training.common import (
     EmoticTrainer,
     EmoticTrainingArguments,
     build_config,
+    finish_distributed,
     last_complete_checkpoint,
     training_hyperparameters,
     write_run_summary,
@@ -187,6 +188,7 @@ def main(argv=None) -> dict:
         })
         if results:
             print(json.dumps({k: results[k] for k in ("macro_f1", "accuracy", "num_frames")}))
+    finish_distributed()
     return results
 
 

@@ -21,6 +21,7 @@ from emotic.training.common import (
     EmoticTrainer,
     EmoticTrainingArguments,
     build_config,
+    finish_distributed,
     last_complete_checkpoint,
     training_hyperparameters,
     write_run_summary,
@@ -91,6 +92,7 @@ def main(argv=None) -> dict:
             "hyperparameters": training_hyperparameters(training_args),
             "losses": losses,
         })
+    finish_distributed()
     return {"losses": losses}
 
 
