@@ -1,4 +1,4 @@
-"""The `emotic` command: `emotic synth|pretrain|finetune|demo ...`; each forwards its arguments."""
+"""The `emotic` command: `emotic synth|pretrain|finetune|predict|evaluate|demo ...`; each forwards its arguments."""
 
 import sys
 
@@ -6,6 +6,8 @@ COMMANDS = {
     "synth": ("emotic.training.synthetic", "write a generated dataset in Aff-Wild2's layout"),
     "pretrain": ("emotic.training.pretrain", "MAE pre-training on face folders"),
     "finetune": ("emotic.training.finetune", "fine-tune the dual-view classifier"),
+    "predict": ("emotic.training.video", "expressions of videos, frame folders and images, smoothed over time"),
+    "evaluate": ("emotic.training.evaluate", "metrics and a report of a model on a labelled dataset"),
     "demo": ("emotic.training.demo", "the main job end to end on generated data"),
 }
 

@@ -14,6 +14,7 @@ FUSION_STRATEGIES = ("none", "mean", "concat", "attention")
 POOLING_MODES = ("avg", "cls")
 AUX_REGIONS = ("eyes", "mouth", "nose")
 AUX_LAYOUTS = ("concat", "updown", "mean", "mask")
+SMOOTHING_MODES = ("mean", "gaussian", "mode")
 
 
 class EmoticConfig(PreTrainedConfig):
@@ -62,6 +63,9 @@ class EmoticConfig(PreTrainedConfig):
             `"updown"` (stacked), `"mean"` (pixel mean) or `"mask"` (face with everything else blanked).
         class_weights (`list[float]`, *optional*): per-class weights of the cross-entropy loss.
         label_smoothing (`float`, defaults to 0.0): label smoothing of the cross-entropy loss.
+        video_smoothing_window (`int`, defaults to 1): odd number of frames over which `emotic predict` smooths
+            per-frame probabilities of a video (1 = none); `emotic evaluate --write-window` stores the best one.
+        video_smoothing_mode (`str`, defaults to `"mean"`): `"mean"`, `"gaussian"` or `"mode"` (majority vote).
 
     Example:
 
@@ -109,6 +113,9 @@ class EmoticConfig(PreTrainedConfig):
     # classification loss
     class_weights: list | None = None
     label_smoothing: float = 0.0
+    # video inference (`emotic predict`): sliding-window smoothing of per-frame probabilities
+    video_smoothing_window: int = 1
+    video_smoothing_mode: str = "mean"
 
     def __post_init__(self, **kwargs):
         # Default to the 8 ABAW expressions unless the caller chose labels (by map or by count).
@@ -155,6 +162,11 @@ class EmoticConfig(PreTrainedConfig):
                 and len(set(self.aux_regions)) == len(self.aux_regions),
                 f"aux_regions={self.aux_regions!r}; allowed: a non-empty subset of {list(AUX_REGIONS)}")
         require(self.aux_layout in AUX_LAYOUTS, f"aux_layout={self.aux_layout!r}; allowed: {list(AUX_LAYOUTS)}")
+        require(isinstance(self.video_smoothing_window, int) and self.video_smoothing_window >= 1
+                and self.video_smoothing_window % 2 == 1,
+                f"video_smoothing_window={self.video_smoothing_window!r}; allowed: an odd integer >= 1 (centred)")
+        require(self.video_smoothing_mode in SMOOTHING_MODES,
+                f"video_smoothing_mode={self.video_smoothing_mode!r}; allowed: {list(SMOOTHING_MODES)}")
         if self.class_weights is not None:
             require(len(self.class_weights) == self.num_labels and all(w >= 0 for w in self.class_weights),
                     f"class_weights has {len(self.class_weights)} entries; expected {self.num_labels} "

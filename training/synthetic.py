@@ -194,6 +194,54 @@ def region_truth_boxes(landmarks: np.ndarray) -> dict:
             "mouth": bbox(list(range(48, 60)))}
 
 
+def synthetic_video(rng: np.random.Generator, frames: int, size: int = 112):
+    """Yield (image, label, 68 landmarks in pixels) for the frames of one generated video: one person under a slowly
+    drifting pose and light, moving through expression segments of 6-10 frames that rise from neutral over 3
+    (every expression in turn, shuffled: identity cannot stand in for the label). A frame carries its segment's
+    expression from half intensity on, Neutral before."""
+    identity = Identity.random(rng)
+    background = tuple(int(v) for v in rng.uniform(40, 230, 3))
+    start_pose, end_pose = random_pose(rng), random_pose(rng)
+    light_angle, light_strength = rng.uniform(0, 2 * np.pi), rng.uniform(0.0, 0.35)
+    order = np.concatenate([rng.permutation(8) for _ in range(frames // 48 + 2)])
+    segment_end, segment = 0, -1
+    for frame in range(frames):
+        if frame >= segment_end:
+            segment += 1
+            expression = int(order[segment])
+            segment_start, segment_end = frame, frame + int(rng.integers(6, 11))
+            peak = rng.uniform(0.8, 1.0)
+        intensity = peak * (0.15, 0.65, 1.0)[min(frame - segment_start, 2)]  # a 3-frame onset
+        t = frame / max(frames - 1, 1)
+        pose = tuple(a + t * (b - a) for a, b in zip(start_pose[:2], end_pose[:2])) + (
+            start_pose[2] + t * (end_pose[2] - start_pose[2]),)
+        image, points = render_face(expression, intensity, identity, pose, rng, size=size, background=background,
+                                    light=(light_angle + 0.3 * t, light_strength))
+        yield image, (expression if intensity >= 0.5 else 0), points
+
+
+def write_video(path, images, fps: int = 25) -> int:
+    """Encode PIL images (all one size, even sides) as an MPEG-4 video with PyAV; returns the frame count."""
+    import av
+
+    count = 0
+    with av.open(str(path), mode="w") as container:
+        stream = None
+        for image in images:
+            if stream is None:
+                stream = container.add_stream("mpeg4", rate=fps)
+                stream.width, stream.height = image.size
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"qscale": "2"}
+            for packet in stream.encode(av.VideoFrame.from_image(image.convert("RGB"))):
+                container.mux(packet)
+            count += 1
+        if stream is not None:
+            for packet in stream.encode():
+                container.mux(packet)
+    return count
+
+
 def write_synthetic_affwild2(
     root, num_videos: int = 16, frames_per_video: int = 60, size: int = 112, validation_videos: int = 4,
     seed: int = 0, unlabelled_fraction: float = 0.02, missing_fraction: float = 0.02,
@@ -220,30 +268,10 @@ def write_synthetic_affwild2(
     for video_index in range(num_videos):
         split = "Validation_Set" if video_index >= num_videos - validation_videos else "Train_Set"
         video = f"synth-{video_index:03d}"
-        identity = Identity.random(rng)
-        background = tuple(int(v) for v in rng.uniform(40, 230, 3))
-        start_pose, end_pose = random_pose(rng), random_pose(rng)
-        light_angle, light_strength = rng.uniform(0, 2 * np.pi), rng.uniform(0.0, 0.35)
         frame_dir = root / "cropped_aligned" / video
         frame_dir.mkdir(parents=True, exist_ok=True)
         labels, landmarks = [], []
-        # Expression segments of 6-10 frames rising from neutral over 3, every class in turn (shuffled per
-        # video): each person shows every expression, so identity cannot stand in for the label.
-        order = np.concatenate([rng.permutation(8) for _ in range(frames_per_video // 48 + 2)])
-        segment_end, segment = 0, -1
-        for frame in range(frames_per_video):
-            if frame >= segment_end:
-                segment += 1
-                expression = int(order[segment])
-                segment_start, segment_end = frame, frame + int(rng.integers(6, 11))
-                peak = rng.uniform(0.8, 1.0)
-            intensity = peak * (0.15, 0.65, 1.0)[min(frame - segment_start, 2)]  # a 3-frame onset
-            t = frame / max(frames_per_video - 1, 1)
-            pose = tuple(a + t * (b - a) for a, b in zip(start_pose[:2], end_pose[:2])) + (
-                start_pose[2] + t * (end_pose[2] - start_pose[2]),)
-            image, points = render_face(expression, intensity, identity, pose, rng, size=size, background=background,
-                                        light=(light_angle + 0.3 * t, light_strength))
-            label = expression if intensity >= 0.5 else 0
+        for frame, (image, label, points) in enumerate(synthetic_video(rng, frames_per_video, size)):
             if rng.random() < unlabelled_fraction:
                 label = -1
                 summary["unlabelled"] += 1

@@ -1,0 +1,294 @@
+"""Video inference: smoothing, `emotic predict` on videos, frame folders and bad inputs, restarts, bounded memory,
+and the `emotic evaluate` report."""
+
+import csv
+import itertools
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from emotic.training import evaluate, video
+from emotic.training.synthetic import synthetic_video, write_synthetic_affwild2, write_video
+from emotic.training.video import NeighbourFill, StreamingSmoother, smooth_probabilities
+
+MODES = ("mean", "gaussian", "mode")
+
+
+def soft_run(labels, confidence=0.6, classes=8):
+    """Per-frame probabilities: `confidence` on the given class, the rest spread evenly."""
+    rows = np.full((len(labels), classes), (1 - confidence) / (classes - 1))
+    rows[np.arange(len(labels)), labels] = confidence
+    return rows
+
+
+# -- smoothing ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+def test_window_one_is_the_identity(mode):
+    probabilities = np.random.default_rng(0).dirichlet(np.ones(8), size=40)
+    assert np.array_equal(smooth_probabilities(probabilities, 1, mode), probabilities)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("window", [5, 31])
+def test_a_constant_sequence_is_unchanged_up_to_both_ends(mode, window):
+    probabilities = soft_run([3] * 12)  # window 31 is longer than the video
+    smoothed = smooth_probabilities(probabilities, window, mode)
+    if mode == "mode":  # vote shares: all votes for class 3, on every frame including the first and last
+        assert np.all(smoothed.argmax(1) == 3) and np.allclose(smoothed[:, 3], 1, atol=1e-5)
+    else:
+        assert np.allclose(smoothed, probabilities)
+
+
+@pytest.mark.parametrize("mode", ["mean", "mode"])
+def test_an_isolated_one_frame_flip_is_removed_by_window_5(mode):
+    labels = [2] * 40
+    labels[20] = 5
+    probabilities = soft_run(labels, confidence=0.6)
+    probabilities[20] = soft_run([5], confidence=0.9)[0]  # a confident flip
+    assert smooth_probabilities(probabilities, 1, mode).argmax(1)[20] == 5
+    assert np.all(smooth_probabilities(probabilities, 5, mode).argmax(1) == 2)
+
+
+@pytest.mark.parametrize("mode", ["mean", "gaussian"])
+def test_video_ends_use_only_real_frames(mode):
+    probabilities = soft_run([1, 1, 6, 6, 6, 6, 6, 6, 6, 6], confidence=0.9)
+    smoothed = smooth_probabilities(probabilities, 5, mode)
+    assert np.allclose(smoothed.sum(1), 1)  # no zero padding shrinking the ends
+    if mode == "mean":  # frame 0 sees frames 0..2 only; the last frame the last three
+        assert np.allclose(smoothed[0], probabilities[:3].mean(0))
+        assert np.allclose(smoothed[-1], probabilities[-3:].mean(0))
+    assert np.allclose(smoothed[-1], probabilities[-1])  # the end of a constant run stays put
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("window", [1, 5, 31])
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_streaming_smoothing_equals_smoothing_the_whole_video(mode, window, chunk):
+    rng = np.random.default_rng(window * chunk)
+    probabilities = rng.dirichlet(np.ones(8) * 0.3, size=101)
+    smoother = StreamingSmoother(window, mode)
+    parts = [smoother.push(probabilities[i:i + chunk]) for i in range(0, len(probabilities), chunk)]
+    streamed = np.concatenate([*parts, smoother.finish()])
+    assert np.allclose(streamed, smooth_probabilities(probabilities, window, mode))
+
+
+@pytest.mark.parametrize("window", [0, 4, -3, 2.5])
+def test_a_window_that_cannot_be_centred_is_refused(window):
+    with pytest.raises(ValueError, match="odd integer"):
+        smooth_probabilities(np.ones((5, 8)) / 8, window)
+
+
+def test_frames_without_a_face_carry_the_nearest_earlier_prediction():
+    rows = np.eye(8)[[0, 1, 2, 3, 4, 5]]
+    fill = NeighbourFill()
+    out = np.concatenate([fill.push(rows[:3], np.array([False, False, True])),
+                          fill.push(rows[3:], np.array([False, True, False])), fill.finish()])
+    assert out.argmax(1).tolist() == [2, 2, 2, 2, 4, 4]  # leading ones wait for the first face
+    fill = NeighbourFill()
+    lonely = np.concatenate([fill.push(rows[:2], np.array([False, False])), fill.finish()])
+    assert lonely.argmax(1).tolist() == [0, 1]  # no face anywhere: each keeps its own
+
+
+# -- emotic predict ---------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from emotic import EmoticConfig, EmoticForImageClassification, EmoticImageProcessor
+
+    folder = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    config = EmoticConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                          image_size=32, patch_size=8, fusion_layer=1)
+    EmoticForImageClassification(config).save_pretrained(folder)
+    EmoticImageProcessor(size=32).save_pretrained(folder)
+    return folder
+
+
+def generated_frames(count, size=64, seed=0):
+    return [image for image, _, _ in synthetic_video(np.random.default_rng(seed), count, size)]
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def predict(model_dir, *args):
+    return subprocess.run([sys.executable, "-m", "emotic.cli", "predict", str(model_dir), *map(str, args), "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_predict_writes_per_frame_csv_and_abaw_submission_for_a_video_and_a_frame_folder(model_dir, tmp_path):
+    write_video(tmp_path / "clip.mp4", generated_frames(20))
+    (tmp_path / "faces").mkdir()
+    for index, image in enumerate(generated_frames(11, seed=1)):  # 00010 sorts after 00009, not after 00001
+        image.save(tmp_path / "faces" / f"{index + 1}.png")
+    out = tmp_path / "out"
+    result = predict(model_dir, tmp_path / "clip.mp4", tmp_path / "faces", "--output-dir", out,
+                     "--smooth-window", "5", "--geometry", "template")
+    assert result.returncode == 0, result.stderr
+
+    lines = (out / "submission.txt").read_text().splitlines()
+    assert lines[0] == "image_location,Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other"
+    assert len(lines) == 1 + 20 + 11
+    assert lines[1].split(",")[0] == "clip/00001.jpg" and lines[20].split(",")[0] == "clip/00020.jpg"
+    assert [line.split(",")[0] for line in lines[21:24]] == ["faces/1.png", "faces/2.png", "faces/3.png"]
+    assert all(line.split(",")[1] in {str(i) for i in range(8)} for line in lines[1:])
+
+    rows = read_csv(out / "frames" / "clip.csv")
+    assert list(rows[0]) == ["image_location", "status", "raw_label", "label", "Neutral", "Anger", "Disgust",
+                             "Fear", "Happiness", "Sadness", "Surprise", "Other"]
+    probabilities = np.array([[float(row[name]) for name in list(rows[0])[4:]] for row in rows])
+    assert np.allclose(probabilities.sum(1), 1, atol=1e-4)
+    labels = [int(row["label"]) for row in rows]
+    assert np.all(probabilities[np.arange(len(rows)), labels] >= probabilities.max(1) - 1e-6)  # printed rounded
+    assert [row["label"] for row in rows] == [line.split(",")[1] for line in lines[1:21]]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["totals"]["frames"] == 31 and summary["settings"]["smooth_window"] == 5
+
+
+def test_unreadable_and_zero_frame_videos_are_reported_and_counted_not_crashed(model_dir, tmp_path):
+    import av
+
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00 ftypisom" + os.urandom(2000))
+    with av.open(str(tmp_path / "empty.mp4"), mode="w") as container:  # a header and no frame
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height = 64, 64
+        container.start_encoding()
+    write_video(tmp_path / "good.mp4", generated_frames(6))
+    result = predict(model_dir, tmp_path / "broken.mp4", tmp_path / "empty.mp4", tmp_path / "good.mp4",
+                     "--output-dir", tmp_path / "out", "--geometry", "template")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "skipped broken:" in result.stderr and "cannot be read as a video" in result.stderr
+    assert "skipped empty:" in result.stderr and "no video frames" in result.stderr
+    assert "2 inputs could not be read" in result.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert set(summary["skipped"]) == {"broken", "empty"} and summary["totals"]["skipped_videos"] == 2
+    assert summary["totals"]["frames"] == 6
+    assert len((tmp_path / "out" / "submission.txt").read_text().splitlines()) == 1 + 6
+    assert not list((tmp_path / "out" / "frames").glob("*.partial"))
+
+
+def test_missing_inputs_are_refused_before_any_work(model_dir, tmp_path, capsys):
+    def refused(*args):
+        with pytest.raises(SystemExit) as exit_info:
+            video.main([str(model_dir), *map(str, args), "--output-dir", str(tmp_path / "out"), "--quiet"])
+        assert exit_info.value.code == 2
+        return capsys.readouterr().err
+
+    assert "nowhere.mp4: no such file or folder" in refused(tmp_path / "nowhere.mp4")
+    (tmp_path / "empty_folder").mkdir()
+    assert "no frame images" in refused(tmp_path / "empty_folder")
+    generated_frames(1)[0].save(tmp_path / "empty_folder" / "00001.jpg")
+    assert "odd integer" in refused(tmp_path / "empty_folder", "--smooth-window", "4")
+    assert not (tmp_path / "out").exists()
+
+
+def test_frames_without_a_face_carry_the_previous_prediction_and_are_counted(model_dir, tmp_path):
+    faces = generated_frames(12, size=128, seed=0)  # a drawn person dlib's HOG detector finds in every frame
+    blank = Image.new("RGB", (128, 128), (90, 140, 200))
+    frames = faces[:5] + [blank] * 3 + faces[5:]
+    write_video(tmp_path / "gaps.mp4", frames)
+    result = predict(model_dir, tmp_path / "gaps.mp4", "--output-dir", tmp_path / "out", "--geometry", "detector",
+                     "--smooth-window", "1")
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(tmp_path / "out" / "frames" / "gaps.csv")
+    assert [row["status"] for row in rows[5:8]] == ["no_face"] * 3
+    assert sum(row["status"] == "face" for row in rows) >= 6
+    first_face = next(i for i, row in enumerate(rows) if row["status"] == "face")
+    for index in range(first_face + 1, len(rows)):
+        if rows[index]["status"] == "no_face":
+            assert rows[index]["label"] == rows[index - 1]["label"]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["totals"]["no_face"] == sum(row["status"] == "no_face" for row in rows) >= 3
+    assert f"{summary['totals']['no_face']} without a face" in result.stdout
+
+
+def test_a_restarted_run_skips_finished_videos_and_refuses_changed_settings(model_dir, tmp_path):
+    for name, seed in (("a", 3), ("b", 4)):
+        write_video(tmp_path / f"{name}.mp4", generated_frames(8, seed=seed))
+    out = tmp_path / "out"
+    args = [tmp_path / "a.mp4", tmp_path / "b.mp4", "--output-dir", out, "--geometry", "template"]
+    assert predict(model_dir, *args).returncode == 0
+    finished = (out / "frames" / "a.csv").stat().st_mtime_ns
+    (out / "frames" / "b.csv").unlink()  # as if the run had been killed while on b
+    (out / "frames" / "b.csv.partial").write_text("image_location,status\nb/00001.jpg,face\n")
+    result = predict(model_dir, *args)
+    assert result.returncode == 0 and "(1 already done)" in result.stdout
+    assert (out / "frames" / "a.csv").stat().st_mtime_ns == finished
+    assert len(read_csv(out / "frames" / "b.csv")) == 8
+    assert len((out / "submission.txt").read_text().splitlines()) == 1 + 16
+    result = predict(model_dir, *args, "--smooth-window", "9")
+    assert result.returncode == 2 and "smooth_window" in result.stderr and "--overwrite" in result.stderr
+
+
+def test_memory_does_not_grow_with_the_length_of_the_stream(model_dir, tmp_path):
+    pictures = generated_frames(48, size=32)
+    peaks = {}
+    for length in (2_000, 20_000):
+        path = tmp_path / f"stream{length}.mp4"
+        write_video(path, itertools.islice(itertools.cycle(pictures), length))
+        code = ("import resource, sys\nfrom emotic.training import video\n"
+                f"assert video.main([{str(model_dir)!r}, {str(path)!r}, '--output-dir', {str(tmp_path / str(length))!r},"
+                " '--smooth-window', '15', '--geometry', 'template', '--quiet']) == 0\n"
+                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        assert f"{length} frames" in result.stdout
+        peaks[length] = int(result.stdout.split()[-1]) / 1024  # MiB
+    # 18,000 more frames of 32x32x3 kept in memory would add ~53 MiB; probabilities alone ~1 MiB
+    assert peaks[20_000] - peaks[2_000] < 16, peaks
+
+
+# -- emotic evaluate --------------------------------------------------------------------------------------------------
+
+def test_evaluate_writes_the_report_and_the_chosen_window_becomes_predicts_default(model_dir, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    write_synthetic_affwild2(data, num_videos=3, frames_per_video=24, size=64, validation_videos=2, seed=5)
+    model = tmp_path / "model"
+    shutil.copytree(model_dir, model)
+    report = tmp_path / "report"
+    assert evaluate.main([str(model), str(data), "--output-dir", str(report), "--geometry", "template",
+                          "--windows", "1,3,5,9", "--write-window", "--quiet"]) == 0
+    for name in ("metrics.json", "confusion_matrix.png", "per_class_f1.png", "smoothing.png", "examples.png",
+                 "report.md"):
+        assert (report / name).is_file(), name
+    for name in ("confusion_matrix.png", "per_class_f1.png", "smoothing.png", "examples.png"):
+        with Image.open(report / name) as image:
+            image.load()
+            assert image.format == "PNG" and min(image.size) > 100
+    metrics = json.loads((report / "metrics.json").read_text())
+    labelled = sum(1 for txt in (data / "annotations" / "Validation_Set").glob("*.txt")
+                   for line in txt.read_text().splitlines()[1:] if int(line) >= 0)
+    assert metrics["raw"]["num_frames"] == labelled  # every labelled frame, with or without an image
+    curve = metrics["smoothing"]["macro_f1_by_window"]
+    assert list(curve) == ["1", "3", "5", "9"] and curve["1"] == metrics["raw"]["macro_f1"]
+    best = metrics["smoothing"]["best_window"]
+    assert curve[str(best)] == max(curve.values()) == metrics["smoothed"]["macro_f1"]
+    text = (report / "report.md").read_text()
+    assert all(f"({name})" in text for name in ("confusion_matrix.png", "per_class_f1.png", "smoothing.png",
+                                                "examples.png"))
+    assert json.loads((model / "config.json").read_text())["video_smoothing_window"] == best
+
+    result = predict(model, data / "cropped_aligned" / "synth-002", "--output-dir", tmp_path / "out",
+                     "--geometry", "template")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["settings"]["smooth_window"] == best
+
+
+def test_evaluate_refuses_a_folder_that_is_not_a_dataset(model_dir, tmp_path):
+    (tmp_path / "annotations").mkdir()
+    with pytest.raises(SystemExit):
+        evaluate.main([str(model_dir), str(tmp_path), "--output-dir", str(tmp_path / "r"), "--quiet"])
+    with pytest.raises(SystemExit):
+        evaluate.main([str(model_dir), str(tmp_path), "--output-dir", str(tmp_path / "r"), "--windows", "2,4"])
