@@ -1,4 +1,4 @@
-"""The `emotic` command: `emotic synth|pretrain|finetune|predict|evaluate|demo ...`; each forwards its arguments."""
+"""The `emotic` command: `emotic synth|pretrain|finetune|predict|evaluate|export|push|demo ...`; each forwards its arguments."""
 
 import sys
 
@@ -8,6 +8,8 @@ COMMANDS = {
     "finetune": ("emotic.training.finetune", "fine-tune the dual-view classifier"),
     "predict": ("emotic.training.video", "expressions of videos, frame folders and images, smoothed over time"),
     "evaluate": ("emotic.training.evaluate", "metrics and a report of a model on a labelled dataset"),
+    "export": ("emotic.hub_cards.export", "a Hub-ready folder (weights, config, code, card) from a run"),
+    "push": ("emotic.hub_cards.push", "upload an exported folder to the Hub in one commit"),
     "demo": ("emotic.training.demo", "the main job end to end on generated data"),
 }
 

@@ -75,6 +75,19 @@ class DataArguments:
     color_jitter: float = field(default=0.2, metadata={"help": "brightness/contrast/saturation jitter in training"})
 
 
+def affwild2_dataset_name(data: DataArguments) -> str:
+    """"Aff-Wild2 EXPR", or the generator's name for data written by `emotic synth` (the card must not pass drawn
+    faces off as expression data)."""
+    summary = Path(data.frames_dir).parent / "summary.json"
+    if summary.is_file():
+        try:
+            if json.loads(summary.read_text()).get("generator") == "emotic synth":
+                return "emotic synth (generated faces in Aff-Wild2's layout)"
+        except ValueError:
+            pass
+    return "Aff-Wild2 EXPR"
+
+
 def load_splits(data: DataArguments, label2id: dict, seed: int):
     """(train, eval, reports) from Aff-Wild2 or image folders."""
     if data.affwild2_root:
@@ -91,7 +104,7 @@ def load_splits(data: DataArguments, label2id: dict, seed: int):
                                             data.max_frames_per_class, seed)
         evaluation, eval_report = (read_affwild2(data.eval_annotations, data.frames_dir)
                                    if data.eval_annotations else (None, None))
-        return train, evaluation, {"train": train_report, "eval": eval_report}, "Aff-Wild2 EXPR"
+        return train, evaluation, {"train": train_report, "eval": eval_report}, affwild2_dataset_name(data)
     if data.train_dir:
         train, train_report = read_image_folder(data.train_dir, label2id)
         evaluation, eval_report = read_image_folder(data.eval_dir, label2id) if data.eval_dir else (None, None)
@@ -135,6 +148,17 @@ def build_model(model_args: ModelArguments, train_labels):
     return model, processor
 
 
+def push_finished_run(args) -> None:
+    from emotic.hub_cards.export import export
+    from emotic.hub_cards.push import push
+
+    repo_id = args.hub_model_id or Path(args.output_dir).resolve().name
+    folder = export(args.output_dir, Path(args.output_dir) / "hub_export", repo_id=repo_id, overwrite=True)
+    commit = push(folder, repo_id, private=bool(args.hub_private_repo), revision=args.hub_revision,
+                  token=args.hub_token)
+    print(f"pushed to {repo_id}: {commit.commit_url}")
+
+
 def main(argv=None) -> dict:
     parser = HfArgumentParser((ModelArguments, DataArguments, EmoticTrainingArguments))
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
@@ -155,6 +179,9 @@ def main(argv=None) -> dict:
     else:
         training_args.eval_strategy = "no"
 
+    # --push_to_hub publishes the finished model once, through `emotic export` + `emotic push` (card, remote code,
+    # one commit), instead of Trainer's pushes of every checkpoint
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     trainer = EmoticTrainer(
         model=model, args=training_args, train_dataset=train, eval_dataset=evaluation,
         processing_class=processor, compute_metrics=compute_metrics, callbacks=[EpochCallback(train_transform)],
@@ -188,6 +215,8 @@ def main(argv=None) -> dict:
         })
         if results:
             print(json.dumps({k: results[k] for k in ("macro_f1", "accuracy", "num_frames")}))
+        if push_to_hub:
+            push_finished_run(training_args)
     finish_distributed()
     return results
 

@@ -263,7 +263,8 @@ def write_synthetic_affwild2(
 
     root = Path(root)
     rng = np.random.default_rng(seed)
-    summary = {"videos": {"Train_Set": [], "Validation_Set": []}, "frames": 0, "labels": [0] * 8,
+    summary = {"generator": "emotic synth", "videos": {"Train_Set": [], "Validation_Set": []}, "frames": 0,
+               "labels": [0] * 8,
                "unlabelled": 0, "missing_images": 0}
     for video_index in range(num_videos):
         split = "Validation_Set" if video_index >= num_videos - validation_videos else "Train_Set"
