@@ -28,5 +28,11 @@ test: $(STAMP)
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 OMP_NUM_THREADS=1 $(VENV)/bin/emotic demo --output-dir demo_output
 
+# Real-size speed and memory against transformers and timm on this machine (not part of the tests; ~15 min on 2
+# cores). The GPU script is benchmarks/bench_gpu.py (see README).
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_models.py
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_processor.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
