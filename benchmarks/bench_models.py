@@ -10,7 +10,8 @@ Comparisons (the goals of the benchmark issue, printed as ratios; > 1 means emot
      1 + fusion_layer / num_layers (goal: within 5% of it; two separate encoders would be 2.0x).
   3. A training step (forward, backward, AdamW) of the classifier vs transformers ViTForImageClassification.
   4. An MAE pre-training step vs transformers ViTMAEForPreTraining, same sizes and mask ratio.
-  5. Peak memory above the resting model of inference and of a training step (Linux VmHWM, reset per run).
+  5. Memory: activations saved for the backward pass of a training step (counted exactly), and the peak resident
+     memory of one inference forward above the resting model (Linux VmHWM, each model in a fresh process).
 The image processor (goal 5 of the issue) has its own script: benchmarks/bench_processor.py.
 """
 
@@ -18,6 +19,8 @@ import argparse
 import gc
 import platform
 import statistics
+import subprocess
+import sys
 
 import torch
 
@@ -44,6 +47,33 @@ def compare(title: str, candidates: dict, images: int, repeats: int, reference: 
     return medians
 
 
+def forward_flops(model, pixels, aux=None) -> float:
+    """FLOPs of one forward, counted with eager attention (the CPU's fused SDPA kernel is not in the counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.set_attn_implementation("eager")
+    try:
+        with FlopCounterMode(display=False) as counter, torch.inference_mode():
+            model(pixels) if aux is None else model(pixels, aux)
+    finally:
+        model.set_attn_implementation("sdpa")
+    return counter.get_total_flops()
+
+
+def saved_activation_mib(model, **inputs) -> float:
+    """MiB of tensors the forward saves for the backward pass (deterministic, unlike resident memory)."""
+    total = 0
+
+    def pack(tensor):
+        nonlocal total
+        total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(**inputs)
+    return total / 2**20
+
+
 def peak_memory_mib(step) -> float:
     """Peak resident memory above the level before `step`, in MiB (Linux: VmHWM after clearing it)."""
     gc.collect()
@@ -67,6 +97,7 @@ def main():
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--only", default="1,2,3,4,5", help="which comparisons to run")
     parser.add_argument("--smoke", action="store_true", help="tiny models, one round: checks the script only")
+    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -99,6 +130,16 @@ def main():
         return EmoticConfig(**emotic_sizes, **decoder, drop_path_rate=0.0, **overrides)
 
     config = emotic_config()
+    if args.memory_child:  # one forward in this fresh process: its peak above the resting model
+        model = {"transformers": lambda: ViTForImageClassification(ViTConfig(**vit_config, num_labels=8)),
+                 "emotic, fusion none": lambda: EmoticForImageClassification(emotic_config(fusion_strategy="none")),
+                 "emotic, dual": lambda: EmoticForImageClassification(config)}[
+            next(key for key in ("transformers", "emotic, fusion none", "emotic, dual")
+                 if args.memory_child.startswith(key))]().eval()
+        inputs = (pixels, aux) if "dual" in args.memory_child else (pixels,)
+        with torch.inference_mode():
+            print(peak_memory_mib(lambda: model(*inputs)))
+        return
 
     if 1 in only:
         import timm
@@ -119,19 +160,28 @@ def main():
         del ours, theirs, timm_model
 
     if 2 in only:
-        dual = EmoticForImageClassification(config).eval()
-        single = EmoticForImageClassification(emotic_config(fusion_strategy="none")).eval()
+        models = {strategy: EmoticForImageClassification(emotic_config(fusion_strategy=strategy)).eval()
+                  for strategy in ("none", "mean", "attention")}
+        candidates = {"fusion none (one view)": lambda: models["none"](pixels)}
+        for strategy in ("mean", "attention"):
+            candidates[f"fusion {strategy} after block {config.fusion_layer} (two views)"] = \
+                lambda m=models[strategy]: m(pixels, aux)
         with torch.inference_mode():
-            medians = compare("2. classifier forward: dual view vs one view", {
-                "fusion none (one view)": lambda: single(pixels),
-                f"fusion attention after block {config.fusion_layer} (two views)": lambda: dual(pixels, aux),
-            }, batch, args.repeats, "fusion none (one view)")
-        cost = medians[f"fusion attention after block {config.fusion_layer} (two views)"] / medians[
-            "fusion none (one view)"]
-        model_cost = 1 + config.fusion_layer / config.num_hidden_layers
-        print(f"  dual/single cost {cost:.3f}; cost model 1 + {config.fusion_layer}/{config.num_hidden_layers} = "
-              f"{model_cost:.3f}; ratio to the model {cost / model_cost:.3f} (goal <= 1.05; two encoders: 2.0)")
-        del dual, single
+            medians = compare("2. classifier forward: dual view vs one view", candidates, batch, args.repeats,
+                              "fusion none (one view)")
+        flops = {strategy: forward_flops(model, pixels[:1], None if strategy == "none" else aux[:1])
+                 for strategy, model in models.items()}
+        design = 1 + config.fusion_layer / config.num_hidden_layers
+        print(f"  cost model of DESIGN.md: 1 + {config.fusion_layer}/{config.num_hidden_layers} = {design:.3f} "
+              f"(without the fusion block's own work); two separate encoders: 2.0")
+        for strategy in ("mean", "attention"):
+            cost = medians[f"fusion {strategy} after block {config.fusion_layer} (two views)"] / medians[
+                "fusion none (one view)"]
+            work = flops[strategy] / flops["none"]
+            print(f"  {strategy:9s}: time ratio {cost:.3f}; FLOP ratio {work:.3f} (the cost model plus the fusion "
+                  f"block); time / FLOP ratio {cost / work:.3f}; time / DESIGN model {cost / design:.3f} "
+                  f"(goal <= 1.05)")
+        del models
 
     def train_step(model, optimizer, **inputs):
         def step():
@@ -156,14 +206,10 @@ def main():
         }
         medians = compare("3. training step (forward, backward, AdamW)", steps, batch, args.repeats,
                           "transformers ViTForImageClassification (SDPA)")
-        model_cost = 1 + config.fusion_layer / config.num_hidden_layers
+        work = forward_flops(dual.eval(), pixels[:1], aux[:1]) / forward_flops(single.eval(), pixels[:1])
         per_work = medians["transformers ViTForImageClassification (SDPA)"] / (
-            medians["emotic, dual view (attention fusion)"] / model_cost)
-        print(f"  dual view per unit of work (time / {model_cost:.3f}): {per_work:.2f}x transformers")
-        if 5 in only:
-            print("\n5a. peak memory above the resting model, training step")
-            for name, step in steps.items():
-                print(f"  {name:58s} {peak_memory_mib(step):8.0f} MiB")
+            medians["emotic, dual view (attention fusion)"] / work)
+        print(f"  dual view does {work:.3f}x the FLOPs of one view; per unit of work: {per_work:.2f}x transformers")
         del dual, single, theirs, steps
 
     if 4 in only:
@@ -178,17 +224,25 @@ def main():
         del ours, theirs
 
     if 5 in only:
-        print("\n5b. peak memory above the resting model, inference (forward, no grad)")
         models = {
-            "transformers ViTForImageClassification (SDPA)":
-                (ViTForImageClassification(ViTConfig(**vit_config, num_labels=8)).eval(), (pixels,)),
-            "emotic, fusion none": (EmoticForImageClassification(emotic_config(fusion_strategy="none")).eval(), (pixels,)),
-            "emotic, dual view": (EmoticForImageClassification(config).eval(), (pixels, aux)),
+            "transformers ViTForImageClassification (SDPA)": lambda: ViTForImageClassification(
+                ViTConfig(**vit_config, num_labels=8, attn_implementation="sdpa")),
+            "emotic, fusion none": lambda: EmoticForImageClassification(emotic_config(fusion_strategy="none")),
+            "emotic, dual view (attention fusion)": lambda: EmoticForImageClassification(config),
         }
-        for name, (model, inputs) in models.items():
-            with torch.inference_mode():
-                model(*inputs)  # warm
-                print(f"  {name:58s} {peak_memory_mib(lambda: model(*inputs)):8.0f} MiB")
+        print(f"\n5. memory per batch of {batch}: activations saved for the backward pass (training), and peak "
+              f"resident memory of one forward above the resting model (inference, a fresh process each)")
+        for name, build in models.items():
+            model = build().train()
+            inputs = {"pixel_values": pixels, "labels": labels}
+            if "dual" in name:
+                inputs["pixel_values_aux"] = aux
+            saved = saved_activation_mib(model, **inputs)
+            del model
+            child = subprocess.run([sys.executable, __file__, "--memory-child", name, "--batch-size", str(batch)]
+                                   + (["--smoke"] if args.smoke else []), capture_output=True, text=True)
+            peak = float(child.stdout.split()[-1]) if child.returncode == 0 else float("nan")
+            print(f"  {name:58s} training: {saved:7.0f} MiB saved   inference: {peak:7.0f} MiB peak")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,26 @@
+"""The benchmark scripts still run (tiny models, one round): they are not timed here, only kept from rotting."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.parametrize("script", ["bench_models.py", "bench_gpu.py"])
+def test_benchmark_script_runs_in_smoke_mode(script, tmp_path):
+    extra = ["--json", str(tmp_path / "out.json")] if script == "bench_gpu.py" else []
+    result = subprocess.run([sys.executable, str(BENCHMARKS / script), "--smoke", *extra], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    if script == "bench_models.py":
+        for heading in ("1. encoder forward", "2. classifier forward", "3. training step", "4. MAE pre-training",
+                        "5b. peak memory"):
+            assert heading in result.stdout
+    else:
+        results = json.loads((tmp_path / "out.json").read_text())["results"]
+        assert [row["batch_size"] for row in results] == [2, 4]
+        assert all(row["training"]["images_per_s"] > 0 for row in results)
