@@ -7,7 +7,7 @@ Standard library only; binds 127.0.0.1; state in memory. Run:
     python tests/minihub.py --port 0      # prints "MINIHUB_READY http://127.0.0.1:PORT" once listening
 
 Clients need `HF_ENDPOINT=<that URL>` and `HF_HUB_DISABLE_XET=1` (the server offers no Xet, and huggingface_hub
-2.x uploads LFS files through Xet without fallback unless it is disabled). No auth, branches, PRs or Xet.
+2.x uploads LFS files through Xet without fallback unless it is disabled). Branches, but no auth, tags, PRs or Xet.
 """
 
 import argparse
@@ -39,7 +39,7 @@ class Hub:
         self.lfs_threshold = lfs_threshold
         self.lock = threading.Lock()
         self.blobs: dict[str, bytes] = {}
-        self.repos: dict[tuple, dict] = {}  # (type, repo_id) -> {"private", "commits": [...]}
+        self.repos: dict[tuple, dict] = {}  # (type, repo_id) -> {"private", "commits": [...], "branches": {}}
 
     def is_lfs(self, path: str, size: int) -> bool:
         if self.lfs_threshold < 0:
@@ -52,13 +52,13 @@ class Hub:
                 return False
             first = {"id": uuid.uuid4().hex + uuid.uuid4().hex[:8], "title": "initial commit", "message": "",
                      "date": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()), "files": {}}
-            self.repos[(repo_type, repo_id)] = {"private": bool(private), "commits": [first]}
+            self.repos[(repo_type, repo_id)] = {"private": bool(private), "commits": [first],
+                                                "branches": {"main": first["id"]}}
             return True
 
     def commit_at(self, repo, revision):
         revision = unquote(revision)
-        if revision in ("main", "HEAD"):
-            return repo["commits"][-1]
+        revision = repo["branches"].get("main" if revision == "HEAD" else revision, revision)
         for commit in repo["commits"]:
             if commit["id"] == revision:
                 return commit
@@ -201,6 +201,13 @@ class Handler(BaseHTTPRequestHandler):
         revision = parts[1] if len(parts) > 1 else "main"
         if action in ("", "revision"):
             return self.info(repo_type, repo_id, repo, revision, head)
+        if action == "branch" and method == "POST":
+            self.body()
+            with self.hub.lock:
+                if unquote(revision) in repo["branches"]:
+                    return self.send(409, {"error": "Reference already exists"})
+                repo["branches"][unquote(revision)] = repo["branches"]["main"]
+            return self.send(200, {})
         commit = self.hub.commit_at(repo, revision)
         if commit is None:
             return self.error(404, "RevisionNotFound", f"Invalid rev id: {unquote(revision)}", head)
@@ -226,12 +233,15 @@ class Handler(BaseHTTPRequestHandler):
                 entries += [e for e in self.tree(commit, "", True) if e["path"] == path.strip("/")]
             return self.send(200, entries)
         if action == "commits":
-            history = repo["commits"][:repo["commits"].index(commit) + 1][::-1]
+            by_id = {c["id"]: c for c in repo["commits"]}
+            history = [commit]
+            while history[-1].get("parent") in by_id:
+                history.append(by_id[history[-1]["parent"]])
             return self.send(200, [{"id": c["id"], "title": c["title"], "message": c["message"],
                                     "authors": [{"user": USER}], "date": c["date"]} for c in history])
         if action == "refs":
-            return self.send(200, {"branches": [{"name": "main", "ref": "refs/heads/main",
-                                                  "targetCommit": repo["commits"][-1]["id"]}],
+            return self.send(200, {"branches": [{"name": name, "ref": f"refs/heads/{name}", "targetCommit": target}
+                                                for name, target in repo["branches"].items()],
                                    "converts": [], "tags": []})
         self.error(404, "EntryNotFound", f"unsupported API call {action!r}", head)
 
@@ -264,12 +274,13 @@ class Handler(BaseHTTPRequestHandler):
                 for folder in sorted(folders)] + entries
 
     def commit(self, repo_id, repo, revision):
-        if unquote(revision) != "main":
-            return self.error(404, "RevisionNotFound", "this test hub only has the main branch")
+        branch = unquote(revision)
+        if branch not in repo["branches"]:
+            return self.error(404, "RevisionNotFound", f"Invalid rev id: {branch} (not a branch)")
         lines = [json.loads(line) for line in self.body().decode().splitlines() if line.strip()]
         header = next((line["value"] for line in lines if line["key"] == "header"), {})
         with self.hub.lock:
-            parent = repo["commits"][-1]
+            parent = self.hub.commit_at(repo, branch)
             if header.get("parentCommit") and header["parentCommit"] != parent["id"]:
                 return self.send(412, {"error": "A commit has happened since. Please refresh and try again."})
             files = dict(parent["files"])
@@ -297,8 +308,10 @@ class Handler(BaseHTTPRequestHandler):
                     files = {p: m for p, m in files.items() if not p.startswith(folder)}
             commit = {"id": hashlib.sha1(f"{parent['id']}{time.time_ns()}".encode()).hexdigest(),
                       "title": header.get("summary", ""), "message": header.get("description", ""),
-                      "date": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()), "files": files}
+                      "date": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()), "files": files,
+                      "parent": parent["id"]}
             repo["commits"].append(commit)
+            repo["branches"][branch] = commit["id"]
         self.send(200, {"commitUrl": f"{self.endpoint}/{repo_id}/commit/{commit['id']}",
                         "commitOid": commit["id"], "pullRequestUrl": None})
 

@@ -227,3 +227,19 @@ def test_finetune_push_to_hub_publishes_through_export_and_push(hub, trained, tm
     assert not any(name.endswith(".bin") or name.startswith("checkpoint-") for name in files)
     assert commits == 2  # the repository's creation, then one upload
     assert 'from_pretrained("testuser/from-finetune")' in card and "## Evaluation" in card
+
+
+def test_push_to_a_branch_leaves_main_alone(hub, trained, tmp_path):
+    from emotic.hub_cards.export import export
+
+    folder = export(trained / "run", tmp_path / "export", repo_id="testuser/branched")
+    env = hub_env(hub, tmp_path)
+    result = emotic_cli("push", folder, "testuser/branched", "--revision", "candidate", env=env)
+    assert result.returncode == 0, result.stderr
+    script = ("from huggingface_hub import HfApi; import json; api = HfApi(); "
+              "print(json.dumps([api.list_repo_files('testuser/branched', revision='candidate'), "
+              "api.list_repo_files('testuser/branched')]))")
+    pulled = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    on_branch, on_main = json.loads(pulled.stdout.strip().splitlines()[-1])
+    assert "model.safetensors" in on_branch and "README.md" in on_branch
+    assert "model.safetensors" not in on_main
