@@ -292,3 +292,16 @@ def test_evaluate_refuses_a_folder_that_is_not_a_dataset(model_dir, tmp_path):
         evaluate.main([str(model_dir), str(tmp_path), "--output-dir", str(tmp_path / "r"), "--quiet"])
     with pytest.raises(SystemExit):
         evaluate.main([str(model_dir), str(tmp_path), "--output-dir", str(tmp_path / "r"), "--windows", "2,4"])
+
+
+def test_evaluate_on_an_image_folder_scores_each_image_once_without_smoothing(model_dir, tmp_path):
+    for name, seed in (("Happiness", 1), ("sadness", 2)):  # class folders match labels case-insensitively
+        (tmp_path / "faces" / name).mkdir(parents=True)
+        for index, image in enumerate(generated_frames(3, seed=seed)):
+            image.save(tmp_path / "faces" / name / f"{index}.png")
+    assert evaluate.main([str(model_dir), str(tmp_path / "faces"), "--output-dir", str(tmp_path / "report"),
+                          "--geometry", "template", "--quiet"]) == 0
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["split"] == "image folder" and metrics["raw"]["num_frames"] == 6
+    assert list(metrics["smoothing"]["macro_f1_by_window"]) == ["1"]
+    assert (tmp_path / "report" / "examples.png").is_file() and (tmp_path / "report" / "report.md").is_file()

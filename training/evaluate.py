@@ -185,10 +185,19 @@ def pick_examples(results, paths_by_video, smoothed_by_video, class_names, count
 def write_report_md(output: Path, metrics: dict, model_name: str, dataset: str, class_names) -> None:
     raw, best = metrics["raw"], metrics["smoothed"]
     smoothing, counts = metrics["smoothing"], metrics["counts"]
+    videos = f", {counts['videos']} videos" if counts["videos"] else ""
+    if metrics["split"] == "image folder":
+        smoothing_text = ["Images are scored one by one: there is nothing to smooth.", ""]
+    else:
+        smoothing_text = [
+            f"Macro-F1 for each window of {smoothing['mode']} smoothing: "
+            + ", ".join(f"{w}: {f:.4f}" for w, f in smoothing["macro_f1_by_window"].items())
+            + f". Best: window {smoothing['best_window']}. The window was chosen on the data evaluated here, so the "
+              "smoothed score is optimistic for this data; choose the window on a validation split and apply it to "
+              "a test split.", "", "![macro-F1 against window](smoothing.png)", ""]
     lines = [
         f"# Evaluation of `{model_name}`", "",
-        f"Dataset: `{dataset}` ({metrics['split']}), {counts['videos']} videos, {raw['num_frames']} labelled frames "
-        f"scored.", "",
+        f"Dataset: `{dataset}` ({metrics['split']}{videos}), {raw['num_frames']} labelled frames scored.", "",
         "| | macro-F1 | accuracy |", "| --- | --- | --- |",
         f"| raw (per frame) | {raw['macro_f1']:.4f} | {raw['accuracy']:.4f} |",
         f"| smoothed ({smoothing['mode']}, window {smoothing['best_window']}) | {best['macro_f1']:.4f} | "
@@ -201,13 +210,7 @@ def write_report_md(output: Path, metrics: dict, model_name: str, dataset: str, 
         f"and is scored, as in the ABAW challenge.", "",
         "## Confusion matrix", "", "![confusion matrix](confusion_matrix.png)", "",
         "## Per-class F1", "", "![per-class F1](per_class_f1.png)", "",
-        "## Smoothing", "",
-        f"Macro-F1 for each window of {smoothing['mode']} smoothing: "
-        + ", ".join(f"{w}: {f:.4f}" for w, f in smoothing["macro_f1_by_window"].items())
-        + f". Best: window {smoothing['best_window']}. The window was chosen on the data evaluated here, so the "
-          "smoothed score is optimistic for this data; choose the window on a validation split and apply it to a "
-          "test split.", "",
-        "![macro-F1 against window](smoothing.png)", "",
+        "## Smoothing", "", *smoothing_text,
         "## Examples", "", "Frames beside the auxiliary view the model sees (eyes and mouth regions); red titles are "
         "errors of the smoothed prediction.", "", "![examples](examples.png)", "",
         "Files: `metrics.json` holds every number above.", "",
