@@ -18,7 +18,7 @@ def test_benchmark_script_runs_in_smoke_mode(script, tmp_path):
     assert result.returncode == 0, result.stderr
     if script == "bench_models.py":
         for heading in ("1. encoder forward", "2. classifier forward", "3. training step", "4. MAE pre-training",
-                        "5b. peak memory"):
+                        "5. memory per batch"):
             assert heading in result.stdout
     else:
         results = json.loads((tmp_path / "out.json").read_text())["results"]
