@@ -61,6 +61,24 @@ def read_expression_annotation(path: Path) -> list[int]:
     return labels
 
 
+def iter_affwild2_videos(annotations_dir: str | os.PathLike, frames_dir: str | os.PathLike):
+    """(video, frame folder, labels, names of the frame files present) for each `annotations_dir/<video>.txt`, with
+    one directory scan per video. A missing folder, an empty annotation folder or a bad annotation file is a
+    `ValueError` naming it."""
+    annotations_dir, frames_dir = Path(annotations_dir), Path(frames_dir)
+    if not annotations_dir.is_dir():
+        raise ValueError(f"annotation folder {annotations_dir} does not exist")
+    annotations = sorted(annotations_dir.glob("*.txt"))
+    if not annotations:
+        raise ValueError(f"annotation folder {annotations_dir} has no <video>.txt files")
+    for annotation in annotations:
+        video_dir = frames_dir / annotation.stem
+        if not video_dir.is_dir():
+            raise ValueError(f"{annotation}: its frame folder {video_dir} does not exist")
+        labels = read_expression_annotation(annotation)
+        yield annotation.stem, video_dir, labels, {entry.name for entry in os.scandir(video_dir)}
+
+
 def read_affwild2(
     annotations_dir: str | os.PathLike,
     frames_dir: str | os.PathLike,
@@ -74,20 +92,11 @@ def read_affwild2(
     paper's "reduced training data". Frames labelled -1 and annotated frames without an image are skipped and
     counted. A wrong header, a bad line or a missing video folder is a `ValueError` naming the file and line.
     """
-    annotations_dir, frames_dir = Path(annotations_dir), Path(frames_dir)
-    if not annotations_dir.is_dir():
-        raise ValueError(f"annotation folder {annotations_dir} does not exist")
     if frame_stride < 1:
         raise ValueError(f"frame_stride={frame_stride}; expected an integer >= 1")
     report = ReadReport()
     paths, labels, videos, frames = [], [], [], []
-    for annotation in sorted(annotations_dir.glob("*.txt")):
-        video = annotation.stem
-        video_dir = frames_dir / video
-        if not video_dir.is_dir():
-            raise ValueError(f"{annotation}: its frame folder {video_dir} does not exist")
-        video_labels = read_expression_annotation(annotation)
-        present = {entry.name for entry in os.scandir(video_dir)}
+    for video, video_dir, video_labels, present in iter_affwild2_videos(annotations_dir, frames_dir):
         report.videos += 1
         for index, label in enumerate(video_labels):
             if label < 0:
@@ -104,8 +113,6 @@ def read_affwild2(
             labels.append(label)
             videos.append(video)
             frames.append(name)
-    if report.videos == 0:
-        raise ValueError(f"annotation folder {annotations_dir} has no <video>.txt files")
     keep = _cap_per_class(labels, max_frames_per_class, seed)
     report.dropped_by_cap = len(labels) - len(keep)
     columns = {"image": [paths[i] for i in keep], "label": [labels[i] for i in keep],

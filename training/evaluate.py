@@ -17,61 +17,52 @@ against window, best marked), `examples.png` (frames beside their auxiliary view
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from emotic.modeling.configuration_emotic import SMOOTHING_MODES
-from emotic.training.data import read_expression_annotation, read_image_folder
+from emotic.training.data import iter_affwild2_videos, read_image_folder
 from emotic.training.metrics import expression_metrics
-from emotic.training.video import FACE, MISSING, FramePredictor, NeighbourFill, load_model, smooth_probabilities
+from emotic.training.video import (
+    MISSING,
+    NO_FACE,
+    UNREADABLE,
+    FramePredictor,
+    load_model,
+    predict_sequence,
+    smooth_probabilities,
+)
 
 DEFAULT_WINDOWS = (1, 3, 5, 9, 15, 21, 31, 45, 61)
 
 
 def affwild2_videos(root: Path, split: str):
     """(video, labels, frame paths or None where the annotated frame has no image) per annotated video."""
-    annotations, frames = root / "annotations" / split, root / "cropped_aligned"
-    if not annotations.is_dir():
+    if not (root / "annotations" / split).is_dir():
         raise ValueError(f"{root}: no annotation folder annotations/{split} (expected an Aff-Wild2 EXPR root)")
-    files = sorted(annotations.glob("*.txt"))
-    if not files:
-        raise ValueError(f"{annotations} has no <video>.txt annotation files")
-    for annotation in files:
-        video_dir = frames / annotation.stem
-        if not video_dir.is_dir():
-            raise ValueError(f"{annotation}: its frame folder {video_dir} does not exist")
-        labels = read_expression_annotation(annotation)
-        present = {entry.name for entry in os.scandir(video_dir)}
-        paths = [video_dir / f"{i + 1:05d}.jpg" if f"{i + 1:05d}.jpg" in present else None
-                 for i in range(len(labels))]
-        yield annotation.stem, np.array(labels), paths
+    for video, video_dir, labels, present in iter_affwild2_videos(root / "annotations" / split,
+                                                                  root / "cropped_aligned"):
+        names = [f"{i + 1:05d}.jpg" for i in range(len(labels))]
+        yield video, np.array(labels), [video_dir / name if name in present else None for name in names]
 
 
 def predict_videos(predictor: FramePredictor, videos, show_progress: bool = True, sequential: bool = True):
-    """Raw per-frame probabilities of each video, frames without a usable face filled from their neighbours
-    (`sequential=False`: independent images, each keeps its own prediction)."""
+    """Per-frame probabilities of each video, frames without a usable face filled from their neighbours as in
+    `emotic predict` (`sequential=False`: independent images, each keeps its own prediction)."""
     from tqdm.auto import tqdm
 
-    results, counts = [], {"frames": 0, "missing_images": 0, "no_face": 0, "unreadable": 0}
+    results, counts = [], {"frames": 0, "missing_images": 0, NO_FACE: 0, UNREADABLE: 0}
     for video, labels, paths in tqdm(list(videos), desc="videos", unit="video", disable=not show_progress):
         frames = ((f"{video}/{i + 1:05d}.jpg", path) for i, path in enumerate(paths))
-        rows, statuses = [], []
-        for _, batch_statuses, probabilities in predictor(frames):
-            rows.append(probabilities)
-            statuses += batch_statuses
-        probabilities = np.concatenate(rows)
-        if sequential:
-            fill = NeighbourFill()
-            has_face = np.array([status == FACE for status in statuses])
-            probabilities = np.concatenate([fill.push(probabilities, has_face), fill.finish()])
-        counts["frames"] += len(paths)
+        rows = list(predict_sequence(predictor, frames, window=1, mode="mean", sequential=sequential))
+        statuses = [status for _, status, _, _ in rows]
+        counts["frames"] += len(rows)
         counts["missing_images"] += statuses.count(MISSING)
-        counts["no_face"] += statuses.count("no_face")
-        counts["unreadable"] += statuses.count("unreadable")
-        results.append((video, labels, probabilities))
+        counts[NO_FACE] += statuses.count(NO_FACE)
+        counts[UNREADABLE] += statuses.count(UNREADABLE)
+        results.append((video, labels, np.stack([filled for _, _, _, filled in rows])))
     return results, counts
 
 

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from emotic.modeling.configuration_emotic import SMOOTHING_MODES
+from emotic.training.data import IMAGE_EXTENSIONS
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
 # per-frame status in the CSV: a face was found (or the geometry is the aligned template), no face was found, the
 # frame could not be decoded, or (evaluation) the annotated frame has no image
@@ -340,7 +340,7 @@ def predict_sequence(predictor: FramePredictor, frames, window: int, mode: str, 
 def _write_source(source: Source, predictor, labels, window, mode, frames_dir: Path, show_progress: bool) -> dict:
     from tqdm.auto import tqdm
 
-    counts = {"frames": 0, FACE: 0, NO_FACE: 0, UNREADABLE: 0}
+    counts = _new_counts()
     final = frames_dir / f"{source.name}.csv"
     partial = final.with_suffix(".csv.partial")
     total = len(source.images) if source.kind == "images" else (
@@ -364,8 +364,12 @@ def _write_source(source: Source, predictor, labels, window, mode, frames_dir: P
     return counts
 
 
+def _new_counts() -> dict:
+    return {"frames": 0, FACE: 0, NO_FACE: 0, UNREADABLE: 0}
+
+
 def _count_written(csv_path: Path) -> dict:
-    counts = {"frames": 0, FACE: 0, NO_FACE: 0, UNREADABLE: 0}
+    counts = _new_counts()
     with open(csv_path, newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             counts["frames"] += 1
