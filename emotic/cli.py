@@ -1,4 +1,5 @@
-"""The `emotic` command: `emotic synth|pretrain|finetune|predict|evaluate|export|push|demo ...`; each forwards its arguments."""
+"""The `emotic` command: `emotic synth|pretrain|finetune|predict|evaluate|export|push|demo ...`; each forwards
+its arguments."""
 
 import sys
 

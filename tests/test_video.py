@@ -237,7 +237,8 @@ def test_memory_does_not_grow_with_the_length_of_the_stream(model_dir, tmp_path)
         path = tmp_path / f"stream{length}.mp4"
         write_video(path, itertools.islice(itertools.cycle(pictures), length))
         code = ("import resource, sys\nfrom emotic.training import video\n"
-                f"assert video.main([{str(model_dir)!r}, {str(path)!r}, '--output-dir', {str(tmp_path / str(length))!r},"
+                f"assert video.main([{str(model_dir)!r}, {str(path)!r},"
+                f" '--output-dir', {str(tmp_path / str(length))!r},"
                 " '--smooth-window', '15', '--geometry', 'template', '--quiet']) == 0\n"
                 "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)

@@ -144,7 +144,8 @@ def training_hyperparameters(args: TrainingArguments) -> dict:
     world = max(args.world_size, 1)
     return {
         "learning_rate": args.learning_rate, "layer_decay": getattr(args, "layer_decay", None),
-        "weight_decay": args.weight_decay, "lr_scheduler_type": getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type),
+        "weight_decay": args.weight_decay,
+        "lr_scheduler_type": getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type),
         "warmup_steps": args.warmup_steps, "num_train_epochs": args.num_train_epochs, "max_steps": args.max_steps,
         "per_device_train_batch_size": args.per_device_train_batch_size,
         "gradient_accumulation_steps": args.gradient_accumulation_steps, "num_processes": world,
