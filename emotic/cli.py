@@ -15,6 +15,16 @@ COMMANDS = {
 }
 
 
+def command_parser(prog: str, doc: str):
+    """An argparse parser for one `emotic` command from its module docstring: the first paragraph describes it, the
+    paragraphs after the usage block close the help."""
+    import argparse
+
+    paragraphs = doc.split("\n\n")
+    return argparse.ArgumentParser(prog=prog, description=paragraphs[0], epilog="\n\n".join(paragraphs[2:]),
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in COMMANDS:

@@ -3,17 +3,17 @@
     emotic export runs/dual-view exported/ [--evaluation report/metrics.json] [--repo-id you/name] [--license mit]
 
 The folder holds the weights (safetensors), `config.json` with its `auto_map`, the processor config, the remote-code
-files (so `trust_remote_code=True` works without the package) and the model card, filled from the run's
+files (so the model loads as remote code where the package is not installed) and the model card, filled from the run's
 `emotic_run.json` and, with `--evaluation`, the `metrics.json` of `emotic evaluate` (raw and smoothed macro-F1).
 Nothing else from the run (checkpoints, optimizer states, training arguments) is copied.
 """
 
-import argparse
 import json
 import shutil
 import sys
 from pathlib import Path
 
+from emotic.cli import command_parser
 from emotic.hub_cards.card import build_card
 from emotic.hub_cards.push import check_publishable
 
@@ -56,9 +56,7 @@ def export(run_dir, export_dir, evaluation=None, repo_id: str | None = None, lic
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="emotic export", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n\n".join(__doc__.split("\n\n")[2:]))
+    parser = command_parser("emotic export", __doc__)
     parser.add_argument("run_dir", help="the output folder of `emotic finetune`")
     parser.add_argument("export_dir")
     parser.add_argument("--evaluation", default=None, help="metrics.json written by `emotic evaluate`")

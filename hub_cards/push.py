@@ -7,12 +7,12 @@ nothing that looks like a secret or a path of this machine; pickled weights are 
 `HF_TOKEN` or `hf auth login`, and is never written anywhere.
 """
 
-import argparse
 import os
 import re
 import sys
 from pathlib import Path
 
+from emotic.cli import command_parser
 from emotic.hub_cards.card import REPO_ID_PLACEHOLDER
 
 REQUIRED = {
@@ -88,9 +88,7 @@ def push(folder, repo_id: str, private: bool = False, revision: str | None = Non
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="emotic push", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n\n".join(__doc__.split("\n\n")[2:]))
+    parser = command_parser("emotic push", __doc__)
     parser.add_argument("export_dir", help="a folder made by `emotic export`")
     parser.add_argument("repo_id", help="namespace/name on the Hub")
     parser.add_argument("--private", action="store_true", help="create the repository private")

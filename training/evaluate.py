@@ -15,13 +15,13 @@ against window, best marked), `examples.png` (frames beside their auxiliary view
 `report.md` tying them together.
 """
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from emotic.cli import command_parser
 from emotic.modeling.configuration_emotic import SMOOTHING_MODES
 from emotic.training.data import iter_affwild2_videos, read_image_folder
 from emotic.training.metrics import expression_metrics
@@ -210,9 +210,7 @@ def write_report_md(output: Path, metrics: dict, model_name: str, dataset: str, 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="emotic evaluate", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n\n".join(__doc__.split("\n\n")[2:]))
+    parser = command_parser("emotic evaluate", __doc__)
     parser.add_argument("model", help="an emotic model folder or Hub id")
     parser.add_argument("dataset", help="an Aff-Wild2 EXPR root, or an image folder with one sub-folder per class")
     parser.add_argument("--output-dir", required=True)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emotic.cli import command_parser
 from emotic.modeling.configuration_emotic import SMOOTHING_MODES
 from emotic.training.data import IMAGE_EXTENSIONS
 
@@ -394,9 +395,7 @@ def write_submission(sources, frames_dir: Path, labels, path: Path) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emotic predict", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n\n".join(__doc__.split("\n\n")[2:]))
+    parser = command_parser("emotic predict", __doc__)
     parser.add_argument("model", help="an emotic model folder or Hub id")
     parser.add_argument("inputs", nargs="+", help="videos, frame folders, folders of those, or images")
     parser.add_argument("--output-dir", default="predictions")
