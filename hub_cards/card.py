@@ -6,15 +6,16 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from emotic.training.synthetic import GENERATOR
+
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
 REPO_ID_PLACEHOLDER = "<namespace>/<repo>"  # replaced by `emotic push` with the repository pushed to
 TAGS = ["facial-expression-recognition", "emotion-recognition", "abaw", "aff-wild2", "mae-face", "vision-transformer",
         "emotic", "custom_code"]
-SYNTHETIC_DATASET = "emotic synth"
 
 
 def _dataset_slug(name: str) -> str:
-    if name.startswith(SYNTHETIC_DATASET):
+    if name.startswith(GENERATOR):
         return "emotic-synth"
     if "aff-wild2" in name.lower():
         return "aff-wild2"
@@ -27,7 +28,7 @@ def evaluation_summary(run: dict | None, report: dict | None) -> dict | None:
     if report:
         smoothing = report["smoothing"]
         return {
-            "dataset": report.get("dataset_name") or (run or {}).get("dataset") or report["dataset"],
+            "dataset": (run or {}).get("dataset") or report["dataset"],
             "split": report["split"], "num_frames": report["raw"]["num_frames"],
             "raw_macro_f1": report["raw"]["macro_f1"], "raw_accuracy": report["raw"]["accuracy"],
             "smoothed_macro_f1": report["smoothed"]["macro_f1"], "smoothed_accuracy": report["smoothed"]["accuracy"],
@@ -51,7 +52,7 @@ def build_card(config, run: dict | None = None, report: dict | None = None, repo
     """Render the card of an `EmoticForImageClassification` with `config`."""
     evaluation = evaluation_summary(run, report)
     dataset = (run or {}).get("dataset") or (evaluation or {}).get("dataset")
-    synthetic = bool(dataset and dataset.startswith(SYNTHETIC_DATASET))
+    synthetic = bool(dataset and dataset.startswith(GENERATOR))
     model_name = model_name or (repo_id.split("/")[-1] if repo_id else "emotic-expression-classifier")
     repo_id = repo_id or REPO_ID_PLACEHOLDER
     eval_results = []

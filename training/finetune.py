@@ -38,6 +38,7 @@ from emotic.training.data import (
     read_image_folder,
 )
 from emotic.training.metrics import expression_metrics
+from emotic.training.synthetic import GENERATOR, SYNTHETIC_DATASET_NAME
 
 
 @dataclass
@@ -81,8 +82,8 @@ def affwild2_dataset_name(data: DataArguments) -> str:
     summary = Path(data.frames_dir).parent / "summary.json"
     if summary.is_file():
         try:
-            if json.loads(summary.read_text()).get("generator") == "emotic synth":
-                return "emotic synth (generated faces in Aff-Wild2's layout)"
+            if json.loads(summary.read_text()).get("generator") == GENERATOR:
+                return SYNTHETIC_DATASET_NAME
         except ValueError:
             pass
     return "Aff-Wild2 EXPR"

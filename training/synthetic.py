@@ -29,6 +29,11 @@ EXPRESSION_PARAMETERS = {
 }
 assert list(EXPRESSION_PARAMETERS) == ABAW_EXPRESSION_LABELS
 
+# The mark `write_synthetic_affwild2` leaves in summary.json, and the dataset name runs and model cards give such
+# data, so that drawn faces are never passed off as expression data.
+GENERATOR = "emotic synth"
+SYNTHETIC_DATASET_NAME = f"{GENERATOR} (generated faces in Aff-Wild2's layout)"
+
 
 @dataclass
 class Identity:
@@ -263,7 +268,7 @@ def write_synthetic_affwild2(
 
     root = Path(root)
     rng = np.random.default_rng(seed)
-    summary = {"generator": "emotic synth", "videos": {"Train_Set": [], "Validation_Set": []}, "frames": 0,
+    summary = {"generator": GENERATOR, "videos": {"Train_Set": [], "Validation_Set": []}, "frames": 0,
                "labels": [0] * 8,
                "unlabelled": 0, "missing_images": 0}
     for video_index in range(num_videos):

@@ -180,6 +180,11 @@ def _images_in(folder: Path) -> list[Path]:
                   key=lambda p: _natural_key(p.name))
 
 
+def _has_images(folder: Path) -> bool:
+    """Whether `folder` holds a frame image: stops at the first one (no full listing at start-up)."""
+    return any(entry.is_file() and entry.suffix.lower() in IMAGE_EXTENSIONS for entry in folder.iterdir())
+
+
 def collect_sources(inputs) -> list[Source]:
     """Sources in the order given; a folder of frames is one video, a folder of frame folders/videos is many."""
     sources, loose = [], []
@@ -191,11 +196,11 @@ def collect_sources(inputs) -> list[Source]:
             else:  # a video by extension or not: PyAV reports what it cannot decode
                 sources.append(Source(path.stem, "video", path))
         elif path.is_dir():
-            if _images_in(path):
+            if _has_images(path):
                 sources.append(Source(path.name, "frames", path))
                 continue
             children = sorted(path.iterdir(), key=lambda p: _natural_key(p.name))
-            found = [Source(child.name, "frames", child) for child in children if child.is_dir() and _images_in(child)]
+            found = [Source(child.name, "frames", child) for child in children if child.is_dir() and _has_images(child)]
             found += [Source(child.stem, "video", child) for child in children
                       if child.is_file() and child.suffix.lower() in VIDEO_EXTENSIONS]
             if not found:
@@ -215,14 +220,21 @@ def collect_sources(inputs) -> list[Source]:
     return sources
 
 
-def iter_frames(source: Source):
-    """(image_location, image or path) for each frame of a source, lazily (one decoded frame at a time)."""
-    if source.kind == "images":
-        for path in source.images:
-            yield path.name, path
-    elif source.kind == "frames":
-        for path in _images_in(source.path):
-            yield f"{source.name}/{path.name}", path
+def frame_files(source: Source) -> list[Path] | None:
+    """The image files of an `images` or `frames` source, in order (one listing of a frame folder); None for a
+    video."""
+    if source.kind == "video":
+        return None
+    return source.images if source.kind == "images" else _images_in(source.path)
+
+
+def iter_frames(source: Source, files: list[Path] | None = None):
+    """(image_location, image or path) for each frame of a source, lazily (one decoded frame at a time). `files`:
+    the source's `frame_files`, if already listed."""
+    if source.kind != "video":
+        prefix = "" if source.kind == "images" else f"{source.name}/"
+        for path in files if files is not None else frame_files(source):
+            yield f"{prefix}{path.name}", path
     else:
         import av
 
@@ -344,14 +356,13 @@ def _write_source(source: Source, predictor, labels, window, mode, frames_dir: P
     counts = _new_counts()
     final = frames_dir / f"{source.name}.csv"
     partial = final.with_suffix(".csv.partial")
-    total = len(source.images) if source.kind == "images" else (
-        len(_images_in(source.path)) if source.kind == "frames" else None)
+    files = frame_files(source)
     try:
         with open(partial, "w", newline="", encoding="utf-8") as handle, \
-                tqdm(total=total, desc=source.name, unit="frame", disable=not show_progress, leave=False) as progress:
+                tqdm(total=len(files) if files is not None else None, desc=source.name, unit="frame", disable=not show_progress, leave=False) as progress:
             writer = csv.writer(handle)
             writer.writerow(["image_location", "status", "raw_label", "label", *labels])
-            for location, status, raw, smoothed in predict_sequence(predictor, iter_frames(source), window, mode,
+            for location, status, raw, smoothed in predict_sequence(predictor, iter_frames(source, files), window, mode,
                                                                     source.sequential, progress):
                 counts["frames"] += 1
                 counts[status] += 1
