@@ -9,13 +9,45 @@ Nothing else from the run (checkpoints, optimizer states, training arguments) is
 """
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
 from emotic.cli import command_parser
 from emotic.hub_cards.card import build_card
-from emotic.hub_cards.push import check_publishable
+from emotic.hub_cards.push import check_publishable, is_export_file
+
+
+def _check_destination(run_dir: Path, export_dir: Path, overwrite: bool) -> list[Path]:
+    """The files of an earlier export that `--overwrite` replaces, or a `ValueError` before anything is touched:
+    export never removes what it did not write (the run itself, a sibling experiment, a stray file)."""
+    run, target = run_dir.resolve(), export_dir.resolve()
+    if target == run or target in run.parents:
+        raise ValueError(f"{export_dir} is the run folder {run_dir} or contains it; export into a separate folder")
+    if export_dir.is_symlink() or (export_dir.exists() and not export_dir.is_dir()):
+        raise ValueError(f"{export_dir} exists and is not a folder; choose a new or empty folder")
+    if not export_dir.exists() or not any(export_dir.iterdir()):
+        return []
+    entries = sorted(export_dir.iterdir())
+    if not overwrite:
+        raise ValueError(f"{export_dir} is not empty; pass --overwrite to replace an earlier export there")
+    foreign = [p.name + ("/" if p.is_dir() else "") for p in entries
+               if p.is_symlink() or not p.is_file() or not is_export_file(p.name)]
+    if foreign:
+        raise ValueError(f"{export_dir} holds files `emotic export` did not write ({', '.join(foreign)}); --overwrite "
+                         f"only replaces an earlier export, so nothing was removed: choose an empty folder")
+    return entries
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ValueError(f"{what} {path}: cannot be read ({error.strerror or error})") from None
+    except ValueError as error:
+        raise ValueError(f"{what} {path}: not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} {path}: expected a JSON object, found {type(value).__name__}")
+    return value
 
 
 def export(run_dir, export_dir, evaluation=None, repo_id: str | None = None, license: str = "mit",
@@ -30,26 +62,29 @@ def export(run_dir, export_dir, evaluation=None, repo_id: str | None = None, lic
                         ("preprocessor_config.json", "processor config (preprocessor_config.json)")):
         if not (run_dir / name).is_file():
             raise ValueError(f"{run_dir} has no {words}; expected the output folder of `emotic finetune`")
-    architectures = json.loads((run_dir / "config.json").read_text()).get("architectures") or []
+    architectures = _read_json(run_dir / "config.json", "the model config").get("architectures") or []
     if architectures != ["EmoticForImageClassification"]:
         raise ValueError(f"{run_dir} holds {architectures or 'an unknown model'}; export a fine-tuned "
                          f"EmoticForImageClassification (the output of `emotic finetune`)")
-    if export_dir.exists() and any(export_dir.iterdir()):
-        if not overwrite:
-            raise ValueError(f"{export_dir} is not empty; pass --overwrite to replace it")
-        shutil.rmtree(export_dir)
-    run = json.loads((run_dir / "emotic_run.json").read_text()) if (run_dir / "emotic_run.json").is_file() else None
-    report = json.loads(Path(evaluation).read_text()) if evaluation else None
+    replaced = _check_destination(run_dir, export_dir, overwrite)
+    run = _read_json(run_dir / "emotic_run.json", "the run record") if (run_dir / "emotic_run.json").is_file() \
+        else None
+    report = _read_json(Path(evaluation), "--evaluation (metrics.json of `emotic evaluate`)") if evaluation else None
+    if report is not None and not {"dataset", "split", "raw", "smoothed", "smoothing"} <= set(report):
+        raise ValueError(f"--evaluation {evaluation}: not a metrics.json of `emotic evaluate` (it has no "
+                         f"{sorted({'dataset', 'split', 'raw', 'smoothed', 'smoothing'} - set(report))})")
 
     model = AutoModelForImageClassification.from_pretrained(run_dir)
     if not isinstance(model, EmoticForImageClassification):
         raise ValueError(f"{run_dir} loads as {type(model).__name__}, not EmoticForImageClassification")
     processor = AutoImageProcessor.from_pretrained(run_dir)
+    card = build_card(model.config, run, report, repo_id=repo_id, license=license, base_model=base_model,
+                      num_parameters=model.num_parameters())
+    for file in replaced:  # only now, with everything to write in hand: the files of the earlier export
+        file.unlink()
     export_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(export_dir)  # safetensors, config with auto_map, modeling code
     processor.save_pretrained(export_dir)  # processor config and its code
-    card = build_card(model.config, run, report, repo_id=repo_id, license=license, base_model=base_model,
-                      num_parameters=model.num_parameters())
     card.save(export_dir / "README.md")
     check_publishable(export_dir, local_paths=[run_dir, export_dir])
     return export_dir
@@ -63,7 +98,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repo-id", default=None, help="named in the card's usage snippets (else set by push)")
     parser.add_argument("--license", default="mit", help="licence of the weights in the card's metadata")
     parser.add_argument("--base-model", default=None, help="Hub id of the pre-trained encoder, if it is on the Hub")
-    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier export in EXPORT_DIR (a folder holding anything else is refused)")
     args = parser.parse_args(argv)
     try:
         folder = export(args.run_dir, args.export_dir, args.evaluation, args.repo_id, args.license, args.base_model,

@@ -2,11 +2,14 @@
 
     emotic push exported/ your-name/emotic-affwild2 [--private] [--revision BRANCH] [--commit-message TEXT]
 
-The folder must hold safetensors weights, `config.json`, `preprocessor_config.json` and the card (`README.md`), and
-nothing that looks like a secret or a path of this machine; pickled weights are refused. The token comes from
+The folder must hold safetensors weights, `config.json`, `preprocessor_config.json` and the card (`README.md`).
+Only the files `emotic export` writes are published, in one commit; a folder holding anything else (dotfiles,
+credentials, pickles, symbolic links, sub-folders) or a secret or path of this machine in any file is refused
+before the Hub is contacted. The folder itself is never changed. The token comes from
 `HF_TOKEN` or `hf auth login`, and is never written anywhere.
 """
 
+import mmap
 import os
 import re
 import sys
@@ -20,9 +23,22 @@ REQUIRED = {
     "preprocessor_config.json": "processor config (preprocessor_config.json)",
     "README.md": "model card (README.md)",
 }
+# What `emotic export` writes, and so all that `emotic push` publishes: the config, the processor config, the card,
+# safetensors weights (one file or shards with their index) and the remote-code files `save_pretrained` copies.
+EXPORT_FILES = (*REQUIRED, "model.safetensors", "model.safetensors.index.json", "configuration_emotic.py",
+                "modeling_emotic.py", "image_processing_emotic.py", "face_geometry.py")
+WEIGHT_SHARD = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-TEXT_SUFFIXES = (".json", ".md", ".py", ".txt", ".yaml", ".yml", ".cfg")
-TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{30,}")
+TOKEN_PATTERN = re.compile(rb"hf_[A-Za-z0-9]{30,}")
+
+
+class PushError(Exception):
+    """The Hub could not be reached or refused the upload: one line for the user, nothing changed locally."""
+
+
+def is_export_file(name: str) -> bool:
+    """Whether `name` (a file name at the top of a folder) is one that `emotic export` writes."""
+    return name in EXPORT_FILES or WEIGHT_SHARD.fullmatch(name) is not None
 
 
 def missing_parts(folder: Path) -> list[str]:
@@ -31,60 +47,97 @@ def missing_parts(folder: Path) -> list[str]:
     return missing + [words for name, words in REQUIRED.items() if not (folder / name).is_file()]
 
 
+def _scan(path: Path, needles: dict) -> list[str]:
+    """What a file's bytes give away (memory-mapped: weights of any size): any Hub token, and the label of each
+    needle found."""
+    if path.stat().st_size == 0:
+        return []
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        found = ["an access token"] if TOKEN_PATTERN.search(data) else []
+        found += [label for needle, label in needles.items() if data.find(needle) >= 0]
+    return list(dict.fromkeys(found))
+
+
 def find_secrets(folder: Path, local_paths=()) -> list[str]:
-    """Files of `folder` that hold an access token or a local path (home folder, the given paths): 'file: what'."""
+    """Files of `folder` (every regular file, weights included) that hold an access token or a local path (home
+    folder, the given paths): 'file: what'."""
     tokens = {value for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") if (value := os.environ.get(name))}
     paths = {str(Path(p).resolve()) for p in local_paths} | {str(Path.home())}
-    paths = {p for p in paths if len(p) > 1}  # a home of "/" is not a path to look for
+    needles = {path.encode(): f"the local path {path}" for path in sorted(paths) if len(path) > 1}  # not a "/" home
+    needles.update({token.encode(): "an access token" for token in tokens if len(token) >= 8})
     found = []
     for file in sorted(folder.rglob("*")):
-        if not file.is_file() or file.suffix.lower() not in TEXT_SUFFIXES:
-            continue
-        text = file.read_text(encoding="utf-8", errors="replace")
-        name = file.relative_to(folder)
-        if TOKEN_PATTERN.search(text) or any(token in text for token in tokens if len(token) >= 8):
-            found.append(f"{name}: an access token")
-        for path in paths:
-            if path in text:
-                found.append(f"{name}: the local path {path}")
+        if file.is_file() and not file.is_symlink():
+            found += [f"{file.relative_to(folder)}: {what}" for what in _scan(file, needles)]
     return found
 
 
-def check_publishable(folder: Path, local_paths=()) -> None:
-    """Raise a `ValueError` naming what is missing or what must not be published."""
+def check_publishable(folder: Path, local_paths=()) -> list[Path]:
+    """The files to publish (regular files that `emotic export` writes), or a `ValueError` naming what is missing
+    or what must not be published: symbolic links, pickles, secrets, and anything export does not write."""
     if not folder.is_dir():
         raise ValueError(f"{folder}: no such folder (make one with `emotic export RUN_DIR EXPORT_DIR`)")
     missing = missing_parts(folder)
     if missing:
         raise ValueError(f"{folder} cannot be pushed: it has no {', '.join(missing)}; make a complete folder with "
                          f"`emotic export RUN_DIR EXPORT_DIR`")
-    pickles = sorted(p.name for p in folder.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
+    entries = sorted(folder.rglob("*"))
+    links = [f"{p.relative_to(folder)} -> {os.readlink(p)}" for p in entries if p.is_symlink()]
+    if links:
+        raise ValueError(f"{folder} holds symbolic links ({'; '.join(links)}); push publishes regular files only, "
+                         f"never what a link points to")
+    pickles = sorted(p.name for p in entries if p.suffix.lower() in PICKLE_SUFFIXES)
     if pickles:
         raise ValueError(f"{folder} holds pickled files {pickles}; only safetensors weights are published (pickles "
                          f"can run code when loaded)")
     secrets = find_secrets(folder, local_paths)
     if secrets:
         raise ValueError(f"{folder} must not be published as it is: {'; '.join(secrets)}")
+    foreign = [str(p.relative_to(folder)) + ("/" if p.is_dir() else "") for p in entries
+               if p.parent != folder or p.is_dir() or not is_export_file(p.name)]
+    if foreign:
+        raise ValueError(f"{folder} holds files `emotic export` does not write: {', '.join(foreign)}; push publishes "
+                         f"only {', '.join(EXPORT_FILES[:4])}, safetensors weights and the model code: move the others "
+                         f"out (dotfiles and credentials are never published)")
+    return [p for p in entries if p.is_file()]
 
 
 def push(folder, repo_id: str, private: bool = False, revision: str | None = None,
          commit_message: str | None = None, token: str | None = None):
-    """Create the repository if needed and upload the folder as one commit; returns the `CommitInfo`."""
-    from huggingface_hub import HfApi
+    """Create the repository if needed and upload the folder's export files as one commit; returns the
+    `CommitInfo`. Nothing in the folder changes (the card names the repository in the uploaded copy only); an
+    unreachable or refusing Hub raises `PushError` with one line."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub.errors import HfHubHTTPError
 
     folder = Path(folder)
-    check_publishable(folder)
-    card = folder / "README.md"
-    text = card.read_text(encoding="utf-8")
-    if REPO_ID_PLACEHOLDER in text:  # the card's usage snippets name the repository now that it is known
-        card.write_text(text.replace(REPO_ID_PLACEHOLDER, repo_id), encoding="utf-8")
+    files = check_publishable(folder)
+    operations = []
+    for file in files:
+        content = file
+        if file.name == "README.md":  # the card's usage snippets name the repository now that it is known
+            content = file.read_text(encoding="utf-8").replace(REPO_ID_PLACEHOLDER, repo_id).encode("utf-8")
+        operations.append(CommitOperationAdd(path_in_repo=file.name, path_or_fileobj=content))
     api = HfApi(token=token)
-    repo = api.create_repo(repo_id, private=private, exist_ok=True)
-    repo_id = repo.repo_id
-    if revision and revision != "main":
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
-    return api.upload_folder(folder_path=folder, repo_id=repo_id, revision=revision,
-                             commit_message=commit_message or "Upload emotic expression classifier")
+    try:
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        if revision and revision != "main":
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        return api.create_commit(repo_id, operations, revision=revision,
+                                 commit_message=commit_message or "Upload emotic expression classifier")
+    except HfHubHTTPError as error:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise PushError(f"the Hub refused the push to {repo_id} (HTTP {status}): {first}") from None
+    except (OSError, ConnectionError) as error:
+        raise PushError(f"the Hub at {api.endpoint} could not be reached ({type(error).__name__}: "
+                        f"{str(error).strip().splitlines()[0] if str(error).strip() else 'no answer'}); nothing "
+                        f"was published") from None
+    except Exception as error:  # httpx's transport errors do not derive from OSError
+        if not type(error).__module__.startswith("httpx"):  # httpx, or the httpx2 huggingface_hub vendors
+            raise
+        raise PushError(f"the Hub at {api.endpoint} could not be reached ({type(error).__name__}: {error}); nothing "
+                        f"was published") from None
 
 
 def main(argv=None) -> int:
@@ -100,6 +153,9 @@ def main(argv=None) -> int:
     except ValueError as error:
         print(f"emotic push: {error}", file=sys.stderr)
         return 2
+    except PushError as error:
+        print(f"emotic push: {error}", file=sys.stderr)
+        return 1
     print(f"pushed {args.export_dir} to {args.repo_id}: {commit.commit_url}")
     return 0
 

@@ -6,6 +6,7 @@ This file is copied verbatim into Hub repositories for `trust_remote_code`, so i
 from dataclasses import field
 
 from transformers import PreTrainedConfig
+from transformers.activations import ACT2FN
 
 # The 8 expression classes of Aff-Wild2 / ABAW, in the index order of the annotation files.
 ABAW_EXPRESSION_LABELS = ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other"]
@@ -139,6 +140,8 @@ class EmoticConfig(PreTrainedConfig):
             value = getattr(self, name)
             require(isinstance(value, int) and value > 0, f"{name}={value!r} must be a positive integer")
         require(self.decoder_num_hidden_layers >= 0, "decoder_num_hidden_layers must be >= 0")
+        require(isinstance(self.hidden_act, str) and self.hidden_act in ACT2FN,
+                f"hidden_act={self.hidden_act!r}; allowed: {sorted(ACT2FN)}")
         if self.fusion_layer is None:
             self.fusion_layer = self.num_hidden_layers // 3
         require(self.hidden_size % self.num_attention_heads == 0,

@@ -80,7 +80,12 @@ def load_source(checkpoint: str | Path) -> tuple[dict, dict, dict]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path)), {}, {}
+        try:
+            return load_file(str(path)), {}, {}
+        except Exception as error:  # safetensors raises its own error types for truncated or corrupt headers
+            cause = (str(error).strip().splitlines() or ["empty or truncated file"])[0]
+            raise ValueError(f"checkpoint {path}: cannot be read as safetensors ({type(error).__name__}: "
+                             f"{cause})") from None
     try:
         # MAE checkpoints carry their argparse options; a Namespace holds plain values and is safe to rebuild.
         with torch.serialization.safe_globals([argparse.Namespace]):
@@ -164,12 +169,17 @@ def _vit_mae_to_timm_names(source: dict) -> dict:
     return renamed
 
 
-def infer_config(state_dict: dict, hints: dict, num_labels: int | None, overrides: dict) -> EmoticConfig:
+def infer_config(state_dict: dict, hints: dict, num_labels: int | None, overrides: dict,
+                 with_decoder: bool = False) -> EmoticConfig:
     """Sizes from the tensors' shapes; what shapes cannot tell (heads, pooling) from hints, overrides or defaults."""
     for required in ("cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.mlp.fc1.weight"):
         if required not in state_dict:
             raise ValueError(f"the checkpoint has no {required!r}; expected a ViT in timm/MAE naming "
                              f"(found keys such as {sorted(state_dict)[:5]})")
+    for key, ndim, shape in (("cls_token", 3, "(1, 1, D)"), ("pos_embed", 3, "(1, 1 + N, D)"),
+                             ("patch_embed.proj.weight", 4, "(D, C, p, p)"), ("blocks.0.mlp.fc1.weight", 2, "(F, D)")):
+        if state_dict[key].ndim != ndim:
+            raise ValueError(f"the checkpoint's {key!r} has shape {tuple(state_dict[key].shape)}; expected {shape}")
     projection = state_dict["patch_embed.proj.weight"]  # [D, C, p, p]
     hidden_size, num_channels, patch_size = projection.shape[0], projection.shape[1], projection.shape[-1]
     num_positions = state_dict["pos_embed"].shape[1] - 1
@@ -188,7 +198,12 @@ def infer_config(state_dict: dict, hints: dict, num_labels: int | None, override
         "qkv_bias": "blocks.0.attn.qkv.bias" in state_dict,
         "pooling": "avg",  # MAE-Face's recommended global pooling
     }
-    if "decoder_embed.weight" in state_dict:
+    decoder_parts = ("decoder_embed.weight", "decoder_blocks.0.mlp.fc1.weight")
+    if with_decoder and not all(part in state_dict for part in decoder_parts):
+        raise ValueError(f"the checkpoint's MAE decoder is incomplete or absent (it lacks "
+                         f"{[part for part in decoder_parts if part not in state_dict]}); --task pretraining needs "
+                         f"the whole decoder (use --task base or image-classification for the encoder alone)")
+    if all(part in state_dict for part in decoder_parts):
         decoder_size = state_dict["decoder_embed.weight"].shape[0]
         values.update(
             decoder_hidden_size=decoder_size,
@@ -272,7 +287,7 @@ def convert(checkpoint, task: str = "image-classification", num_labels: int | No
     if task not in TASKS:
         raise ValueError(f"task={task!r}; allowed: {sorted(TASKS)}")
     state_dict, hints, skipped = load_source(checkpoint)
-    config = infer_config(state_dict, hints, num_labels, overrides)
+    config = infer_config(state_dict, hints, num_labels, overrides, with_decoder=task == "pretraining")
     model = TASKS[task](config)
     report = ConversionReport(unused=dict(skipped))
     mapped = map_state_dict(state_dict, model, report)
@@ -306,12 +321,17 @@ def main(argv=None):
     overrides = {name: value for name, value in (
         ("num_attention_heads", args.num_attention_heads), ("pooling", args.pooling),
         ("fusion_strategy", args.fusion_strategy), ("fusion_layer", args.fusion_layer)) if value is not None}
+    output = Path(args.output_dir)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        print(f"error: --output-dir {output} {'is not a folder' if not output.is_dir() else 'is not empty'}; "
+              f"choose a new or empty folder (nothing there is overwritten)", file=sys.stderr)
+        return 2
     try:
         model, report = convert(args.checkpoint, args.task, args.num_labels, **overrides)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    model.save_pretrained(args.output_dir)
+    model.save_pretrained(output)
     print(report.format())
     print(f"saved {type(model).__name__} to {args.output_dir}")
     return 0

@@ -7,6 +7,7 @@ This file is copied verbatim into Hub repositories for `trust_remote_code`, so i
 transformers and its sibling `configuration_emotic`.
 """
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -130,6 +131,20 @@ def interpolate_position_embeddings(position_embeddings: torch.Tensor, grid_heig
     return torch.cat([position_embeddings[:, :1], patch_table], dim=1)
 
 
+def check_pixel_values(pixel_values, num_channels: int, name: str = "pixel_values") -> None:
+    """A `ValueError` naming the input unless it is a non-empty `(batch_size, num_channels, height, width)` tensor
+    (an unbatched image or an empty batch would otherwise fail deep inside torch)."""
+    if not torch.is_tensor(pixel_values):
+        raise ValueError(f"{name} must be a torch.Tensor of shape (batch_size, {num_channels}, height, width); got "
+                         f"a {type(pixel_values).__name__} (turn images into tensors with EmoticImageProcessor)")
+    if pixel_values.ndim != 4 or pixel_values.shape[1] != num_channels:
+        hint = "; add a batch dimension with pixel_values[None]" if pixel_values.ndim == 3 else ""
+        raise ValueError(f"{name} must have shape (batch_size, {num_channels}, height, width); got "
+                         f"{tuple(pixel_values.shape)}{hint}")
+    if pixel_values.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (batch_size 0); expected at least one image")
+
+
 class EmoticPatchEmbeddings(nn.Module):
     """Image to patch tokens with one strided convolution: `(B, C, H, W)` → `(B, H/p * W/p, D)`."""
 
@@ -143,11 +158,7 @@ class EmoticPatchEmbeddings(nn.Module):
         )
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        if pixel_values.ndim != 4 or pixel_values.shape[1] != self.num_channels:
-            raise ValueError(
-                f"pixel_values must have shape (batch_size, {self.num_channels}, height, width); "
-                f"got {tuple(pixel_values.shape)}"
-            )
+        check_pixel_values(pixel_values, self.num_channels)
         height, width = pixel_values.shape[-2:]
         if height % self.patch_size or width % self.patch_size:
             raise ValueError(
@@ -177,6 +188,7 @@ class EmoticEmbeddings(nn.Module):
         noise: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        check_pixel_values(pixel_values, self.config.num_channels)
         height, width = pixel_values.shape[-2:]
         patches = self.patch_embeddings(pixel_values)  # [B, N, D]
         if interpolate_pos_encoding:
@@ -624,14 +636,31 @@ class EmoticForPreTraining(EmoticPreTrainedModel):
         )
 
 
+def infer_problem_type(labels: torch.Tensor, logits: torch.Tensor, num_labels: int) -> str:
+    """The problem type of one call's labels when the config sets none, as transformers infers it: one label is
+    regression, class indices single-label, float targets of shape `(batch_size, num_labels)` multi-label."""
+    if num_labels == 1:
+        return "regression"
+    if not labels.is_floating_point():
+        return "single_label_classification"
+    if labels.shape != logits.shape:
+        raise ValueError(f"labels are floats of shape {tuple(labels.shape)}; expected class indices (an integer "
+                         f"tensor of shape ({logits.shape[0]},)) or multi-label targets of shape "
+                         f"{tuple(logits.shape)}")
+    return "multi_label_classification"
+
+
 def expression_cross_entropy(labels, logits, config, num_items_in_batch=None, **kwargs):
     """Cross-entropy with the config's class weights and label smoothing; negative labels (Aff-Wild2's -1) are
     ignored. The sum is divided by the number of labelled items (or `num_items_in_batch` under gradient
     accumulation), so accumulated and single large batches give the same gradients, with or without weights."""
-    if labels.is_floating_point() or config.num_labels == 1 or config.problem_type not in (
-        None, "single_label_classification"
-    ):
-        return ForSequenceClassificationLoss(labels, logits, config, num_items_in_batch=num_items_in_batch, **kwargs)
+    problem_type = config.problem_type or infer_problem_type(labels, logits, config.num_labels)
+    if problem_type != "single_label_classification":
+        # a copy of the config carries the problem type to transformers' loss: the model's own config is never
+        # switched by one call's labels (a later call with class indices still gets cross-entropy)
+        view = copy.copy(config)
+        view.problem_type = problem_type
+        return ForSequenceClassificationLoss(labels, logits, view, num_items_in_batch=num_items_in_batch, **kwargs)
     labels = labels.to(logits.device).view(-1)
     weight = None
     if config.class_weights is not None:
@@ -732,10 +761,12 @@ class EmoticForImageClassification(EmoticPreTrainedModel):
             )
             pooled, all_hidden_states = outputs.pooler_output, outputs.hidden_states
         else:
+            check_pixel_values(pixel_values, self.config.num_channels)
             if pixel_values_aux is None:
                 pixel_values_aux = build_template_aux_view(pixel_values, self.config.aux_regions,
                                                            self.config.aux_layout)
-            elif pixel_values_aux.shape != pixel_values.shape:
+            elif not torch.is_tensor(pixel_values_aux) or pixel_values_aux.shape != pixel_values.shape:
+                check_pixel_values(pixel_values_aux, self.config.num_channels, "pixel_values_aux")
                 raise ValueError(
                     f"pixel_values_aux must have the shape of pixel_values {tuple(pixel_values.shape)}; "
                     f"got {tuple(pixel_values_aux.shape)}"

@@ -19,6 +19,7 @@ import threading
 import numpy as np
 
 REGIONS = ("eyes", "nose", "mouth")  # top to bottom: the order regions are laid out in the auxiliary view
+MAX_FACE_SCALE = 4  # a face from caller's landmarks may reach past the image, but not be this many times larger
 
 # The 5-point alignment template of 112x112 aligned face crops (InsightFace/ArcFace, as used by RetinaFace-aligned
 # datasets), as fractions of the crop: eye centres (image left, image right), nose tip, mouth corners.
@@ -136,10 +137,16 @@ def boxes_from_five_points(points: np.ndarray) -> dict:
     return boxes
 
 
-def boxes_from_landmarks(landmarks: np.ndarray) -> dict:
+def boxes_from_landmarks(landmarks: np.ndarray, name: str = "landmarks") -> dict:
     """Face box from the 5 points of any convention; with dense landmarks, region boxes from the region's own
-    points (an open mouth gets a taller box), with margins."""
-    boxes = boxes_from_five_points(five_points(landmarks))
+    points (an open mouth gets a taller box), with margins. Degenerate points (eyes less than a pixel apart, as
+    when every point sits at one spot) are a `ValueError`."""
+    points = five_points(landmarks)
+    if np.linalg.norm(points[1] - points[0]) < 1.0 or np.ptp(points[:, 1]) < 1.0:
+        raise ValueError(f"{name} are degenerate: eye centres {points[0].round(1).tolist()} and "
+                         f"{points[1].round(1).tolist()}, points spanning {np.ptp(points, 0).round(2).tolist()} "
+                         f"pixels; expected distinct eye, nose and mouth points in pixels of the image (not fractions of it)")
+    boxes = boxes_from_five_points(points)
     regions = _DENSE_REGIONS.get(len(landmarks))
     if regions:
         for region, indices in regions.items():
@@ -149,6 +156,20 @@ def boxes_from_landmarks(landmarks: np.ndarray) -> dict:
             boxes[region] = (float(x0 - left * width), float(y0 - top * height),
                              float(x1 + right * width), float(y1 + bottom * height))
     return boxes
+
+
+def check_landmark_boxes(boxes: dict, width: int, height: int, name: str = "landmarks") -> None:
+    """A `ValueError` when boxes from caller's landmarks cannot be this image's face: a face box outside the image,
+    or more than `MAX_FACE_SCALE` times its size (landmarks at another scale). Landmarks in [0, 1] units are
+    refused earlier, as degenerate."""
+    x0, y0, x1, y1 = boxes["face"]
+    if max(x1 - x0, y1 - y0) > MAX_FACE_SCALE * max(width, height):
+        raise ValueError(f"{name}: the face they describe is {x1 - x0:.0f}x{y1 - y0:.0f} pixels, more than "
+                         f"{MAX_FACE_SCALE} times the {width}x{height} image; expected landmarks in pixels of this "
+                         f"image")
+    if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+        raise ValueError(f"{name}: the face box ({x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}) lies outside the "
+                         f"{width}x{height} image; expected landmarks in pixels of this image")
 
 
 def template_boxes(width: int, height: int) -> dict:
@@ -187,7 +208,7 @@ def _predictor_path():
 class FaceLandmarker:
     """dlib's HOG face detector + 68-point shape predictor. The largest face wins.
 
-    The detector runs on a copy scaled to at most `detect_max_side` pixels (and upsampled once when the image is
+    The detector runs on a copy resized to at most `detect_max_side` pixels (and upsampled once when the image is
     small), so large photos stay fast; landmarks are then fitted at full resolution.
     """
 
@@ -224,11 +245,17 @@ class FaceLandmarker:
         height, width = rgb.shape[:2]
         factor = min(1.0, self.detect_max_side / max(height, width))
         small = rgb
-        if factor < 1.0:
-            step = int(1 / factor) + 1  # cheap integer subsampling is enough for the HOG detector
-            small, factor = rgb[::step, ::step], 1.0 / step
-        upsample = 1 if max(small.shape[:2]) < 400 else 0
-        faces = self.detector(np.ascontiguousarray(small), upsample)
+        if factor < 1.0:  # a real resize by the exact factor: integer subsampling could halve an 800-px photo
+            from PIL import Image
+
+            size = (max(1, round(width * factor)), max(1, round(height * factor)))
+            small = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR, reducing_gap=2.0))
+            factor = size[0] / width
+        upsample = 1 if max(small.shape[:2]) < 400 else 0  # the HOG detector's smallest face is about 80 px
+        small = np.ascontiguousarray(small)
+        faces = self.detector(small, upsample)
+        if len(faces) == 0 and upsample == 0:  # a small face in a large photo: look once more at twice the size
+            faces = self.detector(small, 1)
         if len(faces) == 0:
             return None
         face = max(faces, key=lambda r: r.width() * r.height())

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.utils import logging
 
@@ -19,6 +19,7 @@ from .face_geometry import (
     REGIONS,
     FaceLandmarker,
     boxes_from_landmarks,
+    check_landmark_boxes,
     detector_available,
     template_boxes,
     validate_landmarks,
@@ -93,6 +94,11 @@ class EmoticImageProcessor(BaseImageProcessor):
         self.max_image_pixels = max_image_pixels
         self.min_image_size = min_image_size
         self._check_options(self.aux_regions, aux_layout, geometry, on_no_face)
+        # transformers' `load_image` (which `pipeline` calls before this processor sees the image) decodes whatever
+        # Pillow's own decompression-bomb limit lets through: lower that process-wide limit to ours (never raise it),
+        # so an oversized image is refused from its header there too (Pillow refuses above twice the limit).
+        if Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > max_image_pixels:
+            Image.MAX_IMAGE_PIXELS = max_image_pixels
         if resample not in RESAMPLING:
             raise ValueError(f"EmoticImageProcessor: resample={resample!r}; allowed: {list(RESAMPLING)}")
         if sorted(self.size) != ["height", "width"] or min(self.size.values()) < 1:
@@ -222,6 +228,8 @@ class EmoticImageProcessor(BaseImageProcessor):
         if image.width * image.height > self.max_image_pixels:
             raise ValueError(f"{name}: {image.width}x{image.height} pixels exceeds max_image_pixels="
                              f"{self.max_image_pixels} (decompression-bomb guard)")
+        if image.getexif().get(0x0112, 1) != 1:  # EXIF orientation (phone photos), applied as `load_image` does
+            image = ImageOps.exif_transpose(image)
         mode = image.mode
         if mode == "RGB":
             return image
@@ -285,7 +293,10 @@ class EmoticImageProcessor(BaseImageProcessor):
     def _face_geometry(self, rgb: Image.Image, landmarks, geometry, on_no_face, name):
         width, height = rgb.size
         if landmarks is not None:
-            return boxes_from_landmarks(validate_landmarks(landmarks, f"landmarks of {name}")), "landmarks"
+            what = f"landmarks of {name}"
+            boxes = boxes_from_landmarks(validate_landmarks(landmarks, what), what)
+            check_landmark_boxes(boxes, width, height, what)
+            return boxes, "landmarks"
         if geometry == "template":
             return template_boxes(width, height), "template"
         if not detector_available():
@@ -309,18 +320,26 @@ class EmoticImageProcessor(BaseImageProcessor):
 
     def _crop_resize(self, image: Image.Image, pixels: torch.Tensor, box, out_width: int, out_height: int):
         """Crop `box` and resize it: `(3, out_height, out_width)` uint8. Inside the image, one antialiased uint8
-        `interpolate` on the crop (a view, no copy); a box reaching outside is padded with the mean colour."""
+        `interpolate` on the crop (a view, no copy); where the box reaches outside, the mean colour."""
         x0, y0, x1, y1 = box
         left, top = int(math.floor(x0)), int(math.floor(y0))
         right, bottom = max(int(math.ceil(x1)), left + 1), max(int(math.ceil(y1)), top + 1)
-        if left >= 0 and top >= 0 and right <= image.width and bottom <= image.height:
-            crop = pixels[:, :, top:bottom, left:right]  # [1, 3, h, w]
-        else:
-            canvas = Image.new("RGB", (right - left, bottom - top), self._fill())
-            inside = (max(left, 0), max(top, 0), min(right, image.width), min(bottom, image.height))
-            if inside[2] > inside[0] and inside[3] > inside[1]:
-                canvas.paste(image.crop(inside), (inside[0] - left, inside[1] - top))
-            crop = torch.from_numpy(np.array(canvas)).permute(2, 0, 1)[None]
+        inside = left >= 0 and top >= 0 and right <= image.width and bottom <= image.height
+        if inside:
+            return self._resize(pixels[:, :, top:bottom, left:right], out_width, out_height)  # crop: [1, 3, h, w]
+        # A box reaching outside the image: the part inside is resized to its share of the output, the rest is the
+        # mean colour (no canvas of the box's size: a box much larger than the image costs nothing extra).
+        out = torch.tensor(self._fill(), dtype=torch.uint8).view(3, 1, 1).repeat(1, out_height, out_width)
+        x_scale, y_scale = out_width / (right - left), out_height / (bottom - top)
+        ix0, iy0, ix1, iy1 = max(left, 0), max(top, 0), min(right, image.width), min(bottom, image.height)
+        ox0, oy0 = round((ix0 - left) * x_scale), round((iy0 - top) * y_scale)
+        ox1, oy1 = round((ix1 - left) * x_scale), round((iy1 - top) * y_scale)
+        if ix1 > ix0 and iy1 > iy0 and ox1 > ox0 and oy1 > oy0:
+            out[:, oy0:oy1, ox0:ox1] = self._resize(pixels[:, :, iy0:iy1, ix0:ix1], ox1 - ox0, oy1 - oy0)
+        return out
+
+    def _resize(self, crop: torch.Tensor, out_width: int, out_height: int) -> torch.Tensor:
+        """`(1, 3, h, w)` uint8 → `(3, out_height, out_width)` uint8, antialiased when downscaling."""
         if self.resample == "nearest":
             resized = F.interpolate(crop, size=(out_height, out_width), mode="nearest")
         else:

@@ -1,7 +1,11 @@
 """Shared fixtures. Tests run offline (no hub), single-threaded, on tiny configs (hidden size <= 64)."""
 
 import os
+import subprocess
+import sys
 import tempfile
+import urllib.request
+from pathlib import Path
 
 # Before anything imports huggingface_hub / transformers: no network, no telemetry, one thread, and a
 # throw-away HF_HOME so remote-code modules and caches never touch the user's.
@@ -39,3 +43,46 @@ def tiny_config():
         return EmoticConfig(**{**TINY, **overrides})
 
     return make
+
+
+MINIHUB = Path(__file__).with_name("minihub.py")
+TOKEN = "hf_" + "T0kenThatMustNeverBeWrittenAnywhere42"
+
+
+@pytest.fixture(scope="module")
+def hub():
+    """The loopback Hub, on 127.0.0.1 and a free port, for this module's tests."""
+    process = subprocess.Popen([sys.executable, "-u", str(MINIHUB), "--port", "0"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline().strip()
+        assert line.startswith("MINIHUB_READY "), f"{line!r} {process.poll()} {process.stderr.read()}"
+        endpoint = line.split()[1]
+        with urllib.request.urlopen(f"{endpoint}/health", timeout=10) as response:
+            assert response.status == 200
+        yield endpoint
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def hub_env(endpoint, tmp_path):
+    return {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": TOKEN,
+            "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The bad-input suite's case count, printed at the end of every run that collected it."""
+    outcomes = {}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if "test_bad_input.py" in report.nodeid and report.when in ("call", "setup"):
+                if outcome != "passed" or report.when == "call":
+                    outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    if outcomes:
+        total = sum(outcomes.values())
+        terminalreporter.write_line(f"bad-input suite: {total} cases, " + ", ".join(
+            f"{count} {outcome}" for outcome, count in sorted(outcomes.items())))

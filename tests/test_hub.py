@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -17,34 +16,7 @@ import yaml
 from emotic.hub_cards.card import build_card
 from emotic.training.synthetic import write_synthetic_affwild2
 
-MINIHUB = Path(__file__).with_name("minihub.py")
-TOKEN = "hf_" + "T0kenThatMustNeverBeWrittenAnywhere42"
-
-
-@pytest.fixture(scope="module")
-def hub():
-    """The loopback Hub, on 127.0.0.1 and a free port, for this module's tests."""
-    process = subprocess.Popen([sys.executable, "-u", str(MINIHUB), "--port", "0"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        line = process.stdout.readline().strip()
-        assert line.startswith("MINIHUB_READY "), f"{line!r} {process.poll()} {process.stderr.read()}"
-        endpoint = line.split()[1]
-        with urllib.request.urlopen(f"{endpoint}/health", timeout=10) as response:
-            assert response.status == 200
-        yield endpoint
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def hub_env(endpoint, tmp_path):
-    return {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": TOKEN,
-            "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1"}
-
+from conftest import TOKEN, hub_env
 
 def emotic_cli(*args, env=None, timeout=300):
     return subprocess.run([sys.executable, "-m", "emotic.cli", *map(str, args)], capture_output=True, text=True,

@@ -140,6 +140,14 @@ def write_run_summary(output_dir, summary: dict) -> None:
         json.dump(summary, handle, indent=2, default=str)
 
 
+def unreadable_summary(*transforms) -> dict:
+    """The images the transforms skipped as undecodable: a count and `folder/file` names (no paths of this
+    machine)."""
+    names = sorted({f"{Path(path).parent.name}/{Path(path).name}" for transform in transforms if transform
+                    for path in transform.unreadable})
+    return {"count": len(names), "files": names}
+
+
 def training_hyperparameters(args: TrainingArguments) -> dict:
     world = max(args.world_size, 1)
     return {

@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset
 from transformers import TrainerCallback
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 from emotic.modeling.configuration_emotic import ABAW_EXPRESSION_LABELS
 
@@ -41,7 +44,7 @@ class ReadReport:
 
 def read_expression_annotation(path: Path) -> list[int]:
     """One Aff-Wild2 EXPR annotation file: the header line, then one integer in -1..7 per frame."""
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8-sig") as handle:  # a byte-order mark (Windows editors) is not part of the header
         lines = handle.read().splitlines()
     if not lines or lines[0].strip().replace(" ", "") != ANNOTATION_HEADER:
         found = lines[0].strip() if lines else "an empty file"
@@ -115,6 +118,11 @@ def read_affwild2(
             frames.append(name)
     keep = _cap_per_class(labels, max_frames_per_class, seed)
     report.dropped_by_cap = len(labels) - len(keep)
+    if not keep:
+        raise ValueError(f"{annotations_dir}: no usable frame (a labelled frame 0..7 with its image in {frames_dir}): "
+                         f"{report.videos} videos read, {report.ignored_unlabelled} frames labelled -1, "
+                         f"{report.missing_images} annotated frames without an image, {report.dropped_by_stride} "
+                         f"dropped by the frame stride")
     columns = {"image": [paths[i] for i in keep], "label": [labels[i] for i in keep],
                "video": [videos[i] for i in keep], "frame": [frames[i] for i in keep]}
     report.frames = len(keep)
@@ -183,6 +191,10 @@ class ViewTransform:
     Training augmentation (`hflip`, `color_jitter`) draws from a generator seeded by (seed, epoch, path), not from
     a running random state, so a run resumed mid-epoch (whose skipped batches are never loaded) augments exactly
     as an uninterrupted run does. `EpochCallback` keeps `epoch` current during training.
+
+    An image that cannot be decoded does not stop a run: it is skipped and counted (`unreadable`: path -> reason,
+    reported by `EpochCallback` and the run summary). Its slot in the batch holds a blank image whose label is -1,
+    which the loss and the metrics ignore.
     """
 
     def __init__(self, processor, hflip: bool = False, main_view_only: bool = False, seed: int = 0,
@@ -194,6 +206,7 @@ class ViewTransform:
         self.main_view_only = main_view_only
         self.seed = seed
         self.epoch = 0
+        self.unreadable = {}  # path -> why it could not be decoded
 
     def _random(self, path: str) -> np.random.Generator:
         return np.random.default_rng(zlib.crc32(f"{self.seed}:{self.epoch}:{path}".encode()))
@@ -213,16 +226,30 @@ class ViewTransform:
     def __call__(self, batch: dict) -> dict:
         import torch
 
-        images = []
+        images, readable = [], []
         for path in batch["image"]:
-            image = self.processor.to_rgb(path)  # decoded and checked like any input
+            try:
+                image = self.processor.to_rgb(path)  # decoded and checked like any input
+            except (ValueError, OSError) as error:
+                if path not in self.unreadable:
+                    logger.warning(f"skipping an image that cannot be used for training: {error}")
+                self.unreadable[path] = str(error)
+                readable.append(False)
+                continue
             images.append(self.augment(image, path) if self.hflip or self.color_jitter else image)
-        views = self.processor(images, return_tensors="pt", geometry=self.geometry)
-        out = {"pixel_values": views["pixel_values"]}
+            readable.append(True)
+        size = self.processor.size
+        blank = torch.zeros(len(readable), 3, size["height"], size["width"])  # the mean colour once normalised
+        out = {"pixel_values": blank}
         if not self.main_view_only:
-            out["pixel_values_aux"] = views["pixel_values_aux"]
+            out["pixel_values_aux"] = blank.clone()
+        if images:
+            views = self.processor(images, return_tensors="pt", geometry=self.geometry)
+            for key in out:
+                out[key][torch.tensor(readable)] = views[key]
         if "label" in batch:
-            out["labels"] = torch.tensor(batch["label"], dtype=torch.long)
+            labels = [label if ok else -1 for label, ok in zip(batch["label"], readable)]  # -1: ignored
+            out["labels"] = torch.tensor(labels, dtype=torch.long)
         return out
 
 
@@ -234,3 +261,9 @@ class EpochCallback(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.transform.epoch = int(state.epoch or 0)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.transform.unreadable:
+            names = sorted(self.transform.unreadable)
+            logger.warning(f"{len(names)} training images could not be decoded and were skipped so far: "
+                           f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}")

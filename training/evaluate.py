@@ -255,6 +255,11 @@ def main(argv=None) -> int:
         parser.error(str(error))
     results, counts = predict_videos(predictor, videos, not args.quiet, sequential=split != "image folder")
     counts["videos"] = len(results) if split != "image folder" else 0
+    if counts["missing_images"] + counts[UNREADABLE] == counts["frames"]:
+        print(f"emotic evaluate: none of the {counts['frames']} annotated frames of {dataset} ({split}) has a readable "
+              f"image ({counts['missing_images']} missing, {counts[UNREADABLE]} unreadable); nothing to score",
+              file=sys.stderr)
+        return 2
 
     by_window = sweep_windows(results, windows, mode, model.config.num_labels, class_names)
     best_window = max(windows, key=lambda w: (round(by_window[w]["macro_f1"], 10), -w))  # ties: the smaller

@@ -28,6 +28,7 @@ from emotic.training.common import (
     finish_distributed,
     last_complete_checkpoint,
     training_hyperparameters,
+    unreadable_summary,
     write_run_summary,
 )
 from emotic.training.data import (
@@ -48,16 +49,21 @@ class ModelArguments:
                 "without it the encoder starts from random weights of --model_size"})
     model_size: str = field(default="base", metadata={"help": f"encoder preset without a checkpoint: {list(MODEL_SIZES)}"})
     image_size: int | None = field(default=None, metadata={"help": "input resolution (default: the model's)"})
-    fusion_strategy: str = field(default="attention", metadata={"help": "none | mean | concat | attention"})
-    fusion_layer: int | None = field(default=None, metadata={"help": "default: num_hidden_layers // 3"})
-    share_encoder: bool = field(default=True)
-    aux_regions: str = field(default="eyes,mouth", metadata={"help": "comma-separated subset of eyes,mouth,nose"})
-    aux_layout: str = field(default="concat", metadata={"help": "concat | updown | mean | mask"})
+    # Unset (None) architecture and loss options keep the model's own: a fine-tuned concat model stays concat. Without
+    # --model_name_or_path they take EmoticConfig's defaults (shown in brackets).
+    fusion_strategy: str | None = field(default=None, metadata={
+        "help": "none | mean | concat | attention [attention]; default: the model's"})
+    fusion_layer: int | None = field(default=None, metadata={"help": "default: the model's [num_hidden_layers // 3]"})
+    share_encoder: bool | None = field(default=None, metadata={"help": "default: the model's [true]"})
+    aux_regions: str | None = field(default=None, metadata={
+        "help": "comma-separated subset of eyes,mouth,nose; default: the model's [eyes,mouth]"})
+    aux_layout: str | None = field(default=None, metadata={
+        "help": "concat | updown | mean | mask; default: the model's [concat]"})
     geometry: str = field(default="template", metadata={
         "help": "face geometry of the training images: template (aligned crops such as Aff-Wild2 cropped_aligned), "
                 "detector, or auto"})
-    drop_path_rate: float = field(default=0.1)
-    label_smoothing: float = field(default=0.0)
+    drop_path_rate: float | None = field(default=None, metadata={"help": "default: the model's [0.1]"})
+    label_smoothing: float | None = field(default=None, metadata={"help": "default: the model's [0.0]"})
     class_weights: bool = field(default=True, metadata={"help": "inverse-frequency weights from the training split"})
 
 
@@ -126,7 +132,8 @@ def compute_metrics(eval_prediction) -> dict:
 def build_model(model_args: ModelArguments, train_labels):
     overrides = dict(
         fusion_strategy=model_args.fusion_strategy, fusion_layer=model_args.fusion_layer,
-        share_encoder=model_args.share_encoder, aux_regions=model_args.aux_regions.split(","),
+        share_encoder=model_args.share_encoder,
+        aux_regions=model_args.aux_regions.split(",") if model_args.aux_regions else None,
         aux_layout=model_args.aux_layout, drop_path_rate=model_args.drop_path_rate,
         label_smoothing=model_args.label_smoothing,
     )
@@ -175,8 +182,10 @@ def main(argv=None) -> dict:
     train_transform = ViewTransform(processor, hflip=data_args.hflip, seed=training_args.seed,
                                     color_jitter=data_args.color_jitter, geometry=model_args.geometry)
     train.set_transform(train_transform)
+    eval_transform = None
     if evaluation is not None:
-        evaluation.set_transform(ViewTransform(processor, geometry=model_args.geometry))
+        eval_transform = ViewTransform(processor, geometry=model_args.geometry)
+        evaluation.set_transform(eval_transform)
     else:
         training_args.eval_strategy = "no"
 
@@ -213,6 +222,7 @@ def main(argv=None) -> dict:
                       else f"random init ({model_args.model_size})"},
             "hyperparameters": training_hyperparameters(training_args),
             "eval": results,
+            "unreadable_images": unreadable_summary(train_transform, eval_transform),
         })
         if results:
             print(json.dumps({k: results[k] for k in ("macro_f1", "accuracy", "num_frames")}))

@@ -24,6 +24,7 @@ from emotic.training.common import (
     finish_distributed,
     last_complete_checkpoint,
     training_hyperparameters,
+    unreadable_summary,
     write_run_summary,
 )
 from emotic.training.data import EpochCallback, ViewTransform, read_unlabelled_faces
@@ -91,6 +92,7 @@ def main(argv=None) -> dict:
                       "norm_pix_loss": model.config.norm_pix_loss},
             "hyperparameters": training_hyperparameters(training_args),
             "losses": losses,
+            "unreadable_images": unreadable_summary(transform),
         })
     finish_distributed()
     return {"losses": losses}

@@ -228,9 +228,11 @@ def frame_files(source: Source) -> list[Path] | None:
     return source.images if source.kind == "images" else _images_in(source.path)
 
 
-def iter_frames(source: Source, files: list[Path] | None = None):
+def iter_frames(source: Source, files: list[Path] | None = None, notes: dict | None = None):
     """(image_location, image or path) for each frame of a source, lazily (one decoded frame at a time). `files`:
-    the source's `frame_files`, if already listed."""
+    the source's `frame_files`, if already listed. For a video, `notes["declared_frames"]` receives the frame count
+    its header declares (or its duration implies; 0 when neither is known), so that a file cut off mid-way is known
+    as such."""
     if source.kind != "video":
         prefix = "" if source.kind == "images" else f"{source.name}/"
         for path in files if files is not None else frame_files(source):
@@ -247,6 +249,11 @@ def iter_frames(source: Source, files: list[Path] | None = None):
                 raise UnreadableInput(f"{source.path}: contains no video frames (no video stream)")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            if notes is not None:
+                notes["declared_frames"] = int(stream.frames or 0)
+                if not notes["declared_frames"] and container.duration and stream.average_rate:
+                    # no frame count in the header (Matroska): the duration's worth, less 5% for variable rates
+                    notes["declared_frames"] = int(container.duration / 1e6 * float(stream.average_rate) * 0.95)
             index = 0
             try:
                 for frame in container.decode(stream):
@@ -353,16 +360,17 @@ def predict_sequence(predictor: FramePredictor, frames, window: int, mode: str, 
 def _write_source(source: Source, predictor, labels, window, mode, frames_dir: Path, show_progress: bool) -> dict:
     from tqdm.auto import tqdm
 
-    counts = _new_counts()
+    counts, notes = _new_counts(), {}
     final = frames_dir / f"{source.name}.csv"
-    partial = final.with_suffix(".csv.partial")
+    partial = frames_dir / f"{source.name}.csv.{os.getpid()}.partial"  # this process's own, never another's
     files = frame_files(source)
     try:
         with open(partial, "w", newline="", encoding="utf-8") as handle, \
                 tqdm(total=len(files) if files is not None else None, desc=source.name, unit="frame", disable=not show_progress, leave=False) as progress:
             writer = csv.writer(handle)
             writer.writerow(["image_location", "status", "raw_label", "label", *labels])
-            for location, status, raw, smoothed in predict_sequence(predictor, iter_frames(source, files), window, mode,
+            frames = iter_frames(source, files, notes)
+            for location, status, raw, smoothed in predict_sequence(predictor, frames, window, mode,
                                                                     source.sequential, progress):
                 counts["frames"] += 1
                 counts[status] += 1
@@ -370,6 +378,13 @@ def _write_source(source: Source, predictor, labels, window, mode, frames_dir: P
                                  *(f"{p:.6f}" for p in smoothed)])
         if counts["frames"] == 0:
             raise UnreadableInput(f"{source.path}: has no frames")
+        if counts[UNREADABLE] == counts["frames"]:
+            raise UnreadableInput(f"{source.path or source.name}: none of its {counts['frames']} frames could be "
+                                  f"decoded as an image")
+        declared = notes.get("declared_frames", 0)
+        if declared > counts["frames"]:  # decoding ended early without an error: a file cut off mid-way
+            counts["incomplete"] = (f"{source.path}: {counts['frames']} frames decoded where its header declares "
+                                    f"{declared} or more (a truncated file?); predictions cover those frames only")
         os.replace(partial, final)  # only a finished video has a .csv: a restarted run skips it
     finally:
         partial.unlink(missing_ok=True)
@@ -389,18 +404,45 @@ def _count_written(csv_path: Path) -> dict:
     return counts
 
 
+LOCK_NAME = ".emotic-predict.lock"
+
+
+def _lock_output(output: Path):
+    """An exclusive lock on the output folder, released when the process ends (also when it is killed), or None
+    when another process holds it. Where `fcntl` is missing (Windows) no lock is taken."""
+    try:
+        import fcntl
+    except ImportError:
+        return open(os.devnull)
+    handle = open(output / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def _read_summary(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
 def write_submission(sources, frames_dir: Path, labels, path: Path) -> int:
     """The ABAW submission file from the per-video CSVs, streamed: header, then `location,label` per frame."""
     lines = 0
-    with open(path, "w", encoding="utf-8") as out:
-        out.write("image_location," + ",".join(labels) + "\n")
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out, lineterminator="\n")  # quotes a location holding a comma ("interview, take 2")
+        writer.writerow(["image_location", *labels])
         for source in sources:
             csv_path = frames_dir / f"{source.name}.csv"
             if not csv_path.is_file():
                 continue
             with open(csv_path, newline="", encoding="utf-8") as handle:
                 for row in csv.DictReader(handle):
-                    out.write(f"{row['image_location']},{row['label']}\n")
+                    writer.writerow([row["image_location"], row["label"]])
                     lines += 1
     return lines
 
@@ -444,6 +486,12 @@ def main(argv=None) -> int:
     output = Path(args.output_dir)
     frames_dir = output / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
+    lock = _lock_output(output)  # held until the process ends: one predict per output folder
+    if lock is None:
+        parser.error(f"{output} is in use by another `emotic predict` (lock {output / LOCK_NAME}); wait for it to "
+                     f"finish or choose another --output-dir")
+    for stale in frames_dir.glob("*.csv.*.partial"):  # left by a run that was killed mid-video (we hold the lock)
+        stale.unlink()
     settings = {"model": str(args.model), "smooth_window": window, "smooth_mode": mode,
                 "geometry": args.geometry or processor.geometry, "labels": labels}
     settings_path = output / "predict_settings.json"
@@ -455,34 +503,45 @@ def main(argv=None) -> int:
                          f"--overwrite to redo them or choose another --output-dir")
     settings_path.write_text(json.dumps(settings, indent=2))
 
-    summary = {"settings": settings, "videos": {}, "skipped": {}}
+    summary = {"settings": settings, "videos": {}, "skipped": {}, "incomplete": {}}
+    summary_path = output / "summary.json"
+    earlier = _read_summary(summary_path) if not args.overwrite else {}
     already = 0
     for source in sources:
         done = frames_dir / f"{source.name}.csv"
         if done.is_file() and not args.overwrite:
             summary["videos"][source.name] = _count_written(done)
+            if source.name in earlier.get("incomplete", {}):  # still partial: say so again
+                summary["incomplete"][source.name] = earlier["incomplete"][source.name]
             already += 1
             continue
         try:
-            summary["videos"][source.name] = _write_source(source, predictor, labels, window, mode, frames_dir,
-                                                           not args.quiet)
+            counts = _write_source(source, predictor, labels, window, mode, frames_dir, not args.quiet)
         except UnreadableInput as error:
             summary["skipped"][source.name] = str(error)
             print(f"skipped {source.name}: {error}", file=sys.stderr)
+            continue
+        if "incomplete" in counts:
+            summary["incomplete"][source.name] = counts.pop("incomplete")
+            print(f"incomplete {source.name}: {summary['incomplete'][source.name]}", file=sys.stderr)
+        summary["videos"][source.name] = counts
     lines = write_submission(sources, frames_dir, labels, output / "submission.txt")
     totals = {key: sum(counts[key] for counts in summary["videos"].values())
               for key in ("frames", FACE, NO_FACE, UNREADABLE)}
     summary["totals"] = {**totals, "videos": len(summary["videos"]), "skipped_videos": len(summary["skipped"]),
                          "already_done": already}
-    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary["totals"]["incomplete_videos"] = len(summary["incomplete"])
+    summary_path.write_text(json.dumps(summary, indent=2))
     print(f"{len(summary['videos'])} of {len(sources)} inputs predicted ({already} already done), {totals['frames']} "
           f"frames: {totals[NO_FACE]} without a face and {totals[UNREADABLE]} unreadable carried a neighbour's "
           f"prediction; smoothing {mode} over {window} frames; {lines} lines in {output / 'submission.txt'}")
     if summary["skipped"]:
         print(f"{len(summary['skipped'])} inputs could not be read: {', '.join(summary['skipped'])} "
-              f"(reasons in {output / 'summary.json'})", file=sys.stderr)
-        return 1
-    return 0
+              f"(reasons in {summary_path})", file=sys.stderr)
+    if summary["incomplete"]:
+        print(f"{len(summary['incomplete'])} videos were predicted only in part: {', '.join(summary['incomplete'])} "
+              f"(reasons in {summary_path})", file=sys.stderr)
+    return 1 if summary["skipped"] or summary["incomplete"] else 0
 
 
 if __name__ == "__main__":

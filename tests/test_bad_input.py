@@ -1,0 +1,698 @@
+"""The bad-input suite: what a careless user, a hostile file and a broken network hand emotic, and what emotic
+promises back. Each case asserts the documented outcome, a clear error naming the input and what was expected or a
+counted and reported skip, and, where files are involved, that nothing outside the command's own output changed
+(`Untouched` hashes the folders before and after) and nothing unexpected reached the loopback Hub.
+
+Every test here is one case (parametrised tests: one per parameter); `conftest.py` prints the count."""
+
+import contextlib
+import fcntl
+import hashlib
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, TOKEN, hub_env
+from PIL import Image
+
+from emotic import EmoticConfig, EmoticForImageClassification, EmoticImageProcessor, EmoticModel
+from emotic.training.synthetic import synthetic_video, write_synthetic_affwild2, write_video
+
+pytestmark = pytest.mark.bad_input
+
+
+# -- helpers ----------------------------------------------------------------------------------------------------------
+
+def tree_state(*folders) -> dict:
+    """Every entry under the folders: file content hashes, link targets, folder names."""
+    state = {}
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.exists():
+            state[str(folder)] = None
+            continue
+        for path in sorted([folder, *folder.rglob("*")]):
+            if path.is_symlink():
+                state[str(path)] = "link:" + os.readlink(path)
+            elif path.is_dir():
+                state[str(path)] = "dir"
+            else:
+                state[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return state
+
+
+@contextlib.contextmanager
+def untouched(*folders):
+    """Asserts that nothing under `folders` was added, removed or changed inside the block."""
+    before = tree_state(*folders)
+    yield
+    after = tree_state(*folders)
+    changed = sorted(set(before) ^ set(after) | {k for k in before if k in after and before[k] != after[k]})
+    assert not changed, f"changed outside the command's output: {changed}"
+
+
+def emotic_cli(*args, env=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "emotic.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def refused(result, *words, code=2):
+    """A command that refused with one clear message (no traceback) holding `words`."""
+    assert result.returncode == code, (result.returncode, result.stdout[-2000:], result.stderr[-2000:])
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    for word in words:
+        assert word in result.stderr, (word, result.stderr[-2000:])
+    return result.stderr
+
+
+def face(size=64, seed=0) -> Image.Image:
+    image, _, _ = next(synthetic_video(np.random.default_rng(seed), 1, size))
+    return image
+
+
+def png_header_only(path, width, height):
+    """A PNG that declares `width x height` pixels and holds almost nothing (a decompression bomb's header)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny classifier folder as `emotic finetune` leaves it (weights, config, processor, run record)."""
+    folder = tmp_path_factory.mktemp("run")
+    torch.manual_seed(0)
+    EmoticForImageClassification(EmoticConfig(**TINY)).save_pretrained(folder)
+    EmoticImageProcessor(size=32).save_pretrained(folder)
+    (folder / "emotic_run.json").write_text(json.dumps({"task": "finetune", "dataset": "unit test data"}))
+    return folder
+
+
+# -- processor --------------------------------------------------------------------------------------------------------
+
+def _text_file(tmp):
+    (tmp / "notes.jpg").write_text("not an image")
+    return tmp / "notes.jpg"
+
+
+def _empty_file(tmp):
+    (tmp / "empty.png").write_bytes(b"")
+    return tmp / "empty.png"
+
+
+def _truncated_jpeg(tmp):
+    buffer = io.BytesIO()
+    face(128).save(buffer, "JPEG")
+    (tmp / "cut.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 3])
+    return tmp / "cut.jpg"
+
+
+PROCESSOR_CASES = {
+    "empty list": (lambda tmp: [], "empty list"),
+    "text file named .jpg": (_text_file, "not an image PIL can read"),
+    "missing file": (lambda tmp: tmp / "nowhere.png", "no such file"),
+    "zero-byte file": (_empty_file, "empty (0 bytes)"),
+    "truncated JPEG": (_truncated_jpeg, "cannot decode image"),
+    "decompression bomb header": (lambda tmp: png_header_only(tmp / "bomb.png", 12000, 12000), "max_image_pixels"),
+    "NaN array": (lambda tmp: np.full((32, 32, 3), np.nan, dtype=np.float32), "NaN"),
+    "normalised floats": (lambda tmp: np.full((32, 32, 3), -1.5, dtype=np.float32), "expected [0, 1] or [0, 255]"),
+    "five channels": (lambda tmp: np.zeros((32, 32, 5), dtype=np.uint8), "is not an image"),
+    "8x8 image": (lambda tmp: np.zeros((8, 8, 3), dtype=np.uint8), "too small"),
+    "a dict": (lambda tmp: {"image": 1}, "unsupported type dict"),
+    "negative integers": (lambda tmp: np.full((32, 32), -5, dtype=np.int16), "8- or 16-bit"),
+}
+
+
+@pytest.mark.parametrize("case", list(PROCESSOR_CASES))
+def test_processor_refuses_bad_images_naming_them(case, tmp_path):
+    make, words = PROCESSOR_CASES[case]
+    image = make(tmp_path)
+    with untouched(tmp_path), pytest.raises(ValueError, match="image") as error:
+        EmoticImageProcessor(size=32, geometry="template")(image)
+    assert words in str(error.value)
+
+
+LANDMARK_CASES = {
+    "7 points": (np.random.default_rng(0).uniform(0, 60, (7, 2)), "not a known landmark convention"),
+    "NaN points": (np.full((5, 2), np.nan), "NaN"),
+    "outside the image": (np.array([[238, 251], [273, 251], [256, 271], [241, 292], [270, 292.0]]), "lies outside"),
+    "100x the scale": (np.array([[38, 51], [73, 51], [56, 71], [41, 92], [70, 92.0]]) * 100, "times the"),
+    "one spot": (np.full((5, 2), 30.0), "degenerate"),
+    "fractions of the image": (np.array([[38, 51], [73, 51], [56, 71], [41, 92], [70, 92.0]]) / 112, "not fractions of it"),
+    "wrong shape": (np.zeros((5, 2, 2)), "expected one (num_points, 2) array per image"),
+    "three coordinates per point of a 6-point set": (np.zeros((6, 3)), "6 points is not a known"),
+}
+
+
+@pytest.mark.parametrize("case", list(LANDMARK_CASES))
+def test_processor_refuses_landmarks_that_cannot_be_this_images_face(case):
+    points, words = LANDMARK_CASES[case]
+    with pytest.raises(ValueError, match="landmarks") as error:
+        EmoticImageProcessor(size=32)(face(64), landmarks=points)
+    assert words in str(error.value)
+
+
+def test_processor_refuses_a_landmark_list_of_the_wrong_length():
+    points = np.array([[20, 25], [44, 25], [32, 36], [22, 46], [42, 46.0]])
+    with pytest.raises(ValueError, match="got 1 entries for 2 images"):
+        EmoticImageProcessor(size=32)([face(64), face(64, 1)], landmarks=[points])
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("aux_regions", ["ears"], "aux_regions=['ears']"), ("geometry", "guess", "geometry='guess'"),
+    ("aux_layout", "grid", "aux_layout='grid'"), ("on_no_face", "ignore", "on_no_face='ignore'"),
+])
+def test_processor_refuses_unknown_options_listing_the_allowed(option, value, words):
+    with pytest.raises(ValueError, match="allowed") as error:
+        EmoticImageProcessor(size=32)(face(64), **{option: value})
+    assert words in str(error.value)
+
+
+def test_processor_refuses_a_misspelt_call_option():
+    with pytest.raises(TypeError, match="unexpected arguments \\['landmark'\\]"):
+        EmoticImageProcessor(size=32)(face(64), landmark=None)
+
+
+def test_a_phone_photo_stored_sideways_gives_the_views_of_the_upright_photo(tmp_path):
+    upright = face(96)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display": the pixels are stored turned left
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "phone.jpg", exif=exif, quality=100)
+    upright.save(tmp_path / "upright.jpg", quality=100)
+    processor = EmoticImageProcessor(size=32, geometry="template")
+    for image in (tmp_path / "phone.jpg", Image.open(tmp_path / "phone.jpg")):
+        views, reference = processor(image)["pixel_values"], processor(tmp_path / "upright.jpg")["pixel_values"]
+        assert np.abs(views - reference).mean() < 0.05  # JPEG noise only, not a rotated face
+
+
+@pytest.mark.parametrize("canvas", [(700, 600), (800, 600), (1000, 700), (1280, 960)])
+def test_the_detector_finds_the_same_face_in_larger_photos(canvas):
+    import matplotlib.cbook
+
+    photo = Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")
+    scene = Image.new("RGB", canvas, (120, 120, 120))
+    scene.paste(photo.resize((200, 200 * photo.height // photo.width)), (canvas[0] // 2 - 100, 100))
+    regions = EmoticImageProcessor(size=32, geometry="detector")(scene, return_regions=True)["regions"][0]
+    assert regions["source"] == "detector"
+    x0, y0, x1, y1 = regions["face"]
+    assert canvas[0] // 2 - 100 <= (x0 + x1) / 2 <= canvas[0] // 2 + 100  # on the pasted photo
+
+
+def test_the_pipeline_refuses_a_decompression_bomb_from_its_header(model_dir, tmp_path):
+    from transformers import pipeline
+
+    import emotic  # noqa: F401
+
+    bomb = png_header_only(tmp_path / "bomb.png", 12000, 12000)  # 144 megapixels declared
+    classifier = pipeline("image-classification", model=str(model_dir))
+    with pytest.raises((Image.DecompressionBombError, ValueError), match="pixels"):
+        classifier(str(bomb))  # refused by Pillow at open: nothing was decoded (the file holds no pixel data)
+
+
+# -- model and config ---------------------------------------------------------------------------------------------
+
+MODEL_INPUT_CASES = {
+    "empty batch": (lambda: dict(pixel_values=torch.zeros(0, 3, 32, 32)), "empty batch"),
+    "unbatched image": (lambda: dict(pixel_values=torch.zeros(3, 32, 32)), "add a batch dimension"),
+    "a list": (lambda: dict(pixel_values=[[0.0]]), "must be a torch.Tensor"),
+    "one channel": (lambda: dict(pixel_values=torch.zeros(2, 1, 32, 32)), "(batch_size, 3, height, width)"),
+    "other resolution": (lambda: dict(pixel_values=torch.zeros(2, 3, 48, 48)), "interpolate_pos_encoding"),
+    "aux of another shape": (lambda: dict(pixel_values=torch.zeros(2, 3, 32, 32),
+                                          pixel_values_aux=torch.zeros(1, 3, 32, 32)), "pixel_values_aux"),
+    "float class labels": (lambda: dict(pixel_values=torch.zeros(2, 3, 32, 32), labels=torch.tensor([1.0, 2.0])),
+                           "expected class indices"),
+}
+
+
+@pytest.mark.parametrize("case", list(MODEL_INPUT_CASES))
+def test_the_classifier_refuses_bad_inputs_naming_them(case):
+    make, words = MODEL_INPUT_CASES[case]
+    model = EmoticForImageClassification(EmoticConfig(**TINY)).eval()
+    with pytest.raises(ValueError) as error:
+        model(**make())
+    assert words in str(error.value)
+
+
+def test_the_encoder_refuses_an_empty_batch_and_a_wrong_noise():
+    model = EmoticModel(EmoticConfig(**TINY)).eval()
+    with pytest.raises(ValueError, match="empty batch"):
+        model(torch.zeros(0, 3, 32, 32))
+    with pytest.raises(ValueError, match="noise must have shape"):
+        model(torch.zeros(2, 3, 32, 32), noise=torch.rand(2, 3))
+
+
+def test_float_labels_in_one_call_do_not_switch_the_model_to_multi_label(tmp_path):
+    model = EmoticForImageClassification(EmoticConfig(**TINY))
+    pixels = torch.zeros(2, 3, 32, 32)
+    multi = model(pixels, labels=torch.tensor([[0.0] * 7 + [1.0]] * 2)).loss  # multi-label targets: BCE
+    assert torch.isfinite(multi) and model.config.problem_type is None
+    single = model(pixels, labels=torch.tensor([1, 7])).loss  # then class indices: cross-entropy again
+    assert torch.isfinite(single)
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text()).get("problem_type") is None
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"hidden_act": "gelux"}, "hidden_act='gelux'; allowed"), ({"fusion_layer": 9}, "fusion_layer=9"),
+    ({"num_attention_heads": 5}, "num_attention_heads=5"), ({"fusion_strategy": "sum"}, "fusion_strategy='sum'"),
+    ({"video_smoothing_window": 4}, "video_smoothing_window=4"), ({"class_weights": [1.0, 2.0]}, "class_weights"),
+])
+def test_config_refuses_bad_values_naming_field_and_allowed(fields, words):
+    with pytest.raises(ValueError, match="EmoticConfig") as error:
+        EmoticConfig(**{**TINY, **fields})
+    assert words in str(error.value)
+
+
+def test_a_corrupt_config_file_is_an_error_naming_it(model_dir, tmp_path):
+    import shutil
+
+    from transformers import AutoModelForImageClassification
+
+    folder = tmp_path / "copy"
+    shutil.copytree(model_dir, folder)
+    (folder / "config.json").write_text('{"model_type": "emotic", ')
+    with pytest.raises((OSError, ValueError), match="config"):
+        AutoModelForImageClassification.from_pretrained(folder)
+
+
+# -- converter ----------------------------------------------------------------------------------------------------
+
+def convert(*args):
+    return subprocess.run([sys.executable, "-m", "emotic.modeling.convert_mae_face", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def mae_state_dict(decoder=True) -> dict:
+    """A tiny MAE checkpoint in timm/MAE naming, built from an emotic pre-training model's shapes."""
+    d, layers = 32, 2
+    state = {"cls_token": torch.zeros(1, 1, d), "pos_embed": torch.zeros(1, 17, d),
+             "patch_embed.proj.weight": torch.zeros(d, 3, 8, 8), "patch_embed.proj.bias": torch.zeros(d)}
+    for i in range(layers):
+        state.update({f"blocks.{i}.mlp.fc1.weight": torch.zeros(64, d), f"blocks.{i}.mlp.fc1.bias": torch.zeros(64)})
+    if decoder:
+        state["decoder_embed.weight"] = torch.zeros(16, d)  # the decoder's first layer, and no decoder blocks
+    return state
+
+
+def test_converter_refuses_a_truncated_safetensors_file(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file(mae_state_dict(), tmp_path / "mae.safetensors")
+    data = (tmp_path / "mae.safetensors").read_bytes()
+    (tmp_path / "mae.safetensors").write_bytes(data[: len(data) // 2])
+    with untouched(tmp_path):
+        refused(convert("--checkpoint", tmp_path / "mae.safetensors", "--output-dir", tmp_path / "out"),
+                "mae.safetensors: cannot be read as safetensors")
+
+
+def test_converter_refuses_a_one_dimensional_position_embedding(tmp_path):
+    state = mae_state_dict()
+    state["pos_embed"] = torch.zeros(17 * 32)
+    torch.save({"model": state}, tmp_path / "mae.pth")
+    refused(convert("--checkpoint", tmp_path / "mae.pth", "--output-dir", tmp_path / "out"),
+            "'pos_embed' has shape (544,); expected (1, 1 + N, D)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_converter_refuses_a_partial_decoder_for_pretraining(tmp_path):
+    torch.save({"model": mae_state_dict()}, tmp_path / "mae.pth")
+    refused(convert("--checkpoint", tmp_path / "mae.pth", "--output-dir", tmp_path / "out", "--task", "pretraining"),
+            "decoder is incomplete", "decoder_blocks.0.mlp.fc1.weight")
+
+
+@pytest.mark.parametrize("existing", ["file", "folder with a file"])
+def test_converter_never_writes_over_an_existing_output(existing, tmp_path):
+    torch.save({"model": mae_state_dict(decoder=False)}, tmp_path / "mae.pth")
+    out = tmp_path / "out"
+    if existing == "file":
+        out.write_text("mine")
+    else:
+        out.mkdir()
+        (out / "config.json").write_text("{}")
+    with untouched(tmp_path):
+        refused(convert("--checkpoint", tmp_path / "mae.pth", "--output-dir", out), "--output-dir")
+
+
+def test_converter_never_runs_code_from_a_malicious_pickle(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    import pickle
+
+    (tmp_path / "evil.pth").write_bytes(pickle.dumps({"model": Payload()}))
+    refused(convert("--checkpoint", tmp_path / "evil.pth", "--output-dir", tmp_path / "out"), "weights_only=True")
+    assert not marker.exists()
+
+
+# -- readers and training -----------------------------------------------------------------------------------------
+
+def affwild2(root: Path, lines: str, frames=3):
+    (root / "annotations" / "Train_Set").mkdir(parents=True)
+    (root / "cropped_aligned" / "v1").mkdir(parents=True)
+    for i in range(frames):
+        face(32, i).save(root / "cropped_aligned" / "v1" / f"{i + 1:05d}.jpg")
+    (root / "annotations" / "Train_Set" / "v1.txt").write_bytes(lines.encode("utf-8"))
+    return root
+
+
+HEADER = "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n"
+
+
+def test_annotations_saved_with_a_byte_order_mark_are_read(tmp_path):
+    from emotic.training.data import read_affwild2
+
+    root = affwild2(tmp_path, "\ufeff" + HEADER + "1\n4\n7\n")
+    dataset, report = read_affwild2(root / "annotations" / "Train_Set", root / "cropped_aligned")
+    assert list(dataset["label"]) == [1, 4, 7] and report.frames == 3
+
+
+@pytest.mark.parametrize("lines, words", [
+    ("Happy,Sad\n1\n", "line 1: expected the header"), (HEADER + "1\nseven\n", "line 3: 'seven' is not an integer"),
+    (HEADER + "1\n9\n", "line 3: label 9 is out of range"), ("", "found 'an empty file'"),
+    (HEADER + "-1\n-1\n-1\n", "no usable frame"),
+])
+def test_bad_annotation_files_are_errors_naming_file_and_line(lines, words, tmp_path):
+    from emotic.training.data import read_affwild2
+
+    root = affwild2(tmp_path, lines)
+    with untouched(tmp_path), pytest.raises(ValueError) as error:
+        read_affwild2(root / "annotations" / "Train_Set", root / "cropped_aligned")
+    assert words in str(error.value) and ("v1.txt" in str(error.value) or "Train_Set" in str(error.value))
+
+
+def test_an_image_folder_with_an_unknown_class_lists_the_labels(tmp_path):
+    from emotic.training.data import read_image_folder
+
+    (tmp_path / "joy").mkdir()
+    face(32).save(tmp_path / "joy" / "a.jpg")
+    with pytest.raises(ValueError, match="'joy' is not one of the model's labels"):
+        read_image_folder(tmp_path, {"Happiness": 4, "Neutral": 0})
+
+
+def test_an_unreadable_training_image_is_skipped_counted_and_ignored_by_the_loss(tmp_path):
+    from emotic.training.data import ViewTransform
+
+    face(32).save(tmp_path / "good.jpg")
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    transform = ViewTransform(EmoticImageProcessor(size=32, geometry="template"))
+    batch = transform({"image": [str(tmp_path / "good.jpg"), str(tmp_path / "bad.jpg")], "label": [4, 4]})
+    assert batch["labels"].tolist() == [4, -1]  # -1: ignored by the loss and the metrics
+    assert list(transform.unreadable) == [str(tmp_path / "bad.jpg")]
+    assert batch["pixel_values"].shape == batch["pixel_values_aux"].shape == (2, 3, 32, 32)
+
+
+def test_finetune_on_an_image_folder_with_a_corrupt_image_finishes_and_records_it(tmp_path):
+    for name in ("Neutral", "Happiness"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(4):
+            face(32, i + (10 if name == "Happiness" else 0)).save(tmp_path / "data" / name / f"{i}.jpg")
+    (tmp_path / "data" / "Happiness" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    with untouched(tmp_path / "data"):
+        result = emotic_cli("finetune", "--train_dir", tmp_path / "data", "--output_dir", tmp_path / "run",
+                            "--model_size", "tiny", "--image_size", "32", "--max_steps", "2",
+                            "--per_device_train_batch_size", "9", "--report_to", "none", "--disable_tqdm", "true",
+                            "--save_strategy", "no")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "broken.jpg" in result.stderr  # named when it was skipped
+    record = json.loads((tmp_path / "run" / "emotic_run.json").read_text())
+    assert record["unreadable_images"] == {"count": 1, "files": ["Happiness/broken.jpg"]}
+
+
+def test_finetune_keeps_a_fine_tuned_models_architecture_unless_told(tmp_path):
+    from emotic.training.finetune import ModelArguments, build_model
+
+    torch.manual_seed(0)
+    EmoticForImageClassification(EmoticConfig(**TINY, fusion_strategy="concat", aux_layout="updown",
+                                              label_smoothing=0.1)).save_pretrained(tmp_path / "concat")
+    EmoticImageProcessor(size=32).save_pretrained(tmp_path / "concat")
+    kept, _ = build_model(ModelArguments(model_name_or_path=str(tmp_path / "concat")), [0, 1, 2])
+    assert (kept.config.fusion_strategy, kept.config.aux_layout, kept.config.label_smoothing) == \
+        ("concat", "updown", 0.1)
+    changed, processor = build_model(ModelArguments(model_name_or_path=str(tmp_path / "concat"),
+                                                    fusion_strategy="mean", aux_layout="concat"), [0, 1, 2])
+    assert changed.config.fusion_strategy == "mean" and processor.aux_layout == "concat"
+
+
+def test_finetune_without_data_says_what_to_pass(tmp_path):
+    result = emotic_cli("finetune", "--output_dir", tmp_path / "run", "--model_size", "tiny")
+    assert result.returncode != 0 and "no training data: pass --affwild2_root" in result.stderr
+
+
+# -- predict --------------------------------------------------------------------------------------------------------
+
+def predict(model_dir, *args):
+    return emotic_cli("predict", model_dir, *args, "--quiet", "--geometry", "template")
+
+
+def frames(count, size=32, seed=0):
+    return [image for image, _, _ in synthetic_video(np.random.default_rng(seed), count, size)]
+
+
+def test_a_video_cut_off_mid_file_is_reported_as_incomplete(model_dir, tmp_path):
+    import av
+
+    with av.open(str(tmp_path / "long.avi"), mode="w") as container:  # AVI headers declare the frame count
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        for image in frames(8) * 25:
+            container.mux(stream.encode(av.VideoFrame.from_image(image)))
+        container.mux(stream.encode())
+    data = (tmp_path / "long.avi").read_bytes()
+    (tmp_path / "inputs").mkdir()
+    (tmp_path / "inputs" / "cut.avi").write_bytes(data[: int(len(data) * 0.4)])
+    with untouched(tmp_path / "inputs"):
+        result = predict(model_dir, tmp_path / "inputs" / "cut.avi", "--output-dir", tmp_path / "out")
+    refused(result, "incomplete cut:", "declares 200", code=1)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert list(summary["incomplete"]) == ["cut"] and summary["totals"]["incomplete_videos"] == 1
+    assert 0 < summary["videos"]["cut"]["frames"] < 200
+    again = predict(model_dir, tmp_path / "inputs" / "cut.avi", "--output-dir", tmp_path / "out")
+    assert again.returncode == 1 and "predicted only in part: cut" in again.stderr  # still said after a restart
+
+
+def test_a_frame_folder_of_corrupt_images_is_skipped_not_predicted(model_dir, tmp_path):
+    (tmp_path / "inputs" / "broken").mkdir(parents=True)
+    for i in range(3):
+        (tmp_path / "inputs" / "broken" / f"{i + 1:05d}.jpg").write_bytes(b"\xff\xd8\xff not a frame")
+    with untouched(tmp_path / "inputs"):
+        result = predict(model_dir, tmp_path / "inputs" / "broken", "--output-dir", tmp_path / "out")
+    refused(result, "skipped broken:", "none of its 3 frames could be decoded", code=1)
+    assert not (tmp_path / "out" / "frames" / "broken.csv").exists()
+    assert (tmp_path / "out" / "submission.txt").read_text().splitlines() == [
+        "image_location,Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other"]
+
+
+def test_a_video_name_with_a_comma_keeps_the_submission_columns(model_dir, tmp_path):
+    import csv
+
+    write_video(tmp_path / "interview, take 2.mp4", frames(4))
+    result = predict(model_dir, tmp_path / "interview, take 2.mp4", "--output-dir", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "out" / "submission.txt", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert len(rows) == 5 and all(len(row) == 2 for row in rows[1:])
+    assert rows[1] == ["interview, take 2/00001.jpg", rows[1][1]] and rows[1][1] in "01234567"
+
+
+def test_a_second_predict_into_the_same_folder_is_refused_while_the_first_runs(model_dir, tmp_path):
+    (tmp_path / "frames").mkdir()
+    frames(2)[0].save(tmp_path / "frames" / "00001.jpg")
+    out = tmp_path / "out"
+    (out / "frames").mkdir(parents=True)
+    with open(out / ".emotic-predict.lock", "a+") as lock:  # what a running predict holds
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with untouched(out):
+            refused(predict(model_dir, tmp_path / "frames", "--output-dir", out), "in use by another")
+    assert predict(model_dir, tmp_path / "frames", "--output-dir", out).returncode == 0  # free again
+
+
+def test_predict_refuses_an_even_window_and_a_missing_input_before_writing(model_dir, tmp_path):
+    (tmp_path / "frames").mkdir()
+    frames(1)[0].save(tmp_path / "frames" / "00001.jpg")
+    refused(predict(model_dir, tmp_path / "frames", "--smooth-window", "4", "--output-dir", tmp_path / "out"),
+            "odd integer")
+    refused(predict(model_dir, tmp_path / "missing.mp4", "--output-dir", tmp_path / "out"), "no such file")
+    assert not (tmp_path / "out").exists()
+
+
+def test_predict_refuses_a_folder_made_with_other_settings(model_dir, tmp_path):
+    (tmp_path / "frames").mkdir()
+    frames(1)[0].save(tmp_path / "frames" / "00001.jpg")
+    assert predict(model_dir, tmp_path / "frames", "--output-dir", tmp_path / "out").returncode == 0
+    with untouched(tmp_path / "out"):
+        refused(predict(model_dir, tmp_path / "frames", "--output-dir", tmp_path / "out", "--smooth-window", "3"),
+                "other settings (smooth_window)")
+
+
+# -- evaluate -------------------------------------------------------------------------------------------------------
+
+def test_evaluate_refuses_a_split_with_no_image(model_dir, tmp_path):
+    root = affwild2(tmp_path / "data", HEADER + "1\n2\n3\n", frames=0)
+    with untouched(tmp_path / "data"):
+        refused(emotic_cli("evaluate", model_dir, root, "--output-dir", tmp_path / "report", "--split", "Train_Set",
+                           "--quiet"), "none of the 3 annotated frames", "nothing to score")
+    assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--windows", "2,4"], "every window must be an odd integer"), (["--windows", "five"], "expected odd integers"),
+    (["--split", "Test_Set"], "no annotation folder annotations/Test_Set"),
+])
+def test_evaluate_refuses_bad_options_before_writing(model_dir, tmp_path, args, words):
+    root = affwild2(tmp_path / "data", HEADER + "1\n2\n3\n")
+    refused(emotic_cli("evaluate", model_dir, root, "--output-dir", tmp_path / "report", "--quiet", *args), words)
+    assert not (tmp_path / "report").exists()
+
+
+# -- export ---------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["the run itself", "the folder holding the run", "a folder of other files",
+                                   "an existing file"])
+def test_export_never_removes_what_it_did_not_write(model_dir, tmp_path, where):
+    import shutil
+
+    experiments = tmp_path / "experiments"
+    run = experiments / "run"
+    shutil.copytree(model_dir, run)
+    (run / "checkpoint-10").mkdir()
+    (run / "checkpoint-10" / "optimizer.pt").write_bytes(b"state")
+    (experiments / "sibling").mkdir()
+    (experiments / "sibling" / "model.safetensors").write_bytes(b"other weights")
+    target = {"the run itself": run, "the folder holding the run": experiments,
+              "a folder of other files": tmp_path / "mine", "an existing file": tmp_path / "notes.txt"}[where]
+    if where == "a folder of other files":
+        target.mkdir()
+        (target / "config.json").write_text("{}")
+        (target / "thesis.tex").write_text("years of work")
+    if where == "an existing file":
+        target.write_text("a file")
+    with untouched(tmp_path):
+        refused(emotic_cli("export", run, target, "--overwrite"), str(target.name))
+
+
+def test_export_overwrite_replaces_only_an_earlier_export(model_dir, tmp_path):
+    assert emotic_cli("export", model_dir, tmp_path / "export").returncode == 0
+    first = tree_state(tmp_path / "export")
+    result = emotic_cli("export", model_dir, tmp_path / "export", "--overwrite", "--repo-id", "testuser/x")
+    assert result.returncode == 0, result.stderr
+    assert set(tree_state(tmp_path / "export")) == set(first)
+
+
+def test_export_refuses_an_evaluation_that_is_not_a_report(model_dir, tmp_path):
+    (tmp_path / "metrics.json").write_text("[1, 2")
+    refused(emotic_cli("export", model_dir, tmp_path / "export", "--evaluation", tmp_path / "metrics.json"),
+            "metrics.json: not valid JSON")
+    (tmp_path / "metrics.json").write_text('{"macro_f1": 0.5}')
+    refused(emotic_cli("export", model_dir, tmp_path / "export", "--evaluation", tmp_path / "metrics.json"),
+            "not a metrics.json of `emotic evaluate`")
+    assert not (tmp_path / "export").exists()
+
+
+# -- push -----------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def exported(model_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("exported") / "export"
+    assert emotic_cli("export", model_dir, folder).returncode == 0
+    return folder
+
+
+def hub_files(endpoint, tmp_path, repo_id) -> list[str] | None:
+    """The files of a repository on the loopback Hub, or None when it does not exist."""
+    script = ("import json, sys; from huggingface_hub import HfApi; from huggingface_hub.errors import "
+              "RepositoryNotFoundError\ntry: print(json.dumps(sorted(HfApi().list_repo_files(sys.argv[1]))))\n"
+              "except RepositoryNotFoundError: print('null')")
+    result = subprocess.run([sys.executable, "-c", script, repo_id], capture_output=True, text=True,
+                            env=hub_env(endpoint, tmp_path), timeout=120)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _symlink_out(folder):
+    os.symlink("/etc/passwd", folder / "passwd.txt")
+
+
+def _secret_in_weights_metadata(folder):
+    from safetensors.torch import load_file, save_file
+
+    save_file(load_file(folder / "model.safetensors"), folder / "model.safetensors", metadata={"note": TOKEN})
+
+
+PUSH_CASES = {
+    "token in .env": (lambda f: (f / ".env").write_text(f"HF_TOKEN={TOKEN}\n"), ".env: an access token"),
+    "a credentials file": (lambda f: (f / "credentials").write_text("user=me\npassword=hunter2\n"), "credentials"),
+    "a link to /etc/passwd": (_symlink_out, "passwd.txt -> /etc/passwd"),
+    "a dotfile": (lambda f: (f / ".git-credentials").write_text("https://me:pw@example.org\n"), ".git-credentials"),
+    "a sub-folder": (lambda f: (f / "checkpoints").mkdir() or (f / "checkpoints" / "a.safetensors").write_bytes(b"x"),
+                     "checkpoints"),
+    "a token inside the weights": (_secret_in_weights_metadata, "model.safetensors: an access token"),
+    "a pickle": (lambda f: torch.save({"w": torch.zeros(1)}, f / "pytorch_model.bin"), "pickled files"),
+}
+
+
+@pytest.mark.parametrize("case", list(PUSH_CASES))
+def test_push_refuses_what_export_did_not_write_and_publishes_nothing(case, hub, exported, tmp_path):
+    import shutil
+
+    folder = tmp_path / "export"
+    shutil.copytree(exported, folder)
+    add, words = PUSH_CASES[case]
+    add(folder)
+    repo = f"testuser/refused-{abs(hash(case)) % 10**6}"
+    with untouched(tmp_path / "export"):
+        message = refused(emotic_cli("push", folder, repo, env=hub_env(hub, tmp_path)), words)
+    assert TOKEN not in message
+    assert hub_files(hub, tmp_path, repo) is None  # not even created
+
+
+def test_push_with_the_hub_unreachable_fails_in_one_line_and_changes_nothing(exported, tmp_path):
+    env = {**hub_env("http://127.0.0.1:9", tmp_path)}  # nothing listens on port 9
+    with untouched(exported):
+        message = refused(emotic_cli("push", exported, "testuser/offline", env=env, timeout=600), "could not be reached",
+                          code=1)
+    assert len(message.strip().splitlines()) == 1
+
+
+def test_push_publishes_exactly_the_export_files_and_leaves_the_folder_as_it_was(hub, exported, tmp_path):
+    with untouched(exported):
+        result = emotic_cli("push", exported, "testuser/exact", env=hub_env(hub, tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert hub_files(hub, tmp_path, "testuser/exact") == sorted(p.name for p in exported.iterdir()) == sorted([
+        "README.md", "config.json", "configuration_emotic.py", "face_geometry.py", "image_processing_emotic.py",
+        "model.safetensors", "modeling_emotic.py", "preprocessor_config.json"])
+    script = ("from huggingface_hub import ModelCard; print(ModelCard.load('testuser/exact').text)")
+    card = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=hub_env(hub, tmp_path),
+                          timeout=120).stdout
+    assert 'from_pretrained("testuser/exact")' in card  # the uploaded card names the repository
+
+
+# -- remote code ----------------------------------------------------------------------------------------------------
+
+def test_remote_code_never_runs_without_trust_remote_code(exported, tmp_path):
+    import shutil
+
+    folder = tmp_path / "tampered"
+    shutil.copytree(exported, folder)
+    marker = tmp_path / "ran"
+    code = folder / "modeling_emotic.py"
+    code.write_text(f"open({str(marker)!r}, 'w').close()\n" + code.read_text())
+    script = ("import sys; sys.modules['emotic'] = None\nfrom transformers import AutoModelForImageClassification\n"
+              f"AutoModelForImageClassification.from_pretrained({str(folder)!r})")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode != 0 and "trust_remote_code" in result.stderr
+    assert not marker.exists()
