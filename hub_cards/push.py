@@ -129,14 +129,13 @@ def push(folder, repo_id: str, private: bool = False, revision: str | None = Non
         status = getattr(getattr(error, "response", None), "status_code", None)
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise PushError(f"the Hub refused the push to {repo_id} (HTTP {status}): {first}") from None
-    except (OSError, ConnectionError) as error:
-        raise PushError(f"the Hub at {api.endpoint} could not be reached ({type(error).__name__}: "
-                        f"{str(error).strip().splitlines()[0] if str(error).strip() else 'no answer'}); nothing "
-                        f"was published") from None
-    except Exception as error:  # httpx's transport errors do not derive from OSError
-        if not type(error).__module__.startswith("httpx"):  # httpx, or the httpx2 huggingface_hub vendors
+    except Exception as error:
+        # transport failures: OSError, or the errors of huggingface_hub's HTTP client (httpx), which do not derive
+        # from it
+        if not isinstance(error, OSError) and not type(error).__module__.startswith("httpx"):
             raise
-        raise PushError(f"the Hub at {api.endpoint} could not be reached ({type(error).__name__}: {error}); nothing "
+        cause = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
+        raise PushError(f"the Hub at {api.endpoint} could not be reached ({type(error).__name__}: {cause}); nothing "
                         f"was published") from None
 
 
