@@ -149,7 +149,8 @@ LANDMARK_CASES = {
     "outside the image": (np.array([[238, 251], [273, 251], [256, 271], [241, 292], [270, 292.0]]), "lies outside"),
     "100x the scale": (np.array([[38, 51], [73, 51], [56, 71], [41, 92], [70, 92.0]]) * 100, "times the"),
     "one spot": (np.full((5, 2), 30.0), "degenerate"),
-    "fractions of the image": (np.array([[38, 51], [73, 51], [56, 71], [41, 92], [70, 92.0]]) / 112, "not fractions of it"),
+    "fractions of the image": (np.array([[38, 51], [73, 51], [56, 71], [41, 92], [70, 92.0]]) / 112,
+                               "not fractions of it"),
     "wrong shape": (np.zeros((5, 2, 2)), "expected one (num_points, 2) array per image"),
     "three coordinates per point of a 6-point set": (np.zeros((6, 3)), "6 points is not a known"),
 }
@@ -320,15 +321,16 @@ def test_converter_refuses_a_one_dimensional_position_embedding(tmp_path):
     state = mae_state_dict()
     state["pos_embed"] = torch.zeros(17 * 32)
     torch.save({"model": state}, tmp_path / "mae.pth")
-    refused(convert("--checkpoint", tmp_path / "mae.pth", "--output-dir", tmp_path / "out"),
-            "'pos_embed' has shape (544,); expected (1, 1 + N, D)")
-    assert not (tmp_path / "out").exists()
+    with untouched(tmp_path):
+        refused(convert("--checkpoint", tmp_path / "mae.pth", "--output-dir", tmp_path / "out"),
+                "'pos_embed' has shape (544,); expected (1, 1 + N, D)")
 
 
 def test_converter_refuses_a_partial_decoder_for_pretraining(tmp_path):
     torch.save({"model": mae_state_dict()}, tmp_path / "mae.pth")
-    refused(convert("--checkpoint", tmp_path / "mae.pth", "--output-dir", tmp_path / "out", "--task", "pretraining"),
-            "decoder is incomplete", "decoder_blocks.0.mlp.fc1.weight")
+    with untouched(tmp_path):
+        refused(convert("--checkpoint", tmp_path / "mae.pth", "--output-dir", tmp_path / "out", "--task",
+                        "pretraining"), "decoder is incomplete", "decoder_blocks.0.mlp.fc1.weight")
 
 
 @pytest.mark.parametrize("existing", ["file", "folder with a file"])
@@ -354,8 +356,8 @@ def test_converter_never_runs_code_from_a_malicious_pickle(tmp_path):
     import pickle
 
     (tmp_path / "evil.pth").write_bytes(pickle.dumps({"model": Payload()}))
-    refused(convert("--checkpoint", tmp_path / "evil.pth", "--output-dir", tmp_path / "out"), "weights_only=True")
-    assert not marker.exists()
+    with untouched(tmp_path):  # no marker file, no output folder
+        refused(convert("--checkpoint", tmp_path / "evil.pth", "--output-dir", tmp_path / "out"), "weights_only=True")
 
 
 # -- readers and training -----------------------------------------------------------------------------------------
@@ -376,7 +378,8 @@ def test_annotations_saved_with_a_byte_order_mark_are_read(tmp_path):
     from emotic.training.data import read_affwild2
 
     root = affwild2(tmp_path, "\ufeff" + HEADER + "1\n4\n7\n")
-    dataset, report = read_affwild2(root / "annotations" / "Train_Set", root / "cropped_aligned")
+    with untouched(tmp_path):
+        dataset, report = read_affwild2(root / "annotations" / "Train_Set", root / "cropped_aligned")
     assert list(dataset["label"]) == [1, 4, 7] and report.frames == 3
 
 
@@ -399,7 +402,7 @@ def test_an_image_folder_with_an_unknown_class_lists_the_labels(tmp_path):
 
     (tmp_path / "joy").mkdir()
     face(32).save(tmp_path / "joy" / "a.jpg")
-    with pytest.raises(ValueError, match="'joy' is not one of the model's labels"):
+    with untouched(tmp_path), pytest.raises(ValueError, match="'joy' is not one of the model's labels"):
         read_image_folder(tmp_path, {"Happiness": 4, "Neutral": 0})
 
 
@@ -409,7 +412,8 @@ def test_an_unreadable_training_image_is_skipped_counted_and_ignored_by_the_loss
     face(32).save(tmp_path / "good.jpg")
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
     transform = ViewTransform(EmoticImageProcessor(size=32, geometry="template"))
-    batch = transform({"image": [str(tmp_path / "good.jpg"), str(tmp_path / "bad.jpg")], "label": [4, 4]})
+    with untouched(tmp_path):
+        batch = transform({"image": [str(tmp_path / "good.jpg"), str(tmp_path / "bad.jpg")], "label": [4, 4]})
     assert batch["labels"].tolist() == [4, -1]  # -1: ignored by the loss and the metrics
     assert list(transform.unreadable) == [str(tmp_path / "bad.jpg")]
     assert batch["pixel_values"].shape == batch["pixel_values_aux"].shape == (2, 3, 32, 32)
@@ -439,7 +443,8 @@ def test_finetune_keeps_a_fine_tuned_models_architecture_unless_told(tmp_path):
     EmoticForImageClassification(EmoticConfig(**TINY, fusion_strategy="concat", aux_layout="updown",
                                               label_smoothing=0.1)).save_pretrained(tmp_path / "concat")
     EmoticImageProcessor(size=32).save_pretrained(tmp_path / "concat")
-    kept, _ = build_model(ModelArguments(model_name_or_path=str(tmp_path / "concat")), [0, 1, 2])
+    with untouched(tmp_path / "concat"):
+        kept, _ = build_model(ModelArguments(model_name_or_path=str(tmp_path / "concat")), [0, 1, 2])
     assert (kept.config.fusion_strategy, kept.config.aux_layout, kept.config.label_smoothing) == \
         ("concat", "updown", 0.1)
     changed, processor = build_model(ModelArguments(model_name_or_path=str(tmp_path / "concat"),
@@ -500,8 +505,10 @@ def test_a_frame_folder_of_corrupt_images_is_skipped_not_predicted(model_dir, tm
 def test_a_video_name_with_a_comma_keeps_the_submission_columns(model_dir, tmp_path):
     import csv
 
-    write_video(tmp_path / "interview, take 2.mp4", frames(4))
-    result = predict(model_dir, tmp_path / "interview, take 2.mp4", "--output-dir", tmp_path / "out")
+    (tmp_path / "inputs").mkdir()
+    write_video(tmp_path / "inputs" / "interview, take 2.mp4", frames(4))
+    with untouched(tmp_path / "inputs", model_dir):
+        result = predict(model_dir, tmp_path / "inputs" / "interview, take 2.mp4", "--output-dir", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     with open(tmp_path / "out" / "submission.txt", newline="") as handle:
         rows = list(csv.reader(handle))
@@ -637,8 +644,8 @@ PUSH_CASES = {
     "a credentials file": (lambda f: (f / "credentials").write_text("user=me\npassword=hunter2\n"), "credentials"),
     "a link to /etc/passwd": (_symlink_out, "passwd.txt -> /etc/passwd"),
     "a dotfile": (lambda f: (f / ".git-credentials").write_text("https://me:pw@example.org\n"), ".git-credentials"),
-    "a sub-folder": (lambda f: (f / "checkpoints").mkdir() or (f / "checkpoints" / "a.safetensors").write_bytes(b"x"),
-                     "checkpoints"),
+    "a sub-folder": (lambda f: (f / "checkpoints").mkdir() or (f / "checkpoints" / "a.safetensors").write_bytes(
+        b"x"), "checkpoints"),
     "a token inside the weights": (_secret_in_weights_metadata, "model.safetensors: an access token"),
     "a pickle": (lambda f: torch.save({"w": torch.zeros(1)}, f / "pytorch_model.bin"), "pickled files"),
 }
@@ -660,10 +667,10 @@ def test_push_refuses_what_export_did_not_write_and_publishes_nothing(case, hub,
 
 
 def test_push_with_the_hub_unreachable_fails_in_one_line_and_changes_nothing(exported, tmp_path):
-    env = {**hub_env("http://127.0.0.1:9", tmp_path)}  # nothing listens on port 9
+    env = hub_env("http://127.0.0.1:9", tmp_path)  # nothing listens on port 9
     with untouched(exported):
-        message = refused(emotic_cli("push", exported, "testuser/offline", env=env, timeout=600), "could not be reached",
-                          code=1)
+        message = refused(emotic_cli("push", exported, "testuser/offline", env=env, timeout=600),
+                          "could not be reached", code=1)
     assert len(message.strip().splitlines()) == 1
 
 
@@ -690,9 +697,10 @@ def test_remote_code_never_runs_without_trust_remote_code(exported, tmp_path):
     marker = tmp_path / "ran"
     code = folder / "modeling_emotic.py"
     code.write_text(f"open({str(marker)!r}, 'w').close()\n" + code.read_text())
+    before = tree_state(tmp_path)
     script = ("import sys; sys.modules['emotic'] = None\nfrom transformers import AutoModelForImageClassification\n"
               f"AutoModelForImageClassification.from_pretrained({str(folder)!r})")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                             stdin=subprocess.DEVNULL)
     assert result.returncode != 0 and "trust_remote_code" in result.stderr
-    assert not marker.exists()
+    assert tree_state(tmp_path) == before  # the tampered code never ran: no marker file
