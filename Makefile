@@ -10,7 +10,7 @@ STAMP := $(VENV)/.emotic-installed
 TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.1
 TEST_ENV := HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: install test demo bench clean
+.PHONY: install test conformance demo bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+# transformers' own common test suites (ModelTesterMixin, ConfigTester, ImageProcessingTestMixin) on emotic's classes,
+# from the sdist of the installed transformers (fetched once into ~/.cache/emotic); `make test` runs them too.
+conformance: $(STAMP)
+	$(TEST_ENV) $(PY) -m pytest -rs tests/test_conformance.py $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 OMP_NUM_THREADS=1 $(VENV)/bin/emotic demo --output-dir demo_output

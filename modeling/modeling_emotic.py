@@ -24,6 +24,7 @@ from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_emotic import EmoticConfig
 
@@ -62,8 +63,11 @@ class EmoticModelOutput(ModelOutput):
     ids_restore (`torch.LongTensor` of shape `(batch_size, num_patches)`, *optional*):
         With masking: the permutation that puts the shuffled patches back in order.
     hidden_states (`tuple(torch.FloatTensor)`, *optional*):
-        With `output_hidden_states=True`: the embeddings and the output of every block,
+        With `output_hidden_states=True` (argument or config): the embeddings and the output of every block,
         each `(batch_size, 1 + num_kept_patches, hidden_size)`.
+    attentions (`tuple(torch.FloatTensor)`, *optional*):
+        With `output_attentions=True` (argument or config) and eager attention: each block's attention weights,
+        `(batch_size, num_heads, 1 + num_kept_patches, 1 + num_kept_patches)`.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
@@ -71,6 +75,7 @@ class EmoticModelOutput(ModelOutput):
     mask: torch.FloatTensor | None = None
     ids_restore: torch.LongTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -86,6 +91,8 @@ class EmoticForPreTrainingOutput(ModelOutput):
         The permutation that puts the shuffled patches back in order.
     hidden_states (`tuple(torch.FloatTensor)`, *optional*):
         Encoder hidden states, as in [`EmoticModelOutput`].
+    attentions (`tuple(torch.FloatTensor)`, *optional*):
+        Encoder attention weights, as in [`EmoticModelOutput`].
     """
 
     loss: torch.FloatTensor | None = None
@@ -93,6 +100,31 @@ class EmoticForPreTrainingOutput(ModelOutput):
     mask: torch.FloatTensor | None = None
     ids_restore: torch.LongTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class EmoticImageClassifierOutput(ImageClassifierOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`, *optional*):
+        Classification loss, with `labels`.
+    logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
+        Class scores before softmax.
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+        With `output_hidden_states=True` (argument or config): the main view's stream, each
+        `(batch_size, 1 + num_patches, hidden_size)`: after the embeddings, after each block and (with fusion) after
+        the fusion block, `num_hidden_layers + 1` (+ 1 with fusion) in all.
+    attentions (`tuple(torch.FloatTensor)`, *optional*):
+        With `output_attentions=True` (argument or config) and eager attention: the main view's self-attention in
+        each of the `num_hidden_layers` blocks, `(batch_size, num_heads, 1 + num_patches, 1 + num_patches)`.
+    fusion_attentions (`torch.FloatTensor` of shape `(batch_size, num_heads, 1 + num_patches, 1 + num_aux_patches)`):
+        With `output_attentions=True` and eager attention: how the fusion block's main-view queries attend over the
+        auxiliary view's tokens (the cross-attention of `fusion_strategy="attention"`; the main-to-auxiliary part of
+        the joint attention of `"concat"`). The model's own account of which facial regions it used; None for
+        `"none"` and `"mean"`.
+    """
+
+    fusion_attentions: torch.FloatTensor | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -237,6 +269,20 @@ class EmoticEmbeddings(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def as_weights_dtype(pixel_values, embeddings: nn.Module):
+    """Images in the dtype of the patch projection (a bfloat16 model takes the processor's float32 output)."""
+    if torch.is_tensor(pixel_values):
+        return pixel_values.to(embeddings.patch_embeddings.projection.weight.dtype)
+    return pixel_values  # refused with a message by the embeddings
+
+
+def drop_path_rates(config: EmoticConfig) -> list[float]:
+    """Stochastic depth rising linearly from 0 at the first block to `drop_path_rate` at the last (plain floats:
+    no tensor is made, so a model can be built on the meta device)."""
+    count = config.num_hidden_layers
+    return [config.drop_path_rate * i / (count - 1) if count > 1 else 0.0 for i in range(count)]
+
+
 def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
     """Stochastic depth per sample (timm's `drop_path`)."""
     if drop_prob == 0.0 or not training:
@@ -276,25 +322,30 @@ class EmoticAttention(nn.Module):
         self.proj = nn.Linear(hidden_size, hidden_size)
         self.proj_dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, hidden_states: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, hidden_states: torch.Tensor, context: torch.Tensor | None = None, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`(B, Tq, D)` queries (and keys/values from `context`, `(B, Tk, D)`, if given) → the attention output
+        `(B, Tq, D)` and its weights `(B, heads, Tq, Tk)` (None where the attention function gives none, as SDPA)."""
         batch_size, query_length, hidden_size = hidden_states.shape  # [B, Tq, D]
         if context is None:
-            query, key, value = self.qkv(hidden_states).chunk(3, dim=-1)
+            qkv = self.qkv(hidden_states)  # [B, T, 3D]
+            query, key, value = qkv[..., :hidden_size], qkv[..., hidden_size:-hidden_size], qkv[..., -hidden_size:]
         else:
-            q_weight, kv_weight = self.qkv.weight.split([hidden_size, 2 * hidden_size])
-            q_bias = kv_bias = None
-            if self.qkv.bias is not None:
-                q_bias, kv_bias = self.qkv.bias.split([hidden_size, 2 * hidden_size])
-            query = F.linear(hidden_states, q_weight, q_bias)
-            key, value = F.linear(context, kv_weight, kv_bias).chunk(2, dim=-1)
+            # one call of the qkv module on queries and context together (so adapters and quantized layers see it),
+            # then queries from the first Tq tokens, keys and values from the context's
+            qkv = self.qkv(torch.cat([hidden_states, context], dim=1))  # [B, Tq + Tk, 3D]
+            query = qkv[:, :query_length, :hidden_size]
+            key = qkv[:, query_length:, hidden_size:-hidden_size]
+            value = qkv[:, query_length:, -hidden_size:]
 
         def heads(states):  # [B, T, D] -> [B, h, T, hd]
-            return states.view(batch_size, -1, self.num_heads, self.head_dim).transpose(1, 2)
+            return states.reshape(batch_size, -1, self.num_heads, self.head_dim).transpose(1, 2)
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
-        attn_output, _ = attention_interface(
+        attn_output, attn_weights = attention_interface(
             self,
             heads(query),
             heads(key),
@@ -302,9 +353,10 @@ class EmoticAttention(nn.Module):
             None,
             dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
             scaling=self.scaling,
+            **kwargs,
         )
         attn_output = attn_output.reshape(batch_size, query_length, hidden_size)
-        return self.proj_dropout(self.proj(attn_output))
+        return self.proj_dropout(self.proj(attn_output)), attn_weights
 
 
 class EmoticMLP(nn.Module):
@@ -338,14 +390,14 @@ class EmoticLayer(GradientCheckpointingLayer):
         self.norm2 = nn.LayerNorm(size, eps=config.layer_norm_eps)
         self.mlp = EmoticMLP(config, size, inner)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        hidden_states = hidden_states + drop_path(
-            self.attention(self.norm1(hidden_states)), self.drop_path_rate, self.training
-        )
+    def forward(self, hidden_states: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`(B, T, D)` → the block's output `(B, T, D)` and its attention weights (or None)."""
+        attention, attn_weights = self.attention(self.norm1(hidden_states), **kwargs)
+        hidden_states = hidden_states + drop_path(attention, self.drop_path_rate, self.training)
         hidden_states = hidden_states + drop_path(
             self.mlp(self.norm2(hidden_states)), self.drop_path_rate, self.training
         )
-        return hidden_states
+        return hidden_states, attn_weights
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -377,19 +429,25 @@ class EmoticFusion(GradientCheckpointingLayer):
             self.norm_mlp = nn.LayerNorm(size, eps=config.layer_norm_eps)
             self.mlp = EmoticMLP(config, size, config.intermediate_size)
 
-    def forward(self, main: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
+    def forward(self, main: torch.Tensor, aux: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Fused main tokens `(B, T, D)` and the map of main queries over auxiliary tokens `(B, heads, T, T_aux)`
+        (None for `mean`, and where the attention function gives no weights)."""
         if self.strategy == "mean":
             if main.shape != aux.shape:
                 raise ValueError(
                     f"fusion_strategy='mean' needs both views to give the same tokens; main {tuple(main.shape)} "
                     f"vs aux {tuple(aux.shape)} (give pixel_values_aux the size of pixel_values)"
                 )
-            return (main + aux) / 2
+            return (main + aux) / 2, None
+        tokens = main.shape[1]
         if self.strategy == "concat":
-            return self.block(torch.cat([main, aux], dim=1))[:, : main.shape[1]]  # [B, T, D]
-        main = main + self.self_attention(self.norm_self(main))
-        main = main + self.cross_attention(self.norm_query(main), context=self.norm_context(aux))
-        return main + self.mlp(self.norm_mlp(main))
+            joint, weights = self.block(torch.cat([main, aux], dim=1), **kwargs)  # [B, 2T, D]
+            return joint[:, :tokens], None if weights is None else weights[:, :, :tokens, tokens:]
+        attention, _ = self.self_attention(self.norm_self(main), **kwargs)
+        main = main + attention
+        attention, weights = self.cross_attention(self.norm_query(main), context=self.norm_context(aux), **kwargs)
+        main = main + attention
+        return main + self.mlp(self.norm_mlp(main)), weights
 
 
 def build_template_aux_view(
@@ -461,7 +519,7 @@ class EmoticDecoder(nn.Module):
         hidden_states = torch.cat([hidden_states[:, :1], patches], dim=1)  # [B, 1 + N, Dd]
         hidden_states = hidden_states + interpolate_position_embeddings(self.decoder_pos_embed, *grid_size)
         for layer in self.decoder_layers:
-            hidden_states = layer(hidden_states)
+            hidden_states, _ = layer(hidden_states)
         return self.decoder_pred(self.decoder_norm(hidden_states))[:, 1:]  # [B, N, p*p*C]
 
 
@@ -478,6 +536,16 @@ class EmoticPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["EmoticEmbeddings", "EmoticLayer", "EmoticFusion"]
     _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _input_embed_layer = "patch_embeddings"  # get_input_embeddings(): PEFT's enable_input_require_grads hooks it
+    # what `output_hidden_states` / `output_attentions` capture in the encoder (transformers' output capturing): the
+    # encoder blocks' outputs and attention weights, never the MAE decoder's (`decoder_layers`) nor a separate
+    # auxiliary encoder's (`aux_layers`)
+    _can_record_outputs = {
+        "hidden_states": OutputRecorder(EmoticLayer, index=0, layer_name="layers"),
+        "attentions": OutputRecorder(EmoticLayer, index=1, layer_name="layers"),
+    }
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -518,8 +586,7 @@ class EmoticModel(EmoticPreTrainedModel):
     def __init__(self, config: EmoticConfig):
         super().__init__(config)
         self.embeddings = EmoticEmbeddings(config)
-        rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers).tolist()
-        self.layers = nn.ModuleList([EmoticLayer(config, rate) for rate in rates])
+        self.layers = nn.ModuleList([EmoticLayer(config, rate) for rate in drop_path_rates(config)])
         # MAE's final `norm`; with `pooling="avg"` it normalises the mean patch token (MAE-Face's `fc_norm`).
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.post_init()
@@ -530,19 +597,18 @@ class EmoticModel(EmoticPreTrainedModel):
             return self.layernorm(hidden_states[:, 1:].mean(dim=1))
         return self.layernorm(hidden_states[:, 0])
 
-    @can_return_tuple
+    @capture_outputs(tie_last_hidden_states=False)
     def forward(
         self,
         pixel_values: torch.Tensor,
         mask_ratio: float | None = None,
         noise: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
-        output_hidden_states: bool | None = None,
         **kwargs,
     ) -> EmoticModelOutput:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
-            Normalised images.
+            Normalised images (cast to the weights' dtype).
         mask_ratio (`float`, *optional*):
             Share of patches to remove (MAE). Without it and without `noise`, nothing is masked.
         noise (`torch.FloatTensor` of shape `(batch_size, num_patches)`, *optional*):
@@ -550,23 +616,22 @@ class EmoticModel(EmoticPreTrainedModel):
             alone, masks `config.mask_ratio` of the patches.
         interpolate_pos_encoding (`bool`, defaults to `False`):
             Resize the position embeddings to the input's patch grid (other resolutions).
+
+        `output_hidden_states` and `output_attentions` (arguments, or the config's) fill `hidden_states` and
+        `attentions`; `return_dict=False` returns a tuple.
         """
         if noise is not None and mask_ratio is None:
             mask_ratio = self.config.mask_ratio
         hidden_states, mask, ids_restore = self.embeddings(
-            pixel_values, mask_ratio or 0.0, noise, interpolate_pos_encoding
+            as_weights_dtype(pixel_values, self.embeddings), mask_ratio or 0.0, noise, interpolate_pos_encoding
         )
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
         for layer in self.layers:
-            hidden_states = layer(hidden_states)
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
+            hidden_states, _ = layer(hidden_states)
         return EmoticModelOutput(
             last_hidden_state=self.layernorm(hidden_states),
             pooler_output=self.pool(hidden_states),
             mask=mask,
             ids_restore=ids_restore,
-            hidden_states=all_hidden_states,
         )
 
 
@@ -604,7 +669,6 @@ class EmoticForPreTraining(EmoticPreTrainedModel):
         pixel_values: torch.Tensor,
         noise: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
-        output_hidden_states: bool | None = None,
         **kwargs,
     ) -> EmoticForPreTrainingOutput:
         r"""
@@ -612,13 +676,15 @@ class EmoticForPreTraining(EmoticPreTrainedModel):
             Normalised images.
         noise (`torch.FloatTensor` of shape `(batch_size, num_patches)`, *optional*):
             Fixes which patches are masked (the largest `mask_ratio` share), for reproducible losses.
+
+        `output_hidden_states` / `output_attentions` return the encoder's, as in [`EmoticModel`].
         """
         outputs = self.emotic(
             pixel_values,
             mask_ratio=self.config.mask_ratio,
             noise=noise,
             interpolate_pos_encoding=interpolate_pos_encoding,
-            output_hidden_states=output_hidden_states,
+            **kwargs,
         )
         grid = (pixel_values.shape[-2] // self.config.patch_size, pixel_values.shape[-1] // self.config.patch_size)
         logits = self.decoder(outputs.last_hidden_state, outputs.ids_restore, grid)  # [B, N, p*p*C]
@@ -632,7 +698,7 @@ class EmoticForPreTraining(EmoticPreTrainedModel):
         loss = (loss * outputs.mask).sum() / outputs.mask.sum()
         return EmoticForPreTrainingOutput(
             loss=loss, logits=logits, mask=outputs.mask, ids_restore=outputs.ids_restore,
-            hidden_states=outputs.hidden_states,
+            hidden_states=outputs.hidden_states, attentions=outputs.attentions,
         )
 
 
@@ -691,8 +757,8 @@ class EmoticForImageClassification(EmoticPreTrainedModel):
         if self.uses_aux_view:
             if not config.share_encoder:
                 self.aux_embeddings = EmoticEmbeddings(config)
-                rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers).tolist()
-                self.aux_layers = nn.ModuleList([EmoticLayer(config, rate) for rate in rates[: config.fusion_layer]])
+                rates = drop_path_rates(config)[: config.fusion_layer]
+                self.aux_layers = nn.ModuleList([EmoticLayer(config, rate) for rate in rates])
             self.fusion = EmoticFusion(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
         self.post_init()
@@ -708,27 +774,33 @@ class EmoticForImageClassification(EmoticPreTrainedModel):
     def loss_function(self):
         return expression_cross_entropy
 
-    def _encode_both_views(self, pixel_values, pixel_values_aux, interpolate_pos_encoding):
-        """Blocks `[0, fusion_layer)` on both views. Returns main and aux tokens, each `(B, 1 + N, D)`, and the main
-        stream's states after the embeddings and after each of those blocks."""
+    def _encode_both_views(self, pixel_values, pixel_values_aux, interpolate_pos_encoding, record: bool):
+        """Blocks `[0, fusion_layer)` on both views: main and aux tokens, each `(B, 1 + N, D)`, and, with `record`,
+        the main stream's states (after the embeddings and each block) and attention weights.
+
+        A shared encoder runs both views as one batch of 2B; when states are recorded it runs them one after the
+        other instead (the same results), so that every state returned is the very tensor the forward goes on
+        with (gradients reach it)."""
         k = self.config.fusion_layer
-        if self.config.share_encoder:
+        batch_size = pixel_values.shape[0]
+        if self.config.share_encoder and not record:
             both, _, _ = self.emotic.embeddings(
                 torch.cat([pixel_values, pixel_values_aux]), interpolate_pos_encoding=interpolate_pos_encoding
             )  # [2B, 1 + N, D]
-            main_states = [both.chunk(2)[0]]
             for layer in self.emotic.layers[:k]:
-                both = layer(both)
-                main_states.append(both.chunk(2)[0])
-            main, aux = both.chunk(2)
-            return main, aux, tuple(main_states)
+                both, _ = layer(both)
+            return both[:batch_size], both[batch_size:], (), ()  # slices, not chunk: a symbolic batch exports
+        aux_embeddings, aux_layers = ((self.emotic.embeddings, self.emotic.layers[:k]) if self.config.share_encoder
+                                      else (self.aux_embeddings, self.aux_layers))
         main, _, _ = self.emotic.embeddings(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding)
-        aux, _, _ = self.aux_embeddings(pixel_values_aux, interpolate_pos_encoding=interpolate_pos_encoding)
-        main_states = [main]
-        for layer, aux_layer in zip(self.emotic.layers[:k], self.aux_layers):
-            main, aux = layer(main), aux_layer(aux)
+        aux, _, _ = aux_embeddings(pixel_values_aux, interpolate_pos_encoding=interpolate_pos_encoding)
+        main_states, main_attentions = [main], []
+        for layer, aux_layer in zip(self.emotic.layers[:k], aux_layers):
+            main, weights = layer(main)
+            aux, _ = aux_layer(aux)
             main_states.append(main)
-        return main, aux, tuple(main_states)
+            main_attentions.append(weights)
+        return main, aux, tuple(main_states), tuple(main_attentions)
 
     @can_return_tuple
     def forward(
@@ -738,14 +810,17 @@ class EmoticForImageClassification(EmoticPreTrainedModel):
         labels: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
         output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
-    ) -> ImageClassifierOutput:
+    ) -> EmoticImageClassifierOutput:
         r"""
-        Returns an `ImageClassifierOutput`; with `output_hidden_states=True` its `hidden_states` are the main stream's:
-        after the embeddings, after each block, and (with fusion) after the fusion block.
+        Returns an `EmoticImageClassifierOutput`. `output_hidden_states` / `output_attentions` (arguments, or the
+        config's) return the main view's stream: `hidden_states` after the embeddings, after each block and (with
+        fusion) after the fusion block; `attentions`, the main view's self-attention in every block; and
+        `fusion_attentions`, the fusion block's map of main queries over auxiliary tokens (eager attention).
 
         pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
-            The main view: the whole face, normalised.
+            The main view: the whole face, normalised (cast to the weights' dtype).
         pixel_values_aux (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`, *optional*):
             The auxiliary view from [`EmoticImageProcessor`] (key regions). When fusion needs it and it is not
             given, the model builds it from `pixel_values` with the canonical aligned-face template
@@ -754,14 +829,19 @@ class EmoticForImageClassification(EmoticPreTrainedModel):
         labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             Class indices; negative values (Aff-Wild2's -1) are ignored by the loss.
         """
+        output_hidden_states = self.config.output_hidden_states if output_hidden_states is None \
+            else output_hidden_states
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        all_attentions, fusion_attentions = None, None
         if not self.uses_aux_view:
             outputs = self.emotic(
                 pixel_values, interpolate_pos_encoding=interpolate_pos_encoding,
-                output_hidden_states=output_hidden_states,
+                output_hidden_states=output_hidden_states, output_attentions=output_attentions,
             )
-            pooled, all_hidden_states = outputs.pooler_output, outputs.hidden_states
+            pooled, all_hidden_states, all_attentions = outputs.pooler_output, outputs.hidden_states, outputs.attentions
         else:
             check_pixel_values(pixel_values, self.config.num_channels)
+            pixel_values = as_weights_dtype(pixel_values, self.emotic.embeddings)
             if pixel_values_aux is None:
                 pixel_values_aux = build_template_aux_view(pixel_values, self.config.aux_regions,
                                                            self.config.aux_layout)
@@ -771,22 +851,36 @@ class EmoticForImageClassification(EmoticPreTrainedModel):
                     f"pixel_values_aux must have the shape of pixel_values {tuple(pixel_values.shape)}; "
                     f"got {tuple(pixel_values_aux.shape)}"
                 )
-            main, aux, main_states = self._encode_both_views(
-                pixel_values, pixel_values_aux.to(pixel_values.dtype), interpolate_pos_encoding
+            record = bool(output_hidden_states or output_attentions)
+            main, aux, main_states, main_attentions = self._encode_both_views(
+                pixel_values, pixel_values_aux.to(pixel_values.dtype), interpolate_pos_encoding, record
             )
-            hidden_states = self.fusion(main, aux)
+            hidden_states, fusion_map = self.fusion(main, aux)
             all_hidden_states = main_states + (hidden_states,) if output_hidden_states else None
+            all_attentions = main_attentions if output_attentions else None
             for layer in self.emotic.layers[self.config.fusion_layer:]:
-                hidden_states = layer(hidden_states)
+                hidden_states, weights = layer(hidden_states)
                 if output_hidden_states:
                     all_hidden_states += (hidden_states,)
+                if output_attentions:
+                    all_attentions += (weights,)
+            if not isinstance(output_hidden_states, bool) and output_hidden_states is not None:
+                # indices instead of a flag (as transformers' output capturing): only those states are kept
+                count = len(all_hidden_states)
+                selected = [output_hidden_states] if isinstance(output_hidden_states, int) else output_hidden_states
+                keep = {i % count for i in selected if -count <= i < count}
+                all_hidden_states = tuple(state if i in keep else None for i, state in enumerate(all_hidden_states))
+            if output_attentions:  # as transformers' capture: weights only where the attention function gives them
+                all_attentions = tuple(weights for weights in all_attentions if weights is not None)
+                fusion_attentions = fusion_map
             pooled = self.emotic.pool(hidden_states)
 
         logits = self.classifier(pooled)  # [B, num_labels]
         loss = None
         if labels is not None:
             loss = self.loss_function(labels, logits, self.config, **kwargs)
-        return ImageClassifierOutput(loss=loss, logits=logits, hidden_states=all_hidden_states)
+        return EmoticImageClassifierOutput(loss=loss, logits=logits, hidden_states=all_hidden_states,
+                                           attentions=all_attentions, fusion_attentions=fusion_attentions)
 
 
 __all__ = [

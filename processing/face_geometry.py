@@ -145,7 +145,8 @@ def boxes_from_landmarks(landmarks: np.ndarray, name: str = "landmarks") -> dict
     if np.linalg.norm(points[1] - points[0]) < 1.0 or np.ptp(points[:, 1]) < 1.0:
         raise ValueError(f"{name} are degenerate: eye centres {points[0].round(1).tolist()} and "
                          f"{points[1].round(1).tolist()}, points spanning {np.ptp(points, 0).round(2).tolist()} "
-                         f"pixels; expected distinct eye, nose and mouth points in pixels of the image (not fractions of it)")
+                         f"pixels; expected distinct eye, nose and mouth points in pixels of the image (not "
+                         f"fractions of it)")
     boxes = boxes_from_five_points(points)
     regions = _DENSE_REGIONS.get(len(landmarks))
     if regions:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+from transformers.processing_utils import ImagesKwargs
 from transformers.utils import logging
 
 from .face_geometry import (
@@ -33,6 +34,18 @@ AUX_LAYOUTS = ("concat", "updown", "mean", "mask")
 GEOMETRIES = ("auto", "detector", "template")
 NO_FACE_BEHAVIOURS = ("full_image", "error")
 RESAMPLING = ("nearest", "bilinear", "bicubic")  # antialiased when downscaling (bilinear, bicubic)
+PIL_RESAMPLING = {0: "nearest", 2: "bilinear", 3: "bicubic"}  # transformers' PILImageResampling values
+
+
+class EmoticImageProcessorKwargs(ImagesKwargs, total=False):
+    """emotic's options beside transformers' standard image-processor keywords (`ImagesKwargs`)."""
+
+    aux_regions: list[str] | None
+    aux_layout: str | None
+    geometry: str | None
+    on_no_face: str | None
+    max_image_pixels: int | None
+    min_image_size: int | None
 
 
 class EmoticImageProcessor(BaseImageProcessor):
@@ -48,8 +61,13 @@ class EmoticImageProcessor(BaseImageProcessor):
 
     Args:
         size (`dict` or `int`, defaults to 224): output `{"height", "width"}` of both views.
-        resample (`str`, defaults to `"bilinear"`): `nearest`, `bilinear` or `bicubic` (antialiased).
-        image_mean, image_std (`list[float]`): normalisation (ImageNet's, as MAE and MAE-Face use).
+        resample (`str`, defaults to `"bilinear"`): `nearest`, `bilinear` or `bicubic` (antialiased); transformers'
+            `PILImageResampling` values are accepted too.
+        do_convert_rgb (`bool`, defaults to `True`): convert every input to RGB (grey repeated, alpha on white).
+            With `False`, arrays and tensors keep their channels (give `image_mean`/`image_std` per channel).
+        do_rescale (`bool`, defaults to `True`), rescale_factor (`float`, defaults to 1/255): scale pixel values.
+        do_normalize (`bool`, defaults to `True`), image_mean, image_std (`list[float]`): normalisation (ImageNet's,
+            as MAE and MAE-Face use).
         aux_regions (`list[str]`, defaults to `["eyes", "mouth"]`): any non-empty subset of eyes, mouth, nose.
         aux_layout (`str`, defaults to `"concat"`): `concat` (regions side by side, top-to-bottom order left to
             right), `updown` (stacked: eyes above nose above mouth), `mean` (pixel mean of the region crops) or
@@ -60,12 +78,26 @@ class EmoticImageProcessor(BaseImageProcessor):
         min_image_size (`int`, defaults to 16): images with a side shorter than this are refused.
 
     Call it with one image or a list (PIL images, numpy arrays `HWC`/`CHW`/`HW`, torch tensors, or file paths;
-    any PIL mode, 8- or 16-bit). `return_regions=True` adds `regions`: per image, the `face`, `eyes`, `mouth` and
-    `nose` boxes `(x0, y0, x1, y1)` in input pixels and the geometry `source` used
+    any PIL mode, 8- or 16-bit). Every option above can also be given to the call, as can transformers' standard
+    `input_data_format` (`"channels_first"`/`"channels_last"`, when the layout of an array is ambiguous),
+    `data_format` (of the output), `device` and `return_tensors`. `return_regions=True` adds `regions`: per image,
+    the `face`, `eyes`, `mouth` and `nose` boxes `(x0, y0, x1, y1)` in input pixels and the geometry `source` used
     (`landmarks`, `detector`, `template` or `full_image`).
     """
 
     model_input_names = ["pixel_values", "pixel_values_aux"]
+    valid_kwargs = EmoticImageProcessorKwargs
+    # class defaults: an option set to None on an instance falls back to these (and None survives save/load)
+    do_convert_rgb = True
+    do_rescale = True
+    rescale_factor = 1 / 255
+    do_normalize = True
+    # the call options; anything else is refused (a misspelt option must not be ignored silently)
+    _valid_processor_keys = [
+        "images", "landmarks", "return_regions", "return_tensors", "aux_regions", "aux_layout", "geometry",
+        "on_no_face", "size", "resample", "do_resize", "do_convert_rgb", "do_rescale", "rescale_factor",
+        "do_normalize", "image_mean", "image_std", "input_data_format", "data_format", "device",
+    ]
 
     def __init__(
         self,
@@ -79,12 +111,15 @@ class EmoticImageProcessor(BaseImageProcessor):
         on_no_face: str = "full_image",
         max_image_pixels: int = 50_000_000,
         min_image_size: int = 16,
+        do_convert_rgb: bool | None = True,
+        do_rescale: bool | None = True,
+        rescale_factor: float | None = 1 / 255,
+        do_normalize: bool | None = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        size = 224 if size is None else size
-        self.size = {"height": size, "width": size} if isinstance(size, int) else dict(size)
-        self.resample = resample
+        self.size = self._size_dict(224 if size is None else size)
+        self.resample = self._resample_name(resample)
         self.image_mean = list(IMAGENET_MEAN if image_mean is None else image_mean)
         self.image_std = list(IMAGENET_STD if image_std is None else image_std)
         self.aux_regions = list(aux_regions or ["eyes", "mouth"])
@@ -93,16 +128,29 @@ class EmoticImageProcessor(BaseImageProcessor):
         self.on_no_face = on_no_face
         self.max_image_pixels = max_image_pixels
         self.min_image_size = min_image_size
+        self.do_convert_rgb, self.do_rescale, self.do_normalize = do_convert_rgb, do_rescale, do_normalize
+        self.rescale_factor = rescale_factor
         self._check_options(self.aux_regions, aux_layout, geometry, on_no_face)
         # transformers' `load_image` (which `pipeline` calls before this processor sees the image) decodes whatever
         # Pillow's own decompression-bomb limit lets through: lower that process-wide limit to ours (never raise it),
         # so an oversized image is refused from its header there too (Pillow refuses above twice the limit).
         if Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > max_image_pixels:
             Image.MAX_IMAGE_PIXELS = max_image_pixels
-        if resample not in RESAMPLING:
-            raise ValueError(f"EmoticImageProcessor: resample={resample!r}; allowed: {list(RESAMPLING)}")
-        if sorted(self.size) != ["height", "width"] or min(self.size.values()) < 1:
+
+    @staticmethod
+    def _size_dict(size) -> dict:
+        value = {"height": size, "width": size} if isinstance(size, int) else dict(size)
+        if sorted(value) != ["height", "width"] or not all(isinstance(v, int) and v >= 1 for v in value.values()):
             raise ValueError(f"EmoticImageProcessor: size={size!r}; expected an int or {{'height': h, 'width': w}}")
+        return value
+
+    @staticmethod
+    def _resample_name(resample) -> str:
+        name = PIL_RESAMPLING.get(int(resample), resample) if isinstance(resample, int) else resample
+        if name not in RESAMPLING:
+            raise ValueError(f"EmoticImageProcessor: resample={resample!r}; allowed: {list(RESAMPLING)} (or "
+                             f"PILImageResampling.NEAREST, BILINEAR, BICUBIC)")
+        return name
 
     @staticmethod
     def _check_options(aux_regions, aux_layout, geometry, on_no_face):
@@ -126,16 +174,29 @@ class EmoticImageProcessor(BaseImageProcessor):
         aux_layout: str | None = None,
         geometry: str | None = None,
         on_no_face: str | None = None,
+        size=None,
+        resample=None,
+        do_resize: bool | None = None,
+        do_convert_rgb: bool | None = None,
+        do_rescale: bool | None = None,
+        rescale_factor: float | None = None,
+        do_normalize: bool | None = None,
+        image_mean=None,
+        image_std=None,
+        input_data_format=None,
+        data_format=None,
+        device=None,
         **kwargs,
     ) -> BatchFeature:
         if kwargs:  # a misspelt option must not be ignored silently
             raise TypeError(f"EmoticImageProcessor got unexpected arguments {sorted(kwargs)}; options are "
-                            f"landmarks, return_regions, return_tensors, aux_regions, aux_layout, geometry, on_no_face")
-        aux_regions = list(aux_regions or self.aux_regions)
-        aux_layout = aux_layout or self.aux_layout
-        geometry = geometry or self.geometry
-        on_no_face = on_no_face or self.on_no_face
-        self._check_options(aux_regions, aux_layout, geometry, on_no_face)
+                            f"{', '.join(self._valid_processor_keys[1:])}")
+        if do_resize is False:
+            raise ValueError("EmoticImageProcessor: do_resize=False is not supported; both views are built at `size` "
+                             "(set size to the resolution you want)")
+        options = self._options(locals())
+        self._check_options(options["aux_regions"], options["aux_layout"], options["geometry"],
+                            options["on_no_face"])
         images = self._as_list(images)
         if landmarks is not None:
             if len(images) == 1 and np.asarray(landmarks, dtype=object).ndim == 2:
@@ -147,23 +208,41 @@ class EmoticImageProcessor(BaseImageProcessor):
         main_views, aux_views, regions = [], [], []
         for index, image in enumerate(images):
             name = self._image_name(image, index)
-            rgb = self.to_rgb(image, name)
+            pixels = self._decode(image, name, options["do_convert_rgb"], input_data_format)  # [1, C, H, W] uint8
             boxes, source = self._face_geometry(
-                rgb, None if landmarks is None else landmarks[index], geometry, on_no_face, name
+                pixels, None if landmarks is None else landmarks[index], options["geometry"], options["on_no_face"],
+                name,
             )
-            main, aux = self._build_views(rgb, boxes, aux_regions, aux_layout)
+            main, aux = self._build_views(pixels, boxes, options)
             main_views.append(main)
             aux_views.append(aux)
             regions.append({**{key: tuple(round(v, 2) for v in box) for key, box in boxes.items()}, "source": source})
 
-        views = {"pixel_values": self._normalise(torch.stack(main_views)),
-                 "pixel_values_aux": self._normalise(torch.stack(aux_views))}
+        views = {"pixel_values": self._normalise(torch.stack(main_views), options),
+                 "pixel_values_aux": self._normalise(torch.stack(aux_views), options)}
+        if str(getattr(data_format, "value", data_format)) in ("channels_last", "last"):
+            views = {key: value.permute(0, 2, 3, 1).contiguous() for key, value in views.items()}
         if str(return_tensors) not in ("pt", "TensorType.PYTORCH"):
             views = {key: value.numpy() for key, value in views.items()}
+        elif device is not None:
+            views = {key: value.to(device) for key, value in views.items()}
         features = BatchFeature(data=views, tensor_type=return_tensors)
         if return_regions:
             features["regions"] = regions
         return features
+
+    def _options(self, given: dict) -> dict:
+        """The call's options: each given one, else the instance's, else the class default; checked."""
+        names = ("aux_regions", "aux_layout", "geometry", "on_no_face", "size", "resample", "do_convert_rgb",
+                 "do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std")
+        options = {}
+        for name in names:
+            value = given[name] if given[name] is not None else getattr(self, name, None)
+            options[name] = value if value is not None else getattr(type(self), name, None)
+        options["aux_regions"] = list(options["aux_regions"])
+        options["size"] = self._size_dict(options["size"])
+        options["resample"] = self._resample_name(options["resample"])
+        return options
 
     # -- decoding and checking inputs ------------------------------------------------------------------------------
 
@@ -183,7 +262,7 @@ class EmoticImageProcessor(BaseImageProcessor):
             return f"image file {os.fspath(image)}"
         return f"image {index}"
 
-    def to_rgb(self, image, name: str | None = None) -> Image.Image:
+    def to_rgb(self, image, name: str | None = None, input_data_format=None) -> Image.Image:
         """Any supported input → an RGB PIL image, or a `ValueError` naming the input and what was expected."""
         name = name or self._image_name(image, 0)
         if isinstance(image, (str, os.PathLike)):
@@ -191,15 +270,28 @@ class EmoticImageProcessor(BaseImageProcessor):
         if isinstance(image, Image.Image):
             rgb = self._pil_to_rgb(image, name)
         elif hasattr(image, "detach") or isinstance(image, np.ndarray):  # torch tensor or numpy array
-            rgb = Image.fromarray(self._array_to_uint8(image, name))
+            rgb = Image.fromarray(self._array_to_uint8(image, name, channels_first=_channels_first(input_data_format)))
         else:
             raise ValueError(f"{name}: unsupported type {type(image).__name__}; expected a PIL image, a numpy "
                              f"array, a torch tensor or a file path")
-        width, height = rgb.size
+        self._check_size(rgb.width, rgb.height, name)
+        return rgb
+
+    def _check_size(self, width: int, height: int, name: str) -> None:
         if min(width, height) < self.min_image_size:
             raise ValueError(f"{name}: {width}x{height} pixels is too small; each side must be at least "
                              f"{self.min_image_size} pixels")
-        return rgb
+
+    def _decode(self, image, name: str, convert_rgb: bool, input_data_format) -> torch.Tensor:
+        """The pixels of one input, `(1, C, H, W)` uint8: RGB (C = 3), or with `convert_rgb=False` the channels an
+        array or tensor has (a PIL image or file is always RGB)."""
+        if convert_rgb or not (hasattr(image, "detach") or isinstance(image, np.ndarray)):
+            array = np.array(self.to_rgb(image, name, input_data_format))  # a writable copy for torch
+        else:
+            array = self._array_to_uint8(image, name, channels_first=_channels_first(input_data_format),
+                                         keep_channels=True)
+            self._check_size(array.shape[1], array.shape[0], name)
+        return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None]
 
     def _open(self, path, name: str) -> Image.Image:
         if not os.path.isfile(path):
@@ -245,16 +337,19 @@ class EmoticImageProcessor(BaseImageProcessor):
         return image.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV, ...
 
     @staticmethod
-    def _array_to_uint8(array, name: str, sixteen_bit: bool = False) -> np.ndarray:
-        """numpy/torch image → `(H, W, 3)` uint8. Accepts HW, HWC and CHW with 1, 3 or 4 channels; uint8,
-        16-bit, bool, or float in [0, 1] or [0, 255]."""
+    def _array_to_uint8(array, name: str, sixteen_bit: bool = False, channels_first: bool | None = None,
+                        keep_channels: bool = False) -> np.ndarray:
+        """numpy/torch image → `(H, W, 3)` uint8 (`keep_channels`: `(H, W, C)` with the channels given). Accepts
+        HW, HWC and CHW with 1, 3 or 4 channels (`channels_first` settles an ambiguous layout); uint8, 16-bit,
+        bool, or float in [0, 1] or [0, 255]."""
         if hasattr(array, "detach"):
             array = array.detach().cpu()
             if str(array.dtype) == "torch.bfloat16":
                 array = array.float()
             array = array.numpy()
         array = np.asarray(array)
-        if array.ndim == 3 and array.shape[-1] not in (1, 3, 4) and array.shape[0] in (1, 3, 4):
+        if array.ndim == 3 and (channels_first or (
+                channels_first is None and array.shape[-1] not in (1, 3, 4) and array.shape[0] in (1, 3, 4))):
             array = array.transpose(1, 2, 0)  # CHW -> HWC
         if array.ndim == 3 and array.shape[-1] == 1:
             array = array[..., 0]
@@ -281,6 +376,8 @@ class EmoticImageProcessor(BaseImageProcessor):
                 raise ValueError(f"{name}: integer values span [{low}, {high}]; expected 8- or 16-bit values")
             sixteen_bit = sixteen_bit or array.dtype.itemsize >= 2 and high > 255
             array = (array.astype(np.uint32) * 255 // 65535 if sixteen_bit else array).astype(np.uint8)
+        if keep_channels:
+            return np.ascontiguousarray(array[..., None] if array.ndim == 2 else array)
         if array.ndim == 2:
             array = np.repeat(array[..., None], 3, axis=-1)
         elif array.shape[-1] == 4:  # RGBA on white
@@ -290,8 +387,8 @@ class EmoticImageProcessor(BaseImageProcessor):
 
     # -- geometry ---------------------------------------------------------------------------------------------------
 
-    def _face_geometry(self, rgb: Image.Image, landmarks, geometry, on_no_face, name):
-        width, height = rgb.size
+    def _face_geometry(self, pixels: torch.Tensor, landmarks, geometry, on_no_face, name):
+        height, width = pixels.shape[-2:]
         if landmarks is not None:
             what = f"landmarks of {name}"
             boxes = boxes_from_landmarks(validate_landmarks(landmarks, what), what)
@@ -305,7 +402,8 @@ class EmoticImageProcessor(BaseImageProcessor):
             logger.warning_once("EmoticImageProcessor: no face detector installed (pip install 'emotic[faces]'); "
                                 "treating images as aligned face crops (the canonical template)")
             return template_boxes(width, height), "template"
-        points = FaceLandmarker.shared()(np.asarray(rgb))
+        rgb = pixels[0, :3] if pixels.shape[1] >= 3 else pixels[0, :1].expand(3, -1, -1)  # the detector sees RGB
+        points = FaceLandmarker.shared()(rgb.permute(1, 2, 0).numpy())
         if points is None:
             if on_no_face == "error":
                 raise ValueError(f"{name}: no face found (on_no_face='error')")
@@ -315,65 +413,72 @@ class EmoticImageProcessor(BaseImageProcessor):
 
     # -- the two views ---------------------------------------------------------------------------------------------
 
-    def _fill(self) -> tuple:
-        return tuple(int(round(255 * m)) for m in self.image_mean)  # the colour that normalises to 0
+    @staticmethod
+    def _fill(options: dict, channels: int) -> torch.Tensor:
+        """`(C, 1, 1)` uint8: the mean colour, which normalises to 0 (blank areas of the views)."""
+        mean = list(options["image_mean"]) * (channels if len(options["image_mean"]) == 1 else 1)
+        if len(mean) != channels:
+            raise ValueError(f"image_mean has {len(mean)} values for images with {channels} channels; give one per "
+                             f"channel")
+        return torch.tensor([min(255, max(0, int(round(255 * m)))) for m in mean], dtype=torch.uint8).view(-1, 1, 1)
 
-    def _crop_resize(self, image: Image.Image, pixels: torch.Tensor, box, out_width: int, out_height: int):
-        """Crop `box` and resize it: `(3, out_height, out_width)` uint8. Inside the image, one antialiased uint8
-        `interpolate` on the crop (a view, no copy); where the box reaches outside, the mean colour."""
+    @staticmethod
+    def _crop_resize(pixels: torch.Tensor, box, out_width: int, out_height: int, options: dict, fill):
+        """Crop `box` of `(1, C, H, W)` pixels and resize it: `(C, out_height, out_width)` uint8. Inside the image,
+        one antialiased uint8 `interpolate` on the crop (a view, no copy); where the box reaches outside, `fill`."""
+        height, width = pixels.shape[-2:]
         x0, y0, x1, y1 = box
         left, top = int(math.floor(x0)), int(math.floor(y0))
         right, bottom = max(int(math.ceil(x1)), left + 1), max(int(math.ceil(y1)), top + 1)
-        inside = left >= 0 and top >= 0 and right <= image.width and bottom <= image.height
-        if inside:
-            return self._resize(pixels[:, :, top:bottom, left:right], out_width, out_height)  # crop: [1, 3, h, w]
+        if left >= 0 and top >= 0 and right <= width and bottom <= height:
+            return _resize(pixels[:, :, top:bottom, left:right], out_width, out_height, options["resample"])
         # A box reaching outside the image: the part inside is resized to its share of the output, the rest is the
         # mean colour (no canvas of the box's size: a box much larger than the image costs nothing extra).
-        out = torch.tensor(self._fill(), dtype=torch.uint8).view(3, 1, 1).repeat(1, out_height, out_width)
+        out = fill.repeat(1, out_height, out_width)
         x_scale, y_scale = out_width / (right - left), out_height / (bottom - top)
-        ix0, iy0, ix1, iy1 = max(left, 0), max(top, 0), min(right, image.width), min(bottom, image.height)
+        ix0, iy0, ix1, iy1 = max(left, 0), max(top, 0), min(right, width), min(bottom, height)
         ox0, oy0 = round((ix0 - left) * x_scale), round((iy0 - top) * y_scale)
         ox1, oy1 = round((ix1 - left) * x_scale), round((iy1 - top) * y_scale)
         if ix1 > ix0 and iy1 > iy0 and ox1 > ox0 and oy1 > oy0:
-            out[:, oy0:oy1, ox0:ox1] = self._resize(pixels[:, :, iy0:iy1, ix0:ix1], ox1 - ox0, oy1 - oy0)
+            out[:, oy0:oy1, ox0:ox1] = _resize(pixels[:, :, iy0:iy1, ix0:ix1], ox1 - ox0, oy1 - oy0,
+                                               options["resample"])
         return out
 
-    def _resize(self, crop: torch.Tensor, out_width: int, out_height: int) -> torch.Tensor:
-        """`(1, 3, h, w)` uint8 → `(3, out_height, out_width)` uint8, antialiased when downscaling."""
-        if self.resample == "nearest":
-            resized = F.interpolate(crop, size=(out_height, out_width), mode="nearest")
-        else:
-            resized = F.interpolate(crop, size=(out_height, out_width), mode=self.resample, antialias=True,
-                                    align_corners=False)
-        return resized[0]
+    @staticmethod
+    def _normalise(pixels: torch.Tensor, options: dict) -> torch.Tensor:
+        """`(B, C, H, W)` uint8 → float32 `(x * rescale_factor - mean) / std` (each step as the options say), one
+        batched multiply-add."""
+        channels = pixels.shape[1]
+        scale = torch.full((channels,), float(options["rescale_factor"]) if options["do_rescale"] else 1.0)
+        offset = torch.zeros(channels)
+        if options["do_normalize"]:
+            mean, std = (torch.tensor([float(v) for v in options[key]]) for key in ("image_mean", "image_std"))
+            if len(mean) not in (1, channels) or len(std) not in (1, channels):
+                raise ValueError(f"image_mean and image_std have {len(mean)} and {len(std)} values for images with "
+                                 f"{channels} channels; give one per channel")
+            scale, offset = scale / std, -mean / std
+        return pixels.float().mul_(scale.view(1, -1, 1, 1)).add_(offset.view(1, -1, 1, 1))
 
-    def _normalise(self, pixels: torch.Tensor) -> torch.Tensor:
-        """`(B, 3, H, W)` uint8 → float32 `(x / 255 - mean) / std`, one batched multiply-add."""
-        scale = torch.tensor([1.0 / (255.0 * s) for s in self.image_std]).view(1, 3, 1, 1)
-        offset = torch.tensor([-m / s for m, s in zip(self.image_mean, self.image_std)]).view(1, 3, 1, 1)
-        return pixels.float().mul_(scale).add_(offset)
-
-    def _build_views(self, rgb: Image.Image, boxes: dict, aux_regions, aux_layout):
-        """Both views of one image as `(3, H, W)` uint8 tensors."""
-        height, width = self.size["height"], self.size["width"]
-        pixels = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None]  # [1, 3, H, W]
-        main = self._crop_resize(rgb, pixels, boxes["face"], width, height)
-        ordered = [region for region in REGIONS if region in aux_regions]
-        count = len(ordered)
-        fill = torch.tensor(self._fill(), dtype=torch.uint8).view(3, 1, 1)
-        if aux_layout in ("concat", "updown"):
-            aux = torch.empty(3, height, width, dtype=torch.uint8)
-            side = width if aux_layout == "concat" else height
+    def _build_views(self, pixels: torch.Tensor, boxes: dict, options: dict):
+        """Both views of one image, from its `(1, C, H, W)` pixels, as `(C, height, width)` uint8 tensors."""
+        height, width = options["size"]["height"], options["size"]["width"]
+        fill = self._fill(options, pixels.shape[1])
+        main = self._crop_resize(pixels, boxes["face"], width, height, options, fill)
+        ordered = [region for region in REGIONS if region in options["aux_regions"]]
+        count, layout = len(ordered), options["aux_layout"]
+        if layout in ("concat", "updown"):
+            aux = torch.empty_like(main)
+            side = width if layout == "concat" else height
             edges = [round(side * i / count) for i in range(count + 1)]
             for i, region in enumerate(ordered):
-                if aux_layout == "concat":  # side by side
+                if layout == "concat":  # side by side
                     aux[:, :, edges[i]:edges[i + 1]] = self._crop_resize(
-                        rgb, pixels, boxes[region], edges[i + 1] - edges[i], height)
+                        pixels, boxes[region], edges[i + 1] - edges[i], height, options, fill)
                 else:  # stacked, top to bottom
                     aux[:, edges[i]:edges[i + 1]] = self._crop_resize(
-                        rgb, pixels, boxes[region], width, edges[i + 1] - edges[i])
-        elif aux_layout == "mean":
-            crops = [self._crop_resize(rgb, pixels, boxes[r], width, height).float() for r in ordered]
+                        pixels, boxes[region], width, edges[i + 1] - edges[i], options, fill)
+        elif layout == "mean":
+            crops = [self._crop_resize(pixels, boxes[r], width, height, options, fill).float() for r in ordered]
             aux = torch.stack(crops).mean(0).round().to(torch.uint8)
         else:  # mask: the face with everything but the regions set to the mean colour
             fx0, fy0, fx1, fy1 = boxes["face"]
@@ -387,6 +492,24 @@ class EmoticImageProcessor(BaseImageProcessor):
                 keep[top:bottom, left:right] = True
             aux = torch.where(keep, main, fill)
         return main, aux
+
+
+def _resize(crop: torch.Tensor, out_width: int, out_height: int, resample: str) -> torch.Tensor:
+    """`(1, C, h, w)` uint8 → `(C, out_height, out_width)` uint8, antialiased when downscaling."""
+    if resample == "nearest":
+        return F.interpolate(crop, size=(out_height, out_width), mode="nearest")[0]
+    return F.interpolate(crop, size=(out_height, out_width), mode=resample, antialias=True, align_corners=False)[0]
+
+
+def _channels_first(input_data_format) -> bool | None:
+    """transformers' `input_data_format` ("channels_first"/"channels_last" or a `ChannelDimension`) → whether
+    arrays are CHW; None: infer from the shape."""
+    if input_data_format is None:
+        return None
+    value = str(getattr(input_data_format, "value", input_data_format))
+    if value not in ("channels_first", "channels_last"):
+        raise ValueError(f"input_data_format={input_data_format!r}; allowed: 'channels_first', 'channels_last'")
+    return value == "channels_first"
 
 
 __all__ = ["EmoticImageProcessor"]

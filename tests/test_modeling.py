@@ -138,13 +138,17 @@ def test_separate_aux_encoder_trains_its_own_copy(tiny_config):
 def test_shared_encoder_runs_both_views_as_one_batch_through_the_first_blocks(tiny_config):
     model = classifier(tiny_config, fusion_layer=2).eval()
     batch_sizes = []
-    hooks = [layer.register_forward_hook(lambda m, i, o: batch_sizes.append(o.shape[0])) for layer in
+    hooks = [layer.register_forward_hook(lambda m, i, o: batch_sizes.append(o[0].shape[0])) for layer in
              model.emotic.layers]
     with torch.no_grad():
-        model(images(3), images(3, seed=1))
+        plain = model(images(3), images(3, seed=1)).logits
+        assert batch_sizes == [6, 6, 3, 3]  # 2B through blocks [0, 2), B after the fusion
+        batch_sizes.clear()  # recording states: one view after the other (every returned state is one it used)
+        recorded = model(images(3), images(3, seed=1), output_hidden_states=True).logits
+        assert batch_sizes == [3, 3, 3, 3, 3, 3]
     for hook in hooks:
         hook.remove()
-    assert batch_sizes == [6, 6, 3, 3]  # 2B through blocks [0, 2), B after the fusion
+    torch.testing.assert_close(recorded, plain, rtol=1e-5, atol=1e-6)
 
 
 # --- the encoder and MAE pre-training ------------------------------------------------------------------------------

@@ -306,3 +306,19 @@ def test_evaluate_on_an_image_folder_scores_each_image_once_without_smoothing(mo
     assert metrics["split"] == "image folder" and metrics["raw"]["num_frames"] == 6
     assert list(metrics["smoothing"]["macro_f1_by_window"]) == ["1"]
     assert (tmp_path / "report" / "examples.png").is_file() and (tmp_path / "report" / "report.md").is_file()
+
+
+def test_the_report_draws_the_fusion_attention_over_the_auxiliary_view(model_dir):
+    from emotic import EmoticConfig, EmoticForImageClassification
+
+    model, processor = video.load_model(str(model_dir), "cpu")
+    implementation = model.config._attn_implementation
+    views = processor(generated_frames(3), return_tensors="pt", geometry="template")
+    maps = evaluate.fusion_maps(model, views)
+    assert maps.shape == (3, 4, 4)  # one value per auxiliary patch of a 32-px view with 8-px patches
+    assert (maps >= 0).all() and np.all(maps.sum(axis=(1, 2)) <= 1 + 1e-6) and np.all(maps.sum(axis=(1, 2)) > 0)
+    assert model.config._attn_implementation == implementation  # eager only while drawing
+    baseline = EmoticForImageClassification(EmoticConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                                         intermediate_size=64, image_size=32, patch_size=8,
+                                                         fusion_strategy="none"))
+    assert evaluate.fusion_maps(baseline, views) is None  # no fusion block: nothing to draw

@@ -11,7 +11,8 @@ reported beside the raw score and, with `--write-window`, stored in the model fo
 split, then apply it to a test split.
 
 The report folder holds `metrics.json`, `confusion_matrix.png`, `per_class_f1.png`, `smoothing.png` (macro-F1
-against window, best marked), `examples.png` (frames beside their auxiliary views, true and predicted labels) and
+against window, best marked), `examples.png` (frames beside their auxiliary views, true and predicted labels, and
+where the model has one, the fusion block's attention drawn over the auxiliary view) and
 `report.md` tying them together.
 """
 
@@ -81,7 +82,29 @@ def _denormalise(view, processor) -> np.ndarray:
     return np.clip((np.asarray(view) * std + mean).transpose(1, 2, 0), 0, 1)
 
 
-def plot_report(output: Path, metrics: dict, class_names, examples, processor, geometry):
+def fusion_maps(model, views) -> np.ndarray | None:
+    """Per image, the fusion block's attention from the main view's tokens to each auxiliary patch (the model's
+    `fusion_attentions`, averaged over heads and queries), as `(images, grid, grid)`; None for a model without one
+    (`fusion_strategy` none or mean)."""
+    import torch
+
+    if model.config.fusion_strategy not in ("attention", "concat"):
+        return None
+    previous = model.config._attn_implementation
+    model.set_attn_implementation("eager")  # SDPA returns no attention weights
+    try:
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            outputs = model(pixel_values=views["pixel_values"].to(device),
+                            pixel_values_aux=views["pixel_values_aux"].to(device), output_attentions=True)
+    finally:
+        model.set_attn_implementation(previous)
+    maps = outputs.fusion_attentions.float().mean(dim=(1, 2))[:, 1:]  # [B, N_aux]: the CLS token left out
+    grid = int(round(maps.shape[1] ** 0.5))
+    return maps.reshape(-1, grid, grid).cpu().numpy()
+
+
+def plot_report(output: Path, metrics: dict, class_names, examples, processor, geometry, model):
     """The four PNGs of the report."""
     import matplotlib
 
@@ -139,18 +162,28 @@ def plot_report(output: Path, metrics: dict, class_names, examples, processor, g
     plt.close(figure)
 
     if examples:
-        views = processor([path for path, _, _ in examples], return_tensors="np", geometry=geometry)
-        figure, axes = plt.subplots(len(examples), 2, figsize=(5, 2.4 * len(examples)), squeeze=False)
-        for row, ((path, truth, predicted), main, aux) in enumerate(zip(examples, views["pixel_values"],
-                                                                         views["pixel_values_aux"])):
+        views = processor([path for path, _, _ in examples], return_tensors="pt", geometry=geometry)
+        maps = fusion_maps(model, views)
+        columns = 2 if maps is None else 3
+        figure, axes = plt.subplots(len(examples), columns, figsize=(2.5 * columns, 2.4 * len(examples)),
+                                    squeeze=False)
+        for row, ((path, truth, predicted), main, aux) in enumerate(zip(examples, views["pixel_values"].numpy(),
+                                                                         views["pixel_values_aux"].numpy())):
             axes[row, 0].imshow(_denormalise(main, processor))
             axes[row, 1].imshow(_denormalise(aux, processor))
             axes[row, 0].set_title(f"{Path(path).parent.name}/{Path(path).name}", fontsize=8)
             axes[row, 1].set_title(f"true {truth} | predicted {predicted}", fontsize=8,
                                    color="black" if truth == predicted else "crimson")
+            if maps is not None:  # where the fusion block's main queries looked in the auxiliary view
+                height, width = aux.shape[-2:]
+                axes[row, 2].imshow(_denormalise(aux, processor))
+                axes[row, 2].imshow(maps[row], cmap="inferno", alpha=0.55, interpolation="bilinear",
+                                    extent=(-0.5, width - 0.5, height - 0.5, -0.5))
+                axes[row, 2].set_title("fusion attention", fontsize=8)
             for axis in axes[row]:
                 axis.axis("off")
-        figure.suptitle("Main view | auxiliary view", fontsize=10)
+        figure.suptitle("Main view | auxiliary view" + (" | fusion attention over it" if maps is not None else ""),
+                        fontsize=10)
         figure.tight_layout()
         figure.savefig(output / "examples.png", dpi=100)
         plt.close(figure)
@@ -202,8 +235,10 @@ def write_report_md(output: Path, metrics: dict, model_name: str, dataset: str, 
         "## Confusion matrix", "", "![confusion matrix](confusion_matrix.png)", "",
         "## Per-class F1", "", "![per-class F1](per_class_f1.png)", "",
         "## Smoothing", "", *smoothing_text,
-        "## Examples", "", "Frames beside the auxiliary view the model sees (eyes and mouth regions); red titles are "
-        "errors of the smoothed prediction.", "", "![examples](examples.png)", "",
+        "## Examples", "", "Frames beside the auxiliary view the model sees (eyes and mouth regions) and, for a model "
+        "with a fusion block that attends (`attention`, `concat`), where its main-view queries looked in that view "
+        "(`fusion_attentions`, averaged over heads and queries); red titles are errors of the smoothed prediction.",
+        "", "![examples](examples.png)", "",
         "Files: `metrics.json` holds every number above.", "",
     ]
     (output / "report.md").write_text("\n".join(lines))
@@ -278,7 +313,7 @@ def main(argv=None) -> int:
     paths_by_video = {video: paths for video, _, paths in videos}
     smoothed = {video: smooth_probabilities(p, best_window, mode).argmax(1) for video, _, p in results}
     examples = pick_examples(results, paths_by_video, smoothed, class_names, args.examples)
-    plot_report(output, metrics, class_names, examples, processor, args.geometry)
+    plot_report(output, metrics, class_names, examples, processor, args.geometry, model)
     write_report_md(output, metrics, Path(str(args.model)).name, dataset.name, class_names)
 
     if args.write_window:
