@@ -11,7 +11,7 @@ from transformers.activations import ACT2FN
 # The 8 expression classes of Aff-Wild2 / ABAW, in the index order of the annotation files.
 ABAW_EXPRESSION_LABELS = ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other"]
 
-FUSION_STRATEGIES = ("none", "mean", "concat", "attention")
+FUSION_STRATEGIES = ("none", "mean", "concat", "concat_linear", "attention")
 POOLING_MODES = ("avg", "cls")
 AUX_REGIONS = ("eyes", "mouth", "nose")
 AUX_LAYOUTS = ("concat", "updown", "mean", "mask")
@@ -50,8 +50,11 @@ class EmoticConfig(PreTrainedConfig):
         norm_pix_loss (`bool`, defaults to `True`): regress per-patch normalised pixels (the MAE recipe).
         fusion_strategy (`str`, defaults to `"attention"`): how the auxiliary view enters the main stream:
             `"none"` (plain MAE-Face fine-tuning, the baseline), `"mean"` (token-wise mean of both streams),
-            `"concat"` (one transformer block of joint attention over main‖aux tokens, main tokens kept) or
-            `"attention"` (Fusion Attention: main self-attention, main→aux cross attention, MLP, each with a skip).
+            `"concat"` (one transformer block of joint attention over main‖aux tokens, main tokens kept),
+            `"concat_linear"` (each main token concatenated with the auxiliary token at its position along the
+            channels, projected back to the width: the dual-view authors' "concatenate" fusion; starts as the main
+            tokens unchanged) or `"attention"` (Fusion Attention: main self-attention, main→aux cross attention,
+            MLP, each with a skip).
         fusion_layer (`int`, *optional*): both views run blocks `[0, fusion_layer)`; fusion happens after them;
             only the main view runs the rest. 0 fuses right after the patch embedding, `num_hidden_layers` after
             the last block. Defaults to `num_hidden_layers // 3` (4 for ViT-B): low-level features of the

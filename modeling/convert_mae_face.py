@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from .configuration_emotic import EmoticConfig
+from .configuration_emotic import FUSION_STRATEGIES, EmoticConfig
 from .modeling_emotic import EmoticForImageClassification, EmoticForPreTraining, EmoticModel
 
 TASKS = {
@@ -315,7 +315,7 @@ def main(argv=None):
     parser.add_argument("--num-labels", type=int, default=None, help="default: the 8 ABAW expressions")
     parser.add_argument("--num-attention-heads", type=int, default=None, help="default: hidden size / 64")
     parser.add_argument("--pooling", choices=["avg", "cls"], default=None)
-    parser.add_argument("--fusion-strategy", choices=["none", "mean", "concat", "attention"], default=None)
+    parser.add_argument("--fusion-strategy", choices=FUSION_STRATEGIES, default=None)
     parser.add_argument("--fusion-layer", type=int, default=None)
     args = parser.parse_args(argv)
     overrides = {name: value for name, value in (

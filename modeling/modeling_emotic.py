@@ -410,6 +410,9 @@ class EmoticFusion(GradientCheckpointingLayer):
 
     - `mean`: `(main + aux) / 2`, token by token.
     - `concat`: one pre-norm transformer block over `main‖aux` (`(B, 2T, D)`); the main half is kept.
+    - `concat_linear`: token-wise channel concatenation `[main, aux]` (`(B, T, 2D)`) projected back to `D`
+      (a plain `nn.Linear`, the 1×1 convolution of the authors' earlier dual-view code); it starts as the identity
+      on the main tokens (auxiliary half zero), so an untrained fusion leaves the main stream unchanged.
     - `attention` (Fusion Attention): main self-attention, then "local" attention of main queries over aux
       keys/values, then an MLP, each with a skip connection.
     """
@@ -420,6 +423,9 @@ class EmoticFusion(GradientCheckpointingLayer):
         size = config.hidden_size
         if self.strategy == "concat":
             self.block = EmoticLayer(config)
+        elif self.strategy == "concat_linear":
+            # Linear(2D -> D), initialised as [I | 0] (EmoticForImageClassification._init_weights)
+            self.projection = nn.Linear(2 * size, size)
         elif self.strategy == "attention":
             self.norm_self = nn.LayerNorm(size, eps=config.layer_norm_eps)
             self.self_attention = EmoticAttention(config, size, config.num_attention_heads)
@@ -432,13 +438,15 @@ class EmoticFusion(GradientCheckpointingLayer):
     def forward(self, main: torch.Tensor, aux: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Fused main tokens `(B, T, D)` and the map of main queries over auxiliary tokens `(B, heads, T, T_aux)`
         (None for `mean`, and where the attention function gives no weights)."""
-        if self.strategy == "mean":
+        if self.strategy in ("mean", "concat_linear"):
             if main.shape != aux.shape:
                 raise ValueError(
-                    f"fusion_strategy='mean' needs both views to give the same tokens; main {tuple(main.shape)} "
-                    f"vs aux {tuple(aux.shape)} (give pixel_values_aux the size of pixel_values)"
+                    f"fusion_strategy={self.strategy!r} needs both views to give the same tokens; main "
+                    f"{tuple(main.shape)} vs aux {tuple(aux.shape)} (give pixel_values_aux the size of pixel_values)"
                 )
-            return (main + aux) / 2, None
+            if self.strategy == "mean":
+                return (main + aux) / 2, None
+            return self.projection(torch.cat([main, aux], dim=-1)), None  # [B, T, 2D] -> [B, T, D]
         tokens = main.shape[1]
         if self.strategy == "concat":
             joint, weights = self.block(torch.cat([main, aux], dim=1), **kwargs)  # [B, 2T, D]
@@ -768,6 +776,12 @@ class EmoticForImageClassification(EmoticPreTrainedModel):
         super()._init_weights(module)
         if module is getattr(self, "classifier", None) and isinstance(module, nn.Linear):
             init.trunc_normal_(module.weight, std=2e-5)  # MAE fine-tuning's head init
+            init.zeros_(module.bias)
+        elif module is getattr(getattr(self, "fusion", None), "projection", None):
+            # concat_linear: [I | 0], the main half through and the auxiliary half zero, so the fused model starts
+            # as the `none` model
+            weight = module.weight
+            init.copy_(weight, torch.eye(weight.shape[0], weight.shape[1], dtype=weight.dtype, device=weight.device))
             init.zeros_(module.bias)
 
     @property

@@ -35,7 +35,7 @@ def test_fusion_layer_defaults_to_a_third_of_the_depth():
         (dict(num_attention_heads=5), "must divide hidden_size=768"),
         (dict(fusion_layer=13), "allowed: integers 0..12"),
         (dict(fusion_layer=-1), "allowed: integers 0..12"),
-        (dict(fusion_strategy="updown"), "allowed: ['none', 'mean', 'concat', 'attention']"),
+        (dict(fusion_strategy="updown"), "allowed: ['none', 'mean', 'concat', 'concat_linear', 'attention']"),
         (dict(pooling="max"), "allowed: ['avg', 'cls']"),
         (dict(aux_regions=["ears"]), "non-empty subset of ['eyes', 'mouth', 'nose']"),
         (dict(aux_regions=[]), "non-empty subset"),

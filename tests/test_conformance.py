@@ -161,6 +161,7 @@ EmoticClassifierNoFusionTest = classifier_test("EmoticClassifierNoFusionTest", f
                                                with_aux_view=False)
 EmoticClassifierMeanTest = classifier_test("EmoticClassifierMeanTest", fusion_strategy="mean")
 EmoticClassifierConcatTest = classifier_test("EmoticClassifierConcatTest", fusion_strategy="concat")
+EmoticClassifierConcatLinearTest = classifier_test("EmoticClassifierConcatLinearTest", fusion_strategy="concat_linear")
 EmoticClassifierAttentionTest = classifier_test("EmoticClassifierAttentionTest", fusion_strategy="attention")
 EmoticClassifierAttentionSeparateEncoderTest = classifier_test(
     "EmoticClassifierAttentionSeparateEncoderTest", fusion_strategy="attention", share_encoder=False)

@@ -13,7 +13,7 @@ from transformers import AutoModelForImageClassification
 
 from emotic import EmoticConfig, EmoticForImageClassification, EmoticImageProcessor
 
-STRATEGIES = ["none", "mean", "concat", "attention"]
+STRATEGIES = ["none", "mean", "concat", "concat_linear", "attention"]
 
 
 def model_of(strategy="attention", seed=0, **fields):

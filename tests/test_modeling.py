@@ -6,7 +6,7 @@ import torch
 from emotic import EmoticForImageClassification, EmoticForPreTraining, EmoticModel
 from emotic.modeling.modeling_emotic import build_template_aux_view
 
-STRATEGIES = ["none", "mean", "concat", "attention"]
+STRATEGIES = ["none", "mean", "concat", "concat_linear", "attention"]
 LAYERS = 4  # tiny config depth
 FUSION_LAYERS = [0, LAYERS // 2, LAYERS]  # right after the embeddings, middle, after the last block
 
@@ -36,6 +36,9 @@ class TestFusionStrategies:
 
     def test_gradients_reach_the_auxiliary_view_unless_fusion_is_none(self, tiny_config, strategy, fusion_layer):
         model = classifier(tiny_config, fusion_strategy=strategy, fusion_layer=fusion_layer)
+        if strategy == "concat_linear":  # as after training: its auxiliary half starts at zero (tested below)
+            with torch.no_grad():
+                model.fusion.projection.weight[:, 32:].normal_(std=0.02)
         main, aux = images().requires_grad_(), images(seed=1).requires_grad_()
         model(main, aux, labels=torch.tensor([0, 4, 7])).loss.backward()
         assert main.grad.abs().sum() > 0
@@ -250,3 +253,31 @@ def test_no_split_modules_name_real_module_classes(tiny_config):
     model = classifier(tiny_config)
     classes = {type(module).__name__ for module in model.modules()}
     assert set(model._no_split_modules) <= classes
+
+
+# --- concat_linear: the dual-view authors' channel-concatenation fusion --------------------------------------------
+
+def test_concat_linear_starts_as_the_none_model_and_learns(tiny_config):
+    baseline = classifier(tiny_config, fusion_strategy="none", fusion_layer=2).eval()
+    fused = classifier(tiny_config, seed=1, fusion_strategy="concat_linear", fusion_layer=2).eval()
+    missing, unexpected = fused.load_state_dict(baseline.state_dict(), strict=False)
+    assert not unexpected and missing == ["fusion.projection.weight", "fusion.projection.bias"]
+    with torch.no_grad():  # the projection starts as [I | 0]: the auxiliary view changes nothing yet
+        torch.testing.assert_close(fused(images(), images(seed=1)).logits, baseline(images()).logits, rtol=0,
+                                   atol=1e-6)
+    fused.train()
+    optimizer = torch.optim.SGD(fused.parameters(), lr=0.1)
+    before = fused.fusion.projection.weight.detach().clone()
+    fused(images(), images(seed=1), labels=torch.tensor([0, 4, 7])).loss.backward()
+    assert fused.fusion.projection.weight.grad[:, 32:].abs().sum() > 0  # the auxiliary half gets a gradient
+    optimizer.step()
+    assert not torch.equal(fused.fusion.projection.weight, before)
+
+
+def test_concat_linear_keeps_a_loaded_projection(tiny_config, tmp_path):
+    model = classifier(tiny_config, fusion_strategy="concat_linear", fusion_layer=2)
+    with torch.no_grad():
+        model.fusion.projection.weight.normal_()
+    model.save_pretrained(tmp_path)
+    reloaded = EmoticForImageClassification.from_pretrained(tmp_path)
+    assert torch.equal(reloaded.fusion.projection.weight, model.fusion.projection.weight)  # not re-initialised

@@ -52,7 +52,7 @@ class ModelArguments:
     # Unset (None) architecture and loss options keep the model's own: a fine-tuned concat model stays concat. Without
     # --model_name_or_path they take EmoticConfig's defaults (shown in brackets).
     fusion_strategy: str | None = field(default=None, metadata={
-        "help": "none | mean | concat | attention [attention]; default: the model's"})
+        "help": "none | mean | concat | concat_linear | attention [attention]; default: the model's"})
     fusion_layer: int | None = field(default=None, metadata={"help": "default: the model's [num_hidden_layers // 3]"})
     share_encoder: bool | None = field(default=None, metadata={"help": "default: the model's [true]"})
     aux_regions: str | None = field(default=None, metadata={
