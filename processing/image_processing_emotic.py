@@ -462,7 +462,10 @@ class EmoticImageProcessor(BaseImageProcessor):
     def _build_views(self, pixels: torch.Tensor, boxes: dict, options: dict):
         """Both views of one image, from its `(1, C, H, W)` pixels, as `(C, height, width)` uint8 tensors."""
         height, width = options["size"]["height"], options["size"]["width"]
-        fill = self._fill(options, pixels.shape[1])
+        fills = options.setdefault("fills", {})  # one per channel count, for the whole call
+        fill = fills.get(pixels.shape[1])
+        if fill is None:
+            fill = fills[pixels.shape[1]] = self._fill(options, pixels.shape[1])
         main = self._crop_resize(pixels, boxes["face"], width, height, options, fill)
         ordered = [region for region in REGIONS if region in options["aux_regions"]]
         count, layout = len(ordered), options["aux_layout"]
