@@ -220,7 +220,7 @@ class EmoticImageProcessor(BaseImageProcessor):
 
         views = {"pixel_values": self._normalise(torch.stack(main_views), options),
                  "pixel_values_aux": self._normalise(torch.stack(aux_views), options)}
-        if str(getattr(data_format, "value", data_format)) in ("channels_last", "last"):
+        if data_format is not None and not _channels_first(data_format, "data_format"):  # (B, H, W, C) asked for
             views = {key: value.permute(0, 2, 3, 1).contiguous() for key, value in views.items()}
         if str(return_tensors) not in ("pt", "TensorType.PYTORCH"):
             views = {key: value.numpy() for key, value in views.items()}
@@ -504,14 +504,14 @@ def _resize(crop: torch.Tensor, out_width: int, out_height: int, resample: str) 
     return F.interpolate(crop, size=(out_height, out_width), mode=resample, antialias=True, align_corners=False)[0]
 
 
-def _channels_first(input_data_format) -> bool | None:
-    """transformers' `input_data_format` ("channels_first"/"channels_last" or a `ChannelDimension`) → whether
-    arrays are CHW; None: infer from the shape."""
-    if input_data_format is None:
+def _channels_first(data_format, name: str = "input_data_format") -> bool | None:
+    """transformers' channel layout ("channels_first"/"channels_last" or a `ChannelDimension`) → whether it is CHW;
+    None: not given (an input's layout is then inferred from its shape)."""
+    if data_format is None:
         return None
-    value = str(getattr(input_data_format, "value", input_data_format))
+    value = str(getattr(data_format, "value", data_format))
     if value not in ("channels_first", "channels_last"):
-        raise ValueError(f"input_data_format={input_data_format!r}; allowed: 'channels_first', 'channels_last'")
+        raise ValueError(f"{name}={data_format!r}; allowed: 'channels_first', 'channels_last'")
     return value == "channels_first"
 
 

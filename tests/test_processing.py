@@ -389,3 +389,26 @@ def test_invalid_options_name_the_allowed_values(option, value, allowed):
 def test_a_misspelt_call_option_is_an_error_not_ignored():
     with pytest.raises(TypeError, match=r"unexpected arguments \['aux_layot'\]"):
         EmoticImageProcessor(size=32, geometry="template")(np.zeros((40, 40, 3), np.uint8), aux_layot="updown")
+
+
+def test_standard_call_keywords_of_transformers_processors_are_honoured():
+    processor = EmoticImageProcessor(size=32, geometry="template")
+    image = np.random.default_rng(0).integers(0, 256, (3, 40, 48), dtype=np.uint8)  # channels first
+    default = processor(image, return_tensors="pt")["pixel_values"]
+    told = processor(image, input_data_format="channels_first", return_tensors="pt")["pixel_values"]
+    assert torch.equal(default, told)
+    last = processor(image, input_data_format="channels_first", data_format="channels_last", return_tensors="pt")
+    assert last["pixel_values"].shape == (1, 32, 32, 3) and last["pixel_values_aux"].shape == (1, 32, 32, 3)
+    raw = processor(image, do_rescale=False, do_normalize=False, return_tensors="pt")["pixel_values"]
+    assert raw.max() > 1 and float(raw.min()) >= 0  # pixel values as they are, 0..255
+    plain = processor(image, image_mean=[0.0, 0.0, 0.0], image_std=[1.0, 1.0, 1.0], return_tensors="pt")
+    torch.testing.assert_close(plain["pixel_values"], raw / 255)
+    four = processor(np.zeros((40, 48, 4), dtype=np.uint8), do_convert_rgb=False, image_mean=[0.5] * 4,
+                     image_std=[0.5] * 4, return_tensors="pt")
+    assert four["pixel_values"].shape == (1, 4, 32, 32)
+    with pytest.raises(ValueError, match="data_format='sideways'"):
+        processor(image, data_format="sideways")
+    with pytest.raises(ValueError, match="do_resize=False is not supported"):
+        processor(image, do_resize=False)
+    with pytest.raises(ValueError, match="image_mean has 3 values for images with 4 channels"):
+        processor(np.zeros((40, 48, 4), dtype=np.uint8), do_convert_rgb=False, geometry="template")
