@@ -19,6 +19,7 @@ The sdist lacks four modules those files import. Small stand-ins are written bes
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -88,8 +89,7 @@ def ensure() -> Path:
 
     version = transformers.__version__
     root = cache_root() / f"transformers-{version}-tests"
-    package = root / "transformers_tests"
-    if (package / "test_modeling_common.py").is_file() and (root / "utils" / "fetch_hub_objects_for_ci.py").is_file():
+    if _complete(root):
         return root
     with tempfile.TemporaryDirectory() as download:
         subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-binary", ":all:", "--no-deps",
@@ -111,12 +111,20 @@ def ensure() -> Path:
             path.write_text(text)
         (staging / "utils").mkdir()
         (staging / "utils" / "fetch_hub_objects_for_ci.py").write_text(FETCH_HUB_OBJECTS)
-        if root.exists():  # an incomplete earlier unpacking of ours
-            import shutil
-
+        if root.exists() and not _complete(root):  # an incomplete earlier unpacking of ours
             shutil.rmtree(root)
-        staging.rename(root)
+        try:
+            staging.rename(root)  # atomic: a folder at `root` is always complete
+        except OSError:
+            if not _complete(root):
+                raise
+            shutil.rmtree(staging)  # another test run unpacked the same version meanwhile
     return root
+
+
+def _complete(root: Path) -> bool:
+    return (root / "transformers_tests" / "test_modeling_common.py").is_file() and \
+        (root / "utils" / "fetch_hub_objects_for_ci.py").is_file()
 
 
 if __name__ == "__main__":
