@@ -187,3 +187,28 @@ def test_two_processes_evaluate_gathered_predictions_like_one_process(synthetic,
     assert distributed["eval"]["num_frames"] == single["num_frames"] == len(evaluation)
     assert distributed["eval"]["confusion_matrix"] == single["confusion_matrix"]
     assert distributed["eval"]["macro_f1"] == pytest.approx(single["macro_f1"], abs=1e-12)
+
+
+def test_the_run_record_says_the_precision_accelerate_launch_used(synthetic, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+         "--mixed_precision", "bf16", "--dynamo_backend", "no", "--cpu",
+         "-m", "emotic.training.finetune", "--affwild2_root", str(synthetic), "--output_dir", str(tmp_path / "run"),
+         "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no", *FAST],
+        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    record = json.loads((tmp_path / "run" / "emotic_run.json").read_text())["hyperparameters"]
+    assert record["mixed_precision"] == "bf16"  # no --bf16 flag: the launcher's setting is what ran
+    assert record["num_processes"] == 1 and record["distributed_type"] == "NO"
+
+
+def test_hub_options_that_finetune_does_not_honour_are_refused(synthetic, tmp_path):
+    from emotic.training import finetune
+
+    for extra in (["--hub_strategy", "every_save"], ["--hub_always_push", "true"]):
+        with pytest.raises(ValueError, match="publishes the finished model once"):
+            finetune.main(["--affwild2_root", str(synthetic), "--output_dir", str(tmp_path / "run"), *FAST,
+                           "--push_to_hub", "true", *extra])
+    assert not (tmp_path / "run").exists()

@@ -43,6 +43,9 @@ class EmoticTrainingArguments(TrainingArguments):
     dataloader_num_workers: int = field(default=0)
     # every parameter takes part in the loss in every fusion mode (tested), so DDP need not search for unused ones
     ddp_find_unused_parameters: bool | None = field(default=False)
+    # --push_to_hub publishes the finished model once (emotic export + push); checkpoints are never pushed, so
+    # "end" is the only strategy there is (others are refused, not ignored)
+    hub_strategy: str = field(default="end", metadata={"help": "end (the finished model, once)"})
 
 
 def layer_decay_parameter_groups(model, weight_decay: float, learning_rate: float, layer_decay: float) -> list:
@@ -148,8 +151,13 @@ def unreadable_summary(*transforms) -> dict:
     return {"count": len(names), "files": names}
 
 
-def training_hyperparameters(args: TrainingArguments) -> dict:
-    world = max(args.world_size, 1)
+def training_hyperparameters(args: TrainingArguments, accelerator=None) -> dict:
+    """The run's hyper-parameters. Precision, distribution and process count come from the Accelerator the Trainer
+    used (what `accelerate launch --mixed_precision bf16` set, not only the `--bf16` flag)."""
+    world = accelerator.num_processes if accelerator is not None else max(args.world_size, 1)
+    precision = accelerator.mixed_precision if accelerator is not None else \
+        "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
+    distribution = getattr(getattr(accelerator, "distributed_type", None), "value", None)
     return {
         "learning_rate": args.learning_rate, "layer_decay": getattr(args, "layer_decay", None),
         "weight_decay": args.weight_decay,
@@ -158,6 +166,6 @@ def training_hyperparameters(args: TrainingArguments) -> dict:
         "per_device_train_batch_size": args.per_device_train_batch_size,
         "gradient_accumulation_steps": args.gradient_accumulation_steps, "num_processes": world,
         "effective_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * world,
-        "mixed_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "no", "seed": args.seed,
+        "mixed_precision": precision, "distributed_type": distribution, "seed": args.seed,
         "torch_version": torch.__version__,
     }

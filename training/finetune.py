@@ -170,6 +170,11 @@ def push_finished_run(args) -> None:
 def main(argv=None) -> dict:
     parser = HfArgumentParser((ModelArguments, DataArguments, EmoticTrainingArguments))
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    strategy = getattr(training_args.hub_strategy, "value", training_args.hub_strategy)
+    if strategy != "end" or training_args.hub_always_push:
+        raise ValueError(f"--hub_strategy {strategy}{' --hub_always_push' if training_args.hub_always_push else ''}: "
+                         f"emotic finetune publishes the finished model once (--push_to_hub, through `emotic export` "
+                         f"and `emotic push`), never checkpoints; leave --hub_strategy at 'end'")
     set_seed(training_args.seed)
     labels = dict(zip(ABAW_EXPRESSION_LABELS, range(8)))
     train, evaluation, reports, dataset_name = load_splits(data_args, labels, training_args.seed)
@@ -220,7 +225,7 @@ def main(argv=None) -> dict:
                       "label_smoothing": model.config.label_smoothing, "class_weights": model.config.class_weights,
                       "base_model": Path(model_args.model_name_or_path).name if model_args.model_name_or_path
                       else f"random init ({model_args.model_size})"},
-            "hyperparameters": training_hyperparameters(training_args),
+            "hyperparameters": training_hyperparameters(training_args, trainer.accelerator),
             "eval": results,
             "unreadable_images": unreadable_summary(train_transform, eval_transform),
         })

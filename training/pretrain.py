@@ -90,7 +90,7 @@ def main(argv=None) -> dict:
             "model": {"hidden_size": model.config.hidden_size, "num_hidden_layers": model.config.num_hidden_layers,
                       "image_size": model.config.image_size, "mask_ratio": model.config.mask_ratio,
                       "norm_pix_loss": model.config.norm_pix_loss},
-            "hyperparameters": training_hyperparameters(training_args),
+            "hyperparameters": training_hyperparameters(training_args, trainer.accelerator),
             "losses": losses,
             "unreadable_images": unreadable_summary(transform),
         })
