@@ -704,3 +704,16 @@ def test_remote_code_never_runs_without_trust_remote_code(exported, tmp_path):
                             stdin=subprocess.DEVNULL)
     assert result.returncode != 0 and "trust_remote_code" in result.stderr
     assert tree_state(tmp_path) == before  # the tampered code never ran: no marker file
+
+
+def test_predict_removes_only_the_partial_files_a_killed_predict_left(model_dir, tmp_path):
+    (tmp_path / "frames").mkdir()
+    frames(1)[0].save(tmp_path / "frames" / "00001.jpg")
+    out = tmp_path / "out"
+    (out / "frames").mkdir(parents=True)
+    (out / "frames" / "frames.csv.4242.partial").write_text("image_location,status\n")  # a killed run's
+    (out / "frames" / "notes.partial").write_text("mine")  # not a name predict writes
+    (out / "frames" / "mine.csv.bak").write_text("mine")
+    assert predict(model_dir, tmp_path / "frames", "--output-dir", out).returncode == 0
+    assert not (out / "frames" / "frames.csv.4242.partial").exists()
+    assert (out / "frames" / "notes.partial").read_text() == "mine" and (out / "frames" / "mine.csv.bak").is_file()
