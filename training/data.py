@@ -16,9 +16,9 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from transformers.utils import logging
 
-logger = logging.get_logger(__name__)
-
 from emotic.modeling.configuration_emotic import ABAW_EXPRESSION_LABELS
+
+logger = logging.get_logger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 ANNOTATION_HEADER = ",".join(ABAW_EXPRESSION_LABELS)
