@@ -16,6 +16,8 @@ from emotic.cli import command_parser
 from emotic.hub_cards.card import build_card
 from emotic.hub_cards.push import check_publishable, is_export_file
 
+REPORT_KEYS = {"dataset", "split", "raw", "smoothed", "smoothing"}  # of `emotic evaluate`'s metrics.json, the card reads
+
 
 def _check_destination(run_dir: Path, export_dir: Path, overwrite: bool) -> list[Path]:
     """The files of an earlier export that `--overwrite` replaces, or a `ValueError` before anything is touched:
@@ -70,9 +72,9 @@ def export(run_dir, export_dir, evaluation=None, repo_id: str | None = None, lic
     run = _read_json(run_dir / "emotic_run.json", "the run record") if (run_dir / "emotic_run.json").is_file() \
         else None
     report = _read_json(Path(evaluation), "--evaluation (metrics.json of `emotic evaluate`)") if evaluation else None
-    if report is not None and not {"dataset", "split", "raw", "smoothed", "smoothing"} <= set(report):
+    if report is not None and not REPORT_KEYS <= set(report):
         raise ValueError(f"--evaluation {evaluation}: not a metrics.json of `emotic evaluate` (it has no "
-                         f"{sorted({'dataset', 'split', 'raw', 'smoothed', 'smoothing'} - set(report))})")
+                         f"{sorted(REPORT_KEYS - set(report))})")
 
     model = AutoModelForImageClassification.from_pretrained(run_dir)
     if not isinstance(model, EmoticForImageClassification):

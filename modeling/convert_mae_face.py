@@ -199,11 +199,12 @@ def infer_config(state_dict: dict, hints: dict, num_labels: int | None, override
         "pooling": "avg",  # MAE-Face's recommended global pooling
     }
     decoder_parts = ("decoder_embed.weight", "decoder_blocks.0.mlp.fc1.weight")
-    if with_decoder and not all(part in state_dict for part in decoder_parts):
-        raise ValueError(f"the checkpoint's MAE decoder is incomplete or absent (it lacks "
+    present = [part in state_dict for part in decoder_parts]
+    if with_decoder and any(present) and not all(present):  # no decoder at all: a fresh one, reported missing
+        raise ValueError(f"the checkpoint's MAE decoder is incomplete (it lacks "
                          f"{[part for part in decoder_parts if part not in state_dict]}); --task pretraining needs "
-                         f"the whole decoder (use --task base or image-classification for the encoder alone)")
-    if all(part in state_dict for part in decoder_parts):
+                         f"the whole decoder or none (use --task base or image-classification for the encoder alone)")
+    if all(present):
         decoder_size = state_dict["decoder_embed.weight"].shape[0]
         values.update(
             decoder_hidden_size=decoder_size,

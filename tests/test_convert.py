@@ -207,3 +207,22 @@ def test_command_line_entry_point_runs_as_a_module(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "loaded 32 tensors" in result.stdout and "fusion.self_attention.qkv.weight" in result.stdout
     assert (tmp_path / "out" / "model.safetensors").is_file() and (tmp_path / "out" / "modeling_emotic.py").is_file()
+
+
+def test_a_checkpoint_without_any_decoder_converts_for_pretraining_with_a_fresh_one(tmp_path):
+    from emotic import EmoticConfig, EmoticModel
+
+    encoder = EmoticModel(EmoticConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                       intermediate_size=64, image_size=32, patch_size=8))
+    state = {"cls_token": encoder.embeddings.cls_token, "pos_embed": encoder.embeddings.position_embeddings,
+             "patch_embed.proj.weight": encoder.embeddings.patch_embeddings.projection.weight,
+             "patch_embed.proj.bias": encoder.embeddings.patch_embeddings.projection.bias}
+    for i, layer in enumerate(encoder.layers):
+        for part, module in (("norm1", layer.norm1), ("norm2", layer.norm2), ("attn.qkv", layer.attention.qkv),
+                             ("attn.proj", layer.attention.proj), ("mlp.fc1", layer.mlp.fc1),
+                             ("mlp.fc2", layer.mlp.fc2)):
+            state[f"blocks.{i}.{part}.weight"], state[f"blocks.{i}.{part}.bias"] = module.weight, module.bias
+    torch.save({"model": {k: v.detach().clone() for k, v in state.items()}}, tmp_path / "encoder.pth")
+    model, report = convert(tmp_path / "encoder.pth", task="pretraining", num_attention_heads=2)
+    assert any(key.startswith("decoder.") for key in report.missing)  # the decoder starts fresh, and says so
+    assert torch.equal(model.emotic.layers[1].mlp.fc2.weight, encoder.layers[1].mlp.fc2.weight)
