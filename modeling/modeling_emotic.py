@@ -189,8 +189,7 @@ class EmoticPatchEmbeddings(nn.Module):
             config.num_channels, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size
         )
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        check_pixel_values(pixel_values, self.num_channels)
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:  # checked by `EmoticEmbeddings`, its caller
         height, width = pixel_values.shape[-2:]
         if height % self.patch_size or width % self.patch_size:
             raise ValueError(

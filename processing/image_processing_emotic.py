@@ -423,7 +423,7 @@ class EmoticImageProcessor(BaseImageProcessor):
         return torch.tensor([min(255, max(0, int(round(255 * m)))) for m in mean], dtype=torch.uint8).view(-1, 1, 1)
 
     @staticmethod
-    def _crop_resize(pixels: torch.Tensor, box, out_width: int, out_height: int, options: dict, fill):
+    def _crop_resize(pixels: torch.Tensor, box, out_width: int, out_height: int, resample: str, fill):
         """Crop `box` of `(1, C, H, W)` pixels and resize it: `(C, out_height, out_width)` uint8. Inside the image,
         one antialiased uint8 `interpolate` on the crop (a view, no copy); where the box reaches outside, `fill`."""
         height, width = pixels.shape[-2:]
@@ -431,7 +431,7 @@ class EmoticImageProcessor(BaseImageProcessor):
         left, top = int(math.floor(x0)), int(math.floor(y0))
         right, bottom = max(int(math.ceil(x1)), left + 1), max(int(math.ceil(y1)), top + 1)
         if left >= 0 and top >= 0 and right <= width and bottom <= height:
-            return _resize(pixels[:, :, top:bottom, left:right], out_width, out_height, options["resample"])
+            return _resize(pixels[:, :, top:bottom, left:right], out_width, out_height, resample)
         # A box reaching outside the image: the part inside is resized to its share of the output, the rest is the
         # mean colour (no canvas of the box's size: a box much larger than the image costs nothing extra).
         out = fill.repeat(1, out_height, out_width)
@@ -440,8 +440,7 @@ class EmoticImageProcessor(BaseImageProcessor):
         ox0, oy0 = round((ix0 - left) * x_scale), round((iy0 - top) * y_scale)
         ox1, oy1 = round((ix1 - left) * x_scale), round((iy1 - top) * y_scale)
         if ix1 > ix0 and iy1 > iy0 and ox1 > ox0 and oy1 > oy0:
-            out[:, oy0:oy1, ox0:ox1] = _resize(pixels[:, :, iy0:iy1, ix0:ix1], ox1 - ox0, oy1 - oy0,
-                                               options["resample"])
+            out[:, oy0:oy1, ox0:ox1] = _resize(pixels[:, :, iy0:iy1, ix0:ix1], ox1 - ox0, oy1 - oy0, resample)
         return out
 
     @staticmethod
@@ -466,7 +465,7 @@ class EmoticImageProcessor(BaseImageProcessor):
         fill = fills.get(pixels.shape[1])
         if fill is None:
             fill = fills[pixels.shape[1]] = self._fill(options, pixels.shape[1])
-        main = self._crop_resize(pixels, boxes["face"], width, height, options, fill)
+        main = self._crop_resize(pixels, boxes["face"], width, height, options["resample"], fill)
         ordered = [region for region in REGIONS if region in options["aux_regions"]]
         count, layout = len(ordered), options["aux_layout"]
         if layout in ("concat", "updown"):
@@ -476,12 +475,13 @@ class EmoticImageProcessor(BaseImageProcessor):
             for i, region in enumerate(ordered):
                 if layout == "concat":  # side by side
                     aux[:, :, edges[i]:edges[i + 1]] = self._crop_resize(
-                        pixels, boxes[region], edges[i + 1] - edges[i], height, options, fill)
+                        pixels, boxes[region], edges[i + 1] - edges[i], height, options["resample"], fill)
                 else:  # stacked, top to bottom
                     aux[:, edges[i]:edges[i + 1]] = self._crop_resize(
-                        pixels, boxes[region], width, edges[i + 1] - edges[i], options, fill)
+                        pixels, boxes[region], width, edges[i + 1] - edges[i], options["resample"], fill)
         elif layout == "mean":
-            crops = [self._crop_resize(pixels, boxes[r], width, height, options, fill).float() for r in ordered]
+            crops = [self._crop_resize(pixels, boxes[r], width, height, options["resample"], fill).float()
+                     for r in ordered]
             aux = torch.stack(crops).mean(0).round().to(torch.uint8)
         else:  # mask: the face with everything but the regions set to the mean colour
             fx0, fy0, fx1, fy1 = boxes["face"]

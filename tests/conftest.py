@@ -69,6 +69,12 @@ def hub():
             process.kill()
 
 
+def emotic_cli(*args, env=None, timeout=300):
+    """The `emotic` command in a fresh process, no standard input; the `CompletedProcess` with its text output."""
+    return subprocess.run([sys.executable, "-m", "emotic.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
 def hub_env(endpoint, tmp_path):
     return {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": TOKEN,
             "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1"}

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, TOKEN, hub_env
+from conftest import TINY, TOKEN, emotic_cli, hub_env
 from PIL import Image
 
 from emotic import EmoticConfig, EmoticForImageClassification, EmoticImageProcessor, EmoticModel
@@ -57,11 +57,6 @@ def untouched(*folders):
     after = tree_state(*folders)
     changed = sorted(set(before) ^ set(after) | {k for k in before if k in after and before[k] != after[k]})
     assert not changed, f"changed outside the command's output: {changed}"
-
-
-def emotic_cli(*args, env=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "emotic.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def refused(result, *words, code=2):

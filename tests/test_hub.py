@@ -16,12 +16,7 @@ import yaml
 from emotic.hub_cards.card import build_card
 from emotic.training.synthetic import write_synthetic_affwild2
 
-from conftest import TOKEN, hub_env
-
-def emotic_cli(*args, env=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "emotic.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=timeout, stdin=subprocess.DEVNULL)
-
+from conftest import TOKEN, emotic_cli, hub_env
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
