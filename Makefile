@@ -31,7 +31,7 @@ conformance: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest -rs tests/test_conformance.py $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 OMP_NUM_THREADS=1 $(VENV)/bin/emotic demo --output-dir demo_output
+	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 OMP_NUM_THREADS=1 $(VENV)/bin/emotic demo --output_dir demo_output
 
 # Real-size speed and memory against transformers and timm on this machine (not part of the tests; ~15 min on 2
 # cores). The GPU script is benchmarks/bench_gpu.py (see README).

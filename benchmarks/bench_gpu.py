@@ -20,7 +20,6 @@ import time
 
 import torch
 
-import emotic  # noqa: F401
 from emotic import EmoticConfig, EmoticForImageClassification
 
 PEAK_BF16_TFLOPS = {"H200": 989.4, "H100 SXM": 989.4, "H100 80GB HBM3": 989.4, "H100 PCIe": 756.0,

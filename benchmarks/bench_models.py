@@ -4,7 +4,7 @@ warm-up, and the median is reported, so machine noise hits every candidate alike
 
     python benchmarks/bench_models.py [--batch-size 8] [--repeats 5] [--threads N] [--only 1,2,...]
 
-Comparisons (the goals of the benchmark issue, printed as ratios; > 1 means emotic is faster):
+Comparisons (printed as ratios against their goals; > 1 means emotic is faster):
   1. EmoticModel one view vs transformers ViTModel (SDPA) vs timm vit_base_patch16_224: forward images/s.
   2. EmoticForImageClassification dual view vs the same model with fusion_strategy="none", against the cost model
      1 + fusion_layer / num_layers (goal: within 5% of it; two separate encoders would be 2.0x).
@@ -12,7 +12,7 @@ Comparisons (the goals of the benchmark issue, printed as ratios; > 1 means emot
   4. An MAE pre-training step vs transformers ViTMAEForPreTraining, same sizes and mask ratio.
   5. Memory: activations saved for the backward pass of a training step (counted exactly), and the peak resident
      memory of one inference forward above the resting model (Linux VmHWM, each model in a fresh process).
-The image processor (goal 5 of the issue) has its own script: benchmarks/bench_processor.py.
+The image processor has its own script: benchmarks/bench_processor.py.
 """
 
 import argparse
@@ -24,7 +24,6 @@ import sys
 
 import torch
 
-import emotic  # noqa: F401  (registers the emotic classes)
 from bench_processor import timed  # same folder: run as `python benchmarks/bench_models.py`
 from emotic import EmoticConfig, EmoticForImageClassification, EmoticForPreTraining, EmoticModel
 
@@ -172,14 +171,14 @@ def main():
         flops = {strategy: forward_flops(model, pixels[:1], None if strategy == "none" else aux[:1])
                  for strategy, model in models.items()}
         design = 1 + config.fusion_layer / config.num_hidden_layers
-        print(f"  cost model of DESIGN.md: 1 + {config.fusion_layer}/{config.num_hidden_layers} = {design:.3f} "
+        print(f"  cost model: 1 + {config.fusion_layer}/{config.num_hidden_layers} = {design:.3f} "
               f"(without the fusion block's own work); two separate encoders: 2.0")
         for strategy in ("mean", "attention"):
             cost = medians[f"fusion {strategy} after block {config.fusion_layer} (two views)"] / medians[
                 "fusion none (one view)"]
             work = flops[strategy] / flops["none"]
             print(f"  {strategy:9s}: time ratio {cost:.3f}; FLOP ratio {work:.3f} (the cost model plus the fusion "
-                  f"block); time / FLOP ratio {cost / work:.3f}; time / DESIGN model {cost / design:.3f} "
+                  f"block); time / FLOP ratio {cost / work:.3f}; time / cost model {cost / design:.3f} "
                   f"(goal <= 1.05)")
         del models
 

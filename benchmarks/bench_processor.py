@@ -3,7 +3,7 @@ ONE view, on the same decoded images, alternating runs after a warm-up, medians 
 
     python benchmarks/bench_processor.py [--images 64] [--repeats 7]
 
-Goal (issue 3): both views at >= 1.0x the throughput of ViTImageProcessor's one view.
+Goal: both views at >= 1.0x the throughput of ViTImageProcessor's one view.
 """
 
 import argparse

@@ -7,22 +7,12 @@ COMMANDS = {
     "synth": ("emotic.training.synthetic", "write a generated dataset in Aff-Wild2's layout"),
     "pretrain": ("emotic.training.pretrain", "MAE pre-training on face folders"),
     "finetune": ("emotic.training.finetune", "fine-tune the dual-view classifier"),
-    "predict": ("emotic.training.video", "expressions of videos, frame folders and images, smoothed over time"),
-    "evaluate": ("emotic.training.evaluate", "metrics and a report of a model on a labelled dataset"),
+    "predict": ("emotic.inference.predict", "expressions of videos, frame folders and images, smoothed over time"),
+    "evaluate": ("emotic.inference.evaluate", "metrics and a report of a model on a labelled dataset"),
     "export": ("emotic.hub_cards.export", "a Hub-ready folder (weights, config, code, card) from a run"),
     "push": ("emotic.hub_cards.push", "upload an exported folder to the Hub in one commit"),
-    "demo": ("emotic.training.demo", "the main job end to end on generated data"),
+    "demo": ("emotic.demo", "the main job end to end on generated data"),
 }
-
-
-def command_parser(prog: str, doc: str):
-    """An argparse parser for one `emotic` command from its module docstring: the first paragraph describes it, the
-    paragraphs after the usage block close the help."""
-    import argparse
-
-    paragraphs = doc.split("\n\n")
-    return argparse.ArgumentParser(prog=prog, description=paragraphs[0], epilog="\n\n".join(paragraphs[2:]),
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def main(argv=None) -> int:

@@ -1,1 +1,1 @@
-"""emotic.hub_cards: model-card templates and the export/push step."""
+"""emotic.hub_cards: the model card, the export of a run to a Hub-ready folder, and the push to the Hub."""

@@ -6,16 +6,14 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from emotic.training.synthetic import GENERATOR
-
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
 REPO_ID_PLACEHOLDER = "<namespace>/<repo>"  # replaced by `emotic push` with the repository pushed to
 TAGS = ["facial-expression-recognition", "emotion-recognition", "abaw", "aff-wild2", "mae-face", "vision-transformer",
         "emotic", "custom_code"]
 
 
-def _dataset_slug(name: str) -> str:
-    if name.startswith(GENERATOR):
+def _dataset_slug(name: str, synthetic: bool) -> str:
+    if synthetic:
         return "emotic-synth"
     if "aff-wild2" in name.lower():
         return "aff-wild2"
@@ -32,7 +30,7 @@ def evaluation_summary(run: dict | None, report: dict | None) -> dict | None:
             "split": report["split"], "num_frames": report["raw"]["num_frames"],
             "raw_macro_f1": report["raw"]["macro_f1"], "raw_accuracy": report["raw"]["accuracy"],
             "smoothed_macro_f1": report["smoothed"]["macro_f1"], "smoothed_accuracy": report["smoothed"]["accuracy"],
-            "smooth_window": smoothing["best_window"], "smooth_mode": smoothing["mode"],
+            "smoothing_window": smoothing["window"], "smoothing_mode": smoothing["mode"],
             "per_class_f1": report["raw"]["per_class_f1"], "source": "`emotic evaluate`",
         }
     if run and run.get("eval"):
@@ -40,42 +38,44 @@ def evaluation_summary(run: dict | None, report: dict | None) -> dict | None:
         return {
             "dataset": run["dataset"], "split": "held-out split of the run", "num_frames": evaluation["num_frames"],
             "raw_macro_f1": evaluation["macro_f1"], "raw_accuracy": evaluation["accuracy"],
-            "smoothed_macro_f1": None, "smoothed_accuracy": None, "smooth_window": None, "smooth_mode": None,
+            "smoothed_macro_f1": None, "smoothed_accuracy": None, "smoothing_window": None, "smoothing_mode": None,
             "per_class_f1": evaluation["per_class_f1"], "source": "the fine-tuning run",
         }
     return None
 
 
-def build_card(config, run: dict | None = None, report: dict | None = None, repo_id: str | None = None,
+def build_card(config, processor, run: dict | None = None, report: dict | None = None, repo_id: str | None = None,
                license: str = "mit", base_model: str | None = None, num_parameters: int | None = None,
                model_name: str | None = None) -> ModelCard:
-    """Render the card of an `EmoticForImageClassification` with `config`."""
+    """Render the card of an `EmoticForImageClassification` with `config` and its image `processor` (which decides
+    the auxiliary view)."""
     evaluation = evaluation_summary(run, report)
     dataset = (run or {}).get("dataset") or (evaluation or {}).get("dataset")
-    synthetic = bool(dataset and dataset.startswith(GENERATOR))
+    # generated data (`emotic synth`) say so in the run record and in the evaluation report
+    synthetic = bool((run or {}).get("synthetic") or (report or {}).get("synthetic"))
     model_name = model_name or (repo_id.split("/")[-1] if repo_id else "emotic-expression-classifier")
     repo_id = repo_id or REPO_ID_PLACEHOLDER
     eval_results = []
     if evaluation:
         common = dict(task_type="image-classification", task_name="Facial expression recognition",
-                      dataset_type=_dataset_slug(evaluation["dataset"]), dataset_name=evaluation["dataset"],
+                      dataset_type=_dataset_slug(evaluation["dataset"], synthetic), dataset_name=evaluation["dataset"],
                       dataset_split=evaluation["split"])
         eval_results.append(EvalResult(metric_type="f1", metric_name="Macro-F1 (per frame)",
                                        metric_value=round(evaluation["raw_macro_f1"], 4),
                                        metric_args={"average": "macro"}, **common))
         if evaluation["smoothed_macro_f1"] is not None:
             eval_results.append(EvalResult(
-                metric_type="f1", metric_name=f"Macro-F1 (smoothed, {evaluation['smooth_mode']} window "
-                                              f"{evaluation['smooth_window']})",
+                metric_type="f1", metric_name=f"Macro-F1 (smoothed, {evaluation['smoothing_mode']} window "
+                                              f"{evaluation['smoothing_window']})",
                 metric_value=round(evaluation["smoothed_macro_f1"], 4),
-                metric_args={"average": "macro", "smoothing_window": evaluation["smooth_window"],
-                             "smoothing_mode": evaluation["smooth_mode"]}, **common))
+                metric_args={"average": "macro", "smoothing_window": evaluation["smoothing_window"],
+                             "smoothing_mode": evaluation["smoothing_mode"]}, **common))
         eval_results.append(EvalResult(metric_type="accuracy", metric_name="Accuracy (per frame)",
                                        metric_value=round(evaluation["raw_accuracy"], 4), **common))
     card_data = ModelCardData(
         library_name="transformers", pipeline_tag="image-classification", license=license,
         tags=TAGS + (["synthetic-data", "not-for-use"] if synthetic else []),
-        datasets=[_dataset_slug(dataset)] if dataset else None, base_model=base_model,
+        datasets=[_dataset_slug(dataset, synthetic)] if dataset else None, base_model=base_model,
         metrics=["f1", "accuracy"], model_name=model_name, eval_results=eval_results or None,
     )
     run_view = None
@@ -88,7 +88,7 @@ def build_card(config, run: dict | None = None, report: dict | None = None, repo
                     "class_counts": ", ".join(f"{k} {v}" for k, v in counts.items()),
                     "hyperparameters": run.get("hyperparameters") or {}}
     return ModelCard.from_template(
-        card_data, template_path=str(TEMPLATE), title=model_name, config=config, labels=labels, run=run_view,
-        evaluation=evaluation, synthetic=synthetic, repo_id=repo_id,
+        card_data, template_path=str(TEMPLATE), title=model_name, config=config, processor=processor, labels=labels,
+        run=run_view, evaluation=evaluation, synthetic=synthetic, repo_id=repo_id,
         num_parameters=f"{num_parameters / 1e6:.2f} M" if num_parameters else "unknown",
     )

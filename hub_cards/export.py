@@ -1,6 +1,6 @@
-"""`emotic export RUN_DIR EXPORT_DIR`: a Hub-ready folder from a fine-tuning run.
+"""`emotic export MODEL --output_dir EXPORT_DIR`: a Hub-ready folder from a fine-tuning run.
 
-    emotic export runs/dual-view exported/ [--evaluation report/metrics.json] [--repo-id you/name] [--license mit]
+    emotic export runs/dual-view --output_dir exported [--evaluation report/metrics.json] [--repo_id you/name]
 
 The folder holds the weights (safetensors), `config.json` with its `auto_map`, the processor config, the remote-code
 files (so the model loads as remote code where the package is not installed) and the model card, filled from the run's
@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from emotic.cli import command_parser
+from emotic.commands import command_parser
 from emotic.hub_cards.card import build_card
 from emotic.hub_cards.push import check_publishable, is_export_file
 
@@ -56,7 +56,6 @@ def export(run_dir, export_dir, evaluation=None, repo_id: str | None = None, lic
            base_model: str | None = None, overwrite: bool = False) -> Path:
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    import emotic  # noqa: F401  (registers the emotic classes: installed code, never remote code)
     from emotic.modeling.modeling_emotic import EmoticForImageClassification
 
     run_dir, export_dir = Path(run_dir), Path(export_dir)
@@ -80,8 +79,8 @@ def export(run_dir, export_dir, evaluation=None, repo_id: str | None = None, lic
     if not isinstance(model, EmoticForImageClassification):
         raise ValueError(f"{run_dir} loads as {type(model).__name__}, not EmoticForImageClassification")
     processor = AutoImageProcessor.from_pretrained(run_dir)
-    card = build_card(model.config, run, report, repo_id=repo_id, license=license, base_model=base_model,
-                      num_parameters=model.num_parameters())
+    card = build_card(model.config, processor, run, report, repo_id=repo_id, license=license,
+                      base_model=base_model, num_parameters=model.num_parameters())
     for file in replaced:  # only now, with everything to write in hand: the files of the earlier export
         file.unlink()
     export_dir.mkdir(parents=True, exist_ok=True)
@@ -94,22 +93,23 @@ def export(run_dir, export_dir, evaluation=None, repo_id: str | None = None, lic
 
 def main(argv=None) -> int:
     parser = command_parser("emotic export", __doc__)
-    parser.add_argument("run_dir", help="the output folder of `emotic finetune`")
-    parser.add_argument("export_dir")
+    parser.add_argument("model", metavar="MODEL",
+                        help="a fine-tuned model folder (the --output_dir of `emotic finetune`)")
+    parser.add_argument("--output_dir", required=True, metavar="EXPORT_DIR", help="the Hub-ready folder to write")
     parser.add_argument("--evaluation", default=None, help="metrics.json written by `emotic evaluate`")
-    parser.add_argument("--repo-id", default=None, help="named in the card's usage snippets (else set by push)")
+    parser.add_argument("--repo_id", default=None, help="named in the card's usage snippets (else set by push)")
     parser.add_argument("--license", default="mit", help="licence of the weights in the card's metadata")
-    parser.add_argument("--base-model", default=None, help="Hub id of the pre-trained encoder, if it is on the Hub")
+    parser.add_argument("--base_model", default=None, help="Hub id of the pre-trained encoder, if it is on the Hub")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier export in EXPORT_DIR (a folder holding anything else is refused)")
     args = parser.parse_args(argv)
     try:
-        folder = export(args.run_dir, args.export_dir, args.evaluation, args.repo_id, args.license, args.base_model,
+        folder = export(args.model, args.output_dir, args.evaluation, args.repo_id, args.license, args.base_model,
                         args.overwrite)
     except ValueError as error:
         print(f"emotic export: {error}", file=sys.stderr)
         return 2
-    print(f"exported {args.run_dir} to {folder}: " + ", ".join(sorted(p.name for p in folder.iterdir())))
+    print(f"exported {args.model} to {folder}: " + ", ".join(sorted(p.name for p in folder.iterdir())))
     return 0
 
 

@@ -1,6 +1,6 @@
 """`emotic push EXPORT_DIR REPO_ID`: one commit of an exported folder to the Hub through `huggingface_hub`.
 
-    emotic push exported/ your-name/emotic-affwild2 [--private] [--revision BRANCH] [--commit-message TEXT]
+    emotic push exported/ your-name/emotic-affwild2 [--private] [--revision BRANCH] [--commit_message TEXT]
 
 The folder must hold safetensors weights, `config.json`, `preprocessor_config.json` and the card (`README.md`).
 Only the files `emotic export` writes are published, in one commit; a folder holding anything else (dotfiles,
@@ -15,7 +15,7 @@ import re
 import sys
 from pathlib import Path
 
-from emotic.cli import command_parser
+from emotic.commands import command_parser
 from emotic.hub_cards.card import REPO_ID_PLACEHOLDER
 
 REQUIRED = {
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
     parser.add_argument("repo_id", help="namespace/name on the Hub")
     parser.add_argument("--private", action="store_true", help="create the repository private")
     parser.add_argument("--revision", default=None, help="branch to commit to (created if missing); default main")
-    parser.add_argument("--commit-message", default=None)
+    parser.add_argument("--commit_message", default=None)
     args = parser.parse_args(argv)
     try:
         commit = push(args.export_dir, args.repo_id, args.private, args.revision, args.commit_message)

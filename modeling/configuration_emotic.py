@@ -3,7 +3,8 @@
 This file is copied verbatim into Hub repositories for `trust_remote_code`, so it imports only transformers.
 """
 
-from dataclasses import field
+import numbers
+from typing import Literal, get_args
 
 from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
@@ -11,11 +12,17 @@ from transformers.activations import ACT2FN
 # The 8 expression classes of Aff-Wild2 / ABAW, in the index order of the annotation files.
 ABAW_EXPRESSION_LABELS = ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other"]
 
-FUSION_STRATEGIES = ("none", "mean", "concat", "concat_linear", "attention")
-POOLING_MODES = ("avg", "cls")
-AUX_REGIONS = ("eyes", "mouth", "nose")
-AUX_LAYOUTS = ("concat", "updown", "mean", "mask")
-SMOOTHING_MODES = ("mean", "gaussian", "mode")
+# The closed choices of the config; the command-line arguments and the converter reuse them (`get_args` lists them).
+FusionStrategy = Literal["none", "mean", "concat", "concat_linear", "attention"]
+Pooling = Literal["avg", "cls"]
+SmoothingMode = Literal["mean", "gaussian", "mode"]
+
+
+def check_smoothing_window(window, name: str = "smoothing_window") -> int:
+    """The one rule of a smoothing window: an odd integer >= 1, a window centred on the frame (1 = no smoothing)."""
+    if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1 or window % 2 == 0:
+        raise ValueError(f"{name}={window!r}; allowed: an odd integer >= 1 (a window centred on the frame, 1 = none)")
+    return int(window)
 
 
 class EmoticConfig(PreTrainedConfig):
@@ -61,15 +68,13 @@ class EmoticConfig(PreTrainedConfig):
             auxiliary view, before the deep blocks, as the paper describes.
         share_encoder (`bool`, defaults to `True`): the auxiliary view uses the main encoder's embeddings and first
             blocks (one batch of 2B); `False` gives it its own copy of them.
-        aux_regions (`list[str]`, defaults to `["eyes", "mouth"]`): regions of the auxiliary view the model builds
-            itself (from the canonical aligned-face template) when `pixel_values_aux` is not passed.
-        aux_layout (`str`, defaults to `"concat"`): how those regions are laid out: `"concat"` (side by side),
-            `"updown"` (stacked), `"mean"` (pixel mean) or `"mask"` (face with everything else blanked).
         class_weights (`list[float]`, *optional*): per-class weights of the cross-entropy loss.
         label_smoothing (`float`, defaults to 0.0): label smoothing of the cross-entropy loss.
-        video_smoothing_window (`int`, defaults to 1): odd number of frames over which `emotic predict` smooths
-            per-frame probabilities of a video (1 = none); `emotic evaluate --write-window` stores the best one.
-        video_smoothing_mode (`str`, defaults to `"mean"`): `"mean"`, `"gaussian"` or `"mode"` (majority vote).
+        smoothing_window (`int`, defaults to 1): odd number of frames over which `emotic predict` smooths the
+            per-frame probabilities of a video (1 = none); `emotic evaluate --save_smoothing` stores the best one.
+        smoothing_mode (`str`, defaults to `"mean"`): `"mean"`, `"gaussian"` or `"mode"` (majority vote).
+
+    The auxiliary view's regions and layout are the image processor's (`EmoticImageProcessor`), which builds it.
 
     Example:
 
@@ -100,7 +105,7 @@ class EmoticConfig(PreTrainedConfig):
     patch_size: int = 16
     num_channels: int = 3
     qkv_bias: bool = True
-    pooling: str = "avg"
+    pooling: Pooling = "avg"
     # MAE decoder
     decoder_hidden_size: int = 512
     decoder_num_hidden_layers: int = 8
@@ -109,17 +114,15 @@ class EmoticConfig(PreTrainedConfig):
     mask_ratio: float = 0.75
     norm_pix_loss: bool = True
     # dual-view fusion
-    fusion_strategy: str = "attention"
+    fusion_strategy: FusionStrategy = "attention"
     fusion_layer: int | None = None
     share_encoder: bool = True
-    aux_regions: list = field(default_factory=lambda: ["eyes", "mouth"])
-    aux_layout: str = "concat"
     # classification loss
     class_weights: list | None = None
     label_smoothing: float = 0.0
     # video inference (`emotic predict`): sliding-window smoothing of per-frame probabilities
-    video_smoothing_window: int = 1
-    video_smoothing_mode: str = "mean"
+    smoothing_window: int = 1
+    smoothing_mode: SmoothingMode = "mean"
 
     def __post_init__(self, **kwargs):
         # Default to the 8 ABAW expressions unless the caller chose labels (by map or by count).
@@ -127,7 +130,6 @@ class EmoticConfig(PreTrainedConfig):
             self.id2label = dict(enumerate(ABAW_EXPRESSION_LABELS))
             self.label2id = {label: index for index, label in self.id2label.items()}
         super().__post_init__(**kwargs)
-        self.aux_regions = list(self.aux_regions)
         self.validate_emotic()
 
     def validate_emotic(self):
@@ -155,28 +157,25 @@ class EmoticConfig(PreTrainedConfig):
                 f"decoder_hidden_size={self.decoder_hidden_size}")
         require(self.image_size % self.patch_size == 0,
                 f"patch_size={self.patch_size} must divide image_size={self.image_size}")
-        require(self.pooling in POOLING_MODES, f"pooling={self.pooling!r}; allowed: {list(POOLING_MODES)}")
-        require(self.fusion_strategy in FUSION_STRATEGIES,
-                f"fusion_strategy={self.fusion_strategy!r}; allowed: {list(FUSION_STRATEGIES)}")
+        for name, choices in (("pooling", Pooling), ("fusion_strategy", FusionStrategy),
+                              ("smoothing_mode", SmoothingMode)):
+            value = getattr(self, name)
+            require(value in get_args(choices), f"{name}={value!r}; allowed: {list(get_args(choices))}")
         require(isinstance(self.fusion_layer, int) and 0 <= self.fusion_layer <= self.num_hidden_layers,
                 f"fusion_layer={self.fusion_layer!r} is out of range; allowed: integers 0..{self.num_hidden_layers} "
                 f"(num_hidden_layers)")
         require(0.0 <= self.mask_ratio < 1.0, f"mask_ratio={self.mask_ratio!r}; allowed: 0 <= mask_ratio < 1")
         require(0.0 <= self.drop_path_rate < 1.0, f"drop_path_rate={self.drop_path_rate!r}; allowed: [0, 1)")
         require(0.0 <= self.label_smoothing < 1.0, f"label_smoothing={self.label_smoothing!r}; allowed: [0, 1)")
-        require(len(self.aux_regions) > 0 and set(self.aux_regions) <= set(AUX_REGIONS)
-                and len(set(self.aux_regions)) == len(self.aux_regions),
-                f"aux_regions={self.aux_regions!r}; allowed: a non-empty subset of {list(AUX_REGIONS)}")
-        require(self.aux_layout in AUX_LAYOUTS, f"aux_layout={self.aux_layout!r}; allowed: {list(AUX_LAYOUTS)}")
-        require(isinstance(self.video_smoothing_window, int) and self.video_smoothing_window >= 1
-                and self.video_smoothing_window % 2 == 1,
-                f"video_smoothing_window={self.video_smoothing_window!r}; allowed: an odd integer >= 1 (centred)")
-        require(self.video_smoothing_mode in SMOOTHING_MODES,
-                f"video_smoothing_mode={self.video_smoothing_mode!r}; allowed: {list(SMOOTHING_MODES)}")
+        try:
+            check_smoothing_window(self.smoothing_window)
+        except ValueError as error:
+            require(False, str(error))
         if self.class_weights is not None:
             require(len(self.class_weights) == self.num_labels and all(w >= 0 for w in self.class_weights),
                     f"class_weights has {len(self.class_weights)} entries; expected {self.num_labels} "
                     f"non-negative numbers, one per label")
 
 
-__all__ = ["ABAW_EXPRESSION_LABELS", "EmoticConfig"]
+__all__ = ["ABAW_EXPRESSION_LABELS", "EmoticConfig",
+           "FusionStrategy", "Pooling", "SmoothingMode", "check_smoothing_window"]

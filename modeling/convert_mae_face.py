@@ -1,6 +1,6 @@
 """Convert a MAE-Face / MAE / timm ViT checkpoint, or a transformers ViTMAE folder, into an emotic model folder.
 
-    python -m emotic.modeling.convert_mae_face --checkpoint mae_face_pretrain_vit_base.pth --output-dir mae-face-emotic
+    python -m emotic.modeling.convert_mae_face --checkpoint mae_face_pretrain_vit_base.pth --output_dir mae-face-emotic
 
 Accepted sources:
 - a `.pth`/`.pt`/`.bin` file with the state dict under `model` (MAE, MAE-Face), `state_dict`, or bare (timm);
@@ -31,10 +31,11 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 
 import torch
 
-from .configuration_emotic import FUSION_STRATEGIES, EmoticConfig
+from .configuration_emotic import EmoticConfig, FusionStrategy, Pooling
 from .modeling_emotic import EmoticForImageClassification, EmoticForPreTraining, EmoticModel
 
 TASKS = {
@@ -310,21 +311,23 @@ def convert(checkpoint, task: str = "image-classification", num_labels: int | No
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # multi-word options in both spellings, as every emotic command (`--output_dir` and `--output-dir`)
     parser.add_argument("--checkpoint", required=True, help=".pth/.pt/.bin/.safetensors file or ViTMAE folder")
-    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--output_dir", "--output-dir", required=True)
     parser.add_argument("--task", default="image-classification", choices=sorted(TASKS))
-    parser.add_argument("--num-labels", type=int, default=None, help="default: the 8 ABAW expressions")
-    parser.add_argument("--num-attention-heads", type=int, default=None, help="default: hidden size / 64")
-    parser.add_argument("--pooling", choices=["avg", "cls"], default=None)
-    parser.add_argument("--fusion-strategy", choices=FUSION_STRATEGIES, default=None)
-    parser.add_argument("--fusion-layer", type=int, default=None)
+    parser.add_argument("--num_labels", "--num-labels", type=int, default=None, help="default: the 8 ABAW expressions")
+    parser.add_argument("--num_attention_heads", "--num-attention-heads", type=int, default=None,
+                        help="default: hidden size / 64")
+    parser.add_argument("--pooling", choices=get_args(Pooling), default=None)
+    parser.add_argument("--fusion_strategy", "--fusion-strategy", choices=get_args(FusionStrategy), default=None)
+    parser.add_argument("--fusion_layer", "--fusion-layer", type=int, default=None)
     args = parser.parse_args(argv)
     overrides = {name: value for name, value in (
         ("num_attention_heads", args.num_attention_heads), ("pooling", args.pooling),
         ("fusion_strategy", args.fusion_strategy), ("fusion_layer", args.fusion_layer)) if value is not None}
     output = Path(args.output_dir)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        print(f"error: --output-dir {output} {'is not a folder' if not output.is_dir() else 'is not empty'}; "
+        print(f"error: --output_dir {output} {'is not a folder' if not output.is_dir() else 'is not empty'}; "
               f"choose a new or empty folder (nothing there is overwritten)", file=sys.stderr)
         return 2
     try:

@@ -9,6 +9,7 @@ transformers and its sibling `configuration_emotic`.
 
 import copy
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,15 +28,6 @@ from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_emotic import EmoticConfig
-
-# Boxes of the key regions on an aligned face crop (the 5-point InsightFace/ArcFace alignment of 112x112 crops, as
-# used by RetinaFace-aligned datasets), as fractions (x0, y0, x1, y1) of the crop's width and height. Used when no
-# auxiliary view is passed to the classifier; the image processor's face geometry derives the same boxes.
-CANONICAL_REGION_BOXES = {
-    "eyes": (0.2003, 0.3411, 0.7981, 0.5142),  # both eyes with the brows
-    "nose": (0.4058, 0.4607, 0.5946, 0.7034),
-    "mouth": (0.3449, 0.7562, 0.6576, 0.8865),
-}
 
 # `auto_map` entries written by `save_pretrained`, so every Auto class loads a saved folder with remote code.
 AUTO_MAP = {
@@ -457,42 +449,6 @@ class EmoticFusion(GradientCheckpointingLayer):
         return main + self.mlp(self.norm_mlp(main)), weights
 
 
-def build_template_aux_view(
-    pixel_values: torch.Tensor, regions: list[str], layout: str, boxes: dict | None = None
-) -> torch.Tensor:
-    """Auxiliary view of aligned face crops from the canonical region boxes, on normalised pixels `(B, C, H, W)`.
-
-    Blank areas are 0, which is the dataset mean colour after normalisation (the image processor uses the same).
-    """
-    boxes = boxes or CANONICAL_REGION_BOXES
-    batch_size, channels, height, width = pixel_values.shape
-    crops = []
-    for region in [r for r in ("eyes", "nose", "mouth") if r in regions]:  # top to bottom, like the processor
-        x0, y0, x1, y1 = boxes[region]
-        top, bottom = int(round(y0 * height)), max(int(round(y1 * height)), int(round(y0 * height)) + 1)
-        left, right = int(round(x0 * width)), max(int(round(x1 * width)), int(round(x0 * width)) + 1)
-        crops.append((pixel_values[:, :, top:bottom, left:right], (top, bottom, left, right)))
-
-    def resize(crop, size):
-        return F.interpolate(crop, size=size, mode="bilinear", align_corners=False)
-
-    count = len(crops)
-    if layout == "concat":  # side by side
-        edges = [round(width * i / count) for i in range(count + 1)]
-        return torch.cat([resize(c, (height, edges[i + 1] - edges[i])) for i, (c, _) in enumerate(crops)], dim=3)
-    if layout == "updown":  # stacked, eyes on top in the default order
-        edges = [round(height * i / count) for i in range(count + 1)]
-        return torch.cat([resize(c, (edges[i + 1] - edges[i], width)) for i, (c, _) in enumerate(crops)], dim=2)
-    if layout == "mean":
-        return torch.stack([resize(c, (height, width)) for c, _ in crops]).mean(dim=0)
-    if layout == "mask":
-        keep = torch.zeros(1, 1, height, width, dtype=torch.bool, device=pixel_values.device)
-        for _, (top, bottom, left, right) in crops:
-            keep[..., top:bottom, left:right] = True
-        return pixel_values * keep
-    raise ValueError(f"aux_layout={layout!r}; allowed: ['concat', 'updown', 'mean', 'mask']")
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # MAE decoder
 # ---------------------------------------------------------------------------------------------------------------
@@ -579,6 +535,39 @@ class EmoticPreTrainedModel(PreTrainedModel):
         if self._auto_class is not None:
             self.config.auto_map = {**AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
         return super().save_pretrained(save_directory, *args, **kwargs)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """timm's parameter grouping (as `timm.models.VisionTransformer.group_matcher`): regexes over this model's
+        parameter names. `stem`: the embeddings (of both views); `blocks`: encoder block `i` (and the auxiliary
+        encoder's block `i`) as group `i`, the fusion block with block `fusion_layer`, the block after it;
+        anything unmatched (final norm, head, MAE decoder, a fusion block after the last block) comes last.
+        `coarse=True`: all blocks as one group.
+        Layer-wise LR decay reads its layer ids from it (`layer_ids`; timm's `param_groups_layer_decay` agrees)."""
+        prefix = "" if self is self.base_model else rf"{self.base_model_prefix}\."
+        stem = rf"^{prefix}embeddings\.|^aux_embeddings\."
+        if coarse:
+            return {"stem": stem, "blocks": rf"^{prefix}layers\.|^aux_layers\.|^fusion\."}
+        blocks = [(rf"^{prefix}layers\.(\d+)\.", None), (r"^aux_layers\.(\d+)\.", None)]
+        if self.config.fusion_layer < self.config.num_hidden_layers:  # after the last block it goes with the head
+            blocks.append((r"^fusion\.", (self.config.fusion_layer,)))
+        return {"stem": stem, "blocks": blocks}
+
+    def layer_ids(self) -> dict[str, int]:
+        """Layer id of every parameter from `group_matcher`, as timm numbers them: 0 for the embeddings, `i + 1`
+        for block `i` (and the fusion block before block `fusion_layer`), `num_hidden_layers + 1` for the rest."""
+        matcher = self.group_matcher()
+
+        def layer_id(name: str) -> int:
+            if re.match(matcher["stem"], name):
+                return 0
+            for pattern, block in matcher["blocks"]:
+                match = re.match(pattern, name)
+                if match:
+                    return int((match.groups() or block)[0]) + 1
+            return self.config.num_hidden_layers + 1
+
+        return {name: layer_id(name) for name, _ in self.named_parameters()}
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
@@ -815,6 +804,59 @@ class EmoticForImageClassification(EmoticPreTrainedModel):
             main_attentions.append(weights)
         return main, aux, tuple(main_states), tuple(main_attentions)
 
+    def _check_views(self, pixel_values, pixel_values_aux):
+        check_pixel_values(pixel_values, self.config.num_channels)
+        if pixel_values_aux is None:
+            raise ValueError(
+                f"EmoticForImageClassification with fusion_strategy={self.config.fusion_strategy!r} needs "
+                f"pixel_values_aux, the auxiliary view (eyes, mouth, nose) that EmoticImageProcessor builds beside "
+                f"pixel_values: `model(**processor(images, return_tensors='pt'))`"
+            )
+        if not torch.is_tensor(pixel_values_aux) or pixel_values_aux.shape != pixel_values.shape:
+            check_pixel_values(pixel_values_aux, self.config.num_channels, "pixel_values_aux")
+            raise ValueError(
+                f"pixel_values_aux must have the shape of pixel_values {tuple(pixel_values.shape)}; "
+                f"got {tuple(pixel_values_aux.shape)}"
+            )
+
+    def _fused_stream(self, pixel_values, pixel_values_aux, interpolate_pos_encoding, record: bool):
+        """Both views through blocks `[0, fusion_layer)`, the fusion block, the main view through the rest: the
+        final tokens `(B, 1 + N, D)` and, with `record`, the main stream's states, attention weights and the
+        fusion block's attention map."""
+        self._check_views(pixel_values, pixel_values_aux)
+        pixel_values = as_weights_dtype(pixel_values, self.emotic.embeddings)
+        main, aux, states, attentions = self._encode_both_views(
+            pixel_values, pixel_values_aux.to(pixel_values.dtype), interpolate_pos_encoding, record
+        )
+        hidden_states, fusion_map = self.fusion(main, aux)
+        states += (hidden_states,) if record else ()
+        for layer in self.emotic.layers[self.config.fusion_layer:]:
+            hidden_states, weights = layer(hidden_states)
+            if record:
+                states, attentions = states + (hidden_states,), attentions + (weights,)
+        return hidden_states, states, attentions, fusion_map
+
+    def forward_features(
+        self, pixel_values: torch.Tensor, pixel_values_aux: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+    ) -> torch.Tensor:
+        """timm's `forward_features`: the tokens `(B, 1 + N, D)` after the last block, before pooling (whose final
+        LayerNorm `forward_head` applies). Fusion models need `pixel_values_aux`."""
+        if self.uses_aux_view:
+            return self._fused_stream(pixel_values, pixel_values_aux, interpolate_pos_encoding, record=False)[0]
+        check_pixel_values(pixel_values, self.config.num_channels)
+        hidden_states, _, _ = self.emotic.embeddings(as_weights_dtype(pixel_values, self.emotic.embeddings),
+                                                     interpolate_pos_encoding=interpolate_pos_encoding)
+        for layer in self.emotic.layers:
+            hidden_states, _ = layer(hidden_states)
+        return hidden_states
+
+    def forward_head(self, hidden_states: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """timm's `forward_head`: pool the tokens of `forward_features` (`config.pooling`, then the final LayerNorm)
+        and classify; `pre_logits=True` returns the pooled `(B, D)` feature."""
+        pooled = self.emotic.pool(hidden_states)
+        return pooled if pre_logits else self.classifier(pooled)
+
     @can_return_tuple
     def forward(
         self,
@@ -834,61 +876,42 @@ class EmoticForImageClassification(EmoticPreTrainedModel):
 
         pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
             The main view: the whole face, normalised (cast to the weights' dtype).
-        pixel_values_aux (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`, *optional*):
-            The auxiliary view from [`EmoticImageProcessor`] (key regions). When fusion needs it and it is not
-            given, the model builds it from `pixel_values` with the canonical aligned-face template
-            (`CANONICAL_REGION_BOXES`, `config.aux_regions`, `config.aux_layout`): right for aligned crops such as
-            Aff-Wild2's `cropped_aligned` frames, approximate for other images. Ignored with `fusion_strategy="none"`.
+        pixel_values_aux (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
+            The auxiliary view (key regions of the face), built from the same images by [`EmoticImageProcessor`],
+            which returns it beside `pixel_values`. Required unless `fusion_strategy="none"` (then ignored).
         labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             Class indices; negative values (Aff-Wild2's -1) are ignored by the loss.
         """
         output_hidden_states = self.config.output_hidden_states if output_hidden_states is None \
             else output_hidden_states
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        all_attentions, fusion_attentions = None, None
+        all_hidden_states, all_attentions, fusion_attentions = None, None, None
         if not self.uses_aux_view:
             outputs = self.emotic(
                 pixel_values, interpolate_pos_encoding=interpolate_pos_encoding,
                 output_hidden_states=output_hidden_states, output_attentions=output_attentions,
             )
-            pooled, all_hidden_states, all_attentions = outputs.pooler_output, outputs.hidden_states, outputs.attentions
+            logits = self.classifier(outputs.pooler_output)
+            all_hidden_states, all_attentions = outputs.hidden_states, outputs.attentions
         else:
-            check_pixel_values(pixel_values, self.config.num_channels)
-            pixel_values = as_weights_dtype(pixel_values, self.emotic.embeddings)
-            if pixel_values_aux is None:
-                pixel_values_aux = build_template_aux_view(pixel_values, self.config.aux_regions,
-                                                           self.config.aux_layout)
-            elif not torch.is_tensor(pixel_values_aux) or pixel_values_aux.shape != pixel_values.shape:
-                check_pixel_values(pixel_values_aux, self.config.num_channels, "pixel_values_aux")
-                raise ValueError(
-                    f"pixel_values_aux must have the shape of pixel_values {tuple(pixel_values.shape)}; "
-                    f"got {tuple(pixel_values_aux.shape)}"
-                )
-            record = bool(output_hidden_states or output_attentions)
-            main, aux, main_states, main_attentions = self._encode_both_views(
-                pixel_values, pixel_values_aux.to(pixel_values.dtype), interpolate_pos_encoding, record
+            hidden_states, states, attentions, fusion_map = self._fused_stream(
+                pixel_values, pixel_values_aux, interpolate_pos_encoding,
+                record=bool(output_hidden_states or output_attentions),
             )
-            hidden_states, fusion_map = self.fusion(main, aux)
-            all_hidden_states = main_states + (hidden_states,) if output_hidden_states else None
-            all_attentions = main_attentions if output_attentions else None
-            for layer in self.emotic.layers[self.config.fusion_layer:]:
-                hidden_states, weights = layer(hidden_states)
-                if output_hidden_states:
-                    all_hidden_states += (hidden_states,)
-                if output_attentions:
-                    all_attentions += (weights,)
-            if not isinstance(output_hidden_states, bool) and output_hidden_states is not None:
-                # indices instead of a flag (as transformers' output capturing): only those states are kept
-                count = len(all_hidden_states)
-                selected = [output_hidden_states] if isinstance(output_hidden_states, int) else output_hidden_states
-                keep = {i % count for i in selected if -count <= i < count}
-                all_hidden_states = tuple(state if i in keep else None for i, state in enumerate(all_hidden_states))
+            logits = self.forward_head(hidden_states)  # [B, num_labels]
+            if output_hidden_states:
+                all_hidden_states = states
+                if not isinstance(output_hidden_states, bool):
+                    # indices instead of a flag (as transformers' output capturing): only those states are kept
+                    count = len(states)
+                    selected = [output_hidden_states] if isinstance(output_hidden_states, int) \
+                        else output_hidden_states
+                    keep = {i % count for i in selected if -count <= i < count}
+                    all_hidden_states = tuple(state if i in keep else None for i, state in enumerate(states))
             if output_attentions:  # as transformers' capture: weights only where the attention function gives them
-                all_attentions = tuple(weights for weights in all_attentions if weights is not None)
+                all_attentions = tuple(weights for weights in attentions if weights is not None)
                 fusion_attentions = fusion_map
-            pooled = self.emotic.pool(hidden_states)
 
-        logits = self.classifier(pooled)  # [B, num_labels]
         loss = None
         if labels is not None:
             loss = self.loss_function(labels, logits, self.config, **kwargs)

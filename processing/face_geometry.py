@@ -15,10 +15,13 @@ import functools
 import importlib.util
 import os
 import threading
+from typing import Literal, get_args
 
 import numpy as np
 
-REGIONS = ("eyes", "nose", "mouth")  # top to bottom: the order regions are laid out in the auxiliary view
+# The regions of the auxiliary view, top to bottom: the order they are laid out in it
+Region = Literal["eyes", "nose", "mouth"]
+REGIONS = get_args(Region)
 MAX_FACE_SCALE = 4  # a face from caller's landmarks may reach past the image, but not be this many times larger
 
 # The 5-point alignment template of 112x112 aligned face crops (InsightFace/ArcFace, as used by RetinaFace-aligned
@@ -31,7 +34,6 @@ CANONICAL_FIVE_POINTS = np.array(
 # mouth width: eyes from 0.45 d beyond each eye centre, 0.38 d above the eye line (brows) to 0.17 d below it; nose
 # 0.3 d either side of the tip, from the eye line (the bridge) to 0.2 d below the tip; mouth 0.1 w beyond each
 # corner, 0.26 w above to 0.24 w below the corners (tight on closed lips, still half of a wide-open mouth).
-# emotic.modeling.modeling_emotic.CANONICAL_REGION_BOXES holds the same numbers (tested).
 CANONICAL_REGION_BOXES = {
     "eyes": (0.2003, 0.3411, 0.7981, 0.5142),
     "nose": (0.4058, 0.4607, 0.5946, 0.7034),

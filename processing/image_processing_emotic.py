@@ -7,6 +7,7 @@ so they import only numpy, PIL, torch, transformers and each other; torchvision 
 import math
 import os
 import warnings
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from transformers.utils import logging
 
 from .face_geometry import (
     REGIONS,
+    Region,
     FaceLandmarker,
     boxes_from_landmarks,
     check_landmark_boxes,
@@ -30,20 +32,22 @@ logger = logging.get_logger(__name__)
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
-AUX_LAYOUTS = ("concat", "updown", "mean", "mask")
-GEOMETRIES = ("auto", "detector", "template")
-NO_FACE_BEHAVIOURS = ("full_image", "error")
-RESAMPLING = ("nearest", "bilinear", "bicubic")  # antialiased when downscaling (bilinear, bicubic)
+# The closed choices of the processor; the command-line arguments reuse them (`get_args` lists them).
+AuxLayout = Literal["concat", "updown", "mean", "mask"]
+Geometry = Literal["auto", "detector", "template"]
+OnNoFace = Literal["full_image", "error"]
+Resampling = Literal["nearest", "bilinear", "bicubic"]  # antialiased when downscaling (bilinear, bicubic)
+AUX_LAYOUTS, GEOMETRIES, NO_FACE_BEHAVIOURS, RESAMPLING = map(get_args, (AuxLayout, Geometry, OnNoFace, Resampling))
 PIL_RESAMPLING = {0: "nearest", 2: "bilinear", 3: "bicubic"}  # transformers' PILImageResampling values
 
 
 class EmoticImageProcessorKwargs(ImagesKwargs, total=False):
     """emotic's options beside transformers' standard image-processor keywords (`ImagesKwargs`)."""
 
-    aux_regions: list[str] | None
-    aux_layout: str | None
-    geometry: str | None
-    on_no_face: str | None
+    aux_regions: list[Region] | None
+    aux_layout: AuxLayout | None
+    geometry: Geometry | None
+    on_no_face: OnNoFace | None
     max_image_pixels: int | None
     min_image_size: int | None
 
@@ -81,7 +85,7 @@ class EmoticImageProcessor(BaseImageProcessor):
     any PIL mode, 8- or 16-bit). Every option above can also be given to the call, as can transformers' standard
     `input_data_format` (`"channels_first"`/`"channels_last"`, when the layout of an array is ambiguous),
     `data_format` (of the output), `device` and `return_tensors`. `return_regions=True` adds `regions`: per image,
-    the `face`, `eyes`, `mouth` and `nose` boxes `(x0, y0, x1, y1)` in input pixels and the geometry `source` used
+    the `face`, `eyes`, `mouth` and `nose` boxes `(x0, y0, x1, y1)` in input pixels and the `geometry` used
     (`landmarks`, `detector`, `template` or `full_image`).
     """
 
@@ -106,9 +110,9 @@ class EmoticImageProcessor(BaseImageProcessor):
         image_mean=None,
         image_std=None,
         aux_regions=None,
-        aux_layout: str = "concat",
-        geometry: str = "auto",
-        on_no_face: str = "full_image",
+        aux_layout: AuxLayout = "concat",
+        geometry: Geometry = "auto",
+        on_no_face: OnNoFace = "full_image",
         max_image_pixels: int = 50_000_000,
         min_image_size: int = 16,
         do_convert_rgb: bool | None = True,
@@ -170,10 +174,10 @@ class EmoticImageProcessor(BaseImageProcessor):
         landmarks=None,
         return_regions: bool = False,
         return_tensors=None,
-        aux_regions=None,
-        aux_layout: str | None = None,
-        geometry: str | None = None,
-        on_no_face: str | None = None,
+        aux_regions: list[Region] | None = None,
+        aux_layout: AuxLayout | None = None,
+        geometry: Geometry | None = None,
+        on_no_face: OnNoFace | None = None,
         size=None,
         resample=None,
         do_resize: bool | None = None,
@@ -209,14 +213,15 @@ class EmoticImageProcessor(BaseImageProcessor):
         for index, image in enumerate(images):
             name = self._image_name(image, index)
             pixels = self._decode(image, name, options["do_convert_rgb"], input_data_format)  # [1, C, H, W] uint8
-            boxes, source = self._face_geometry(
+            boxes, geometry = self._face_geometry(
                 pixels, None if landmarks is None else landmarks[index], options["geometry"], options["on_no_face"],
                 name,
             )
             main, aux = self._build_views(pixels, boxes, options)
             main_views.append(main)
             aux_views.append(aux)
-            regions.append({**{key: tuple(round(v, 2) for v in box) for key, box in boxes.items()}, "source": source})
+            regions.append({**{key: tuple(round(v, 2) for v in box) for key, box in boxes.items()},
+                            "geometry": geometry})
 
         views = {"pixel_values": self._normalise(torch.stack(main_views), options),
                  "pixel_values_aux": self._normalise(torch.stack(aux_views), options)}

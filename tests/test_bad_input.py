@@ -200,7 +200,7 @@ def test_the_detector_finds_the_same_face_in_larger_photos(canvas):
     scene = Image.new("RGB", canvas, (120, 120, 120))
     scene.paste(photo.resize((200, 200 * photo.height // photo.width)), (canvas[0] // 2 - 100, 100))
     regions = EmoticImageProcessor(size=32, geometry="detector")(scene, return_regions=True)["regions"][0]
-    assert regions["source"] == "detector"
+    assert regions["geometry"] == "detector"
     x0, y0, x1, y1 = regions["face"]
     assert canvas[0] // 2 - 100 <= (x0 + x1) / 2 <= canvas[0] // 2 + 100  # on the pasted photo
 
@@ -223,10 +223,13 @@ MODEL_INPUT_CASES = {
     "unbatched image": (lambda: dict(pixel_values=torch.zeros(3, 32, 32)), "add a batch dimension"),
     "a list": (lambda: dict(pixel_values=[[0.0]]), "must be a torch.Tensor"),
     "one channel": (lambda: dict(pixel_values=torch.zeros(2, 1, 32, 32)), "(batch_size, 3, height, width)"),
-    "other resolution": (lambda: dict(pixel_values=torch.zeros(2, 3, 48, 48)), "interpolate_pos_encoding"),
+    "other resolution": (lambda: dict(pixel_values=torch.zeros(2, 3, 48, 48),
+                                      pixel_values_aux=torch.zeros(2, 3, 48, 48)), "interpolate_pos_encoding"),
+    "no auxiliary view": (lambda: dict(pixel_values=torch.zeros(2, 3, 32, 32)), "EmoticImageProcessor"),
     "aux of another shape": (lambda: dict(pixel_values=torch.zeros(2, 3, 32, 32),
                                           pixel_values_aux=torch.zeros(1, 3, 32, 32)), "pixel_values_aux"),
-    "float class labels": (lambda: dict(pixel_values=torch.zeros(2, 3, 32, 32), labels=torch.tensor([1.0, 2.0])),
+    "float class labels": (lambda: dict(pixel_values=torch.zeros(2, 3, 32, 32),
+                                        pixel_values_aux=torch.zeros(2, 3, 32, 32), labels=torch.tensor([1.0, 2.0])),
                            "expected class indices"),
 }
 
@@ -250,10 +253,10 @@ def test_the_encoder_refuses_an_empty_batch_and_a_wrong_noise():
 
 def test_float_labels_in_one_call_do_not_switch_the_model_to_multi_label(tmp_path):
     model = EmoticForImageClassification(EmoticConfig(**TINY))
-    pixels = torch.zeros(2, 3, 32, 32)
-    multi = model(pixels, labels=torch.tensor([[0.0] * 7 + [1.0]] * 2)).loss  # multi-label targets: BCE
+    pixels = {"pixel_values": torch.zeros(2, 3, 32, 32), "pixel_values_aux": torch.zeros(2, 3, 32, 32)}
+    multi = model(**pixels, labels=torch.tensor([[0.0] * 7 + [1.0]] * 2)).loss  # multi-label targets: BCE
     assert torch.isfinite(multi) and model.config.problem_type is None
-    single = model(pixels, labels=torch.tensor([1, 7])).loss  # then class indices: cross-entropy again
+    single = model(**pixels, labels=torch.tensor([1, 7])).loss  # then class indices: cross-entropy again
     assert torch.isfinite(single)
     model.save_pretrained(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text()).get("problem_type") is None
@@ -262,7 +265,7 @@ def test_float_labels_in_one_call_do_not_switch_the_model_to_multi_label(tmp_pat
 @pytest.mark.parametrize("fields, words", [
     ({"hidden_act": "gelux"}, "hidden_act='gelux'; allowed"), ({"fusion_layer": 9}, "fusion_layer=9"),
     ({"num_attention_heads": 5}, "num_attention_heads=5"), ({"fusion_strategy": "sum"}, "fusion_strategy='sum'"),
-    ({"video_smoothing_window": 4}, "video_smoothing_window=4"), ({"class_weights": [1.0, 2.0]}, "class_weights"),
+    ({"smoothing_window": 4}, "smoothing_window=4"), ({"class_weights": [1.0, 2.0]}, "class_weights"),
 ])
 def test_config_refuses_bad_values_naming_field_and_allowed(fields, words):
     with pytest.raises(ValueError, match="EmoticConfig") as error:
@@ -338,7 +341,7 @@ def test_converter_never_writes_over_an_existing_output(existing, tmp_path):
         out.mkdir()
         (out / "config.json").write_text("{}")
     with untouched(tmp_path):
-        refused(convert("--checkpoint", tmp_path / "mae.pth", "--output-dir", out), "--output-dir")
+        refused(convert("--checkpoint", tmp_path / "mae.pth", "--output-dir", out), "--output_dir")
 
 
 def test_converter_never_runs_code_from_a_malicious_pickle(tmp_path):
@@ -370,7 +373,7 @@ HEADER = "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n"
 
 
 def test_annotations_saved_with_a_byte_order_mark_are_read(tmp_path):
-    from emotic.training.data import read_affwild2
+    from emotic.training.readers import read_affwild2
 
     root = affwild2(tmp_path, "\ufeff" + HEADER + "1\n4\n7\n")
     with untouched(tmp_path):
@@ -384,7 +387,7 @@ def test_annotations_saved_with_a_byte_order_mark_are_read(tmp_path):
     (HEADER + "-1\n-1\n-1\n", "no usable frame"),
 ])
 def test_bad_annotation_files_are_errors_naming_file_and_line(lines, words, tmp_path):
-    from emotic.training.data import read_affwild2
+    from emotic.training.readers import read_affwild2
 
     root = affwild2(tmp_path, lines)
     with untouched(tmp_path), pytest.raises(ValueError) as error:
@@ -393,7 +396,7 @@ def test_bad_annotation_files_are_errors_naming_file_and_line(lines, words, tmp_
 
 
 def test_an_image_folder_with_an_unknown_class_lists_the_labels(tmp_path):
-    from emotic.training.data import read_image_folder
+    from emotic.training.readers import read_image_folder
 
     (tmp_path / "joy").mkdir()
     face(32).save(tmp_path / "joy" / "a.jpg")
@@ -402,7 +405,7 @@ def test_an_image_folder_with_an_unknown_class_lists_the_labels(tmp_path):
 
 
 def test_an_unreadable_training_image_is_skipped_counted_and_ignored_by_the_loss(tmp_path):
-    from emotic.training.data import ViewTransform
+    from emotic.training.transforms import ViewTransform
 
     face(32).save(tmp_path / "good.jpg")
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
@@ -435,12 +438,12 @@ def test_finetune_keeps_a_fine_tuned_models_architecture_unless_told(tmp_path):
     from emotic.training.finetune import ModelArguments, build_model
 
     torch.manual_seed(0)
-    EmoticForImageClassification(EmoticConfig(**TINY, fusion_strategy="concat", aux_layout="updown",
+    EmoticForImageClassification(EmoticConfig(**TINY, fusion_strategy="concat",
                                               label_smoothing=0.1)).save_pretrained(tmp_path / "concat")
-    EmoticImageProcessor(size=32).save_pretrained(tmp_path / "concat")
+    EmoticImageProcessor(size=32, aux_layout="updown").save_pretrained(tmp_path / "concat")
     with untouched(tmp_path / "concat"):
-        kept, _ = build_model(ModelArguments(model_name_or_path=str(tmp_path / "concat")), [0, 1, 2])
-    assert (kept.config.fusion_strategy, kept.config.aux_layout, kept.config.label_smoothing) == \
+        kept, kept_processor = build_model(ModelArguments(model_name_or_path=str(tmp_path / "concat")), [0, 1, 2])
+    assert (kept.config.fusion_strategy, kept_processor.aux_layout, kept.config.label_smoothing) == \
         ("concat", "updown", 0.1)
     changed, processor = build_model(ModelArguments(model_name_or_path=str(tmp_path / "concat"),
                                                     fusion_strategy="mean", aux_layout="concat"), [0, 1, 2])
@@ -526,7 +529,7 @@ def test_a_second_predict_into_the_same_folder_is_refused_while_the_first_runs(m
 def test_predict_refuses_an_even_window_and_a_missing_input_before_writing(model_dir, tmp_path):
     (tmp_path / "frames").mkdir()
     frames(1)[0].save(tmp_path / "frames" / "00001.jpg")
-    refused(predict(model_dir, tmp_path / "frames", "--smooth-window", "4", "--output-dir", tmp_path / "out"),
+    refused(predict(model_dir, tmp_path / "frames", "--smoothing_window", "4", "--output-dir", tmp_path / "out"),
             "odd integer")
     refused(predict(model_dir, tmp_path / "missing.mp4", "--output-dir", tmp_path / "out"), "no such file")
     assert not (tmp_path / "out").exists()
@@ -537,8 +540,8 @@ def test_predict_refuses_a_folder_made_with_other_settings(model_dir, tmp_path):
     frames(1)[0].save(tmp_path / "frames" / "00001.jpg")
     assert predict(model_dir, tmp_path / "frames", "--output-dir", tmp_path / "out").returncode == 0
     with untouched(tmp_path / "out"):
-        refused(predict(model_dir, tmp_path / "frames", "--output-dir", tmp_path / "out", "--smooth-window", "3"),
-                "other settings (smooth_window)")
+        refused(predict(model_dir, tmp_path / "frames", "--output-dir", tmp_path / "out", "--smoothing_window", "3"),
+                "other settings (smoothing_window)")
 
 
 # -- evaluate -------------------------------------------------------------------------------------------------------
@@ -552,7 +555,8 @@ def test_evaluate_refuses_a_split_with_no_image(model_dir, tmp_path):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--windows", "2,4"], "every window must be an odd integer"), (["--windows", "five"], "expected odd integers"),
+    (["--smoothing_windows", "2,4"], "--smoothing_windows=2; allowed: an odd integer >= 1"),
+    (["--smoothing-windows", "five"], "--smoothing_windows='five'; allowed: an odd integer >= 1"),
     (["--split", "Test_Set"], "no annotation folder annotations/Test_Set"),
 ])
 def test_evaluate_refuses_bad_options_before_writing(model_dir, tmp_path, args, words):
@@ -584,24 +588,24 @@ def test_export_never_removes_what_it_did_not_write(model_dir, tmp_path, where):
     if where == "an existing file":
         target.write_text("a file")
     with untouched(tmp_path):
-        refused(emotic_cli("export", run, target, "--overwrite"), str(target.name))
+        refused(emotic_cli("export", run, "--output_dir", target, "--overwrite"), str(target.name))
 
 
 def test_export_overwrite_replaces_only_an_earlier_export(model_dir, tmp_path):
-    assert emotic_cli("export", model_dir, tmp_path / "export").returncode == 0
+    assert emotic_cli("export", model_dir, "--output_dir", tmp_path / "export").returncode == 0
     first = tree_state(tmp_path / "export")
-    result = emotic_cli("export", model_dir, tmp_path / "export", "--overwrite", "--repo-id", "testuser/x")
+    result = emotic_cli("export", model_dir, "--output_dir", tmp_path / "export", "--overwrite",
+                        "--repo_id", "testuser/x")
     assert result.returncode == 0, result.stderr
     assert set(tree_state(tmp_path / "export")) == set(first)
 
 
 def test_export_refuses_an_evaluation_that_is_not_a_report(model_dir, tmp_path):
     (tmp_path / "metrics.json").write_text("[1, 2")
-    refused(emotic_cli("export", model_dir, tmp_path / "export", "--evaluation", tmp_path / "metrics.json"),
-            "metrics.json: not valid JSON")
+    export = ("export", model_dir, "--output_dir", tmp_path / "export", "--evaluation", tmp_path / "metrics.json")
+    refused(emotic_cli(*export), "metrics.json: not valid JSON")
     (tmp_path / "metrics.json").write_text('{"macro_f1": 0.5}')
-    refused(emotic_cli("export", model_dir, tmp_path / "export", "--evaluation", tmp_path / "metrics.json"),
-            "not a metrics.json of `emotic evaluate`")
+    refused(emotic_cli(*export), "not a metrics.json of `emotic evaluate`")
     assert not (tmp_path / "export").exists()
 
 
@@ -610,7 +614,7 @@ def test_export_refuses_an_evaluation_that_is_not_a_report(model_dir, tmp_path):
 @pytest.fixture(scope="module")
 def exported(model_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("exported") / "export"
-    assert emotic_cli("export", model_dir, folder).returncode == 0
+    assert emotic_cli("export", model_dir, "--output_dir", folder).returncode == 0
     return folder
 
 

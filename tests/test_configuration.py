@@ -37,9 +37,9 @@ def test_fusion_layer_defaults_to_a_third_of_the_depth():
         (dict(fusion_layer=-1), "allowed: integers 0..12"),
         (dict(fusion_strategy="updown"), "allowed: ['none', 'mean', 'concat', 'concat_linear', 'attention']"),
         (dict(pooling="max"), "allowed: ['avg', 'cls']"),
-        (dict(aux_regions=["ears"]), "non-empty subset of ['eyes', 'mouth', 'nose']"),
-        (dict(aux_regions=[]), "non-empty subset"),
-        (dict(aux_layout="grid"), "allowed: ['concat', 'updown', 'mean', 'mask']"),
+        (dict(smoothing_mode="median"), "allowed: ['mean', 'gaussian', 'mode']"),
+        (dict(smoothing_window=4), "smoothing_window=4; allowed: an odd integer >= 1"),
+        (dict(smoothing_window=True), "smoothing_window=True; allowed: an odd integer >= 1"),
         (dict(patch_size=15), "must divide image_size=224"),
         (dict(mask_ratio=1.0), "0 <= mask_ratio < 1"),
         (dict(class_weights=[1.0, 2.0]), "expected 8 non-negative numbers"),
@@ -53,8 +53,8 @@ def test_invalid_values_raise_value_error_naming_what_is_allowed(overrides, allo
 
 
 def test_json_round_trip_keeps_every_field(tmp_path, tiny_config):
-    config = tiny_config(fusion_strategy="concat", fusion_layer=2, aux_regions=["eyes", "nose", "mouth"],
-                         aux_layout="updown", class_weights=[1.0] * 8, label_smoothing=0.1, share_encoder=False)
+    config = tiny_config(fusion_strategy="concat", fusion_layer=2, smoothing_window=9, smoothing_mode="gaussian",
+                         class_weights=[1.0] * 8, label_smoothing=0.1, share_encoder=False)
     config.save_pretrained(tmp_path)
     loaded = EmoticConfig.from_pretrained(tmp_path)
     assert loaded.to_dict() == config.to_dict()

@@ -1,7 +1,8 @@
 """transformers' own common test suites on emotic's classes, written the way transformers' model test files are
 (`tests/models/vit_mae/test_modeling_vit_mae.py` is the pattern): `ModelTesterMixin` for `EmoticModel` and
 `EmoticForPreTraining` (fixed `noise`, so the determinism tests run) and for `EmoticForImageClassification` with
-every fusion strategy, a shared and a separate auxiliary encoder, with and without `pixel_values_aux`;
+every fusion strategy and a shared and a separate auxiliary encoder (fusion models get `pixel_values_aux`, as the
+image processor gives it);
 `ConfigTester` for `EmoticConfig`; `ImageProcessingTestMixin` for `EmoticImageProcessor`.
 
 The mixins come from the sdist of the installed transformers (`tests/conformance/transformers_tests.py` fetches it
@@ -106,6 +107,8 @@ class EmoticModelTester:
 class EmoticCommonTests(ModelTesterMixin):
     test_resize_embeddings = False  # images, no vocabulary (as ViT and ViTMAE)
     test_can_init_all_missing_weights_before_2023 = True  # run it: emotic's init covers every weight
+    # inputs a model needs beside `main_input_name` (transformers' hook for them): the auxiliary view of fusion models
+    additional_model_inputs = ["pixel_values_aux"]
     tester_kwargs = {}
 
     def setUp(self):
@@ -167,10 +170,8 @@ EmoticClassifierAttentionSeparateEncoderTest = classifier_test(
     "EmoticClassifierAttentionSeparateEncoderTest", fusion_strategy="attention", share_encoder=False)
 EmoticClassifierConcatSeparateEncoderTest = classifier_test(
     "EmoticClassifierConcatSeparateEncoderTest", fusion_strategy="concat", share_encoder=False)
-EmoticClassifierAttentionTemplateViewTest = classifier_test(
-    "EmoticClassifierAttentionTemplateViewTest", fusion_strategy="attention", with_aux_view=False)
-EmoticClassifierMeanTemplateViewTest = classifier_test(
-    "EmoticClassifierMeanTemplateViewTest", fusion_strategy="mean", with_aux_view=False, share_encoder=False)
+EmoticClassifierMeanSeparateEncoderTest = classifier_test(
+    "EmoticClassifierMeanSeparateEncoderTest", fusion_strategy="mean", share_encoder=False)
 
 
 

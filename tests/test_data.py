@@ -4,13 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emotic.training.data import (
-    ViewTransform,
-    inverse_frequency_weights,
-    read_affwild2,
-    read_image_folder,
-    read_unlabelled_faces,
-)
+from emotic.training.readers import inverse_frequency_weights, read_affwild2, read_image_folder, read_unlabelled_faces
+from emotic.training.transforms import ViewTransform
 from emotic.training.metrics import expression_metrics
 from emotic.training.synthetic import write_synthetic_affwild2
 

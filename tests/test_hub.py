@@ -21,7 +21,8 @@ from conftest import TOKEN, emotic_cli, hub_env
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A short fine-tuning run on generated data, and its `emotic evaluate` report."""
-    from emotic.training import evaluate, finetune
+    from emotic.inference import evaluate
+    from emotic.training import finetune
 
     root = tmp_path_factory.mktemp("trained")
     write_synthetic_affwild2(root / "data", num_videos=4, frames_per_video=16, size=64, validation_videos=1, seed=7)
@@ -29,7 +30,7 @@ def trained(tmp_path_factory):
                    "--num_train_epochs", "1", "--per_device_train_batch_size", "16", "--disable_tqdm", "true",
                    "--report_to", "none", "--drop_path_rate", "0.0"])
     evaluate.main([str(root / "run"), str(root / "data"), "--output-dir", str(root / "report"), "--geometry",
-                   "template", "--windows", "1,3,5", "--quiet"])
+                   "template", "--smoothing_windows", "1,3,5", "--quiet"])
     return root
 
 
@@ -40,8 +41,8 @@ def card_yaml(text: str) -> dict:
 
 def test_pushed_model_loads_without_the_package_with_identical_logits_pipeline_and_card(hub, trained, tmp_path):
     export_dir = tmp_path / "export"
-    result = emotic_cli("export", trained / "run", export_dir, "--evaluation", trained / "report" / "metrics.json",
-                        env={**os.environ, "HF_TOKEN": TOKEN})
+    result = emotic_cli("export", trained / "run", "--output_dir", export_dir,
+                        "--evaluation", trained / "report" / "metrics.json", env={**os.environ, "HF_TOKEN": TOKEN})
     assert result.returncode == 0, result.stderr
     assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md", "configuration_emotic.py",
             "modeling_emotic.py", "image_processing_emotic.py", "face_geometry.py"} <= {p.name for p in
@@ -92,7 +93,7 @@ def test_pushed_model_loads_without_the_package_with_identical_logits_pipeline_a
     assert abs(pulled["pipeline_total"] - 1) < 1e-5 and set(pulled["labels"]) == set(local.config.id2label.values())
     results = dict(pulled["results"])
     assert results["Macro-F1 (per frame)"] == round(metrics["raw"]["macro_f1"], 4)
-    window = metrics["smoothing"]["best_window"]
+    window = metrics["smoothing"]["window"]
     assert results[f"Macro-F1 (smoothed, mean window {window})"] == round(metrics["smoothed"]["macro_f1"], 4)
     assert results["Accuracy (per frame)"] == round(metrics["raw"]["accuracy"], 4)
     assert pulled["private"] is True and pulled["commit"] == "first upload"
@@ -100,13 +101,15 @@ def test_pushed_model_loads_without_the_package_with_identical_logits_pipeline_a
 
 
 def test_card_metadata_parses_and_carries_every_field(trained):
-    from transformers import AutoConfig
+    from transformers import AutoConfig, AutoImageProcessor
 
     run = json.loads((trained / "run" / "emotic_run.json").read_text())
     report = json.loads((trained / "report" / "metrics.json").read_text())
     config = AutoConfig.from_pretrained(trained / "run")
-    card = build_card(config, run, report, repo_id="someone/emotic-demo", license="apache-2.0",
-                      base_model="someone/mae-face-vit-base", num_parameters=123_456)
+    assert run["synthetic"] is True and report["synthetic"] is True  # what the card goes by
+    card = build_card(config, AutoImageProcessor.from_pretrained(trained / "run"), run, report,
+                      repo_id="someone/emotic-demo", license="apache-2.0", base_model="someone/mae-face-vit-base",
+                      num_parameters=123_456)
     metadata = card_yaml(str(card))
     assert metadata["library_name"] == "transformers" and metadata["pipeline_tag"] == "image-classification"
     assert {"facial-expression-recognition", "mae-face", "synthetic-data"} <= set(metadata["tags"])
@@ -116,7 +119,7 @@ def test_card_metadata_parses_and_carries_every_field(trained):
     assert index["name"] == "emotic-demo"
     metrics = {m["name"]: m["value"] for result in index["results"] for m in result["metrics"]}
     assert set(metrics) == {"Macro-F1 (per frame)", f"Macro-F1 (smoothed, mean window "
-                            f"{report['smoothing']['best_window']})", "Accuracy (per frame)"}
+                            f"{report['smoothing']['window']})", "Accuracy (per frame)"}
     body = card.text
     for needed in ("arXiv:2403.13039", "ma2023maeface", "Not a facial-expression model", "## Intended use",
                    "## Limitations, biases and risks", "A facial expression is not an emotion",
@@ -127,11 +130,12 @@ def test_card_metadata_parses_and_carries_every_field(trained):
 
 
 def test_a_run_without_evaluation_gets_a_card_that_says_so(trained):
-    from transformers import AutoConfig
+    from transformers import AutoConfig, AutoImageProcessor
 
     run = json.loads((trained / "run" / "emotic_run.json").read_text())
     run["eval"] = {}
-    card = build_card(AutoConfig.from_pretrained(trained / "run"), run)
+    card = build_card(AutoConfig.from_pretrained(trained / "run"), AutoImageProcessor.from_pretrained(trained / "run"),
+                      run)
     metadata = card_yaml(str(card))
     assert "model-index" not in metadata
     assert "This run was not evaluated" in card.text and "macro-F1 (per frame" not in card.text

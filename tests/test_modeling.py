@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from emotic import EmoticForImageClassification, EmoticForPreTraining, EmoticModel
-from emotic.modeling.modeling_emotic import build_template_aux_view
 
 STRATEGIES = ["none", "mean", "concat", "concat_linear", "attention"]
 LAYERS = 4  # tiny config depth
@@ -95,28 +94,33 @@ class TestFusionStrategies:
 
 # --- the auxiliary view --------------------------------------------------------------------------------------------
 
-def test_missing_aux_view_is_built_from_the_canonical_aligned_face_template(tiny_config):
-    model = classifier(tiny_config, aux_regions=["eyes", "nose", "mouth"], aux_layout="updown").eval()
-    main = images()
-    template = build_template_aux_view(main, ["eyes", "nose", "mouth"], "updown")
-    assert template.shape == main.shape
+@pytest.mark.parametrize("strategy", ["mean", "concat", "concat_linear", "attention"])
+def test_fusion_without_the_auxiliary_view_is_refused_naming_the_processor(tiny_config, strategy):
+    model = classifier(tiny_config, fusion_strategy=strategy).eval()
+    with pytest.raises(ValueError, match=f"fusion_strategy='{strategy}' needs pixel_values_aux.*EmoticImageProcessor"):
+        model(images())
+    with pytest.raises(ValueError, match="needs pixel_values_aux"):
+        model.forward_features(images())
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_forward_features_and_forward_head_are_the_forward(tiny_config, strategy):
+    """timm's split of the forward: tokens after the last block, then pooling and the head."""
+    model = classifier(tiny_config, fusion_strategy=strategy).eval()
+    main, aux = images(), images(seed=1)
     with torch.no_grad():
-        assert torch.equal(model(main).logits, model(main, template).logits)
-        assert not torch.equal(model(main).logits, model(main, images(seed=5)).logits)
+        features = model.forward_features(main, aux)
+        assert features.shape == (3, 17, 32)
+        assert torch.allclose(model.forward_head(features), model(main, aux).logits, atol=1e-6)
+        pooled = model.forward_head(features, pre_logits=True)
+        assert pooled.shape == (3, 32) and torch.allclose(model.classifier(pooled), model(main, aux).logits,
+                                                          atol=1e-6)
 
 
-@pytest.mark.parametrize("layout", ["concat", "updown", "mean", "mask"])
-def test_template_layouts_keep_the_image_shape_and_take_pixels_from_the_regions(layout):
-    face = torch.zeros(1, 3, 40, 40)
-    face[..., 14:20, 9:31] = 1.0  # a bright band where the eyes are
-    view = build_template_aux_view(face, ["eyes", "mouth"], layout)
-    assert view.shape == face.shape
-    if layout == "mask":  # only pixels inside the eye and mouth boxes survive
-        assert view[..., 0:12, :].abs().sum() == 0 and view[..., 16, 20].eq(1).all()
-    elif layout == "concat":  # the eye crop fills the left half
-        assert view[..., :, :20].mean() > view[..., :, 20:].mean()
-    elif layout == "updown":  # the eye crop fills the top half
-        assert view[..., :20, :].mean() > view[..., 20:, :].mean()
+def test_the_baseline_needs_no_auxiliary_view(tiny_config):
+    model = classifier(tiny_config, fusion_strategy="none").eval()
+    with torch.no_grad():
+        assert torch.equal(model(images()).logits, model(images(), images(seed=3)).logits)
 
 
 def test_aux_view_of_another_shape_is_a_clear_error(tiny_config):

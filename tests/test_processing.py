@@ -10,7 +10,6 @@ from skimage import data as skimage_data
 from transformers import AutoImageProcessor, pipeline
 
 from emotic import EmoticConfig, EmoticForImageClassification, EmoticImageProcessor
-from emotic.modeling.modeling_emotic import CANONICAL_REGION_BOXES as MODEL_TEMPLATE
 from emotic.processing import CANONICAL_FIVE_POINTS, CANONICAL_REGION_BOXES, detector_available
 from emotic.processing.face_geometry import box_iou, boxes_from_five_points, five_points, similarity_transform
 from emotic.training.synthetic import Identity, random_pose, region_truth_boxes, render_face
@@ -85,7 +84,7 @@ def test_landmarks_from_the_caller_give_regions_covering_the_true_eyes_mouth_nos
     landmarks = {68: landmarks68, 5: five_points(landmarks68), 478: to_face_mesh(landmarks68)}[convention]
     out = EmoticImageProcessor(size=64)(image, landmarks=landmarks, return_regions=True)
     regions = out["regions"][0]
-    assert regions["source"] == "landmarks"
+    assert regions["geometry"] == "landmarks"
     assert_regions_cover(regions, region_truth_boxes(landmarks68))
 
 
@@ -119,14 +118,14 @@ def test_detector_finds_faces_on_generated_scenes_and_its_regions_cover_the_trut
     assert detector_available(), "the face detector is a test dependency (emotic[faces])"
     scene, truth = composite_astronaut(seed)
     regions = EmoticImageProcessor(size=64)(scene, return_regions=True)["regions"][0]
-    assert regions["source"] == "detector"
+    assert regions["geometry"] == "detector"
     assert_regions_cover(regions, truth)
 
 
 def test_template_regions_cover_the_truth_on_aligned_crops():
     crop, truth = aligned_astronaut()  # a real face, broadly smiling
     regions = EmoticImageProcessor(size=64, geometry="template")(crop, return_regions=True)["regions"][0]
-    assert regions["source"] == "template"
+    assert regions["geometry"] == "template"
     assert_regions_cover(regions, truth)
     # Synthetic faces drawn in the aligned layout, every expression at half intensity. (The template does not
     # follow the face: at full intensity the narrowest mouths, anger and surprise, leave its mouth box at IoU
@@ -138,8 +137,7 @@ def test_template_regions_cover_the_truth_on_aligned_crops():
         assert_regions_cover(regions, region_truth_boxes(landmarks))
 
 
-def test_template_boxes_are_the_models_fallback_boxes():
-    assert CANONICAL_REGION_BOXES == MODEL_TEMPLATE
+def test_the_templates_own_points_give_the_template_boxes():
     boxes = boxes_from_five_points(CANONICAL_FIVE_POINTS)  # the template's own points map to itself
     assert np.allclose(boxes["face"], (0, 0, 1, 1), atol=1e-6)
     for region, box in CANONICAL_REGION_BOXES.items():
@@ -151,7 +149,7 @@ def test_template_boxes_are_the_models_fallback_boxes():
 @pytest.mark.parametrize("photo", [astronaut, grace_hopper])
 def test_real_photos_get_a_face_box_holding_eyes_above_mouth(photo):
     regions = EmoticImageProcessor()(photo(), return_regions=True)["regions"][0]
-    assert regions["source"] == "detector"
+    assert regions["geometry"] == "detector"
     fx0, fy0, fx1, fy1 = regions["face"]
     for region in ("eyes", "mouth"):
         x0, y0, x1, y1 = regions[region]
@@ -369,7 +367,7 @@ def test_landmarks_of_an_unknown_convention_are_a_clear_error():
 def test_no_face_is_an_option_full_image_by_default_or_an_error():
     blank = Image.new("RGB", (120, 100), (90, 140, 200))
     regions = EmoticImageProcessor(size=32)(blank, return_regions=True)["regions"][0]
-    assert regions["source"] == "full_image" and regions["face"] == (0.0, 0.0, 120.0, 100.0)
+    assert regions["geometry"] == "full_image" and regions["face"] == (0.0, 0.0, 120.0, 100.0)
     with pytest.raises(ValueError, match="image 0: no face found"):
         EmoticImageProcessor(size=32, on_no_face="error")(blank)
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from emotic.training.common import last_complete_checkpoint, layer_decay_parameter_groups
+from emotic.training.trainer import last_complete_checkpoint, layer_decay_parameter_groups
 from emotic.training.synthetic import write_synthetic_affwild2
 
 FAST = ["--model_size", "tiny", "--per_device_train_batch_size", "16", "--disable_tqdm", "true",
@@ -58,11 +58,12 @@ def test_finetune_learns_and_leaves_a_folder_that_auto_classes_and_pipeline_load
 
 
 def test_finetune_on_generated_faces_reaches_macro_f1_0_9_on_held_out_videos(tmp_path):
-    """The acceptance bar of the training issue: a tiny dual-view model (64 px, patch 8, 4 blocks of width 64) learns
+    """What fine-tuning must reach: a tiny dual-view model (64 px, patch 8, 4 blocks of width 64) learns
     the generated expressions well enough to score macro-F1 >= 0.9 on 48 held-out people, on a CPU in minutes.
     Frames are drawn at Aff-Wild2's 112 px: the main view is resized to 64 px while the auxiliary view crops the eyes
     and mouth from the full-resolution frame, which is what the dual view is for."""
-    from emotic.training import evaluate, finetune
+    from emotic.inference import evaluate
+    from emotic.training import finetune
 
     data = tmp_path / "data"
     write_synthetic_affwild2(data, num_videos=240, frames_per_video=40, size=112, validation_videos=48, seed=0)
@@ -74,7 +75,7 @@ def test_finetune_on_generated_faces_reaches_macro_f1_0_9_on_held_out_videos(tmp
     assert results["macro_f1"] >= 0.9, results["per_class_f1"]
     # the ABAW protocol on the same videos: every labelled frame, then sliding-window smoothing
     assert evaluate.main([str(tmp_path / "run"), str(data), "--output-dir", str(tmp_path / "report"), "--geometry",
-                          "template", "--windows", "1,3,5,9", "--quiet"]) == 0
+                          "template", "--smoothing_windows", "1,3,5,9", "--quiet"]) == 0
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert metrics["raw"]["macro_f1"] >= 0.9 and metrics["smoothed"]["macro_f1"] >= metrics["raw"]["macro_f1"]
 
@@ -107,6 +108,32 @@ def test_layer_decay_scales_blocks_from_the_top_and_spares_norms_and_tokens(tiny
     assert lr_of[id(params["emotic.embeddings.cls_token"])][1] == 0.0
     assert lr_of[id(params["emotic.layers.2.norm1.weight"])][1] == 0.0
     assert lr_of[id(params["emotic.layers.2.attention.qkv.bias"])][1] == 0.0
+
+
+@pytest.mark.parametrize("build", ["encoder", "pretraining", "shared", "separate", "fuse_first", "fuse_last"])
+def test_layer_ids_follow_timms_group_matcher_and_layer_decay(tiny_config, build):
+    """The model's `group_matcher` is timm's convention: timm's own grouping and layer-decay code give the layer ids
+    and learning-rate scales ours do, for every emotic model shape."""
+    from timm.models import group_parameters
+    from timm.optim import param_groups_layer_decay
+
+    from emotic import EmoticForImageClassification, EmoticForPreTraining, EmoticModel
+
+    model = {"encoder": lambda: EmoticModel(tiny_config()),
+             "pretraining": lambda: EmoticForPreTraining(tiny_config()),
+             "shared": lambda: EmoticForImageClassification(tiny_config(fusion_layer=2)),
+             "separate": lambda: EmoticForImageClassification(tiny_config(fusion_layer=2, share_encoder=False)),
+             "fuse_first": lambda: EmoticForImageClassification(tiny_config(fusion_layer=0)),
+             "fuse_last": lambda: EmoticForImageClassification(tiny_config(fusion_layer=4))}[build]()
+    ids = model.layer_ids()
+    assert ids == group_parameters(model, model.group_matcher(), reverse=True)
+    assert min(ids.values()) == 0 and max(ids.values()) == model.config.num_hidden_layers + 1
+    ours = {id(p): (round(g["lr_scale"], 12), g["weight_decay"]) for g in
+            layer_decay_parameter_groups(model, weight_decay=0.05, learning_rate=1.0, layer_decay=0.5)
+            for p in g["params"]}
+    timms = {id(p): (round(g["lr_scale"], 12), g["weight_decay"]) for g in
+             param_groups_layer_decay(model, 0.05, model.no_weight_decay(), layer_decay=0.5) for p in g["params"]}
+    assert ours == timms and len(ours) == sum(p.requires_grad for p in model.parameters())
 
 
 def test_incomplete_checkpoint_folders_are_skipped(tmp_path):
@@ -169,7 +196,8 @@ def test_two_processes_evaluate_gathered_predictions_like_one_process(synthetic,
 
     from transformers import AutoModelForImageClassification, AutoImageProcessor
 
-    from emotic.training.data import ViewTransform, read_affwild2
+    from emotic.training.readers import read_affwild2
+    from emotic.training.transforms import ViewTransform
     from emotic.training.metrics import expression_metrics
 
     model = AutoModelForImageClassification.from_pretrained(output).eval()

@@ -13,9 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
-from emotic.training import evaluate, video
+from emotic.inference import evaluate, report
+from emotic.inference import predict as predict_command
 from emotic.training.synthetic import synthetic_video, write_synthetic_affwild2, write_video
-from emotic.training.video import NeighbourFill, StreamingSmoother, smooth_probabilities
+from emotic.inference.smoothing import NeighbourFill, StreamingSmoother, smooth_probabilities
 
 MODES = ("mean", "gaussian", "mode")
 
@@ -132,7 +133,7 @@ def test_predict_writes_per_frame_csv_and_abaw_submission_for_a_video_and_a_fram
         image.save(tmp_path / "faces" / f"{index + 1}.png")
     out = tmp_path / "out"
     result = predict(model_dir, tmp_path / "clip.mp4", tmp_path / "faces", "--output-dir", out,
-                     "--smooth-window", "5", "--geometry", "template")
+                     "--smoothing_window", "5", "--geometry", "template")
     assert result.returncode == 0, result.stderr
 
     lines = (out / "submission.txt").read_text().splitlines()
@@ -151,7 +152,7 @@ def test_predict_writes_per_frame_csv_and_abaw_submission_for_a_video_and_a_fram
     assert np.all(probabilities[np.arange(len(rows)), labels] >= probabilities.max(1) - 1e-6)  # printed rounded
     assert [row["label"] for row in rows] == [line.split(",")[1] for line in lines[1:21]]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["totals"]["frames"] == 31 and summary["settings"]["smooth_window"] == 5
+    assert summary["totals"]["frames"] == 31 and summary["settings"]["smoothing_window"] == 5
 
 
 def test_unreadable_and_zero_frame_videos_are_reported_and_counted_not_crashed(model_dir, tmp_path):
@@ -180,7 +181,7 @@ def test_unreadable_and_zero_frame_videos_are_reported_and_counted_not_crashed(m
 def test_missing_inputs_are_refused_before_any_work(model_dir, tmp_path, capsys):
     def refused(*args):
         with pytest.raises(SystemExit) as exit_info:
-            video.main([str(model_dir), *map(str, args), "--output-dir", str(tmp_path / "out"), "--quiet"])
+            predict_command.main([str(model_dir), *map(str, args), "--output-dir", str(tmp_path / "out"), "--quiet"])
         assert exit_info.value.code == 2
         return capsys.readouterr().err
 
@@ -188,7 +189,7 @@ def test_missing_inputs_are_refused_before_any_work(model_dir, tmp_path, capsys)
     (tmp_path / "empty_folder").mkdir()
     assert "no frame images" in refused(tmp_path / "empty_folder")
     generated_frames(1)[0].save(tmp_path / "empty_folder" / "00001.jpg")
-    assert "odd integer" in refused(tmp_path / "empty_folder", "--smooth-window", "4")
+    assert "odd integer" in refused(tmp_path / "empty_folder", "--smoothing_window", "4")
     assert not (tmp_path / "out").exists()
 
 
@@ -198,7 +199,7 @@ def test_frames_without_a_face_carry_the_previous_prediction_and_are_counted(mod
     frames = faces[:5] + [blank] * 3 + faces[5:]
     write_video(tmp_path / "gaps.mp4", frames)
     result = predict(model_dir, tmp_path / "gaps.mp4", "--output-dir", tmp_path / "out", "--geometry", "detector",
-                     "--smooth-window", "1")
+                     "--smoothing_window", "1")
     assert result.returncode == 0, result.stderr
     rows = read_csv(tmp_path / "out" / "frames" / "gaps.csv")
     assert [row["status"] for row in rows[5:8]] == ["no_face"] * 3
@@ -226,8 +227,8 @@ def test_a_restarted_run_skips_finished_videos_and_refuses_changed_settings(mode
     assert (out / "frames" / "a.csv").stat().st_mtime_ns == finished
     assert len(read_csv(out / "frames" / "b.csv")) == 8
     assert len((out / "submission.txt").read_text().splitlines()) == 1 + 16
-    result = predict(model_dir, *args, "--smooth-window", "9")
-    assert result.returncode == 2 and "smooth_window" in result.stderr and "--overwrite" in result.stderr
+    result = predict(model_dir, *args, "--smoothing_window", "9")
+    assert result.returncode == 2 and "smoothing_window" in result.stderr and "--overwrite" in result.stderr
 
 
 def test_memory_does_not_grow_with_the_length_of_the_stream(model_dir, tmp_path):
@@ -236,10 +237,10 @@ def test_memory_does_not_grow_with_the_length_of_the_stream(model_dir, tmp_path)
     for length in (2_000, 20_000):
         path = tmp_path / f"stream{length}.mp4"
         write_video(path, itertools.islice(itertools.cycle(pictures), length))
-        code = ("import resource, sys\nfrom emotic.training import video\n"
-                f"assert video.main([{str(model_dir)!r}, {str(path)!r},"
+        code = ("import resource, sys\nfrom emotic.inference import predict\n"
+                f"assert predict.main([{str(model_dir)!r}, {str(path)!r},"
                 f" '--output-dir', {str(tmp_path / str(length))!r},"
-                " '--smooth-window', '15', '--geometry', 'template', '--quiet']) == 0\n"
+                " '--smoothing_window', '15', '--geometry', 'template', '--quiet']) == 0\n"
                 "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr
@@ -260,7 +261,7 @@ def test_evaluate_writes_the_report_and_the_chosen_window_becomes_predicts_defau
     shutil.copytree(model_dir, model)
     report = tmp_path / "report"
     assert evaluate.main([str(model), str(data), "--output-dir", str(report), "--geometry", "template",
-                          "--windows", "1,3,5,9", "--write-window", "--quiet"]) == 0
+                          "--smoothing_windows", "1,3,5,9", "--save_smoothing", "--quiet"]) == 0
     for name in ("metrics.json", "confusion_matrix.png", "per_class_f1.png", "smoothing.png", "examples.png",
                  "report.md"):
         assert (report / name).is_file(), name
@@ -274,17 +275,17 @@ def test_evaluate_writes_the_report_and_the_chosen_window_becomes_predicts_defau
     assert metrics["raw"]["num_frames"] == labelled  # every labelled frame, with or without an image
     curve = metrics["smoothing"]["macro_f1_by_window"]
     assert list(curve) == ["1", "3", "5", "9"] and curve["1"] == metrics["raw"]["macro_f1"]
-    best = metrics["smoothing"]["best_window"]
+    best = metrics["smoothing"]["window"]
     assert curve[str(best)] == max(curve.values()) == metrics["smoothed"]["macro_f1"]
     text = (report / "report.md").read_text()
     assert all(f"({name})" in text for name in ("confusion_matrix.png", "per_class_f1.png", "smoothing.png",
                                                 "examples.png"))
-    assert json.loads((model / "config.json").read_text())["video_smoothing_window"] == best
+    assert json.loads((model / "config.json").read_text())["smoothing_window"] == best
 
     result = predict(model, data / "cropped_aligned" / "synth-002", "--output-dir", tmp_path / "out",
                      "--geometry", "template")
     assert result.returncode == 0, result.stderr
-    assert json.loads((tmp_path / "out" / "summary.json").read_text())["settings"]["smooth_window"] == best
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["settings"]["smoothing_window"] == best
 
 
 def test_evaluate_refuses_a_folder_that_is_not_a_dataset(model_dir, tmp_path):
@@ -292,7 +293,8 @@ def test_evaluate_refuses_a_folder_that_is_not_a_dataset(model_dir, tmp_path):
     with pytest.raises(SystemExit):
         evaluate.main([str(model_dir), str(tmp_path), "--output-dir", str(tmp_path / "r"), "--quiet"])
     with pytest.raises(SystemExit):
-        evaluate.main([str(model_dir), str(tmp_path), "--output-dir", str(tmp_path / "r"), "--windows", "2,4"])
+        evaluate.main([str(model_dir), str(tmp_path), "--output-dir", str(tmp_path / "r"),
+                       "--smoothing_windows", "2,4"])
 
 
 def test_evaluate_on_an_image_folder_scores_each_image_once_without_smoothing(model_dir, tmp_path):
@@ -311,14 +313,14 @@ def test_evaluate_on_an_image_folder_scores_each_image_once_without_smoothing(mo
 def test_the_report_draws_the_fusion_attention_over_the_auxiliary_view(model_dir):
     from emotic import EmoticConfig, EmoticForImageClassification
 
-    model, processor = video.load_model(str(model_dir), "cpu")
+    model, processor = predict_command.load_model(str(model_dir), "cpu")
     implementation = model.config._attn_implementation
     views = processor(generated_frames(3), return_tensors="pt", geometry="template")
-    maps = evaluate.fusion_maps(model, views)
+    maps = report.fusion_maps(model, views)
     assert maps.shape == (3, 4, 4)  # one value per auxiliary patch of a 32-px view with 8-px patches
     assert (maps >= 0).all() and np.all(maps.sum(axis=(1, 2)) <= 1 + 1e-6) and np.all(maps.sum(axis=(1, 2)) > 0)
     assert model.config._attn_implementation == implementation  # eager only while drawing
     baseline = EmoticForImageClassification(EmoticConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                                          intermediate_size=64, image_size=32, patch_size=8,
                                                          fusion_strategy="none"))
-    assert evaluate.fusion_maps(baseline, views) is None  # no fusion block: nothing to draw
+    assert report.fusion_maps(baseline, views) is None  # no fusion block: nothing to draw

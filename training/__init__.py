@@ -1,1 +1,2 @@
-"""emotic.training: pre-training and fine-tuning entry points, datasets, metrics and video inference."""
+"""emotic.training: pre-training and fine-tuning entry points, readers, transforms, the trainer, the run summary,
+metrics and the generated dataset."""

@@ -17,29 +17,17 @@ from pathlib import Path
 import numpy as np
 from transformers import AutoImageProcessor, AutoModelForImageClassification, HfArgumentParser, set_seed
 
-from emotic.modeling.configuration_emotic import ABAW_EXPRESSION_LABELS
+from emotic.modeling.configuration_emotic import ABAW_EXPRESSION_LABELS, FusionStrategy
 from emotic.modeling.modeling_emotic import EmoticForImageClassification
-from emotic.processing.image_processing_emotic import EmoticImageProcessor
-from emotic.training.common import (
-    MODEL_SIZES,
-    EmoticTrainer,
-    EmoticTrainingArguments,
-    build_config,
-    finish_distributed,
-    last_complete_checkpoint,
-    training_hyperparameters,
-    unreadable_summary,
-    write_run_summary,
-)
-from emotic.training.data import (
-    EpochCallback,
-    ViewTransform,
-    inverse_frequency_weights,
-    read_affwild2,
-    read_image_folder,
-)
+from emotic.processing.face_geometry import REGIONS
+from emotic.processing.image_processing_emotic import AuxLayout, EmoticImageProcessor, Geometry
+from emotic.training.arguments import EmoticTrainingArguments, ModelSize, build_config
 from emotic.training.metrics import expression_metrics
-from emotic.training.synthetic import GENERATOR, SYNTHETIC_DATASET_NAME
+from emotic.training.readers import inverse_frequency_weights, read_affwild2, read_image_folder
+from emotic.training.run_summary import training_hyperparameters, unreadable_summary, write_run_summary
+from emotic.training.synthetic import SYNTHETIC_DATASET_NAME, is_generated
+from emotic.training.trainer import EmoticTrainer, finish_distributed, last_complete_checkpoint
+from emotic.training.transforms import EpochCallback, ViewTransform
 
 
 @dataclass
@@ -47,19 +35,20 @@ class ModelArguments:
     model_name_or_path: str | None = field(default=None, metadata={
         "help": "an emotic folder (pre-trained with `emotic pretrain`, converted from MAE-Face, or fine-tuned); "
                 "without it the encoder starts from random weights of --model_size"})
-    model_size: str = field(default="base", metadata={"help": f"encoder preset without a checkpoint: {list(MODEL_SIZES)}"})
+    model_size: ModelSize = field(default="base", metadata={"help": "encoder preset without a checkpoint"})
     image_size: int | None = field(default=None, metadata={"help": "input resolution (default: the model's)"})
     # Unset (None) architecture and loss options keep the model's own: a fine-tuned concat model stays concat. Without
     # --model_name_or_path they take EmoticConfig's defaults (shown in brackets).
-    fusion_strategy: str | None = field(default=None, metadata={
-        "help": "none | mean | concat | concat_linear | attention [attention]; default: the model's"})
+    fusion_strategy: FusionStrategy | None = field(default=None, metadata={
+        "help": "default: the model's [attention]"})
     fusion_layer: int | None = field(default=None, metadata={"help": "default: the model's [num_hidden_layers // 3]"})
     share_encoder: bool | None = field(default=None, metadata={"help": "default: the model's [true]"})
-    aux_regions: str | None = field(default=None, metadata={
-        "help": "comma-separated subset of eyes,mouth,nose; default: the model's [eyes,mouth]"})
-    aux_layout: str | None = field(default=None, metadata={
-        "help": "concat | updown | mean | mask; default: the model's [concat]"})
-    geometry: str = field(default="template", metadata={
+    # the auxiliary view is the image processor's; unset keeps the model folder's processor's
+    aux_regions: list[str] | None = field(default=None, metadata={
+        "help": f"regions of the auxiliary view, any of {' '.join(REGIONS)}; default: the model's processor's "
+                f"[eyes mouth]"})
+    aux_layout: AuxLayout | None = field(default=None, metadata={"help": "default: the model's processor's [concat]"})
+    geometry: Geometry = field(default="template", metadata={
         "help": "face geometry of the training images: template (aligned crops such as Aff-Wild2 cropped_aligned), "
                 "detector, or auto"})
     drop_path_rate: float | None = field(default=None, metadata={"help": "default: the model's [0.1]"})
@@ -82,19 +71,6 @@ class DataArguments:
     color_jitter: float = field(default=0.2, metadata={"help": "brightness/contrast/saturation jitter in training"})
 
 
-def affwild2_dataset_name(data: DataArguments) -> str:
-    """"Aff-Wild2 EXPR", or the generator's name for data written by `emotic synth` (the card must not pass drawn
-    faces off as expression data)."""
-    summary = Path(data.frames_dir).parent / "summary.json"
-    if summary.is_file():
-        try:
-            if json.loads(summary.read_text()).get("generator") == GENERATOR:
-                return SYNTHETIC_DATASET_NAME
-        except ValueError:
-            pass
-    return "Aff-Wild2 EXPR"
-
-
 def load_splits(data: DataArguments, label2id: dict, seed: int):
     """(train, eval, reports) from Aff-Wild2 or image folders."""
     if data.affwild2_root:
@@ -111,7 +87,8 @@ def load_splits(data: DataArguments, label2id: dict, seed: int):
                                             data.max_frames_per_class, seed)
         evaluation, eval_report = (read_affwild2(data.eval_annotations, data.frames_dir)
                                    if data.eval_annotations else (None, None))
-        return train, evaluation, {"train": train_report, "eval": eval_report}, affwild2_dataset_name(data)
+        name = SYNTHETIC_DATASET_NAME if is_generated(Path(data.frames_dir).parent) else "Aff-Wild2 EXPR"
+        return train, evaluation, {"train": train_report, "eval": eval_report}, name
     if data.train_dir:
         train, train_report = read_image_folder(data.train_dir, label2id)
         evaluation, eval_report = read_image_folder(data.eval_dir, label2id) if data.eval_dir else (None, None)
@@ -132,9 +109,7 @@ def compute_metrics(eval_prediction) -> dict:
 def build_model(model_args: ModelArguments, train_labels):
     overrides = dict(
         fusion_strategy=model_args.fusion_strategy, fusion_layer=model_args.fusion_layer,
-        share_encoder=model_args.share_encoder,
-        aux_regions=model_args.aux_regions.split(",") if model_args.aux_regions else None,
-        aux_layout=model_args.aux_layout, drop_path_rate=model_args.drop_path_rate,
+        share_encoder=model_args.share_encoder, drop_path_rate=model_args.drop_path_rate,
         label_smoothing=model_args.label_smoothing,
     )
     if model_args.model_name_or_path:
@@ -150,7 +125,9 @@ def build_model(model_args: ModelArguments, train_labels):
         processor = EmoticImageProcessor(size=model.config.image_size)
     if not isinstance(model, EmoticForImageClassification):
         raise ValueError(f"{model_args.model_name_or_path} is a {type(model).__name__}, not an emotic model")
-    processor.aux_regions, processor.aux_layout = model.config.aux_regions, model.config.aux_layout
+    view = {"aux_regions": model_args.aux_regions, "aux_layout": model_args.aux_layout}
+    if any(value is not None for value in view.values()):  # the processor checks them, and saves them with the run
+        processor = EmoticImageProcessor(**{**processor.to_dict(), **{k: v for k, v in view.items() if v is not None}})
     if model_args.class_weights:
         model.config.class_weights = inverse_frequency_weights(train_labels, model.config.num_labels)
     return model, processor
@@ -215,10 +192,10 @@ def main(argv=None) -> dict:
         trainer.save_metrics("eval", output.metrics)
     if trainer.is_world_process_zero():
         write_run_summary(training_args.output_dir, {
-            "task": "finetune", "dataset": dataset_name,
+            "task": "finetune", "dataset": dataset_name, "synthetic": dataset_name == SYNTHETIC_DATASET_NAME,
             "data": {split: vars(report) if report else None for split, report in reports.items()},
             "model": {"fusion_strategy": model.config.fusion_strategy, "fusion_layer": model.config.fusion_layer,
-                      "aux_regions": model.config.aux_regions, "aux_layout": model.config.aux_layout,
+                      "aux_regions": processor.aux_regions, "aux_layout": processor.aux_layout,
                       "share_encoder": model.config.share_encoder, "pooling": model.config.pooling,
                       "hidden_size": model.config.hidden_size, "num_hidden_layers": model.config.num_hidden_layers,
                       "image_size": model.config.image_size, "drop_path_rate": model.config.drop_path_rate,

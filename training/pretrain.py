@@ -5,7 +5,7 @@
 
 Continue from a checkpoint with `--model_name_or_path` (an emotic folder, e.g. converted MAE-Face weights). The run
 resumes by itself from the last complete checkpoint in `--output_dir`. The saved folder is an
-`EmoticForPreTraining`; fine-tune it with `emotic.training.finetune --model_name_or_path`.
+`EmoticForPreTraining`; fine-tune it with `emotic finetune --model_name_or_path`.
 """
 
 import sys
@@ -16,24 +16,17 @@ from transformers import AutoModelForPreTraining, HfArgumentParser, set_seed
 
 from emotic.modeling.modeling_emotic import EmoticForPreTraining
 from emotic.processing.image_processing_emotic import EmoticImageProcessor
-from emotic.training.common import (
-    MODEL_SIZES,
-    EmoticTrainer,
-    EmoticTrainingArguments,
-    build_config,
-    finish_distributed,
-    last_complete_checkpoint,
-    training_hyperparameters,
-    unreadable_summary,
-    write_run_summary,
-)
-from emotic.training.data import EpochCallback, ViewTransform, read_unlabelled_faces
+from emotic.training.arguments import EmoticTrainingArguments, ModelSize, build_config
+from emotic.training.readers import read_unlabelled_faces
+from emotic.training.run_summary import training_hyperparameters, unreadable_summary, write_run_summary
+from emotic.training.trainer import EmoticTrainer, finish_distributed, last_complete_checkpoint
+from emotic.training.transforms import EpochCallback, ViewTransform
 
 
 @dataclass
 class PretrainModelArguments:
     model_name_or_path: str | None = field(default=None, metadata={"help": "continue from an emotic folder"})
-    model_size: str = field(default="base", metadata={"help": f"encoder preset: {list(MODEL_SIZES)}"})
+    model_size: ModelSize = field(default="base", metadata={"help": "encoder preset"})
     image_size: int | None = None
     mask_ratio: float = field(default=0.75)
     norm_pix_loss: bool = field(default=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from emotic.commands import command_parser
 from emotic.modeling.configuration_emotic import ABAW_EXPRESSION_LABELS
 from emotic.processing.face_geometry import CANONICAL_FIVE_POINTS
 
@@ -29,10 +30,23 @@ EXPRESSION_PARAMETERS = {
 }
 assert list(EXPRESSION_PARAMETERS) == ABAW_EXPRESSION_LABELS
 
-# The mark `write_synthetic_affwild2` leaves in summary.json, and the dataset name runs and model cards give such
-# data, so that drawn faces are never passed off as expression data.
+# The mark `write_synthetic_affwild2` leaves in summary.json, and the dataset name runs and reports give such data;
+# they also say `"synthetic": true`, which the model card reads, so that drawn faces are never passed off as
+# expression data.
 GENERATOR = "emotic synth"
 SYNTHETIC_DATASET_NAME = f"{GENERATOR} (generated faces in Aff-Wild2's layout)"
+
+
+def is_generated(root) -> bool:
+    """Whether the dataset folder `root` was written by `emotic synth` (its summary.json says so)."""
+    import json
+    from pathlib import Path
+
+    summary = Path(root) / "summary.json"
+    try:
+        return summary.is_file() and json.loads(summary.read_text()).get("generator") == GENERATOR
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 @dataclass
@@ -306,18 +320,17 @@ def write_synthetic_affwild2(
 
 
 def main(argv=None):
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="emotic synth", description=write_synthetic_affwild2.__doc__.split("\n\n")[0])
-    parser.add_argument("output_dir")
+    parser = command_parser("emotic synth", "Write a generated dataset in Aff-Wild2's EXPR layout: drawn faces, not "
+                                             "expression data (see `write_synthetic_affwild2`).")
+    parser.add_argument("--output_dir", required=True, help="the dataset root to write")
     parser.add_argument("--videos", type=int, default=16)
     parser.add_argument("--frames", type=int, default=60, help="frames per video")
-    parser.add_argument("--validation-videos", type=int, default=4)
+    parser.add_argument("--validation_videos", type=int, default=4)
     parser.add_argument("--size", type=int, default=112, help="side of the aligned crops (Aff-Wild2: 112)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if not 0 <= args.validation_videos < args.videos:
-        parser.error("--validation-videos must be at least 0 and fewer than --videos")
+        parser.error("--validation_videos must be at least 0 and fewer than --videos")
     summary = write_synthetic_affwild2(args.output_dir, args.videos, args.frames, args.size, args.validation_videos,
                                        args.seed)
     print(f"wrote {summary['frames']} frames of {args.videos} videos to {args.output_dir} "

@@ -8,7 +8,6 @@ model card, and loads the model with `AutoModelForImageClassification` and `pipe
 smoke-scale stand-in: the numbers show the pipeline works, not how a model does on real expressions.
 """
 
-import argparse
 import json
 import os
 import time
@@ -16,15 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-import emotic  # noqa: F401  (registers the Auto classes)
+from emotic.commands import command_parser
 from emotic.hub_cards.export import export
-from emotic.training import evaluate, finetune, pretrain, video
+from emotic.inference import evaluate, predict
+from emotic.training import finetune, pretrain
 from emotic.training.synthetic import synthetic_video, write_synthetic_affwild2, write_video
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="emotic demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output-dir", default="demo_output")
+    parser = command_parser("emotic demo", __doc__)
+    parser.add_argument("--output_dir", default="demo_output")
     parser.add_argument("--videos", type=int, default=200)
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--pretrain-epochs", type=int, default=2)
@@ -63,15 +63,15 @@ def main(argv=None) -> dict:
     model_dir = root / "attention"
 
     print("[demo] evaluating the dual-view model on the held-out videos, with sliding-window smoothing")
-    evaluate.main([str(model_dir), str(data), "--output-dir", str(root / "report"), "--geometry", "template",
-                   "--windows", "1,3,5,7,9,15", "--write-window", "--quiet"])
+    evaluate.main([str(model_dir), str(data), "--output_dir", str(root / "report"), "--geometry", "template",
+                   "--smoothing_windows", "1,3,5,7,9,15", "--save_smoothing", "--quiet"])
     report = json.loads((root / "report" / "metrics.json").read_text())
 
     print("[demo] predicting a new generated video (a person not seen in training)")
     clip = root / "clip.mp4"
     frames = [image for image, _, _ in synthetic_video(np.random.default_rng(args.seed + 999), 60, 112)]
     write_video(clip, frames)
-    video.main([str(model_dir), str(clip), "--output-dir", str(root / "predictions"), "--geometry", "template",
+    predict.main([str(model_dir), str(clip), "--output_dir", str(root / "predictions"), "--geometry", "template",
                 "--quiet", "--overwrite"])
 
     export(model_dir, root / "export", evaluation=root / "report" / "metrics.json", overwrite=True)
@@ -89,7 +89,7 @@ def main(argv=None) -> dict:
         print(f"| {name} | {metrics['macro_f1']:.3f} | {metrics['accuracy']:.3f} |")
     smoothing = report["smoothing"]
     print(f"| dual-view, ABAW protocol, raw | {report['raw']['macro_f1']:.3f} | {report['raw']['accuracy']:.3f} |")
-    print(f"| dual-view, smoothed ({smoothing['mode']}, window {smoothing['best_window']}) | "
+    print(f"| dual-view, smoothed ({smoothing['mode']}, window {smoothing['window']}) | "
           f"{report['smoothed']['macro_f1']:.3f} | {report['smoothed']['accuracy']:.3f} |")
     print(f"\n[demo] {type(model).__name__} loads from {model_dir}; pipeline on {frame.name}: "
           f"{prediction['label']} ({prediction['score']:.2f})")

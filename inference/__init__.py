@@ -1,0 +1,1 @@
+"""emotic.inference: prediction over videos, frame folders and images, smoothing, evaluation and its report."""

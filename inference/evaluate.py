@@ -1,0 +1,198 @@
+"""Evaluate an expression model on a labelled dataset and write a report people can look at.
+
+    emotic evaluate MODEL DATASET --output_dir report [--split Validation_Set] [--save_smoothing]
+
+DATASET is an Aff-Wild2 EXPR root (`annotations/<split>/<video>.txt` and `cropped_aligned/<video>/*.jpg`) or an image
+folder with one sub-folder per class. On videos, every labelled frame is scored as in the ABAW challenge: frames
+without an image (and frames where no face is found) carry the nearest earlier frame's prediction. Per-frame
+probabilities are smoothed over each video with every window of `--smoothing_windows`; the best window by macro-F1
+is reported beside the raw score and, with `--save_smoothing`, stored in the model folder's config so that
+`emotic predict` uses it by default. The window is chosen on the data evaluated here: choose it on a validation
+split, then apply it to a test split.
+
+The report folder holds `metrics.json`, `confusion_matrix.png`, `per_class_f1.png`, `smoothing.png` (macro-F1
+against window, best marked), `examples.png` (frames beside their auxiliary views, true and predicted labels, and
+where the model has one, the fusion block's attention drawn over the auxiliary view) and
+`report.md` tying them together.
+"""
+
+import json
+import sys
+from pathlib import Path
+from typing import get_args
+
+import numpy as np
+
+from emotic.commands import command_parser
+from emotic.inference.predict import (
+    MISSING,
+    MODEL_HELP,
+    NO_FACE,
+    UNREADABLE,
+    FramePredictor,
+    load_model,
+    predict_sequence,
+)
+from emotic.inference.report import (
+    plot_confusion_matrices,
+    plot_examples,
+    plot_per_class_f1,
+    plot_smoothing,
+    write_report_md,
+)
+from emotic.inference.smoothing import smooth_probabilities
+from emotic.modeling.configuration_emotic import SmoothingMode, check_smoothing_window
+from emotic.processing.image_processing_emotic import GEOMETRIES
+from emotic.training.metrics import expression_metrics
+from emotic.training.readers import iter_affwild2_videos, read_image_folder
+from emotic.training.synthetic import is_generated
+
+SMOOTHING_WINDOWS = (1, 3, 5, 9, 15, 21, 31, 45, 61)  # tried by default
+
+
+def affwild2_videos(root: Path, split: str):
+    """(video, labels, frame paths or None where the annotated frame has no image) per annotated video."""
+    if not (root / "annotations" / split).is_dir():
+        raise ValueError(f"{root}: no annotation folder annotations/{split} (expected an Aff-Wild2 EXPR root)")
+    for video, video_dir, labels, present in iter_affwild2_videos(root / "annotations" / split,
+                                                                  root / "cropped_aligned"):
+        names = [f"{i + 1:05d}.jpg" for i in range(len(labels))]
+        yield video, np.array(labels), [video_dir / name if name in present else None for name in names]
+
+
+def predict_videos(predictor: FramePredictor, videos, show_progress: bool = True, sequential: bool = True):
+    """Per-frame probabilities of each video, frames without a usable face filled from their neighbours as in
+    `emotic predict` (`sequential=False`: independent images, each keeps its own prediction)."""
+    from tqdm.auto import tqdm
+
+    results, counts = [], {"frames": 0, "missing_images": 0, NO_FACE: 0, UNREADABLE: 0}
+    for video, labels, paths in tqdm(list(videos), desc="videos", unit="video", disable=not show_progress):
+        frames = ((f"{video}/{i + 1:05d}.jpg", path) for i, path in enumerate(paths))
+        rows = list(predict_sequence(predictor, frames, window=1, mode="mean", sequential=sequential))
+        statuses = [status for _, status, _, _ in rows]
+        counts["frames"] += len(rows)
+        counts["missing_images"] += statuses.count(MISSING)
+        counts[NO_FACE] += statuses.count(NO_FACE)
+        counts[UNREADABLE] += statuses.count(UNREADABLE)
+        results.append((video, labels, np.stack([filled for _, _, _, filled in rows])))
+    return results, counts
+
+
+def sweep_windows(results, windows, mode: str, num_classes: int, class_names) -> dict:
+    """Metrics of the smoothed predictions for each window (labelled frames only)."""
+    labels = np.concatenate([video_labels for _, video_labels, _ in results])
+    by_window = {}
+    for window in windows:
+        predictions = np.concatenate([smooth_probabilities(p, window, mode).argmax(1) for _, _, p in results])
+        by_window[window] = expression_metrics(predictions, labels, num_classes, class_names)
+    return by_window
+
+
+def pick_examples(results, paths_by_video, smoothed_by_video, class_names, count: int):
+    """Up to `count` labelled frames with images, one class after another, from the middle of each class's frames."""
+    by_class = {}
+    for video, labels, _ in results:
+        for index, label in enumerate(labels):
+            if label >= 0 and paths_by_video[video][index] is not None:
+                by_class.setdefault(int(label), []).append((video, index))
+    picks = []
+    while len(picks) < count and any(by_class.values()):
+        for label in sorted(by_class):
+            if by_class[label] and len(picks) < count:
+                video, index = by_class[label].pop(len(by_class[label]) // 2)
+                picks.append((paths_by_video[video][index], class_names[label],
+                              class_names[int(smoothed_by_video[video][index])]))
+    return picks
+
+
+def main(argv=None) -> int:
+    parser = command_parser("emotic evaluate", __doc__)
+    parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    parser.add_argument("dataset", help="an Aff-Wild2 EXPR root, or an image folder with one sub-folder per class")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--split", default="Validation_Set", help="annotation sub-folder of an Aff-Wild2 root")
+    parser.add_argument("--smoothing_mode", choices=get_args(SmoothingMode), default=None,
+                        help="default: the model's smoothing_mode")
+    parser.add_argument("--smoothing_windows", default=",".join(map(str, SMOOTHING_WINDOWS)),
+                        help="odd smoothing windows to try, comma-separated")
+    parser.add_argument("--save_smoothing", action="store_true",
+                        help="store the best smoothing window and mode in the model folder's config (a local folder)")
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--geometry", choices=GEOMETRIES, default=None,
+                        help="default: the processor's; use template for aligned crops")
+    parser.add_argument("--examples", type=int, default=6, help="frames shown in examples.png")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        windows = sorted({check_smoothing_window(int(w) if w.strip().isdigit() else w.strip(), "--smoothing_windows")
+                          for w in args.smoothing_windows.split(",")})
+    except ValueError as error:
+        parser.error(f"{error}; give odd integers separated by commas")
+    if args.save_smoothing and not Path(args.model).is_dir():
+        parser.error(f"--save_smoothing needs a local model folder; {args.model} is not one")
+    dataset = Path(args.dataset)
+    if not dataset.is_dir():
+        parser.error(f"{dataset}: no such folder")
+
+    model, processor = load_model(args.model, args.device)
+    mode = args.smoothing_mode or model.config.smoothing_mode
+    class_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    try:
+        predictor = FramePredictor(model, processor, args.batch_size, args.geometry).quiet()
+        if (dataset / "annotations").is_dir():
+            videos, split = list(affwild2_videos(dataset, args.split)), args.split
+        else:  # an image folder: each image on its own, nothing to smooth
+            images, _ = read_image_folder(dataset, model.config.label2id)
+            videos = [("images", np.array(list(images["label"])), [Path(path) for path in images["image"]])]
+            split, windows = "image folder", [1]
+    except ValueError as error:
+        parser.error(str(error))
+    results, counts = predict_videos(predictor, videos, not args.quiet, sequential=split != "image folder")
+    counts["videos"] = len(results) if split != "image folder" else 0
+    if counts["missing_images"] + counts[UNREADABLE] == counts["frames"]:
+        print(f"emotic evaluate: none of the {counts['frames']} annotated frames of {dataset} ({split}) has a readable "
+              f"image ({counts['missing_images']} missing, {counts[UNREADABLE]} unreadable); nothing to score",
+              file=sys.stderr)
+        return 2
+
+    by_window = sweep_windows(results, windows, mode, model.config.num_labels, class_names)
+    best_window = max(windows, key=lambda w: (round(by_window[w]["macro_f1"], 10), -w))  # ties: the smaller
+    raw = by_window[1] if 1 in by_window else sweep_windows(results, [1], mode, model.config.num_labels,
+                                                            class_names)[1]
+    metrics = {
+        "model": str(args.model), "dataset": str(dataset.name), "synthetic": is_generated(dataset), "split": split,
+        "counts": counts,
+        "raw": raw, "smoothed": by_window[best_window],
+        "smoothing": {"mode": mode, "window": best_window,
+                      "macro_f1_by_window": {str(w): by_window[w]["macro_f1"] for w in windows}},
+    }
+    output = Path(args.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+    paths_by_video = {video: paths for video, _, paths in videos}
+    smoothed = {video: smooth_probabilities(p, best_window, mode).argmax(1) for video, _, p in results}
+    examples = pick_examples(results, paths_by_video, smoothed, class_names, args.examples)
+    plot_confusion_matrices(output / "confusion_matrix.png", metrics, class_names)
+    plot_per_class_f1(output / "per_class_f1.png", metrics, class_names)
+    plot_smoothing(output / "smoothing.png", metrics)
+    if examples:
+        plot_examples(output / "examples.png", examples, processor, args.geometry, model)
+    write_report_md(output / "report.md", metrics, Path(str(args.model)).name, dataset.name, class_names)
+
+    if args.save_smoothing:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(args.model)
+        config.smoothing_window, config.smoothing_mode = best_window, mode
+        config.save_pretrained(args.model)
+        print(f"wrote smoothing_window={best_window}, smoothing_mode={mode!r} into {args.model}")
+    print(f"macro-F1 raw {raw['macro_f1']:.4f}, smoothed {by_window[best_window]['macro_f1']:.4f} ({mode}, window "
+          f"{best_window}); accuracy {raw['accuracy']:.4f} -> {by_window[best_window]['accuracy']:.4f}; "
+          f"{raw['num_frames']} labelled frames; report in {output / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Smoothing per-frame class probabilities of a video over a centred sliding window (whole or streamed), and
+filling frames without a face from their neighbours."""
+
+from typing import get_args
+
+import numpy as np
+
+from emotic.modeling.configuration_emotic import SmoothingMode, check_smoothing_window
+
+
+def smoothing_kernel(window: int, mode: str) -> np.ndarray:
+    """Weights of a centred window: uniform for `mean` and `mode`, a Gaussian with sigma = window / 4 for `gaussian`."""
+    check_smoothing_window(window)
+    if mode not in get_args(SmoothingMode):
+        raise ValueError(f"smoothing_mode={mode!r}; allowed: {list(get_args(SmoothingMode))}")
+    offsets = np.arange(window) - window // 2
+    if mode == "gaussian":
+        return np.exp(-0.5 * (offsets / (window / 4)) ** 2)
+    return np.ones(window)
+
+
+def smooth_probabilities(probabilities, window: int, mode: str = "mean") -> np.ndarray:
+    """Smooth per-frame class probabilities `(frames, classes)` of one video over a centred sliding window.
+
+    The window is clipped at the video's ends and the weights renormalised over the frames it covers (no padding:
+    a constant sequence stays constant up to its first and last frame). `mean` averages probabilities, `gaussian`
+    weights them by distance, `mode` returns each class's share of the per-frame votes (argmax) in the window,
+    ties going to the class with the higher mean probability. Window 1 returns the input unchanged.
+    """
+    kernel = smoothing_kernel(window, mode)
+    values = np.asarray(probabilities, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"probabilities: expected a (frames, classes) array, got shape {values.shape}")
+    if window == 1 or len(values) == 0:
+        return values.copy()
+
+    def weighted(rows):
+        total, norm = np.zeros_like(rows), np.zeros(len(rows))
+        frames, radius = len(rows), window // 2
+        for weight, offset in zip(kernel, range(-radius, radius + 1)):
+            if abs(offset) >= frames:
+                continue
+            target = slice(max(0, -offset), frames - max(0, offset))
+            source = slice(max(0, offset), frames - max(0, -offset))
+            total[target] += weight * rows[source]
+            norm[target] += weight
+        return total / norm[:, None]
+
+    if mode != "mode":
+        return weighted(values)
+    votes = np.zeros_like(values)
+    votes[np.arange(len(values)), values.argmax(1)] = 1.0
+    shares = weighted(votes) + 1e-6 * weighted(values)  # the mean probability only breaks ties
+    return shares / shares.sum(1, keepdims=True)
+
+
+class StreamingSmoother:
+    """`smooth_probabilities` over a stream of row blocks, holding only `window` rows plus one block: `push` returns
+    the rows that are final (their whole window has been seen), `finish` the rest. Equal to smoothing the whole
+    sequence at once (tested)."""
+
+    def __init__(self, window: int, mode: str):
+        smoothing_kernel(window, mode)  # validates
+        self.window, self.mode, self.radius = window, mode, window // 2
+        self.buffer = None  # rows [start, start + len(buffer)) of the sequence
+        self.start = self.emitted = 0
+
+    def push(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.float64)
+        self.buffer = rows if self.buffer is None else np.concatenate([self.buffer, rows])
+        ready = self.start + len(self.buffer) - self.radius
+        if ready <= self.emitted:
+            return self.buffer[:0]
+        smoothed = smooth_probabilities(self.buffer, self.window, self.mode)
+        out = smoothed[self.emitted - self.start:ready - self.start]
+        self.emitted = ready
+        keep_from = max(self.start, ready - self.radius)  # left context of the next rows
+        self.buffer, self.start = self.buffer[keep_from - self.start:], keep_from
+        return out
+
+    def finish(self) -> np.ndarray:
+        if self.buffer is None:
+            return np.zeros((0, 0))
+        out = smooth_probabilities(self.buffer, self.window, self.mode)[self.emitted - self.start:]
+        self.emitted += len(out)
+        self.buffer = self.buffer[:0]
+        return out
+
+
+class NeighbourFill:
+    """Rows of frames without a usable face take the prediction of the nearest earlier frame with a face; those
+    before the first face wait for it. If a video has no face at all, its frames keep their own predictions."""
+
+    def __init__(self):
+        self.last = None
+        self.pending = []
+        self.width = 0
+
+    def push(self, rows: np.ndarray, has_face: np.ndarray) -> np.ndarray:
+        self.width = rows.shape[1]
+        out = []
+        for row, ok in zip(rows, has_face):
+            if ok:
+                if self.pending:
+                    out.extend([row] * len(self.pending))
+                    self.pending = []
+                self.last = row
+                out.append(row)
+            elif self.last is not None:
+                out.append(self.last)
+            else:
+                self.pending.append(row)
+        return np.array(out, dtype=np.float64).reshape(len(out), self.width)
+
+    def finish(self) -> np.ndarray:
+        out, self.pending = self.pending, []
+        return np.array(out, dtype=np.float64).reshape(len(out), self.width)

@@ -1,0 +1,120 @@
+"""What `emotic predict` reads: videos (decoded with PyAV), folders of frames, folders of those, and loose images,
+as sources of (image location, frame) pairs streamed one frame at a time."""
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from emotic.training.readers import IMAGE_EXTENSIONS
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
+
+
+class UnreadableInput(Exception):
+    """A video or folder that yields no frames: reported, counted and skipped."""
+
+
+@dataclass
+class Source:
+    """One unit of prediction: a video file, a folder of frames, or the loose images given on the command line."""
+
+    name: str
+    kind: str  # "video" | "frames" | "images"
+    path: Path | None = None
+    images: list = field(default_factory=list)
+
+    @property
+    def sequential(self) -> bool:  # frames of one video: neighbours may be used and smoothing applies
+        return self.kind != "images"
+
+
+def _natural_key(name: str):
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted((entry for entry in folder.iterdir() if entry.is_file() and entry.suffix.lower() in IMAGE_EXTENSIONS),
+                  key=lambda p: _natural_key(p.name))
+
+
+def _has_images(folder: Path) -> bool:
+    """Whether `folder` holds a frame image: stops at the first one (no full listing at start-up)."""
+    return any(entry.is_file() and entry.suffix.lower() in IMAGE_EXTENSIONS for entry in folder.iterdir())
+
+
+def collect_sources(inputs) -> list[Source]:
+    """Sources in the order given; a folder of frames is one video, a folder of frame folders/videos is many."""
+    sources, loose = [], []
+    for text in inputs:
+        path = Path(text)
+        if path.is_file():
+            if path.suffix.lower() in IMAGE_EXTENSIONS:
+                loose.append(path)
+            else:  # a video by extension or not: PyAV reports what it cannot decode
+                sources.append(Source(path.stem, "video", path))
+        elif path.is_dir():
+            if _has_images(path):
+                sources.append(Source(path.name, "frames", path))
+                continue
+            children = sorted(path.iterdir(), key=lambda p: _natural_key(p.name))
+            found = [Source(child.name, "frames", child) for child in children if child.is_dir() and _has_images(child)]
+            found += [Source(child.stem, "video", child) for child in children
+                      if child.is_file() and child.suffix.lower() in VIDEO_EXTENSIONS]
+            if not found:
+                raise ValueError(f"{path}: no frame images ({', '.join(IMAGE_EXTENSIONS)}), frame folders or videos "
+                                 f"({', '.join(VIDEO_EXTENSIONS)}) in it")
+            sources.extend(sorted(found, key=lambda s: _natural_key(s.path.name)))
+        else:
+            raise ValueError(f"{path}: no such file or folder")
+    if loose:
+        sources.append(Source("images", "images", images=loose))
+    names = {}
+    for source in sources:
+        if source.name in names:
+            raise ValueError(f"two inputs would both be written as {source.name!r}: {names[source.name]} and "
+                             f"{source.path}; rename one or predict them in separate runs")
+        names[source.name] = source.path or "the images given"
+    return sources
+
+
+def frame_files(source: Source) -> list[Path] | None:
+    """The image files of an `images` or `frames` source, in order (one listing of a frame folder); None for a
+    video."""
+    if source.kind == "video":
+        return None
+    return source.images if source.kind == "images" else _images_in(source.path)
+
+
+def iter_frames(source: Source, files: list[Path] | None = None, notes: dict | None = None):
+    """(image_location, image or path) for each frame of a source, lazily (one decoded frame at a time). `files`:
+    the source's `frame_files`, if already listed. For a video, `notes["declared_frames"]` receives the frame count
+    its header declares (or its duration implies; 0 when neither is known), so that a file cut off mid-way is known
+    as such."""
+    if source.kind != "video":
+        prefix = "" if source.kind == "images" else f"{source.name}/"
+        for path in files if files is not None else frame_files(source):
+            yield f"{prefix}{path.name}", path
+    else:
+        import av
+
+        try:
+            container = av.open(str(source.path))
+        except av.FFmpegError as error:
+            raise UnreadableInput(f"{source.path}: cannot be read as a video ({error})") from None
+        with container:
+            if not container.streams.video:
+                raise UnreadableInput(f"{source.path}: contains no video frames (no video stream)")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            if notes is not None:
+                notes["declared_frames"] = int(stream.frames or 0)
+                if not notes["declared_frames"] and container.duration and stream.average_rate:
+                    # no frame count in the header (Matroska): the duration's worth, less 5% for variable rates
+                    notes["declared_frames"] = int(container.duration / 1e6 * float(stream.average_rate) * 0.95)
+            index = 0
+            try:
+                for frame in container.decode(stream):
+                    index += 1
+                    yield f"{source.name}/{index:05d}.jpg", frame.to_image()
+            except av.FFmpegError as error:
+                raise UnreadableInput(f"{source.path}: decoding failed after {index} frames ({error})") from None

@@ -1,0 +1,51 @@
+"""What pre-training and fine-tuning share on the command line: transformers' TrainingArguments with MAE-Face's
+defaults, and the encoder size presets."""
+
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+from transformers import TrainingArguments
+
+from emotic.modeling.configuration_emotic import EmoticConfig
+
+# Encoder presets. `base` is MAE-Face's ViT-B/16; `tiny` is for demos and tests on a CPU.
+ModelSize = Literal["base", "small", "tiny"]
+MODEL_SIZES = {
+    "base": {},
+    "small": dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536,
+                  decoder_hidden_size=256, decoder_num_hidden_layers=4, decoder_num_attention_heads=8,
+                  decoder_intermediate_size=1024),
+    "tiny": dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128, image_size=64,
+                 patch_size=8, decoder_hidden_size=32, decoder_num_hidden_layers=2, decoder_num_attention_heads=4,
+                 decoder_intermediate_size=64),
+}
+
+
+@dataclass
+class EmoticTrainingArguments(TrainingArguments):
+    """transformers' TrainingArguments with MAE-Face fine-tuning defaults (AdamW, weight decay 0.05, 5% warmup then
+    cosine) and the layer-wise learning-rate decay of MAE (`layer_decay`, 0.65 for ViT-B)."""
+
+    layer_decay: float = field(default=0.65, metadata={"help": "lr scale per block from the top (1.0 = none)"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate of the top layers"})
+    weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay (not on norms, biases, "
+                                                                 "position embeddings or tokens)"})
+    lr_scheduler_type: str = field(default="cosine")
+    warmup_steps: float = field(default=0.05, metadata={"help": "warmup steps, or a fraction of all steps if < 1"})
+    remove_unused_columns: bool = field(default=False)  # the image paths are decoded by the dataset transform
+    eval_strategy: str = field(default="epoch")
+    save_strategy: str = field(default="epoch")
+    logging_steps: float = field(default=10)
+    save_total_limit: int | None = field(default=2)
+    dataloader_num_workers: int = field(default=0)
+    # every parameter takes part in the loss in every fusion mode (tested), so DDP need not search for unused ones
+    ddp_find_unused_parameters: bool | None = field(default=False)
+    # --push_to_hub publishes the finished model once (emotic export + push); checkpoints are never pushed, so
+    # "end" is the only strategy there is (others are refused, not ignored)
+    hub_strategy: str = field(default="end", metadata={"help": "end (the finished model, once)"})
+
+
+def build_config(model_size: str, **overrides) -> EmoticConfig:
+    if model_size not in get_args(ModelSize):
+        raise ValueError(f"model_size={model_size!r}; allowed: {list(get_args(ModelSize))}")
+    return EmoticConfig(**{**MODEL_SIZES[model_size], **{k: v for k, v in overrides.items() if v is not None}})

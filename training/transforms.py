@@ -1,0 +1,94 @@
+"""The training transform: image paths to both views through the image processor, with seeded augmentation, and
+the callback that keeps it on the Trainer's epoch."""
+
+import zlib
+
+import numpy as np
+from transformers import TrainerCallback
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+
+class ViewTransform:
+    """`dataset.set_transform(ViewTransform(processor))`: decodes a batch of image paths into both views.
+
+    Training augmentation (`hflip`, `color_jitter`) draws from a generator seeded by (seed, epoch, path), not from
+    a running random state, so a run resumed mid-epoch (whose skipped batches are never loaded) augments exactly
+    as an uninterrupted run does. `EpochCallback` keeps `epoch` current during training.
+
+    An image that cannot be decoded does not stop a run: it is skipped and counted (`unreadable`: path -> reason,
+    reported by `EpochCallback` and the run summary). Its slot in the batch holds a blank image whose label is -1,
+    which the loss and the metrics ignore.
+    """
+
+    def __init__(self, processor, hflip: bool = False, main_view_only: bool = False, seed: int = 0,
+                 color_jitter: float = 0.0, geometry: str | None = None):
+        self.processor = processor
+        self.geometry = geometry  # e.g. "template" for aligned training frames; the saved processor keeps its own
+        self.hflip = hflip
+        self.color_jitter = color_jitter
+        self.main_view_only = main_view_only
+        self.seed = seed
+        self.epoch = 0
+        self.unreadable = {}  # path -> why it could not be decoded
+
+    def _random(self, path: str) -> np.random.Generator:
+        return np.random.default_rng(zlib.crc32(f"{self.seed}:{self.epoch}:{path}".encode()))
+
+    def augment(self, image, path: str):
+        """Mirror with probability 0.5 and jitter brightness, contrast and saturation by up to ±`color_jitter`."""
+        from PIL import ImageEnhance, ImageOps
+
+        rng = self._random(path)
+        if self.hflip and rng.random() < 0.5:
+            image = ImageOps.mirror(image)
+        if self.color_jitter > 0:
+            for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+                image = enhancer(image).enhance(1.0 + rng.uniform(-self.color_jitter, self.color_jitter))
+        return image
+
+    def __call__(self, batch: dict) -> dict:
+        import torch
+
+        images, readable = [], []
+        for path in batch["image"]:
+            try:
+                image = self.processor.to_rgb(path)  # decoded and checked like any input
+            except (ValueError, OSError) as error:
+                if path not in self.unreadable:
+                    logger.warning(f"skipping an image that cannot be used for training: {error}")
+                self.unreadable[path] = str(error)
+                readable.append(False)
+                continue
+            images.append(self.augment(image, path) if self.hflip or self.color_jitter else image)
+            readable.append(True)
+        size = self.processor.size
+        blank = torch.zeros(len(readable), 3, size["height"], size["width"])  # the mean colour once normalised
+        out = {"pixel_values": blank}
+        if not self.main_view_only:
+            out["pixel_values_aux"] = blank.clone()
+        if images:
+            views = self.processor(images, return_tensors="pt", geometry=self.geometry)
+            for key in out:
+                out[key][torch.tensor(readable)] = views[key]
+        if "label" in batch:
+            labels = [label if ok else -1 for label, ok in zip(batch["label"], readable)]  # -1: ignored
+            out["labels"] = torch.tensor(labels, dtype=torch.long)
+        return out
+
+
+class EpochCallback(TrainerCallback):
+    """Tells a `ViewTransform` which epoch the Trainer is in (also after resuming)."""
+
+    def __init__(self, transform: ViewTransform):
+        self.transform = transform
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.transform.epoch = int(state.epoch or 0)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.transform.unreadable:
+            names = sorted(self.transform.unreadable)
+            logger.warning(f"{len(names)} training images could not be decoded and were skipped so far: "
+                           f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}")
