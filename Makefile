@@ -10,7 +10,7 @@ STAMP := $(VENV)/.emotic-installed
 TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.1
 TEST_ENV := HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: install test conformance demo bench clean
+.PHONY: install test conformance demo ablation bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,17 @@ conformance: $(STAMP)
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 OMP_NUM_THREADS=1 $(VENV)/bin/emotic demo --output_dir demo_output
+
+# The fusion ablation (`emotic ablate`) on generated data: every fusion strategy at fusion layers 1-3 of the tiny
+# encoder, the same data, seed and budget, then a table (ablation_output/ablation.md) and a plot (~12 min on 2 cores).
+ablation: $(STAMP)
+	test -f ablation_output/data/summary.json || HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(VENV)/bin/emotic synth \
+		--output_dir ablation_output/data --videos 120 --frames 40 --validation_videos 24 --seed 0
+	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 OMP_NUM_THREADS=1 $(VENV)/bin/emotic ablate ablation_output/data \
+		--output_dir ablation_output --strategies none,mean,concat,concat_linear,attention --fusion_layers 1,2,3 \
+		--model_size tiny --num_train_epochs 5 --learning_rate 2e-3 --layer_decay 0.9 --drop_path_rate 0.0 \
+		--per_device_train_batch_size 32 --save_total_limit 1 --seed 0 --disable_tqdm true --report_to none \
+		--smoothing_windows 1,3,5,9
 
 # Real-size speed and memory against transformers and timm on this machine (not part of the tests; ~15 min on 2
 # cores). The GPU script is benchmarks/bench_gpu.py (see README).

@@ -32,7 +32,8 @@ def fusion_maps(model, views) -> np.ndarray | None:
     return maps.reshape(-1, grid, grid).cpu().numpy()
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot, drawing to files only."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -41,17 +42,18 @@ def _pyplot():
     return plt
 
 
-def _save(figure, path: Path) -> None:
+def save_figure(figure, path: Path) -> None:
+    """Lay out, write as PNG and close."""
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    _pyplot().close(figure)
+    pyplot().close(figure)
 
 
 def plot_confusion_matrices(path: Path, metrics: dict, class_names) -> None:
     """Raw and smoothed confusion matrices side by side (colour: share of the true class; numbers: frames)."""
     raw, best = metrics["raw"], metrics["smoothed"]
     window, mode = metrics["smoothing"]["window"], metrics["smoothing"]["mode"]
-    figure, axes = _pyplot().subplots(1, 2, figsize=(13, 5.5))
+    figure, axes = pyplot().subplots(1, 2, figsize=(13, 5.5))
     for axis, (title, result) in zip(axes, (("raw", raw), (f"smoothed ({mode}, window {window})", best))):
         confusion = np.array(result["confusion_matrix"], dtype=float)
         rates = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
@@ -65,13 +67,13 @@ def plot_confusion_matrices(path: Path, metrics: dict, class_names) -> None:
         axis.set_ylabel("true")
         axis.set_title(f"{title}: macro-F1 {result['macro_f1']:.3f}")
     figure.suptitle("Confusion matrix (colour: share of the true class; numbers: frames)")
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_per_class_f1(path: Path, metrics: dict, class_names) -> None:
     """F1 of each class, raw beside smoothed."""
     raw, best = metrics["raw"], metrics["smoothed"]
-    figure, axis = _pyplot().subplots(figsize=(9, 4.5))
+    figure, axis = pyplot().subplots(figsize=(9, 4.5))
     positions = np.arange(len(class_names))
     axis.bar(positions - 0.2, [raw["per_class_f1"][name] for name in class_names], 0.4, label="raw")
     axis.bar(positions + 0.2, [best["per_class_f1"][name] for name in class_names], 0.4,
@@ -81,7 +83,7 @@ def plot_per_class_f1(path: Path, metrics: dict, class_names) -> None:
     axis.set_ylabel("F1")
     axis.set_title("Per-class F1")
     axis.legend()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_smoothing(path: Path, metrics: dict) -> None:
@@ -90,7 +92,7 @@ def plot_smoothing(path: Path, metrics: dict) -> None:
     window, mode = metrics["smoothing"]["window"], metrics["smoothing"]["mode"]
     curve = metrics["smoothing"]["macro_f1_by_window"]
     windows = [int(w) for w in curve]
-    figure, axis = _pyplot().subplots(figsize=(7, 4.5))
+    figure, axis = pyplot().subplots(figsize=(7, 4.5))
     axis.plot(windows, list(curve.values()), marker="o", label=f"{mode} smoothing")
     axis.scatter([window], [best["macro_f1"]], s=160, marker="*", color="crimson", zorder=3,
                  label=f"best: window {window}, macro-F1 {best['macro_f1']:.3f}")
@@ -99,7 +101,7 @@ def plot_smoothing(path: Path, metrics: dict) -> None:
     axis.set_ylabel("macro-F1")
     axis.set_title("Macro-F1 against smoothing window")
     axis.legend()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_examples(path: Path, examples, processor, geometry, model) -> None:
@@ -108,7 +110,7 @@ def plot_examples(path: Path, examples, processor, geometry, model) -> None:
     views = processor([image for image, _, _ in examples], return_tensors="pt", geometry=geometry)
     maps = fusion_maps(model, views)
     columns = 2 if maps is None else 3
-    figure, axes = _pyplot().subplots(len(examples), columns, figsize=(2.5 * columns, 2.4 * len(examples)),
+    figure, axes = pyplot().subplots(len(examples), columns, figsize=(2.5 * columns, 2.4 * len(examples)),
                                 squeeze=False)
     for row, ((image, truth, predicted), main, aux) in enumerate(zip(examples, views["pixel_values"].numpy(),
                                                                      views["pixel_values_aux"].numpy())):
@@ -127,7 +129,7 @@ def plot_examples(path: Path, examples, processor, geometry, model) -> None:
             axis.axis("off")
     figure.suptitle("Main view | auxiliary view" + (" | fusion attention over it" if maps is not None else ""),
                     fontsize=10)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def write_report_md(path: Path, metrics: dict, model_name: str, dataset: str, class_names) -> None:

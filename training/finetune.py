@@ -144,7 +144,9 @@ def push_finished_run(args) -> None:
     print(f"pushed to {repo_id}: {commit.commit_url}")
 
 
-def main(argv=None) -> dict:
+def train(argv=None) -> dict:
+    """One fine-tuning run from command-line arguments: the held-out metrics (empty without an evaluation split).
+    Under `accelerate launch` the process group stays open, for a caller that runs several (`emotic ablate`)."""
     parser = HfArgumentParser((ModelArguments, DataArguments, EmoticTrainingArguments))
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     strategy = getattr(training_args.hub_strategy, "value", training_args.hub_strategy)
@@ -210,6 +212,11 @@ def main(argv=None) -> dict:
             print(json.dumps({k: results[k] for k in ("macro_f1", "accuracy", "num_frames")}))
         if push_to_hub:
             push_finished_run(training_args)
+    return results
+
+
+def main(argv=None) -> dict:
+    results = train(argv)
     finish_distributed()
     return results
 
