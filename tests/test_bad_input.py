@@ -398,9 +398,10 @@ def test_bad_annotation_files_are_errors_naming_file_and_line(lines, words, tmp_
 def test_an_image_folder_with_an_unknown_class_lists_the_labels(tmp_path):
     from emotic.training.readers import read_image_folder
 
-    (tmp_path / "joy").mkdir()
-    face(32).save(tmp_path / "joy" / "a.jpg")
-    with untouched(tmp_path), pytest.raises(ValueError, match="'joy' is not one of the model's labels"):
+    (tmp_path / "smirk").mkdir()
+    face(32).save(tmp_path / "smirk" / "a.jpg")
+    with untouched(tmp_path), pytest.raises(ValueError, match=r"\['smirk'\] are not among the model's labels "
+                                                              r"\['Neutral', 'Happiness'\]"):
         read_image_folder(tmp_path, {"Happiness": 4, "Neutral": 0})
 
 

@@ -75,7 +75,7 @@ def test_image_folder_maps_class_names_onto_the_model_labels(tmp_path):
     dataset, report = read_image_folder(tmp_path, label2id)
     assert sorted(dataset["label"]) == [4, 4, 6] and report.frames == 3
     (tmp_path / "contempt").mkdir()
-    with pytest.raises(ValueError, match="class folder 'contempt' is not one of the model's labels"):
+    with pytest.raises(ValueError, match=r"class folders: dataset labels \['contempt'\] are not among the model's"):
         read_image_folder(tmp_path, label2id)
 
 

@@ -23,7 +23,8 @@ from emotic.processing.face_geometry import REGIONS
 from emotic.processing.image_processing_emotic import AuxLayout, EmoticImageProcessor, Geometry
 from emotic.training.arguments import EmoticTrainingArguments, ModelSize, build_config
 from emotic.training.metrics import expression_metrics
-from emotic.training.readers import inverse_frequency_weights, read_affwild2, read_image_folder
+from emotic.training.labels import LABEL_SETS, read_label_map
+from emotic.training.readers import inverse_frequency_weights, read_affwild2, read_dataset, read_image_folder
 from emotic.training.run_summary import training_hyperparameters, unreadable_summary, write_run_summary
 from emotic.training.synthetic import SYNTHETIC_DATASET_NAME, is_generated
 from emotic.training.trainer import EmoticTrainer, finish_distributed, last_complete_checkpoint
@@ -65,6 +66,20 @@ class DataArguments:
     frames_dir: str | None = field(default=None, metadata={"help": "Aff-Wild2 cropped_aligned folder"})
     train_dir: str | None = field(default=None, metadata={"help": "image folder: one sub-folder per class"})
     eval_dir: str | None = None
+    dataset_name: str | None = field(default=None, metadata={
+        "help": "a `datasets` dataset: a Hub id or a local folder `datasets.load_dataset` reads (imagefolder, parquet)"})
+    dataset_config_name: str | None = None
+    train_split: str = field(default="train")
+    eval_split: str | None = field(default="validation", metadata={"help": "held-out split; empty for none"})
+    image_column: str = field(default="image")
+    label_column: str = field(default="label")
+    label_set: str | None = field(default=None, metadata={
+        "help": f"the label set of bare-number labels: {', '.join(sorted(LABEL_SETS))}"})
+    label_map: str | None = field(default=None, metadata={
+        "help": "JSON (or a JSON file) from dataset labels to model labels, null drops a class: "
+                "'{\"Contempt\": \"Other\"}'"})
+    drop_unmapped_labels: bool = field(default=False, metadata={
+        "help": "drop (and count) images of classes the model has no label for, instead of refusing them"})
     frame_stride: int = field(default=1, metadata={"help": "keep every n-th training frame"})
     max_frames_per_class: int | None = field(default=None, metadata={"help": "cap each training class"})
     hflip: bool = field(default=True, metadata={"help": "random horizontal flips in training"})
@@ -89,11 +104,22 @@ def load_splits(data: DataArguments, label2id: dict, seed: int):
                                    if data.eval_annotations else (None, None))
         name = SYNTHETIC_DATASET_NAME if is_generated(Path(data.frames_dir).parent) else "Aff-Wild2 EXPR"
         return train, evaluation, {"train": train_report, "eval": eval_report}, name
+    if data.dataset_name:
+        options = dict(label2id=label2id, config_name=data.dataset_config_name, image_column=data.image_column,
+                       label_column=data.label_column, label_set=data.label_set,
+                       label_map=read_label_map(data.label_map), drop_unmapped=data.drop_unmapped_labels)
+        train, train_report = read_dataset(data.dataset_name, data.train_split, **options)
+        evaluation, eval_report = read_dataset(data.dataset_name, data.eval_split, **options) if data.eval_split \
+            else (None, None)
+        local = Path(data.dataset_name)
+        return train, evaluation, {"train": train_report, "eval": eval_report}, \
+            local.name if local.exists() else data.dataset_name  # a Hub id, or a folder's name: no local paths
     if data.train_dir:
         train, train_report = read_image_folder(data.train_dir, label2id)
         evaluation, eval_report = read_image_folder(data.eval_dir, label2id) if data.eval_dir else (None, None)
         return train, evaluation, {"train": train_report, "eval": eval_report}, Path(data.train_dir).name
-    raise ValueError("no training data: pass --affwild2_root, --train_annotations with --frames_dir, or --train_dir")
+    raise ValueError("no training data: pass --affwild2_root, --train_annotations with --frames_dir, --train_dir or "
+                     "--dataset_name")
 
 
 def compute_metrics(eval_prediction) -> dict:

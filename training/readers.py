@@ -30,12 +30,15 @@ class ReadReport:
     missing_images: int = 0  # annotated frames without a frame image (no face detected by the dataset makers)
     dropped_by_stride: int = 0
     dropped_by_cap: int = 0
+    dropped_labels: dict = field(default_factory=dict)  # dataset class name -> images dropped (no model label)
     class_counts: dict = field(default_factory=dict)
 
     def format(self) -> str:
         return (f"{self.frames} frames from {self.videos} videos kept; skipped {self.ignored_unlabelled} frames "
                 f"labelled -1, {self.missing_images} annotated frames without an image, {self.dropped_by_stride} "
-                f"by frame stride, {self.dropped_by_cap} by the per-class cap; per class: {self.class_counts}")
+                f"by frame stride, {self.dropped_by_cap} by the per-class cap"
+                + (f", {sum(self.dropped_labels.values())} of classes the model has no label for "
+                   f"{self.dropped_labels}" if self.dropped_labels else "") + f"; per class: {self.class_counts}")
 
 
 def read_expression_annotation(path: Path) -> list[int]:
@@ -140,24 +143,71 @@ def _cap_per_class(labels: list[int], cap: int | None, seed: int) -> list[int]:
 
 
 def read_image_folder(root: str | os.PathLike, label2id: dict) -> tuple[Dataset, ReadReport]:
-    """`root/<class name>/*.jpg` (RAF-DB/AffectNet style). Class names map onto the model's labels,
-    case-insensitively; a folder naming no label is an error that lists the labels."""
+    """`root/<class name>/*.jpg` (RAF-DB/AffectNet style). Class names map onto the model's labels by name
+    (case-insensitively, common spellings such as `happy` included); a folder naming no label is an error that
+    lists the labels."""
+    from emotic.training.labels import map_labels
+
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"image folder {root} does not exist")
-    lookup = {name.lower(): index for name, index in label2id.items()}
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
+    try:
+        lookup = map_labels({d.name: d.name for d in class_dirs}, label2id)
+    except ValueError as error:
+        raise ValueError(f"{root}: class folders: {error}") from None
     paths, labels = [], []
-    for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        if class_dir.name.lower() not in lookup:
-            raise ValueError(f"{class_dir}: class folder {class_dir.name!r} is not one of the model's labels "
-                             f"{sorted(label2id)}")
+    for class_dir in class_dirs:
         files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         paths += [str(p) for p in files]
-        labels += [lookup[class_dir.name.lower()]] * len(files)
+        labels += [lookup[class_dir.name]] * len(files)
     if not paths:
         raise ValueError(f"image folder {root} has no images in class sub-folders")
     report = ReadReport(frames=len(paths), class_counts=dict(sorted(Counter(labels).items())))
     return Dataset.from_dict({"image": paths, "label": labels}), report
+
+
+def read_dataset(name: str, split: str, label2id: dict, config_name: str | None = None, image_column: str = "image",
+                 label_column: str = "label", label_set: str | None = None, label_map: dict | None = None,
+                 drop_unmapped: bool = False) -> tuple[Dataset, ReadReport]:
+    """A split of a `datasets` dataset (a Hub id, or a local folder or script `datasets.load_dataset` reads), with
+    its labels matched to the model's by name (`emotic.training.labels`): columns `image` (decoded lazily, batch by
+    batch), `label` (the model's ids) and `index` (the row, which seeds augmentation). Images of classes dropped on
+    purpose (`--label_map` to null, or `drop_unmapped`) are counted in `ReadReport.dropped_labels`."""
+    from datasets import Image as DatasetImage
+    from datasets import load_dataset
+
+    from emotic.training.labels import label_names, map_labels
+
+    try:
+        dataset = load_dataset(name, config_name, split=split)
+    except ValueError as error:
+        raise ValueError(f"--dataset_name {name} --split {split}: {error}") from None
+    for column, option in ((image_column, "--image_column"), (label_column, "--label_column")):
+        if column not in dataset.column_names:
+            raise ValueError(f"{name} ({split}) has no column {column!r} ({option}); its columns are "
+                             f"{dataset.column_names}")
+    values = list(dataset.select_columns([label_column]).with_format(None)[label_column])
+    names = label_names(dataset.features[label_column], values, label_set)
+    unknown = sorted({value for value in values if value not in names}, key=str)
+    if unknown:
+        raise ValueError(f"{name} ({split}): labels {unknown[:10]} are not in the label set {sorted(names)}")
+    mapping = map_labels(names, label2id, label_map, drop_unmapped)
+    keep = [row for row, value in enumerate(values) if mapping[value] is not None]
+    if not keep:
+        raise ValueError(f"{name} ({split}): no image has a label the model knows")
+    dropped = Counter(str(names[value]) for value in values if mapping[value] is None)
+    labels = [mapping[values[row]] for row in keep]
+    dataset = dataset.select_columns([image_column]).rename_column(image_column, "image") \
+        if image_column != "image" else dataset.select_columns(["image"])
+    # decoded by the transform, batch by batch, so that an undecodable image is skipped and counted, not fatal
+    dataset = dataset.cast_column("image", DatasetImage(decode=False))
+    if len(keep) < len(values):
+        dataset = dataset.select(keep)
+    dataset = dataset.add_column("label", labels).add_column("index", list(range(len(labels))))
+    report = ReadReport(frames=len(labels), class_counts=dict(sorted(Counter(labels).items())),
+                        dropped_labels=dict(sorted(dropped.items())))
+    return dataset, report
 
 
 def read_unlabelled_faces(roots) -> Dataset:

@@ -1,6 +1,7 @@
 """The training transform: image paths to both views through the image processor, with seeded augmentation, and
 the callback that keeps it on the Trainer's epoch."""
 
+import io
 import zlib
 
 import numpy as np
@@ -33,14 +34,15 @@ class ViewTransform:
         self.epoch = 0
         self.unreadable = {}  # path -> why it could not be decoded
 
-    def _random(self, path: str) -> np.random.Generator:
-        return np.random.default_rng(zlib.crc32(f"{self.seed}:{self.epoch}:{path}".encode()))
+    def _random(self, key: str) -> np.random.Generator:
+        return np.random.default_rng(zlib.crc32(f"{self.seed}:{self.epoch}:{key}".encode()))
 
-    def augment(self, image, path: str):
-        """Mirror with probability 0.5 and jitter brightness, contrast and saturation by up to ±`color_jitter`."""
+    def augment(self, image, key: str):
+        """Mirror with probability 0.5 and jitter brightness, contrast and saturation by up to ±`color_jitter`, drawn
+        from (seed, epoch, `key`): the sample's row index, or its path."""
         from PIL import ImageEnhance, ImageOps
 
-        rng = self._random(path)
+        rng = self._random(key)
         if self.hflip and rng.random() < 0.5:
             image = ImageOps.mirror(image)
         if self.color_jitter > 0:
@@ -52,16 +54,19 @@ class ViewTransform:
         import torch
 
         images, readable = [], []
-        for path in batch["image"]:
+        for row, item in enumerate(batch["image"]):
+            # a path (folder readers), or a `datasets` image left undecoded ({"bytes", "path"}) by `read_dataset`
+            name = item if isinstance(item, str) else (item or {}).get("path") or f"row {batch['index'][row]}"
             try:
-                image = self.processor.to_rgb(path)  # decoded and checked like any input
+                image = self.processor.to_rgb(_open_image(item), name)  # decoded and checked like any input
             except (ValueError, OSError) as error:
-                if path not in self.unreadable:
+                if name not in self.unreadable:
                     logger.warning(f"skipping an image that cannot be used for training: {error}")
-                self.unreadable[path] = str(error)
+                self.unreadable[name] = str(error)
                 readable.append(False)
                 continue
-            images.append(self.augment(image, path) if self.hflip or self.color_jitter else image)
+            key = batch["index"][row] if "index" in batch else name  # the row seeds augmentation where there is one
+            images.append(self.augment(image, key) if self.hflip or self.color_jitter else image)
             readable.append(True)
         size = self.processor.size
         blank = torch.zeros(len(readable), 3, size["height"], size["width"])  # the mean colour once normalised
@@ -76,6 +81,17 @@ class ViewTransform:
             labels = [label if ok else -1 for label, ok in zip(batch["label"], readable)]  # -1: ignored
             out["labels"] = torch.tensor(labels, dtype=torch.long)
         return out
+
+
+def _open_image(item):
+    """A path stays a path (the processor opens it); an undecoded `datasets` image opens from its bytes."""
+    if isinstance(item, dict):
+        from PIL import Image
+
+        if item.get("bytes"):
+            return Image.open(io.BytesIO(item["bytes"]))
+        return item.get("path")
+    return item
 
 
 class EpochCallback(TrainerCallback):

@@ -1,0 +1,126 @@
+"""`datasets` datasets as training data (`finetune --dataset_name`): labels are matched to the model's by name,
+whatever order or label set the dataset uses; a class the model cannot represent is refused or dropped and counted;
+images are decoded lazily and augmentation is seeded by row, so in-memory images augment reproducibly."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from emotic import EmoticImageProcessor
+from emotic.modeling.configuration_emotic import ABAW_EXPRESSION_LABELS
+from emotic.training.labels import map_labels
+from emotic.training.readers import read_dataset
+from emotic.training.transforms import ViewTransform
+
+LABEL2ID = {name: index for index, name in enumerate(ABAW_EXPRESSION_LABELS)}
+
+
+def coloured(value: int, size: int = 40) -> Image.Image:
+    """An image that says which row it is: its red channel holds `value`."""
+    pixels = np.full((size, size, 3), 30, np.uint8)
+    pixels[..., 0] = value
+    return Image.fromarray(pixels)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def fer2013_parquet(tmp_path):
+    """A FER2013-style dataset: bare-number labels 0..6 (Angry, Disgust, Fear, Happy, Sad, Surprise, Neutral) in
+    parquet files with embedded image bytes, as Hub datasets store them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "fer2013-style"
+    (root / "data").mkdir(parents=True)
+    for split, labels in (("train", [0, 3, 6, 3, 5, 1, 2, 4]), ("validation", [6, 0, 3])):
+        images = [{"bytes": png_bytes(coloured(10 * row + label)), "path": None} for row, label in enumerate(labels)]
+        table = pa.table({"img": images, "emotion": labels})
+        pq.write_table(table, root / "data" / f"{split}-00000-of-00001.parquet")
+    return root
+
+
+@pytest.fixture
+def affectnet_folder(tmp_path):
+    """An AffectNet-style image folder: class folders named in its own words, including contempt."""
+    root = tmp_path / "affectnet-style"
+    for split, classes in (("train", ["neutral", "happy", "sad", "anger", "contempt"]), ("validation", ["happy"])):
+        for value, name in enumerate(classes):
+            (root / split / name).mkdir(parents=True)
+            coloured(100 + value).save(root / split / name / f"{name}.png")
+    return root
+
+
+def red_of(item) -> int:
+    return int(np.asarray(Image.open(io.BytesIO(item["bytes"])) if item.get("bytes") else Image.open(item["path"]))
+               [0, 0, 0])
+
+
+def test_bare_number_labels_follow_the_named_label_set_end_to_end(fer2013_parquet):
+    dataset, report = read_dataset(str(fer2013_parquet), "train", LABEL2ID, image_column="img",
+                                   label_column="emotion", label_set="fer2013")
+    fer = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"]
+    expected = {"Angry": "Anger", "Disgust": "Disgust", "Fear": "Fear", "Happy": "Happiness", "Sad": "Sadness",
+                "Surprise": "Surprise", "Neutral": "Neutral"}
+    for row in range(len(dataset)):  # each image's own FER label (its red value % 10) reaches the model's label
+        item = dataset[row]
+        assert ABAW_EXPRESSION_LABELS[item["label"]] == expected[fer[red_of(item["image"]) % 10]]
+    assert report.frames == 8 and sum(report.class_counts.values()) == 8
+    with pytest.raises(ValueError, match="bare numbers .* --label_set"):  # numbers alone never map by position
+        read_dataset(str(fer2013_parquet), "train", LABEL2ID, image_column="img", label_column="emotion")
+
+
+def test_named_classes_map_by_name_and_an_unknown_class_is_refused_dropped_or_mapped(affectnet_folder):
+    root = str(affectnet_folder)
+    with pytest.raises(ValueError, match=r"\['contempt'\] are not among the model's labels"):
+        read_dataset(root, "train", LABEL2ID)
+    dropped, report = read_dataset(root, "train", LABEL2ID, drop_unmapped=True)
+    assert len(dropped) == 4 and report.dropped_labels == {"contempt": 1}
+    names = {red_of(item["image"]): ABAW_EXPRESSION_LABELS[item["label"]] for item in dropped}
+    assert names == {100: "Neutral", 101: "Happiness", 102: "Sadness", 103: "Anger"}  # imagefolder numbers them
+    mapped, _ = read_dataset(root, "train", LABEL2ID, label_map={"contempt": "Other"})  # alphabetically: not ours
+    assert {red_of(item["image"]): item["label"] for item in mapped}[104] == LABEL2ID["Other"]
+    with pytest.raises(ValueError, match="'Smirk', which is not one of the model's labels"):
+        read_dataset(root, "train", LABEL2ID, label_map={"contempt": "Smirk"})
+    with pytest.raises(ValueError, match="no column 'face'"):
+        read_dataset(root, "train", LABEL2ID, image_column="face")
+
+
+def test_two_dataset_classes_never_merge_into_one_model_label_unasked():
+    with pytest.raises(ValueError, match="would merge into one model label"):
+        map_labels({0: "happy", 1: "joy"}, LABEL2ID)
+    assert map_labels({0: "happy", 1: "joy"}, LABEL2ID, {"joy": "Happiness"}) == {0: 4, 1: 4}
+
+
+def test_in_memory_images_augment_by_row_and_a_corrupt_one_is_skipped_and_counted(fer2013_parquet):
+    dataset, _ = read_dataset(str(fer2013_parquet), "train", LABEL2ID, image_column="img", label_column="emotion",
+                              label_set="fer2013")
+    processor = EmoticImageProcessor(size=32, geometry="template")
+    first, second = (ViewTransform(processor, hflip=True, color_jitter=0.3, seed=5) for _ in range(2))
+    batch = dataset.with_format(None)[0:4]
+    assert all(np.array_equal(a, b) for a, b in zip(first(dict(batch))["pixel_values"].numpy(),
+                                                     second(dict(batch))["pixel_values"].numpy()))
+    batch["image"][1] = {"bytes": b"not an image", "path": None}
+    out = first(batch)
+    assert out["labels"][1] == -1 and list(first.unreadable) == ["row 1"]
+
+
+def test_finetune_trains_on_a_dataset_name_and_records_its_labels(affectnet_folder, tmp_path):
+    from emotic.training import finetune
+
+    finetune.main(["--dataset_name", str(affectnet_folder), "--label_map", json.dumps({"contempt": "Other"}),
+                   "--output_dir", str(tmp_path / "run"), "--model_size", "tiny", "--image_size", "32",
+                   "--max_steps", "2", "--per_device_train_batch_size", "4", "--geometry", "template",
+                   "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no",
+                   "--dataloader_num_workers", "0"])
+    record = json.loads((tmp_path / "run" / "emotic_run.json").read_text())
+    assert record["dataset"] == "affectnet-style" and str(tmp_path) not in json.dumps(record)
+    assert record["data"]["train"]["class_counts"] == {"0": 1, "1": 1, "4": 1, "5": 1, "7": 1}
+    assert record["eval"]["num_frames"] == 1
