@@ -117,6 +117,29 @@ def test_metrics_macro_f1_per_class_accuracy_and_confusion():
     assert metrics["macro_f1"] == pytest.approx(f1_score(labels[:5], predictions[:5], average="macro"))
 
 
+def test_the_metric_module_loads_offline_by_path_and_equals_scikit_learn():
+    """The score a published model's users reproduce: `evaluate.load` of the module folder shipped in the package,
+    equal to scikit-learn's macro-F1 over the 8 classes (absent classes count 0) on random predictions."""
+    import evaluate
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+    from emotic.modeling.configuration_emotic import ABAW_EXPRESSION_LABELS
+    from emotic.training.metrics import METRIC_PATH
+
+    metric = evaluate.load(str(METRIC_PATH))
+    rng = np.random.default_rng(3)
+    labels, predictions = rng.integers(-1, 7, 500), rng.integers(0, 8, 500)  # class 7 never true: F1 0
+    result = metric.compute(predictions=predictions, references=labels)
+    scored = labels >= 0
+    assert result["macro_f1"] == pytest.approx(f1_score(labels[scored], predictions[scored], average="macro",
+                                                        labels=list(range(8)), zero_division=0))
+    assert result["accuracy"] == pytest.approx(accuracy_score(labels[scored], predictions[scored]))
+    assert result["confusion_matrix"] == confusion_matrix(labels[scored], predictions[scored],
+                                                          labels=list(range(8))).tolist()
+    assert list(result["per_class_f1"]) == ABAW_EXPRESSION_LABELS and result["num_frames"] == int(scored.sum())
+    assert expression_metrics(predictions, labels) == result  # emotic's own scores come from the same module
+
+
 def test_synthetic_dataset_is_in_affwild2_layout_and_reads_back(tmp_path):
     summary = write_synthetic_affwild2(tmp_path, num_videos=3, frames_per_video=40, size=48, validation_videos=1,
                                        unlabelled_fraction=0.1, missing_fraction=0.1)
