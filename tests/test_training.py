@@ -57,6 +57,37 @@ def test_finetune_learns_and_leaves_a_folder_that_auto_classes_and_pipeline_load
     assert abs(sum(s["score"] for s in scores) - 1) < 1e-5
 
 
+def test_lora_finetuning_trains_adapters_and_leaves_a_merged_model_and_the_adapter(synthetic, tmp_path):
+    """`--lora_rank`: only the attention projections change in the encoder (merged back into them), the fusion block
+    and the head train fully, far fewer parameters train, and the folder loads like any emotic model."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageClassification, set_seed
+
+    from emotic import EmoticForImageClassification
+    from emotic.training import finetune
+    from emotic.training.arguments import build_config
+
+    finetune.main(["--affwild2_root", str(synthetic), "--output_dir", str(tmp_path / "run"), "--num_train_epochs", "2",
+                   "--lora_rank", "4", "--class_weights", "false", *FAST])
+    record = json.loads((tmp_path / "run" / "emotic_run.json").read_text())["model"]
+    assert record["lora_rank"] == 4 and record["parameters"]["trainable"] < record["parameters"]["total"] / 3
+    adapter = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
+    assert adapter["r"] == 4 and set(adapter["modules_to_save"]) == {"classifier", "emotic.layernorm", "fusion"}
+    assert any(key.endswith("lora_A.weight") for key in load_file(tmp_path / "run" / "adapter" /
+                                                                  "adapter_model.safetensors"))
+
+    merged = AutoModelForImageClassification.from_pretrained(tmp_path / "run").state_dict()
+    assert not any("lora" in key or "base_layer" in key for key in merged)  # a plain emotic model
+    set_seed(42)  # the run's default seed: the same random initial weights
+    initial = EmoticForImageClassification(build_config("tiny", drop_path_rate=0.0)).state_dict()
+    for block in range(4):
+        prefix = f"emotic.layers.{block}."
+        assert torch.equal(merged[prefix + "mlp.fc1.weight"], initial[prefix + "mlp.fc1.weight"])  # frozen
+        assert not torch.equal(merged[prefix + "attention.qkv.weight"], initial[prefix + "attention.qkv.weight"])
+    assert not torch.equal(merged["classifier.weight"], initial["classifier.weight"])
+    assert not torch.equal(merged["fusion.mlp.fc1.weight"], initial["fusion.mlp.fc1.weight"])
+
+
 def test_finetune_on_generated_faces_reaches_macro_f1_0_9_on_held_out_videos(tmp_path):
     """What fine-tuning must reach: a tiny dual-view model (64 px, patch 8, 4 blocks of width 64) learns
     the generated expressions well enough to score macro-F1 >= 0.9 on 48 held-out people, on a CPU in minutes.

@@ -55,6 +55,11 @@ class ModelArguments:
     drop_path_rate: float | None = field(default=None, metadata={"help": "default: the model's [0.1]"})
     label_smoothing: float | None = field(default=None, metadata={"help": "default: the model's [0.0]"})
     class_weights: bool = field(default=True, metadata={"help": "inverse-frequency weights from the training split"})
+    lora_rank: int | None = field(default=None, metadata={
+        "help": "train LoRA adapters of this rank (PEFT) on the encoder's attention projections instead of the whole "
+                "encoder; the fusion block, the final norm and the head train fully. The run folder holds the merged "
+                "model, and the adapter in adapter/"})
+    lora_alpha: int | None = field(default=None, metadata={"help": "LoRA scaling numerator (default: 2 x rank)"})
 
 
 @dataclass
@@ -159,6 +164,30 @@ def build_model(model_args: ModelArguments, train_labels):
     return model, processor
 
 
+def add_lora(model, rank: int, alpha: int | None = None):
+    """`model` as a PEFT model: LoRA on the qkv and output projections of every encoder block (and of a separate
+    auxiliary encoder), the fusion block, the final LayerNorm and the head trained in full."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise ValueError('--lora_rank needs PEFT: pip install "emotic[lora]"') from None
+    if rank < 1:
+        raise ValueError(f"--lora_rank {rank}: expected an integer >= 1")
+    config = LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=0.0,
+                        target_modules=r"(emotic\.layers|aux_layers)\.\d+\.attention\.(qkv|proj)",
+                        modules_to_save=["classifier", "emotic.layernorm"] + (["fusion"] if model.uses_aux_view else []))
+    return get_peft_model(model, config)
+
+
+def save_lora_run(peft_model, processor, output_dir) -> None:
+    """The adapter (with the fully trained modules) in `adapter/`, then the merged model and the processor in
+    `output_dir`, which loads like any emotic model."""
+    peft_model.save_pretrained(Path(output_dir) / "adapter")
+    merged = peft_model.merge_and_unload()
+    merged.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+
+
 def push_finished_run(args) -> None:
     from emotic.hub_cards.export import export
     from emotic.hub_cards.push import push
@@ -184,6 +213,13 @@ def train(argv=None) -> dict:
     labels = dict(zip(ABAW_EXPRESSION_LABELS, range(8)))
     train, evaluation, reports, dataset_name = load_splits(data_args, labels, training_args.seed)
     model, processor = build_model(model_args, list(train["label"]))
+    parameters = {"total": model.num_parameters()}
+    if model_args.lora_rank is not None:
+        model = add_lora(model, model_args.lora_rank, model_args.lora_alpha)
+    parameters["trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if training_args.process_index == 0:
+        print(f"trainable parameters: {parameters['trainable']:,} of {parameters['total']:,}"
+              + (f" (LoRA rank {model_args.lora_rank})" if model_args.lora_rank else ""))
     if training_args.process_index == 0:
         for split, report in reports.items():
             if report is not None:
@@ -210,7 +246,8 @@ def train(argv=None) -> dict:
     if resume and training_args.process_index == 0:
         print(f"resuming from {resume}")
     train_result = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model()  # model, config, code files and the processor, into output_dir
+    if model_args.lora_rank is None:
+        trainer.save_model()  # model, config, code files and the processor, into output_dir
     trainer.save_metrics("train", train_result.metrics)
 
     results = {}
@@ -218,6 +255,8 @@ def train(argv=None) -> dict:
         output = trainer.predict(evaluation, metric_key_prefix="eval")
         results = expression_metrics(np.argmax(output.predictions, axis=-1), output.label_ids)
         trainer.save_metrics("eval", output.metrics)
+    if model_args.lora_rank is not None and trainer.is_world_process_zero():
+        save_lora_run(trainer.accelerator.unwrap_model(trainer.model), processor, training_args.output_dir)
     if trainer.is_world_process_zero():
         write_run_summary(training_args.output_dir, {
             "task": "finetune", "dataset": dataset_name, "synthetic": dataset_name == SYNTHETIC_DATASET_NAME,
@@ -229,7 +268,8 @@ def train(argv=None) -> dict:
                       "image_size": model.config.image_size, "drop_path_rate": model.config.drop_path_rate,
                       "label_smoothing": model.config.label_smoothing, "class_weights": model.config.class_weights,
                       "base_model": Path(model_args.model_name_or_path).name if model_args.model_name_or_path
-                      else f"random init ({model_args.model_size})"},
+                      else f"random init ({model_args.model_size})",
+                      "lora_rank": model_args.lora_rank, "parameters": parameters},
             "hyperparameters": training_hyperparameters(training_args, trainer.accelerator),
             "eval": results,
             "unreadable_images": unreadable_summary(train_transform, eval_transform),

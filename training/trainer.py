@@ -14,6 +14,7 @@ def layer_decay_parameter_groups(model, weight_decay: float, learning_rate: floa
     embeddings (0) slowest, block `i` at `i + 1`, the fusion block like the block after it, and the final norm,
     the head and the MAE decoder at the full rate. No weight decay on 1-D parameters (norms, biases) nor on
     position embeddings and tokens."""
+    model = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model: its own names
     num_layers = model.config.num_hidden_layers
     no_decay = model.no_weight_decay()
     layer_ids = model.layer_ids()
@@ -63,7 +64,8 @@ def last_complete_checkpoint(output_dir) -> str | None:
         except (OSError, ValueError):
             print(f"skipping incomplete checkpoint {path}")
             continue
-        if os.path.isfile(os.path.join(path, "model.safetensors")) and (
+        weights = ("model.safetensors", "adapter_model.safetensors")  # a LoRA run's checkpoints hold its adapter
+        if any(os.path.isfile(os.path.join(path, name)) for name in weights) and (
             os.path.isfile(os.path.join(path, "optimizer.pt")) or os.path.isfile(os.path.join(path, "optimizer.bin"))
         ):
             return path
