@@ -24,3 +24,5 @@ def test_benchmark_script_runs_in_smoke_mode(script, tmp_path):
         results = json.loads((tmp_path / "out.json").read_text())["results"]
         assert [row["batch_size"] for row in results] == [2, 4]
         assert all(row["training"]["images_per_s"] > 0 for row in results)
+        video = json.loads((tmp_path / "out.json").read_text())["predict"]  # emotic predict end to end, and a loop
+        assert video["frames"] == 8 and video["predict_frames_per_s"] > 0 and video["pipeline_loop_frames_per_s"] > 0

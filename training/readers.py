@@ -6,13 +6,14 @@ Listing stays cheap for Aff-Wild2's
 2.7M frames: one annotation read and one directory scan per video.
 """
 
+from __future__ import annotations  # `datasets` is imported where a reader runs: inference needs none of it
+
 import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from datasets import Dataset
 
 from emotic.modeling.configuration_emotic import ABAW_EXPRESSION_LABELS
 
@@ -126,6 +127,8 @@ def read_affwild2(
                "video": [videos[i] for i in keep], "frame": [frames[i] for i in keep]}
     report.frames = len(keep)
     report.class_counts = dict(sorted(Counter(columns["label"]).items()))
+    from datasets import Dataset
+
     return Dataset.from_dict(columns), report
 
 
@@ -164,6 +167,8 @@ def read_image_folder(root: str | os.PathLike, label2id: dict) -> tuple[Dataset,
     if not paths:
         raise ValueError(f"image folder {root} has no images in class sub-folders")
     report = ReadReport(frames=len(paths), class_counts=dict(sorted(Counter(labels).items())))
+    from datasets import Dataset
+
     return Dataset.from_dict({"image": paths, "label": labels}), report
 
 
@@ -220,6 +225,8 @@ def read_unlabelled_faces(roots) -> Dataset:
             paths += [os.path.join(directory, f) for f in sorted(files) if f.lower().endswith(IMAGE_EXTENSIONS)]
     if not paths:
         raise ValueError(f"no images found under {roots}")
+    from datasets import Dataset
+
     return Dataset.from_dict({"image": sorted(paths)})
 
 
