@@ -30,7 +30,9 @@ from emotic.inference.predict import (
     NO_FACE,
     UNREADABLE,
     FramePredictor,
+    add_precision_options,
     load_model,
+    precision_of,
     predict_sequence,
 )
 from emotic.inference.report import (
@@ -122,6 +124,7 @@ def main(argv=None) -> int:
                         help="default: the processor's; use template for aligned crops")
     parser.add_argument("--examples", type=int, default=6, help="frames shown in examples.png")
     parser.add_argument("--device", default=None)
+    add_precision_options(parser)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     try:
@@ -135,7 +138,10 @@ def main(argv=None) -> int:
     if not dataset.is_dir():
         parser.error(f"{dataset}: no such folder")
 
-    model, processor = load_model(args.model, args.device)
+    try:
+        model, processor = load_model(args.model, args.device, args.dtype, args.quantize)
+    except ValueError as error:
+        parser.error(str(error))
     mode = args.smoothing_mode or model.config.smoothing_mode
     class_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     try:
@@ -161,7 +167,7 @@ def main(argv=None) -> int:
     raw = by_window[1] if 1 in by_window else sweep_windows(results, [1], mode, model.config.num_labels,
                                                             class_names)[1]
     metrics = {
-        "model": str(args.model), "dataset": str(dataset.name), "synthetic": is_generated(dataset), "split": split,
+        "model": str(args.model), "precision": precision_of(model, args.quantize), "dataset": str(dataset.name), "synthetic": is_generated(dataset), "split": split,
         "counts": counts,
         "raw": raw, "smoothed": by_window[best_window],
         "smoothing": {"mode": mode, "window": best_window,

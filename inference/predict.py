@@ -95,14 +95,51 @@ class FramePredictor:
         return locations, statuses, probabilities
 
 
-def load_model(model_name_or_path: str, device: str | None = None):
-    """The classifier and its processor from a local folder or a Hub id (installed code; never remote code)."""
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def cpu_computes_bfloat16(flags: set | None = None) -> bool:
+    """Whether this CPU has bfloat16 arithmetic in hardware (AMX-BF16 or AVX512-BF16), from /proc/cpuinfo's flags.
+    Without it, bfloat16 on a CPU is emulated and many times slower than float32."""
+    if flags is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as handle:
+                flags = next((set(line.split(":", 1)[1].split()) for line in handle if line.startswith("flags")), set())
+        except OSError:
+            flags = set()
+    return bool({"amx_bf16", "avx512_bf16"} & flags)
+
+
+def resolve_dtype(dtype: str, device: str, flags: set | None = None) -> torch.dtype:
+    """`auto`: bfloat16 on a CUDA GPU that supports it and on a CPU that computes it natively, float32 elsewhere."""
+    if dtype != "auto":
+        if dtype not in DTYPES:
+            raise ValueError(f"--dtype {dtype!r}; allowed: auto, {', '.join(DTYPES)}")
+        return DTYPES[dtype]
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if device == "cpu" and cpu_computes_bfloat16(flags) else torch.float32
+
+
+def load_model(model_name_or_path: str, device: str | None = None, dtype: str = "float32",
+               quantize: str | None = None):
+    """The classifier and its processor from a local folder or a Hub id (installed code; never remote code), on
+    `device`, in `dtype` (`auto`: `resolve_dtype`), or with `quantize="int8"` (CPU only) every linear layer
+    dynamically quantized to int8. The processor's float32 views are cast to the weights' dtype by the model."""
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    model = AutoModelForImageClassification.from_pretrained(model_name_or_path)
-    processor = AutoImageProcessor.from_pretrained(model_name_or_path)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device).eval(), processor
+    if quantize not in (None, "int8"):
+        raise ValueError(f"--quantize {quantize!r}; allowed: int8")
+    if quantize and device != "cpu":
+        raise ValueError(f"--quantize int8 runs on the CPU (dynamic quantization); --device is {device}")
+    torch_dtype = torch.float32 if quantize else resolve_dtype(dtype, device)
+    model = AutoModelForImageClassification.from_pretrained(model_name_or_path, dtype=torch_dtype)
+    processor = AutoImageProcessor.from_pretrained(model_name_or_path)
+    model = model.to(device).eval()
+    if quantize:
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return model, processor
 
 
 def predict_sequence(predictor: FramePredictor, frames, window: int, mode: str, sequential: bool = True,
@@ -220,6 +257,19 @@ def write_submission(sources, frames_dir: Path, labels, path: Path) -> int:
     return lines
 
 
+def precision_of(model, quantize: str | None) -> str:
+    """What the model computes in, for the records: `float32`, `bfloat16`, `float16` or `int8 (dynamic)`."""
+    return "int8 (dynamic)" if quantize else str(model.dtype).removeprefix("torch.")
+
+
+def add_precision_options(parser) -> None:
+    parser.add_argument("--dtype", choices=("auto", *DTYPES), default="float32",
+                        help="weights and compute: auto = bfloat16 on GPUs and on CPUs with AMX-BF16 or AVX512-BF16 "
+                             "(faster there), float32 elsewhere")
+    parser.add_argument("--quantize", choices=("int8",), default=None,
+                        help="int8: every linear layer dynamically quantized (CPU)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = command_parser("emotic predict", __doc__)
     parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
@@ -234,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="face geometry: template for aligned crops (Aff-Wild2 cropped_aligned), detector to find "
                              "faces in each frame; default: the processor's (auto)")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    add_precision_options(parser)
     parser.add_argument("--overwrite", action="store_true", help="redo videos already finished in --output_dir")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
@@ -246,7 +297,10 @@ def main(argv=None) -> int:
         sources = collect_sources(args.inputs)
     except ValueError as error:
         parser.error(str(error))
-    model, processor = load_model(args.model, args.device)
+    try:
+        model, processor = load_model(args.model, args.device, args.dtype, args.quantize)
+    except ValueError as error:
+        parser.error(str(error))
     window = args.smoothing_window if args.smoothing_window is not None else model.config.smoothing_window
     mode = args.smoothing_mode or model.config.smoothing_mode
     try:
@@ -265,7 +319,8 @@ def main(argv=None) -> int:
                      f"finish or choose another --output_dir")
     for stale in frames_dir.glob("*.csv.*.partial"):  # left by a run that was killed mid-video (we hold the lock)
         stale.unlink()
-    settings = {"model": str(args.model), "smoothing_window": window, "smoothing_mode": mode,
+    settings = {"model": str(args.model), "precision": precision_of(model, args.quantize),
+                "smoothing_window": window, "smoothing_mode": mode,
                 "geometry": args.geometry or processor.geometry, "labels": labels}
     settings_path = output / "predict_settings.json"
     if settings_path.is_file() and not args.overwrite:

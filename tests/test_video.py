@@ -155,6 +155,46 @@ def test_predict_writes_per_frame_csv_and_abaw_submission_for_a_video_and_a_fram
     assert summary["totals"]["frames"] == 31 and summary["settings"]["smoothing_window"] == 5
 
 
+@pytest.mark.parametrize("flags, device, expected", [
+    ({"avx2", "fma"}, "cpu", torch.float32),  # AVX2 only: bfloat16 would be emulated, many times slower
+    ({"avx512f", "avx512_bf16"}, "cpu", torch.bfloat16),
+    ({"amx_bf16", "amx_tile"}, "cpu", torch.bfloat16),
+])
+def test_dtype_auto_picks_bfloat16_only_where_the_cpu_computes_it(flags, device, expected):
+    from emotic.inference.predict import resolve_dtype
+
+    assert resolve_dtype("auto", device, flags) == expected
+    assert resolve_dtype("float32", device, flags) == torch.float32  # an explicit choice is kept
+    if not torch.cuda.is_available():
+        assert resolve_dtype("auto", "cuda", flags) == torch.float32
+    with pytest.raises(ValueError, match="--dtype 'int4'; allowed: auto, float32, bfloat16, float16"):
+        resolve_dtype("int4", device, flags)
+
+
+@pytest.mark.parametrize("option", [["--dtype", "bfloat16"], ["--quantize", "int8"]])
+def test_predict_in_bfloat16_or_int8_agrees_with_float32_and_says_which_it_ran(model_dir, tmp_path, option):
+    (tmp_path / "faces").mkdir()
+    for index, image in enumerate(generated_frames(12, seed=4)):
+        image.save(tmp_path / "faces" / f"{index + 1:05d}.png")
+    runs = {}
+    for name, extra in (("float32", []), ("other", option)):
+        result = predict(model_dir, tmp_path / "faces", "--output_dir", tmp_path / name, "--geometry", "template",
+                         *extra)
+        assert result.returncode == 0, result.stderr
+        rows = read_csv(tmp_path / name / "frames" / "faces.csv")
+        runs[name] = np.array([[float(row[key]) for key in list(rows[0])[4:]] for row in rows])
+    assert np.abs(runs["float32"] - runs["other"]).max() < 0.02  # probabilities of 8 classes, printed to 1e-6
+    settings = json.loads((tmp_path / "other" / "summary.json").read_text())["settings"]
+    assert settings["precision"] == {"--dtype": "bfloat16", "--quantize": "int8 (dynamic)"}[option[0]]
+
+
+def test_int8_is_refused_on_a_gpu_device_naming_it(model_dir, tmp_path):
+    generated_frames(1)[0].save(tmp_path / "face.png")
+    result = predict(model_dir, tmp_path / "face.png", "--quantize", "int8", "--device", "cuda",
+                     "--output_dir", tmp_path / "o")
+    assert result.returncode == 2 and "--quantize int8 runs on the CPU" in result.stderr
+
+
 def test_unreadable_and_zero_frame_videos_are_reported_and_counted_not_crashed(model_dir, tmp_path):
     import av
 
