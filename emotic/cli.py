@@ -1,5 +1,5 @@
-"""The `emotic` command: `emotic synth|pretrain|finetune|predict|evaluate|export|push|ablate|demo ...`; each
-forwards its arguments."""
+"""The `emotic` command: `emotic synth|pretrain|finetune|predict|evaluate|export|push|export-onnx|ablate|demo
+...`; each forwards its arguments."""
 
 import sys
 
@@ -11,6 +11,7 @@ COMMANDS = {
     "evaluate": ("emotic.inference.evaluate", "metrics and a report of a model on a labelled dataset"),
     "export": ("emotic.hub_cards.export", "a Hub-ready folder (weights, config, code, card) from a run"),
     "push": ("emotic.hub_cards.push", "upload an exported folder to the Hub in one commit"),
+    "export-onnx": ("emotic.hub_cards.export_onnx", "the classifier as an ONNX graph, checked in ONNX Runtime"),
     "ablate": ("emotic.ablate", "fine-tune and evaluate every fusion strategy and layer, as a table"),
     "demo": ("emotic.demo", "the main job end to end on generated data"),
 }

@@ -118,6 +118,31 @@ def test_onnx_export_with_a_dynamic_batch_matches_pytorch_in_onnxruntime(strateg
         assert logits.shape == expected.shape and np.abs(logits - expected).max() <= 1e-4
 
 
+@pytest.mark.parametrize("strategy", ["none", "attention"])
+def test_export_onnx_writes_a_graph_onnxruntime_runs_like_pytorch_and_never_overwrites(strategy, tmp_path, capsys):
+    from emotic import EmoticImageProcessor
+    from emotic.hub_cards import export_onnx
+
+    model_of(strategy).save_pretrained(tmp_path / "model")
+    EmoticImageProcessor(size=32).save_pretrained(tmp_path / "model")
+    assert export_onnx.main([str(tmp_path / "model"), "--output_dir", str(tmp_path / "onnx")]) == 0
+    assert "ONNX Runtime matches PyTorch" in capsys.readouterr().out
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()][0] == "pixel_values" and session.get_inputs()[0].shape[0] == "batch"
+    views = export_onnx.parity_views(EmoticImageProcessor.from_pretrained(tmp_path / "onnx"), 3, 32)
+    (logits,) = session.run(["logits"], {i.name: views[i.name] for i in session.get_inputs()})
+    with torch.no_grad():
+        expected = AutoModelForImageClassification.from_pretrained(tmp_path / "model")(
+            **{k: torch.from_numpy(v) for k, v in views.items()}).logits.numpy()
+    assert np.abs(logits - expected).max() <= 1e-4
+    before = (tmp_path / "onnx" / "model.onnx").stat().st_mtime_ns
+    assert export_onnx.main([str(tmp_path / "model"), "--output_dir", str(tmp_path / "onnx")]) == 2
+    assert "not an empty folder" in capsys.readouterr().err
+    assert (tmp_path / "onnx" / "model.onnx").stat().st_mtime_ns == before
+
+
 def test_a_bfloat16_model_takes_the_processors_float32_output(tmp_path):
     model_of("attention").save_pretrained(tmp_path)
     model = AutoModelForImageClassification.from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
