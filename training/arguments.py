@@ -45,6 +45,25 @@ class EmoticTrainingArguments(TrainingArguments):
     hub_strategy: str = field(default="end", metadata={"help": "end (the finished model, once)"})
 
 
+def refuse_unhonoured(args: TrainingArguments) -> None:
+    """A `ValueError` for every Trainer option emotic's scripts would silently not honour (or that breaks them)."""
+    strategy = getattr(args.hub_strategy, "value", args.hub_strategy)
+    refusals = {
+        "--hub_strategy": (strategy != "end", f"{strategy}: the finished model is published once (--push_to_hub, "
+                                              f"through `emotic export` and `emotic push`), never checkpoints; leave "
+                                              f"it at 'end'"),
+        "--hub_always_push": (args.hub_always_push, "checkpoints are never pushed (see --hub_strategy)"),
+        "--remove_unused_columns": (args.remove_unused_columns, "the images are decoded from the `image` column by "
+                                                                "the dataset transform, which Trainer would remove"),
+        "--label_smoothing_factor": (args.label_smoothing_factor, "Trainer's smoother would replace the model's loss "
+                                                                  "and its class weights; use --label_smoothing"),
+        "--prediction_loss_only": (args.prediction_loss_only, "the held-out macro-F1 needs the predictions"),
+    }
+    refused = [f"{option} {reason}" for option, (given, reason) in refusals.items() if given]
+    if refused:
+        raise ValueError("emotic does not honour these Trainer options: " + "; ".join(refused))
+
+
 def build_config(model_size: str, **overrides) -> EmoticConfig:
     if model_size not in get_args(ModelSize):
         raise ValueError(f"model_size={model_size!r}; allowed: {list(get_args(ModelSize))}")

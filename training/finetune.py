@@ -21,7 +21,7 @@ from emotic.modeling.configuration_emotic import ABAW_EXPRESSION_LABELS, FusionS
 from emotic.modeling.modeling_emotic import EmoticForImageClassification
 from emotic.processing.face_geometry import REGIONS
 from emotic.processing.image_processing_emotic import AuxLayout, EmoticImageProcessor, Geometry
-from emotic.training.arguments import EmoticTrainingArguments, ModelSize, build_config
+from emotic.training.arguments import EmoticTrainingArguments, ModelSize, build_config, refuse_unhonoured
 from emotic.training.metrics import expression_metrics
 from emotic.training.labels import LABEL_SETS, read_label_map
 from emotic.training.readers import inverse_frequency_weights, read_affwild2, read_dataset, read_image_folder
@@ -204,11 +204,7 @@ def train(argv=None) -> dict:
     Under `accelerate launch` the process group stays open, for a caller that runs several (`emotic ablate`)."""
     parser = HfArgumentParser((ModelArguments, DataArguments, EmoticTrainingArguments))
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    strategy = getattr(training_args.hub_strategy, "value", training_args.hub_strategy)
-    if strategy != "end" or training_args.hub_always_push:
-        raise ValueError(f"--hub_strategy {strategy}{' --hub_always_push' if training_args.hub_always_push else ''}: "
-                         f"emotic finetune publishes the finished model once (--push_to_hub, through `emotic export` "
-                         f"and `emotic push`), never checkpoints; leave --hub_strategy at 'end'")
+    refuse_unhonoured(training_args)
     set_seed(training_args.seed)
     labels = dict(zip(ABAW_EXPRESSION_LABELS, range(8)))
     train, evaluation, reports, dataset_name = load_splits(data_args, labels, training_args.seed)

@@ -16,7 +16,7 @@ from transformers import AutoModelForPreTraining, HfArgumentParser, set_seed
 
 from emotic.modeling.modeling_emotic import EmoticForPreTraining
 from emotic.processing.image_processing_emotic import EmoticImageProcessor
-from emotic.training.arguments import EmoticTrainingArguments, ModelSize, build_config
+from emotic.training.arguments import EmoticTrainingArguments, ModelSize, build_config, refuse_unhonoured
 from emotic.training.readers import read_unlabelled_faces
 from emotic.training.run_summary import training_hyperparameters, unreadable_summary, write_run_summary
 from emotic.training.trainer import EmoticTrainer, finish_distributed, last_complete_checkpoint
@@ -53,6 +53,7 @@ def main(argv=None) -> dict:
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     if not data_args.face_dirs:
         parser.error("--face_dirs: give at least one folder of face images")
+    refuse_unhonoured(training_args)
     set_seed(training_args.seed)
     faces = read_unlabelled_faces(data_args.face_dirs)
     if model_args.model_name_or_path:
