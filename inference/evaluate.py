@@ -2,9 +2,11 @@
 
     emotic evaluate MODEL DATASET --output_dir report [--split Validation_Set] [--save_smoothing]
 
-DATASET is an Aff-Wild2 EXPR root (`annotations/<split>/<video>.txt` and `cropped_aligned/<video>/*.jpg`) or an image
-folder with one sub-folder per class. On videos, every labelled frame is scored as in the ABAW challenge: frames
-without an image (and frames where no face is found) carry the nearest earlier frame's prediction. Per-frame
+DATASET is an Aff-Wild2 EXPR root (`annotations/<split>/<video>.txt` and `cropped_aligned/<video>/*.jpg`), an image
+folder with one sub-folder per class, or a `datasets` dataset (a Hub id or a folder `datasets.load_dataset` reads;
+labels matched to the model's by name: see `--label_set`, `--label_map`). On videos, every labelled frame is scored
+as in the ABAW challenge: frames without an image (and frames where no face is found) carry the nearest earlier
+frame's prediction. Per-frame
 probabilities are smoothed over each video with every window of `--smoothing_windows`; the best window by macro-F1
 is reported beside the raw score and, with `--save_smoothing`, stored in the model folder's config so that
 `emotic predict` uses it by default. The window is chosen on the data evaluated here: choose it on a validation
@@ -46,10 +48,17 @@ from emotic.inference.smoothing import smooth_probabilities
 from emotic.modeling.configuration_emotic import SmoothingMode, check_smoothing_window
 from emotic.processing.image_processing_emotic import GEOMETRIES
 from emotic.training.metrics import expression_metrics
-from emotic.training.readers import iter_affwild2_videos, read_image_folder
+from emotic.training.labels import LABEL_SETS, read_label_map
+from emotic.training.readers import IMAGE_EXTENSIONS, iter_affwild2_videos, read_dataset, read_image_folder
 from emotic.training.synthetic import is_generated
 
 SMOOTHING_WINDOWS = (1, 3, 5, 9, 15, 21, 31, 45, 61)  # tried by default
+
+
+def is_class_folder(root: Path) -> bool:
+    """Whether `root` is a local folder of class folders holding images (`root/<class>/*.jpg`)."""
+    return root.is_dir() and any(child.is_dir() and any(entry.suffix.lower() in IMAGE_EXTENSIONS
+                                                        for entry in child.iterdir()) for child in root.iterdir())
 
 
 def affwild2_videos(root: Path, split: str):
@@ -110,9 +119,20 @@ def pick_examples(results, paths_by_video, smoothed_by_video, class_names, count
 def main(argv=None) -> int:
     parser = command_parser("emotic evaluate", __doc__)
     parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
-    parser.add_argument("dataset", help="an Aff-Wild2 EXPR root, or an image folder with one sub-folder per class")
+    parser.add_argument("dataset", help="an Aff-Wild2 EXPR root, an image folder with one sub-folder per class, or a "
+                                        "`datasets` dataset (a Hub id, or a folder `datasets.load_dataset` reads)")
     parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--split", default="Validation_Set", help="annotation sub-folder of an Aff-Wild2 root")
+    parser.add_argument("--split", default=None, help="the annotation sub-folder of an Aff-Wild2 root (default "
+                                                      "Validation_Set), or the split of a `datasets` dataset "
+                                                      "(default validation)")
+    parser.add_argument("--dataset_config_name", default=None)
+    parser.add_argument("--image_column", default="image")
+    parser.add_argument("--label_column", default="label")
+    parser.add_argument("--label_set", default=None, help=f"the label set of bare-number labels: "
+                                                          f"{', '.join(sorted(LABEL_SETS))}")
+    parser.add_argument("--label_map", default=None, help="JSON (or a JSON file) from dataset labels to model labels")
+    parser.add_argument("--drop_unmapped_labels", action="store_true",
+                        help="drop (and count) images of classes the model has no label for")
     parser.add_argument("--smoothing_mode", choices=get_args(SmoothingMode), default=None,
                         help="default: the model's smoothing_mode")
     parser.add_argument("--smoothing_windows", default=",".join(map(str, SMOOTHING_WINDOWS)),
@@ -135,8 +155,8 @@ def main(argv=None) -> int:
     if args.save_smoothing and not Path(args.model).is_dir():
         parser.error(f"--save_smoothing needs a local model folder; {args.model} is not one")
     dataset = Path(args.dataset)
-    if not dataset.is_dir():
-        parser.error(f"{dataset}: no such folder")
+    kind = "affwild2" if (dataset / "annotations").is_dir() else "image folder" if is_class_folder(dataset) \
+        else "datasets"
 
     try:
         model, processor = load_model(args.model, args.device, args.dtype, args.quantize)
@@ -146,16 +166,26 @@ def main(argv=None) -> int:
     class_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     try:
         predictor = FramePredictor(model, processor, args.batch_size, args.geometry).quiet()
-        if (dataset / "annotations").is_dir():
-            videos, split = list(affwild2_videos(dataset, args.split)), args.split
-        else:  # an image folder: each image on its own, nothing to smooth
+        if kind == "affwild2":
+            split = args.split or "Validation_Set"
+            videos = list(affwild2_videos(dataset, split))
+        elif kind == "image folder":  # each image on its own, nothing to smooth
             images, _ = read_image_folder(dataset, model.config.label2id)
             videos = [("images", np.array(list(images["label"])), [Path(path) for path in images["image"]])]
             split, windows = "image folder", [1]
+        else:  # a `datasets` dataset: labels matched by name, each image on its own
+            split = args.split or "validation"
+            images, _ = read_dataset(args.dataset, split, model.config.label2id, args.dataset_config_name,
+                                     args.image_column, args.label_column, args.label_set,
+                                     read_label_map(args.label_map), args.drop_unmapped_labels)
+            images = images.with_format(None)
+            videos = [("images", np.array(images["label"]), list(images["image"]))]
+            windows = [1]
     except ValueError as error:
         parser.error(str(error))
-    results, counts = predict_videos(predictor, videos, not args.quiet, sequential=split != "image folder")
-    counts["videos"] = len(results) if split != "image folder" else 0
+    sequential = kind == "affwild2"
+    results, counts = predict_videos(predictor, videos, not args.quiet, sequential=sequential)
+    counts["videos"] = len(results) if sequential else 0
     if counts["missing_images"] + counts[UNREADABLE] == counts["frames"]:
         print(f"emotic evaluate: none of the {counts['frames']} annotated frames of {dataset} ({split}) has a readable "
               f"image ({counts['missing_images']} missing, {counts[UNREADABLE]} unreadable); nothing to score",
@@ -167,8 +197,9 @@ def main(argv=None) -> int:
     raw = by_window[1] if 1 in by_window else sweep_windows(results, [1], mode, model.config.num_labels,
                                                             class_names)[1]
     metrics = {
-        "model": str(args.model), "precision": precision_of(model, args.quantize), "dataset": str(dataset.name), "synthetic": is_generated(dataset), "split": split,
-        "counts": counts,
+        "model": str(args.model), "precision": precision_of(model, args.quantize),
+        "dataset": dataset.name if dataset.exists() else args.dataset, "synthetic": is_generated(dataset),
+        "split": split, "counts": counts,
         "raw": raw, "smoothed": by_window[best_window],
         "smoothing": {"mode": mode, "window": best_window,
                       "macro_f1_by_window": {str(w): by_window[w]["macro_f1"] for w in windows}},
@@ -185,7 +216,7 @@ def main(argv=None) -> int:
     plot_smoothing(output / "smoothing.png", metrics)
     if examples:
         plot_examples(output / "examples.png", examples, processor, args.geometry, model)
-    write_report_md(output / "report.md", metrics, Path(str(args.model)).name, dataset.name, class_names)
+    write_report_md(output / "report.md", metrics, Path(str(args.model)).name, metrics["dataset"], class_names)
 
     if args.save_smoothing:
         from transformers import AutoConfig

@@ -33,6 +33,7 @@ from emotic.inference.smoothing import NeighbourFill, StreamingSmoother, smoothi
 from emotic.inference.sources import Source, UnreadableInput, collect_sources, frame_files, iter_frames
 from emotic.modeling.configuration_emotic import SmoothingMode
 from emotic.processing.image_processing_emotic import GEOMETRIES
+from emotic.training.transforms import open_image
 
 # per-frame status in the CSV: a face was found (or the geometry is the aligned template), no face was found, the
 # frame could not be decoded, or (evaluation) the annotated frame has no image
@@ -77,7 +78,7 @@ class FramePredictor:
                 statuses.append(MISSING)
                 continue
             try:
-                images.append(self.processor.to_rgb(image, location))
+                images.append(self.processor.to_rgb(open_image(image), location))
                 statuses.append(FACE)
             except (ValueError, OSError):
                 statuses.append(UNREADABLE)

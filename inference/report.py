@@ -4,6 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
+from emotic.training.transforms import open_image
+
 
 def _denormalise(view, processor) -> np.ndarray:
     mean, std = np.array(processor.image_mean)[:, None, None], np.array(processor.image_std)[:, None, None]
@@ -107,16 +109,17 @@ def plot_smoothing(path: Path, metrics: dict) -> None:
 def plot_examples(path: Path, examples, processor, geometry, model) -> None:
     """Each example frame (path, true label, predicted label) beside its auxiliary view and, for a model whose
     fusion block attends, where the main view's queries looked in that view."""
-    views = processor([image for image, _, _ in examples], return_tensors="pt", geometry=geometry)
+    views = processor([open_image(image) for image, _, _ in examples], return_tensors="pt", geometry=geometry)
     maps = fusion_maps(model, views)
     columns = 2 if maps is None else 3
     figure, axes = pyplot().subplots(len(examples), columns, figsize=(2.5 * columns, 2.4 * len(examples)),
-                                squeeze=False)
+                                     squeeze=False)
     for row, ((image, truth, predicted), main, aux) in enumerate(zip(examples, views["pixel_values"].numpy(),
                                                                      views["pixel_values_aux"].numpy())):
         axes[row, 0].imshow(_denormalise(main, processor))
         axes[row, 1].imshow(_denormalise(aux, processor))
-        axes[row, 0].set_title(f"{Path(image).parent.name}/{Path(image).name}", fontsize=8)
+        name = image if isinstance(image, (str, Path)) else (image or {}).get("path") or f"image {row + 1}"
+        axes[row, 0].set_title(f"{Path(name).parent.name}/{Path(name).name}", fontsize=8)
         axes[row, 1].set_title(f"true {truth} | predicted {predicted}", fontsize=8,
                                color="black" if truth == predicted else "crimson")
         if maps is not None:  # where the fusion block's main queries looked in the auxiliary view
@@ -137,7 +140,7 @@ def write_report_md(path: Path, metrics: dict, model_name: str, dataset: str, cl
     raw, best = metrics["raw"], metrics["smoothed"]
     smoothing, counts = metrics["smoothing"], metrics["counts"]
     videos = f", {counts['videos']} videos" if counts["videos"] else ""
-    if metrics["split"] == "image folder":
+    if not counts["videos"]:  # images, each on its own
         smoothing_text = ["Images are scored one by one: there is nothing to smooth.", ""]
     else:
         smoothing_text = [

@@ -124,3 +124,37 @@ def test_finetune_trains_on_a_dataset_name_and_records_its_labels(affectnet_fold
     assert record["dataset"] == "affectnet-style" and str(tmp_path) not in json.dumps(record)
     assert record["data"]["train"]["class_counts"] == {"0": 1, "1": 1, "4": 1, "5": 1, "7": 1}
     assert record["eval"]["num_frames"] == 1
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    import torch
+
+    from emotic import EmoticConfig, EmoticForImageClassification
+
+    folder = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    EmoticForImageClassification(EmoticConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                              intermediate_size=64, image_size=32, patch_size=8,
+                                              fusion_layer=1)).save_pretrained(folder)
+    EmoticImageProcessor(size=32).save_pretrained(folder)
+    return folder
+
+
+def test_evaluate_scores_a_dataset_name_split_with_its_label_set(model_dir, fer2013_parquet, tmp_path):
+    from emotic.inference import evaluate
+
+    assert evaluate.main([str(model_dir), str(fer2013_parquet), "--output_dir", str(tmp_path / "report"),
+                          "--image_column", "img", "--label_column", "emotion", "--label_set", "fer2013",
+                          "--geometry", "template", "--quiet"]) == 0
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["split"] == "validation" and metrics["dataset"] == "fer2013-style"
+    assert metrics["raw"]["num_frames"] == 3 and metrics["counts"]["videos"] == 0
+    truth = np.array(metrics["raw"]["confusion_matrix"]).sum(1)  # FER 6, 0, 3: Neutral, Anger, Happiness
+    assert truth[0] == truth[1] == truth[4] == 1 and truth.sum() == 3
+    assert "scored one by one" in (tmp_path / "report" / "report.md").read_text()
+    assert (tmp_path / "report" / "examples.png").is_file()
+    with pytest.raises(SystemExit):  # bare numbers without their label set: refused, nothing written
+        evaluate.main([str(model_dir), str(fer2013_parquet), "--output_dir", str(tmp_path / "refused"),
+                       "--image_column", "img", "--label_column", "emotion", "--quiet"])
+    assert not (tmp_path / "refused").exists()

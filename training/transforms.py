@@ -58,7 +58,7 @@ class ViewTransform:
             # a path (folder readers), or a `datasets` image left undecoded ({"bytes", "path"}) by `read_dataset`
             name = item if isinstance(item, str) else (item or {}).get("path") or f"row {batch['index'][row]}"
             try:
-                image = self.processor.to_rgb(_open_image(item), name)  # decoded and checked like any input
+                image = self.processor.to_rgb(open_image(item), name)  # decoded and checked like any input
             except (ValueError, OSError) as error:
                 if name not in self.unreadable:
                     logger.warning(f"skipping an image that cannot be used for training: {error}")
@@ -83,7 +83,7 @@ class ViewTransform:
         return out
 
 
-def _open_image(item):
+def open_image(item):
     """A path stays a path (the processor opens it); an undecoded `datasets` image opens from its bytes."""
     if isinstance(item, dict):
         from PIL import Image
