@@ -176,7 +176,8 @@ def _write_source(source: Source, predictor, labels, window, mode, frames_dir: P
     files = frame_files(source)
     try:
         with open(partial, "w", newline="", encoding="utf-8") as handle, \
-                tqdm(total=len(files) if files is not None else None, desc=source.name, unit="frame", disable=not show_progress, leave=False) as progress:
+                tqdm(total=len(files) if files is not None else None, desc=source.name, unit="frame",
+                     disable=not show_progress, leave=False) as progress:
             writer = csv.writer(handle)
             writer.writerow(["image_location", "status", "raw_label", "label", *labels])
             frames = iter_frames(source, files, notes)

@@ -72,7 +72,8 @@ class DataArguments:
     train_dir: str | None = field(default=None, metadata={"help": "image folder: one sub-folder per class"})
     eval_dir: str | None = None
     dataset_name: str | None = field(default=None, metadata={
-        "help": "a `datasets` dataset: a Hub id or a local folder `datasets.load_dataset` reads (imagefolder, parquet)"})
+        "help": "a `datasets` dataset: a Hub id or a local folder `datasets.load_dataset` reads (imagefolder, "
+                "parquet)"})
     dataset_config_name: str | None = None
     train_split: str = field(default="train")
     eval_split: str | None = field(default="validation", metadata={"help": "held-out split; empty for none"})
@@ -175,7 +176,7 @@ def add_lora(model, rank: int, alpha: int | None = None):
         raise ValueError(f"--lora_rank {rank}: expected an integer >= 1")
     config = LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=0.0,
                         target_modules=r"(emotic\.layers|aux_layers)\.\d+\.attention\.(qkv|proj)",
-                        modules_to_save=["classifier", "emotic.layernorm"] + (["fusion"] if model.uses_aux_view else []))
+                        modules_to_save=["classifier", "emotic.layernorm", *(["fusion"] if model.uses_aux_view else [])])
     return get_peft_model(model, config)
 
 
