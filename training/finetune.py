@@ -174,9 +174,10 @@ def add_lora(model, rank: int, alpha: int | None = None):
         raise ValueError('--lora_rank needs PEFT: pip install "emotic[lora]"') from None
     if rank < 1:
         raise ValueError(f"--lora_rank {rank}: expected an integer >= 1")
+    trained_fully = ["classifier", "emotic.layernorm", *(["fusion"] if model.uses_aux_view else [])]
     config = LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=0.0,
                         target_modules=r"(emotic\.layers|aux_layers)\.\d+\.attention\.(qkv|proj)",
-                        modules_to_save=["classifier", "emotic.layernorm", *(["fusion"] if model.uses_aux_view else [])])
+                        modules_to_save=trained_fully)
     return get_peft_model(model, config)
 
 
