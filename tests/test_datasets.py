@@ -4,10 +4,14 @@ images are decoded lazily and augmentation is seeded by row, so in-memory images
 
 import io
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from conftest import hub_env
 
 from emotic import EmoticImageProcessor
 from emotic.modeling.configuration_emotic import ABAW_EXPRESSION_LABELS
@@ -158,3 +162,25 @@ def test_evaluate_scores_a_dataset_name_split_with_its_label_set(model_dir, fer2
         evaluate.main([str(model_dir), str(fer2013_parquet), "--output_dir", str(tmp_path / "refused"),
                        "--image_column", "img", "--label_column", "emotion", "--quiet"])
     assert not (tmp_path / "refused").exists()
+
+
+def test_finetune_reads_a_dataset_repository_from_the_hub(hub, fer2013_parquet, tmp_path):
+    """A parquet dataset repository on the loopback Hub, found by its id through `HF_ENDPOINT` like any Hub id."""
+    env = hub_env(hub, tmp_path)
+    upload = ("from huggingface_hub import HfApi; api = HfApi(); "
+              "api.create_repo('testuser/fer2013-style', repo_type='dataset'); "
+              f"api.upload_folder(folder_path={str(fer2013_parquet)!r}, repo_id='testuser/fer2013-style', "
+              "repo_type='dataset')")
+    assert subprocess.run([sys.executable, "-c", upload], env=env, capture_output=True).returncode == 0
+    result = subprocess.run(
+        [sys.executable, "-m", "emotic.cli", "finetune", "--dataset_name", "testuser/fer2013-style",
+         "--label_set", "fer2013", "--image_column", "img", "--label_column", "emotion",
+         "--output_dir", str(tmp_path / "run"), "--model_size", "tiny", "--image_size", "32", "--max_steps", "2",
+         "--per_device_train_batch_size", "4", "--geometry", "template", "--report_to", "none",
+         "--disable_tqdm", "true", "--save_strategy", "no", "--dataloader_num_workers", "0"],
+        env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((tmp_path / "run" / "emotic_run.json").read_text())
+    assert record["dataset"] == "testuser/fer2013-style" and record["eval"]["num_frames"] == 3
+    # FER 0, 3, 6, 3, 5, 1, 2, 4 -> Anger, Happiness, Neutral, Happiness, Surprise, Disgust, Fear, Sadness
+    assert record["data"]["train"]["class_counts"] == {"0": 1, "1": 1, "2": 1, "3": 1, "4": 2, "5": 1, "6": 1}
