@@ -184,3 +184,15 @@ def test_finetune_reads_a_dataset_repository_from_the_hub(hub, fer2013_parquet, 
     assert record["dataset"] == "testuser/fer2013-style" and record["eval"]["num_frames"] == 3
     # FER 0, 3, 6, 3, 5, 1, 2, 4 -> Anger, Happiness, Neutral, Happiness, Surprise, Disgust, Fear, Sadness
     assert record["data"]["train"]["class_counts"] == {"0": 1, "1": 1, "2": 1, "3": 1, "4": 2, "5": 1, "6": 1}
+
+
+def test_pretrain_reads_the_images_of_a_dataset_name(affectnet_folder, tmp_path):
+    from emotic.training import pretrain
+
+    result = pretrain.main(["--dataset_name", str(affectnet_folder), "--model_size", "tiny", "--image_size", "32",
+                            "--output_dir", str(tmp_path / "run"), "--max_steps", "2",
+                            "--per_device_train_batch_size", "4", "--report_to", "none", "--disable_tqdm", "true",
+                            "--save_strategy", "no", "--dataloader_num_workers", "0", "--logging_steps", "1"])
+    assert len(result["losses"]) == 2 and all(np.isfinite(result["losses"]))
+    record = json.loads((tmp_path / "run" / "emotic_run.json").read_text())
+    assert record["images"] == 5 and record["dataset"] == "affectnet-style"  # the train split's five images

@@ -17,7 +17,7 @@ from transformers import AutoModelForPreTraining, HfArgumentParser, set_seed
 from emotic.modeling.modeling_emotic import EmoticForPreTraining
 from emotic.processing.image_processing_emotic import EmoticImageProcessor
 from emotic.training.arguments import EmoticTrainingArguments, ModelSize, build_config, refuse_unhonoured
-from emotic.training.readers import read_unlabelled_faces
+from emotic.training.readers import read_unlabelled_dataset, read_unlabelled_faces
 from emotic.training.run_summary import training_hyperparameters, unreadable_summary, write_run_summary
 from emotic.training.trainer import EmoticTrainer, finish_distributed, last_complete_checkpoint
 from emotic.training.transforms import EpochCallback, ViewTransform
@@ -36,6 +36,11 @@ class PretrainModelArguments:
 class PretrainDataArguments:
     face_dirs: list[str] = field(default_factory=list, metadata={
         "help": "folders of face images, searched recursively (e.g. Aff-Wild2 cropped_aligned)"})
+    dataset_name: str | None = field(default=None, metadata={
+        "help": "or a `datasets` dataset of face images: a Hub id or a folder `datasets.load_dataset` reads"})
+    dataset_config_name: str | None = None
+    train_split: str = field(default="train")
+    image_column: str = field(default="image")
     hflip: bool = True
 
 
@@ -51,11 +56,12 @@ class PretrainTrainingArguments(EmoticTrainingArguments):
 def main(argv=None) -> dict:
     parser = HfArgumentParser((PretrainModelArguments, PretrainDataArguments, PretrainTrainingArguments))
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    if not data_args.face_dirs:
-        parser.error("--face_dirs: give at least one folder of face images")
+    if not data_args.face_dirs and not data_args.dataset_name:
+        parser.error("--face_dirs or --dataset_name: give at least one folder of face images, or a dataset of them")
     refuse_unhonoured(training_args)
     set_seed(training_args.seed)
-    faces = read_unlabelled_faces(data_args.face_dirs)
+    faces = read_unlabelled_faces(data_args.face_dirs) if data_args.face_dirs else read_unlabelled_dataset(
+        data_args.dataset_name, data_args.train_split, data_args.dataset_config_name, data_args.image_column)
     if model_args.model_name_or_path:
         model = AutoModelForPreTraining.from_pretrained(
             model_args.model_name_or_path, mask_ratio=model_args.mask_ratio, norm_pix_loss=model_args.norm_pix_loss)
@@ -81,6 +87,8 @@ def main(argv=None) -> dict:
     if trainer.is_world_process_zero():
         write_run_summary(training_args.output_dir, {
             "task": "pretrain", "images": len(faces), "face_dirs": [Path(d).name for d in data_args.face_dirs],
+            "dataset": (Path(data_args.dataset_name).name if Path(data_args.dataset_name).exists()
+                        else data_args.dataset_name) if data_args.dataset_name else None,
             "model": {"hidden_size": model.config.hidden_size, "num_hidden_layers": model.config.num_hidden_layers,
                       "image_size": model.config.image_size, "mask_ratio": model.config.mask_ratio,
                       "norm_pix_loss": model.config.norm_pix_loss},

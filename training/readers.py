@@ -172,26 +172,43 @@ def read_image_folder(root: str | os.PathLike, label2id: dict) -> tuple[Dataset,
     return Dataset.from_dict({"image": paths, "label": labels}), report
 
 
-def read_dataset(name: str, split: str, label2id: dict, config_name: str | None = None, image_column: str = "image",
-                 label_column: str = "label", label_set: str | None = None, label_map: dict | None = None,
-                 drop_unmapped: bool = False) -> tuple[Dataset, ReadReport]:
-    """A split of a `datasets` dataset (a Hub id, or a local folder or script `datasets.load_dataset` reads), with
-    its labels matched to the model's by name (`emotic.training.labels`): columns `image` (decoded lazily, batch by
-    batch), `label` (the model's ids) and `index` (the row, which seeds augmentation). Images of classes dropped on
-    purpose (`--label_map` to null, or `drop_unmapped`) are counted in `ReadReport.dropped_labels`."""
-    from datasets import Image as DatasetImage
+def _load_split(name: str, split: str, config_name: str | None, columns: dict):
+    """A split of a `datasets` dataset (a Hub id, or a local folder or script `datasets.load_dataset` reads), each
+    of `columns` ({column: its option}) checked to be there."""
     from datasets import load_dataset
-
-    from emotic.training.labels import label_names, map_labels
 
     try:
         dataset = load_dataset(name, config_name, split=split)
     except ValueError as error:
-        raise ValueError(f"--dataset_name {name} --split {split}: {error}") from None
-    for column, option in ((image_column, "--image_column"), (label_column, "--label_column")):
+        raise ValueError(f"--dataset_name {name}, split {split!r}: {error}") from None
+    for column, option in columns.items():
         if column not in dataset.column_names:
             raise ValueError(f"{name} ({split}) has no column {column!r} ({option}); its columns are "
                              f"{dataset.column_names}")
+    return dataset
+
+
+def _images_only(dataset, image_column: str):
+    """The image column alone, as `image`, left undecoded: the transform decodes it batch by batch, so that an
+    undecodable image is skipped and counted, not fatal."""
+    from datasets import Image as DatasetImage
+
+    dataset = dataset.select_columns([image_column])
+    if image_column != "image":
+        dataset = dataset.rename_column(image_column, "image")
+    return dataset.cast_column("image", DatasetImage(decode=False))
+
+
+def read_dataset(name: str, split: str, label2id: dict, config_name: str | None = None, image_column: str = "image",
+                 label_column: str = "label", label_set: str | None = None, label_map: dict | None = None,
+                 drop_unmapped: bool = False) -> tuple[Dataset, ReadReport]:
+    """A split of a `datasets` dataset with its labels matched to the model's by name (`emotic.training.labels`):
+    columns `image` (decoded lazily, batch by batch), `label` (the model's ids) and `index` (the row, which seeds
+    augmentation). Images of classes dropped on purpose (`--label_map` to null, or `drop_unmapped`) are counted in
+    `ReadReport.dropped_labels`."""
+    from emotic.training.labels import label_names, map_labels
+
+    dataset = _load_split(name, split, config_name, {image_column: "--image_column", label_column: "--label_column"})
     values = list(dataset.select_columns([label_column]).with_format(None)[label_column])
     names = label_names(dataset.features[label_column], values, label_set)
     unknown = sorted({value for value in values if value not in names}, key=str)
@@ -203,16 +220,21 @@ def read_dataset(name: str, split: str, label2id: dict, config_name: str | None 
         raise ValueError(f"{name} ({split}): no image has a label the model knows")
     dropped = Counter(str(names[value]) for value in values if mapping[value] is None)
     labels = [mapping[values[row]] for row in keep]
-    dataset = dataset.select_columns([image_column]).rename_column(image_column, "image") \
-        if image_column != "image" else dataset.select_columns(["image"])
-    # decoded by the transform, batch by batch, so that an undecodable image is skipped and counted, not fatal
-    dataset = dataset.cast_column("image", DatasetImage(decode=False))
+    dataset = _images_only(dataset, image_column)
     if len(keep) < len(values):
         dataset = dataset.select(keep)
     dataset = dataset.add_column("label", labels).add_column("index", list(range(len(labels))))
     report = ReadReport(frames=len(labels), class_counts=dict(sorted(Counter(labels).items())),
                         dropped_labels=dict(sorted(dropped.items())))
     return dataset, report
+
+
+def read_unlabelled_dataset(name: str, split: str = "train", config_name: str | None = None,
+                            image_column: str = "image") -> Dataset:
+    """The images of a `datasets` dataset split, for MAE pre-training: columns `image` (decoded by the transform,
+    batch by batch) and `index`."""
+    dataset = _images_only(_load_split(name, split, config_name, {image_column: "--image_column"}), image_column)
+    return dataset.add_column("index", list(range(len(dataset))))
 
 
 def read_unlabelled_faces(roots) -> Dataset:
