@@ -211,6 +211,27 @@ def test_run_killed_mid_way_and_restarted_finishes_with_the_weights_of_an_uninte
     assert max((expected[k] - actual[k]).abs().max().item() for k in expected) <= 1e-6
 
 
+def test_fsdp_on_cpu_processes_is_said_to_run_unsharded(synthetic, tmp_path):
+    """Accelerate runs `--use_fsdp` on CPU processes as plain data parallelism: the run says so, records what ran,
+    and its model loads."""
+    result = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--use_fsdp", "--fsdp_version", "2", "--num_processes",
+         "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+         "-m", "emotic.training.finetune", "--affwild2_root", str(synthetic), "--output_dir", str(tmp_path / "run"),
+         "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no", *FAST],
+        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+        env={**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "FSDP was asked for (--use_fsdp) but Accelerate runs MULTI_CPU here" in result.stderr
+    record = json.loads((tmp_path / "run" / "emotic_run.json").read_text())["hyperparameters"]
+    assert record["distributed_type"] == "MULTI_CPU" and record["num_processes"] == 2
+
+    from transformers import AutoModelForImageClassification
+
+    assert AutoModelForImageClassification.from_pretrained(tmp_path / "run").config.fusion_strategy == "attention"
+
+
 def test_two_processes_evaluate_gathered_predictions_like_one_process(synthetic, tmp_path):
     output = tmp_path / "ddp"
     result = subprocess.run(

@@ -10,6 +10,7 @@ again after an interruption. The finished folder loads with `AutoModelForImageCl
 """
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,6 +241,10 @@ def train(argv=None) -> dict:
         model=model, args=training_args, train_dataset=train, eval_dataset=evaluation,
         processing_class=processor, compute_metrics=compute_metrics, callbacks=[EpochCallback(train_transform)],
     )
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not trainer.is_fsdp_enabled \
+            and training_args.process_index == 0:
+        print(f"note: FSDP was asked for (--use_fsdp) but Accelerate runs {trainer.accelerator.distributed_type.value}"
+              f" here (FSDP needs GPU processes): the model is not sharded", file=sys.stderr)
     resume = last_complete_checkpoint(training_args.output_dir)
     if resume and training_args.process_index == 0:
         print(f"resuming from {resume}")
