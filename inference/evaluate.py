@@ -48,7 +48,7 @@ from emotic.inference.smoothing import smooth_probabilities
 from emotic.modeling.configuration_emotic import SmoothingMode, check_smoothing_window
 from emotic.processing.image_processing_emotic import GEOMETRIES
 from emotic.training.metrics import expression_metrics
-from emotic.training.labels import LABEL_SETS, read_label_map
+from emotic.training.labels import LabelSet, read_label_map
 from emotic.training.readers import IMAGE_EXTENSIONS, iter_affwild2_videos, read_dataset, read_image_folder
 from emotic.training.synthetic import is_generated
 
@@ -128,8 +128,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset_config_name", default=None)
     parser.add_argument("--image_column", default="image")
     parser.add_argument("--label_column", default="label")
-    parser.add_argument("--label_set", default=None, help=f"the label set of bare-number labels: "
-                                                          f"{', '.join(sorted(LABEL_SETS))}")
+    parser.add_argument("--label_set", choices=get_args(LabelSet), default=None,
+                        help="the label set of bare-number labels")
     parser.add_argument("--label_map", default=None, help="JSON (or a JSON file) from dataset labels to model labels")
     parser.add_argument("--drop_unmapped_labels", action="store_true",
                         help="drop (and count) images of classes the model has no label for")

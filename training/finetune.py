@@ -24,7 +24,7 @@ from emotic.processing.face_geometry import REGIONS
 from emotic.processing.image_processing_emotic import AuxLayout, EmoticImageProcessor, Geometry
 from emotic.training.arguments import EmoticTrainingArguments, ModelSize, build_config, refuse_unhonoured
 from emotic.training.metrics import expression_metrics
-from emotic.training.labels import LABEL_SETS, read_label_map
+from emotic.training.labels import LabelSet, read_label_map
 from emotic.training.readers import inverse_frequency_weights, read_affwild2, read_dataset, read_image_folder
 from emotic.training.run_summary import training_hyperparameters, unreadable_summary, write_run_summary
 from emotic.training.synthetic import SYNTHETIC_DATASET_NAME, is_generated
@@ -80,8 +80,7 @@ class DataArguments:
     eval_split: str | None = field(default="validation", metadata={"help": "held-out split; empty for none"})
     image_column: str = field(default="image")
     label_column: str = field(default="label")
-    label_set: str | None = field(default=None, metadata={
-        "help": f"the label set of bare-number labels: {', '.join(sorted(LABEL_SETS))}"})
+    label_set: LabelSet | None = field(default=None, metadata={"help": "the label set of bare-number labels"})
     label_map: str | None = field(default=None, metadata={
         "help": "JSON (or a JSON file) from dataset labels to model labels, null drops a class: "
                 "'{\"Contempt\": \"Other\"}'"})

@@ -9,8 +9,10 @@ refused by name, or dropped and counted when the caller asks for that.
 
 import json
 from pathlib import Path
+from typing import Literal, get_args
 
 # Known label sets: index -> name, in each dataset's own order.
+LabelSet = Literal["abaw", "fer2013", "affectnet7", "affectnet8", "rafdb", "ckplus"]
 LABEL_SETS = {
     "abaw": ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other"],  # Aff-Wild2 EXPR
     "fer2013": ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"],
@@ -20,6 +22,7 @@ LABEL_SETS = {
     "rafdb": {1: "Surprise", 2: "Fear", 3: "Disgust", 4: "Happiness", 5: "Sadness", 6: "Anger", 7: "Neutral"},
     "ckplus": ["Neutral", "Anger", "Contempt", "Disgust", "Fear", "Happy", "Sadness", "Surprise"],
 }
+assert tuple(LABEL_SETS) == get_args(LabelSet)
 
 # Other spellings of the ABAW expression names, lower case (datasets, folder names, two-letter codes).
 SYNONYMS = {
