@@ -182,21 +182,27 @@ def main(argv=None) -> int:
         if option in finetune_args:
             parser.error(f"{option} is set by emotic ablate for each setting; leave it out")
 
+    from accelerate import PartialState
+
+    main_process = PartialState().is_main_process
+
+    def say(message: str) -> None:  # under `accelerate launch`, one process reports
+        if main_process:
+            print(f"[ablate] {message}", flush=True)
+
     rows = []
     for strategy, layer in settings(strategies, fusion_layers):
         folder = output / setting_name(strategy, layer)
         if (folder / RESULT).is_file():
             rows.append(json.loads((folder / RESULT).read_text()))
-            print(f"[ablate] {folder.name}: finished earlier, kept")
+            say(f"{folder.name}: finished earlier, kept")
             continue
-        print(f"[ablate] {folder.name}: fine-tuning")
+        say(f"{folder.name}: fine-tuning")
         rows.append(run_setting(data, folder, strategy, layer, args, finetune_args))
-        print(f"[ablate] {folder.name}: macro-F1 {rows[-1]['macro_f1']:.4f} (smoothed "
-              f"{rows[-1]['smoothed_macro_f1']:.4f}), {rows[-1]['train_runtime_s']:.0f} s")
+        say(f"{folder.name}: macro-F1 {rows[-1]['macro_f1']:.4f} (smoothed {rows[-1]['smoothed_macro_f1']:.4f}), "
+            f"{rows[-1]['train_runtime_s']:.0f} s")
 
-    from accelerate import PartialState
-
-    if PartialState().is_main_process:
+    if main_process:
         title = f"`{data.name}`, starting from `{Path(args.model_name_or_path).name}`" if args.model_name_or_path \
             else f"`{data.name}`"
         synthetic = is_generated(data)
