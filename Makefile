@@ -36,7 +36,7 @@ demo: $(STAMP)
 
 # The fusion ablation (`emotic ablate`) on generated data, as `make demo` trains: a tiny encoder pre-trained by MAE on
 # the training videos, then every fusion strategy at fusion layers 1 and 3 of its 4 blocks with the same data, seed
-# and budget; a table (ablation_output/ablation.md) and a plot (~12 min on 2 cores). Started again, it keeps what
+# and budget; a table (ablation_output/ablation.md) and a plot (~30 min on 2 cores). Started again, it keeps what
 # it finished.
 ABLATION := ablation_output
 ablation: $(STAMP)
