@@ -196,3 +196,8 @@ def test_pretrain_reads_the_images_of_a_dataset_name(affectnet_folder, tmp_path)
     assert len(result["losses"]) == 2 and all(np.isfinite(result["losses"]))
     record = json.loads((tmp_path / "run" / "emotic_run.json").read_text())
     assert record["images"] == 5 and record["dataset"] == "affectnet-style"  # the train split's five images
+
+
+def test_a_dataset_that_is_not_there_is_a_clear_error_naming_it(tmp_path):
+    with pytest.raises(ValueError, match="no-such-folder: neither a local dataset nor one that can be loaded"):
+        read_dataset(str(tmp_path / "no-such-folder"), "train", LABEL2ID)

@@ -181,6 +181,8 @@ def _load_split(name: str, split: str, config_name: str | None, columns: dict):
         dataset = load_dataset(name, config_name, split=split)
     except ValueError as error:
         raise ValueError(f"--dataset_name {name}, split {split!r}: {error}") from None
+    except OSError as error:  # no such folder, or a Hub id that cannot be reached (offline)
+        raise ValueError(f"{name}: neither a local dataset nor one that can be loaded from the Hub ({error})") from None
     for column, option in columns.items():
         if column not in dataset.column_names:
             raise ValueError(f"{name} ({split}) has no column {column!r} ({option}); its columns are "
