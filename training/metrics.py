@@ -9,10 +9,11 @@ METRIC_PATH = Path(__file__).with_name("abaw_expression")  # `evaluate.load(str(
 
 @cache
 def abaw_expression_metric():
-    """The metric module, loaded once per process (`import evaluate` takes seconds, so only when a score is due)."""
+    """The metric module, loaded once per process (`import evaluate` takes seconds, so only when a score is due),
+    keeping its predictions in memory (no cache files written per score)."""
     import evaluate
 
-    return evaluate.load(str(METRIC_PATH))
+    return evaluate.load(str(METRIC_PATH), keep_in_memory=True)
 
 
 def expression_metrics(predictions, labels, num_classes: int = 8, class_names=None) -> dict:
