@@ -49,7 +49,13 @@ from emotic.modeling.configuration_emotic import SmoothingMode, check_smoothing_
 from emotic.processing.image_processing_emotic import GEOMETRIES
 from emotic.training.metrics import expression_metrics
 from emotic.training.labels import LabelSet, read_label_map
-from emotic.training.readers import IMAGE_EXTENSIONS, iter_affwild2_videos, read_dataset, read_image_folder
+from emotic.training.readers import (
+    IMAGE_EXTENSIONS,
+    dataset_label,
+    iter_affwild2_videos,
+    read_dataset,
+    read_image_folder,
+)
 from emotic.training.synthetic import is_generated
 
 SMOOTHING_WINDOWS = (1, 3, 5, 9, 15, 21, 31, 45, 61)  # tried by default
@@ -198,7 +204,7 @@ def main(argv=None) -> int:
                                                             class_names)[1]
     metrics = {
         "model": str(args.model), "precision": precision_of(model, args.quantize),
-        "dataset": dataset.name if dataset.exists() else args.dataset, "synthetic": is_generated(dataset),
+        "dataset": dataset_label(args.dataset), "synthetic": is_generated(dataset),
         "split": split, "counts": counts,
         "raw": raw, "smoothed": by_window[best_window],
         "smoothing": {"mode": mode, "window": best_window,

@@ -25,7 +25,13 @@ from emotic.processing.image_processing_emotic import AuxLayout, EmoticImageProc
 from emotic.training.arguments import EmoticTrainingArguments, ModelSize, build_config, refuse_unhonoured
 from emotic.training.metrics import expression_metrics
 from emotic.training.labels import LabelSet, read_label_map
-from emotic.training.readers import inverse_frequency_weights, read_affwild2, read_dataset, read_image_folder
+from emotic.training.readers import (
+    dataset_label,
+    inverse_frequency_weights,
+    read_affwild2,
+    read_dataset,
+    read_image_folder,
+)
 from emotic.training.run_summary import training_hyperparameters, unreadable_summary, write_run_summary
 from emotic.training.synthetic import SYNTHETIC_DATASET_NAME, is_generated
 from emotic.training.trainer import EmoticTrainer, finish_distributed, last_complete_checkpoint
@@ -117,9 +123,7 @@ def load_splits(data: DataArguments, label2id: dict, seed: int):
         train, train_report = read_dataset(data.dataset_name, data.train_split, **options)
         evaluation, eval_report = read_dataset(data.dataset_name, data.eval_split, **options) if data.eval_split \
             else (None, None)
-        local = Path(data.dataset_name)
-        return train, evaluation, {"train": train_report, "eval": eval_report}, \
-            local.name if local.exists() else data.dataset_name  # a Hub id, or a folder's name: no local paths
+        return train, evaluation, {"train": train_report, "eval": eval_report}, dataset_label(data.dataset_name)
     if data.train_dir:
         train, train_report = read_image_folder(data.train_dir, label2id)
         evaluation, eval_report = read_image_folder(data.eval_dir, label2id) if data.eval_dir else (None, None)

@@ -17,7 +17,7 @@ from transformers import AutoModelForPreTraining, HfArgumentParser, set_seed
 from emotic.modeling.modeling_emotic import EmoticForPreTraining
 from emotic.processing.image_processing_emotic import EmoticImageProcessor
 from emotic.training.arguments import EmoticTrainingArguments, ModelSize, build_config, refuse_unhonoured
-from emotic.training.readers import read_unlabelled_dataset, read_unlabelled_faces
+from emotic.training.readers import dataset_label, read_unlabelled_dataset, read_unlabelled_faces
 from emotic.training.run_summary import training_hyperparameters, unreadable_summary, write_run_summary
 from emotic.training.trainer import EmoticTrainer, finish_distributed, last_complete_checkpoint
 from emotic.training.transforms import EpochCallback, ViewTransform
@@ -87,8 +87,7 @@ def main(argv=None) -> dict:
     if trainer.is_world_process_zero():
         write_run_summary(training_args.output_dir, {
             "task": "pretrain", "images": len(faces), "face_dirs": [Path(d).name for d in data_args.face_dirs],
-            "dataset": (Path(data_args.dataset_name).name if Path(data_args.dataset_name).exists()
-                        else data_args.dataset_name) if data_args.dataset_name else None,
+            "dataset": dataset_label(data_args.dataset_name) if data_args.dataset_name else None,
             "model": {"hidden_size": model.config.hidden_size, "num_hidden_layers": model.config.num_hidden_layers,
                       "image_size": model.config.image_size, "mask_ratio": model.config.mask_ratio,
                       "norm_pix_loss": model.config.norm_pix_loss},

@@ -172,6 +172,12 @@ def read_image_folder(root: str | os.PathLike, label2id: dict) -> tuple[Dataset,
     return Dataset.from_dict({"image": paths, "label": labels}), report
 
 
+def dataset_label(name: str) -> str:
+    """How records name a `datasets` source: a Hub id as given, a local folder by its name (no paths of this
+    machine)."""
+    return Path(name).name if Path(name).exists() else name
+
+
 def _load_split(name: str, split: str, config_name: str | None, columns: dict):
     """A split of a `datasets` dataset (a Hub id, or a local folder or script `datasets.load_dataset` reads), each
     of `columns` ({column: its option}) checked to be there."""
