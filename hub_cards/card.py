@@ -46,9 +46,9 @@ def evaluation_summary(run: dict | None, report: dict | None) -> dict | None:
 
 def build_card(config, processor, run: dict | None = None, report: dict | None = None, repo_id: str | None = None,
                license: str = "mit", base_model: str | None = None, num_parameters: int | None = None,
-               model_name: str | None = None) -> ModelCard:
+               model_name: str | None = None, include_metric: bool = False) -> ModelCard:
     """Render the card of an `EmoticForImageClassification` with `config` and its image `processor` (which decides
-    the auxiliary view)."""
+    the auxiliary view); `include_metric`: the repository holds the metric module `abaw_expression.py`."""
     evaluation = evaluation_summary(run, report)
     dataset = (run or {}).get("dataset") or (evaluation or {}).get("dataset")
     # generated data (`emotic synth`) say so in the run record and in the evaluation report
@@ -89,6 +89,6 @@ def build_card(config, processor, run: dict | None = None, report: dict | None =
                     "hyperparameters": run.get("hyperparameters") or {}}
     return ModelCard.from_template(
         card_data, template_path=str(TEMPLATE), title=model_name, config=config, processor=processor, labels=labels,
-        run=run_view, evaluation=evaluation, synthetic=synthetic, repo_id=repo_id,
+        run=run_view, evaluation=evaluation, synthetic=synthetic, repo_id=repo_id, include_metric=include_metric,
         num_parameters=f"{num_parameters / 1e6:.2f} M" if num_parameters else "unknown",
     )

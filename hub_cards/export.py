@@ -1,18 +1,23 @@
 """`emotic export MODEL --output_dir EXPORT_DIR`: a Hub-ready folder from a fine-tuning run.
 
     emotic export runs/dual-view --output_dir exported [--evaluation report/metrics.json] [--repo_id you/name]
+                                                       [--include_metric]
 
 The folder holds the weights (safetensors), `config.json` with its `auto_map`, the processor config, the remote-code
 files (so the model loads as remote code where the package is not installed) and the model card, filled from the run's
 `emotic_run.json` and, with `--evaluation`, the `metrics.json` of `emotic evaluate` (raw and smoothed macro-F1).
+`--include_metric` adds `abaw_expression.py`, the `evaluate` metric module every emotic score is computed with, so
+others can score their predictions exactly as the card's numbers were (`evaluate.load(path_to_the_script)`).
 Nothing else from the run (checkpoints, optimizer states, training arguments) is copied.
 """
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
 from emotic.commands import command_parser
+from emotic.hub_cards import METRIC_PATH
 from emotic.hub_cards.card import build_card
 from emotic.hub_cards.push import check_publishable, is_export_file
 
@@ -53,7 +58,7 @@ def _read_json(path: Path, what: str) -> dict:
 
 
 def export(run_dir, export_dir, evaluation=None, repo_id: str | None = None, license: str = "mit",
-           base_model: str | None = None, overwrite: bool = False) -> Path:
+           base_model: str | None = None, overwrite: bool = False, include_metric: bool = False) -> Path:
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
     from emotic.modeling.modeling_emotic import EmoticForImageClassification
@@ -80,13 +85,15 @@ def export(run_dir, export_dir, evaluation=None, repo_id: str | None = None, lic
         raise ValueError(f"{run_dir} loads as {type(model).__name__}, not EmoticForImageClassification")
     processor = AutoImageProcessor.from_pretrained(run_dir)
     card = build_card(model.config, processor, run, report, repo_id=repo_id, license=license,
-                      base_model=base_model, num_parameters=model.num_parameters())
+                      base_model=base_model, num_parameters=model.num_parameters(), include_metric=include_metric)
     for file in replaced:  # only now, with everything to write in hand: the files of the earlier export
         file.unlink()
     export_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(export_dir)  # safetensors, config with auto_map, modeling code
     processor.save_pretrained(export_dir)  # processor config and its code
     card.save(export_dir / "README.md")
+    if include_metric:
+        shutil.copyfile(METRIC_PATH / "abaw_expression.py", export_dir / "abaw_expression.py")
     check_publishable(export_dir, local_paths=[run_dir, export_dir])
     return export_dir
 
@@ -102,10 +109,12 @@ def main(argv=None) -> int:
     parser.add_argument("--base_model", default=None, help="Hub id of the pre-trained encoder, if it is on the Hub")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier export in EXPORT_DIR (a folder holding anything else is refused)")
+    parser.add_argument("--include_metric", action="store_true",
+                        help="add abaw_expression.py, the `evaluate` metric module emotic scores with")
     args = parser.parse_args(argv)
     try:
         folder = export(args.model, args.output_dir, args.evaluation, args.repo_id, args.license, args.base_model,
-                        args.overwrite)
+                        args.overwrite, args.include_metric)
     except ValueError as error:
         print(f"emotic export: {error}", file=sys.stderr)
         return 2

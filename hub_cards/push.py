@@ -24,9 +24,10 @@ REQUIRED = {
     "README.md": "model card (README.md)",
 }
 # What `emotic export` writes, and so all that `emotic push` publishes: the config, the processor config, the card,
-# safetensors weights (one file or shards with their index) and the remote-code files `save_pretrained` copies.
+# safetensors weights (one file or shards with their index), the remote-code files `save_pretrained` copies and, with
+# `--include_metric`, the ABAW expression metric module (`evaluate.load` takes the script's path).
 EXPORT_FILES = (*REQUIRED, "model.safetensors", "model.safetensors.index.json", "configuration_emotic.py",
-                "modeling_emotic.py", "image_processing_emotic.py", "face_geometry.py")
+                "modeling_emotic.py", "image_processing_emotic.py", "face_geometry.py", "abaw_expression.py")
 WEIGHT_SHARD = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 TOKEN_PATTERN = re.compile(rb"hf_[A-Za-z0-9]{30,}")

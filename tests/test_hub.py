@@ -41,12 +41,12 @@ def card_yaml(text: str) -> dict:
 
 def test_pushed_model_loads_without_the_package_with_identical_logits_pipeline_and_card(hub, trained, tmp_path):
     export_dir = tmp_path / "export"
-    result = emotic_cli("export", trained / "run", "--output_dir", export_dir,
+    result = emotic_cli("export", trained / "run", "--output_dir", export_dir, "--include_metric",
                         "--evaluation", trained / "report" / "metrics.json", env={**os.environ, "HF_TOKEN": TOKEN})
     assert result.returncode == 0, result.stderr
     assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md", "configuration_emotic.py",
-            "modeling_emotic.py", "image_processing_emotic.py", "face_geometry.py"} <= {p.name for p in
-                                                                                      export_dir.iterdir()}
+            "modeling_emotic.py", "image_processing_emotic.py", "face_geometry.py", "abaw_expression.py"} <= {
+        p.name for p in export_dir.iterdir()}
     assert not list(export_dir.glob("*.bin")) and not list(export_dir.glob("checkpoint-*"))
     assert "AutoModelForImageClassification" in json.loads((export_dir / "config.json").read_text())["auto_map"]
 
@@ -81,10 +81,15 @@ def test_pushed_model_loads_without_the_package_with_identical_logits_pipeline_a
         scores = pipeline("image-classification", model=repo, trust_remote_code=True)({str(frame)!r}, top_k=8)
         card = ModelCard.load(repo)
         results = [(r.metric_name, r.metric_value) for r in card.data.eval_results]
+        import evaluate
+        from huggingface_hub import hf_hub_download
+        abaw = evaluate.load(hf_hub_download(repo, "abaw_expression.py"))  # the metric published with the model
+        score = abaw.compute(predictions=[4, 0, 6, 6, 2], references=[4, 1, 6, 2, 2])
         print(json.dumps({{"max_abs_diff": float(np.abs(logits - expected).max()),
                           "pipeline_total": sum(s["score"] for s in scores), "labels": [s["label"] for s in scores],
                           "results": results, "private": HfApi().model_info(repo).private,
-                          "commit": HfApi().list_repo_commits(repo)[0].title, "card": card.text}}))
+                          "commit": HfApi().list_repo_commits(repo)[0].title, "card": card.text,
+                          "metric": [score["macro_f1"], score["accuracy"]]}}))
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -98,6 +103,11 @@ def test_pushed_model_loads_without_the_package_with_identical_logits_pipeline_a
     assert results["Accuracy (per frame)"] == round(metrics["raw"]["accuracy"], 4)
     assert pulled["private"] is True and pulled["commit"] == "first upload"
     assert 'from_pretrained("testuser/emotic-tiny", trust_remote_code=True)' in pulled["card"]
+    assert 'hf_hub_download("testuser/emotic-tiny", "abaw_expression.py")' in pulled["card"]
+    from sklearn.metrics import f1_score
+
+    expected_f1 = f1_score([4, 1, 6, 2, 2], [4, 0, 6, 6, 2], labels=range(8), average="macro", zero_division=0)
+    assert pulled["metric"] == pytest.approx([expected_f1, 0.6])
 
 
 def test_card_metadata_parses_and_carries_every_field(trained):

@@ -1,10 +1,10 @@
-"""The ABAW expression score, computed through emotic's own `evaluate` metric module (`abaw_expression/`, shipped in
-the package, loaded offline by path): the one implementation behind every score emotic reports."""
+"""The ABAW expression score, computed through emotic's own `evaluate` metric module (`hub_cards/abaw_expression/`,
+shipped in the package, loaded offline by path, published beside a model by `emotic export --include_metric`): the
+one implementation behind every score emotic reports."""
 
 from functools import cache
-from pathlib import Path
 
-METRIC_PATH = Path(__file__).with_name("abaw_expression")  # `evaluate.load(str(METRIC_PATH))`
+from emotic.hub_cards import METRIC_PATH
 
 
 @cache
