@@ -11,7 +11,7 @@ TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.1
 TEST_ENV := HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 RUN_ENV := HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 OMP_NUM_THREADS=1
 
-.PHONY: install test conformance demo ablation bench clean
+.PHONY: install test conformance demo ablation bench screenshots clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,18 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-test: $(STAMP)
+# The app's end-to-end test drives Debian's Chromium (Playwright cannot download its own browser here): installed with
+# apt-get when missing, as root; anyone else is told the command, and that test fails until it is run.
+CHROMIUM := /usr/lib/chromium/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "the browser test needs Chromium at $(CHROMIUM): sudo apt-get install chromium" >&2; \
+	fi
+
+test: $(STAMP) | $(CHROMIUM)
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 # transformers' own common test suites (ModelTesterMixin, ConfigTester, ImageProcessingTestMixin) on emotic's classes,
@@ -33,6 +44,11 @@ conformance: $(STAMP)
 
 demo: $(STAMP)
 	$(RUN_ENV) $(VENV)/bin/emotic demo --output_dir demo_output
+
+# docs/images/app-*.jpg, the README's pictures of `emotic app`, from the demo's model (made first when missing)
+screenshots: $(STAMP) | $(CHROMIUM)
+	test -f demo_output/attention/model.safetensors || $(MAKE) demo
+	$(RUN_ENV) $(PY) docs/screenshots.py demo_output/attention --output_dir docs/images
 
 # The fusion ablation (`emotic ablate`) on generated data, as `make demo` trains: a tiny encoder pre-trained by MAE on
 # the training videos, then every fusion strategy at fusion layers 1 and 3 of its 4 blocks with the same data, seed

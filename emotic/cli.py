@@ -1,4 +1,4 @@
-"""The `emotic` command: `emotic synth|pretrain|finetune|predict|evaluate|export|push|export-onnx|ablate|demo
+"""The `emotic` command: `emotic synth|pretrain|finetune|predict|evaluate|export|push|export-onnx|app|ablate|demo
 ...`; each forwards its arguments."""
 
 import sys
@@ -12,6 +12,7 @@ COMMANDS = {
     "export": ("emotic.hub_cards.export", "a Hub-ready folder (weights, config, code, card) from a run"),
     "push": ("emotic.hub_cards.push", "upload an exported folder to the Hub in one commit"),
     "export-onnx": ("emotic.hub_cards.export_onnx", "the classifier as an ONNX graph, checked in ONNX Runtime"),
+    "app": ("emotic.app", "a web demo: photos and videos as the model sees them (Gradio)"),
     "ablate": ("emotic.ablate", "fine-tune and evaluate every fusion strategy and layer, as a table"),
     "demo": ("emotic.demo", "the main job end to end on generated data"),
 }

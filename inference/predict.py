@@ -167,6 +167,16 @@ def predict_sequence(predictor: FramePredictor, frames, window: int, mode: str, 
 
 # -- emotic predict ---------------------------------------------------------------------------------------------------
 
+def frame_header(labels) -> list[str]:
+    """The columns of a per-frame CSV (`frames/<video>.csv`)."""
+    return ["image_location", "status", "raw_label", "label", *labels]
+
+
+def frame_row(location: str, status: str, raw, smoothed) -> list:
+    """One frame's CSV row: its location, status, raw and smoothed label, and smoothed probabilities."""
+    return [location, status, int(np.argmax(raw)), int(np.argmax(smoothed)), *(f"{p:.6f}" for p in smoothed)]
+
+
 def _write_source(source: Source, predictor, labels, window, mode, frames_dir: Path, show_progress: bool) -> dict:
     from tqdm.auto import tqdm
 
@@ -179,14 +189,13 @@ def _write_source(source: Source, predictor, labels, window, mode, frames_dir: P
                 tqdm(total=len(files) if files is not None else None, desc=source.name, unit="frame",
                      disable=not show_progress, leave=False) as progress:
             writer = csv.writer(handle)
-            writer.writerow(["image_location", "status", "raw_label", "label", *labels])
+            writer.writerow(frame_header(labels))
             frames = iter_frames(source, files, notes)
             for location, status, raw, smoothed in predict_sequence(predictor, frames, window, mode,
                                                                     source.sequential, progress):
                 counts["frames"] += 1
                 counts[status] += 1
-                writer.writerow([location, status, int(np.argmax(raw)), int(np.argmax(smoothed)),
-                                 *(f"{p:.6f}" for p in smoothed)])
+                writer.writerow(frame_row(location, status, raw, smoothed))
         if counts["frames"] == 0:
             raise UnreadableInput(f"{source.path}: has no frames")
         if counts[UNREADABLE] == counts["frames"]:

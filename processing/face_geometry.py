@@ -245,6 +245,11 @@ class FaceLandmarker:
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray | None:
         """`(H, W, 3)` uint8 RGB → `(68, 2)` landmarks of the largest face, or None when no face is found."""
+        faces = self.all_faces(rgb, limit=1)
+        return faces[0] if faces else None
+
+    def all_faces(self, rgb: np.ndarray, limit: int | None = None) -> list[np.ndarray]:
+        """`(68, 2)` landmarks of every face found (at most `limit`), largest first."""
         height, width = rgb.shape[:2]
         factor = min(1.0, self.detect_max_side / max(height, width))
         small = rgb
@@ -259,10 +264,12 @@ class FaceLandmarker:
         faces = self.detector(small, upsample)
         if len(faces) == 0 and upsample == 0:  # a small face in a large photo: look once more at twice the size
             faces = self.detector(small, 1)
-        if len(faces) == 0:
-            return None
-        face = max(faces, key=lambda r: r.width() * r.height())
-        rect = self._dlib.rectangle(int(face.left() / factor), int(face.top() / factor),
-                                    int(face.right() / factor), int(face.bottom() / factor))
-        shape = self.predictor(np.ascontiguousarray(rgb), rect)
-        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+        faces = sorted(faces, key=lambda r: r.width() * r.height(), reverse=True)[:limit]
+        full = np.ascontiguousarray(rgb)
+        found = []
+        for face in faces:
+            rect = self._dlib.rectangle(int(face.left() / factor), int(face.top() / factor),
+                                        int(face.right() / factor), int(face.bottom() / factor))
+            shape = self.predictor(full, rect)
+            found.append(np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64))
+        return found

@@ -46,14 +46,14 @@ class Hub:
             return False
         return size >= self.lfs_threshold or path.lower().endswith(LFS_SUFFIXES)
 
-    def create(self, repo_type, repo_id, private):
+    def create(self, repo_type, repo_id, private, sdk=None):
         with self.lock:
             if (repo_type, repo_id) in self.repos:
                 return False
             first = {"id": uuid.uuid4().hex + uuid.uuid4().hex[:8], "title": "initial commit", "message": "",
                      "date": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()), "files": {}}
             self.repos[(repo_type, repo_id)] = {"private": bool(private), "commits": [first],
-                                                "branches": {"main": first["id"]}}
+                                                "branches": {"main": first["id"]}, "sdk": sdk}
             return True
 
     def commit_at(self, repo, revision):
@@ -179,7 +179,9 @@ class Handler(BaseHTTPRequestHandler):
         repo_id = f"{payload.get('organization') or USER}/{payload['name']}"
         repo_type = payload.get("type") or "model"
         private = payload.get("private") or payload.get("visibility") == "private"  # 2.x sends "visibility"
-        if not self.hub.create(repo_type, repo_id, private):
+        if repo_type == "space" and payload.get("sdk") not in ("gradio", "docker", "static"):
+            return self.send(400, {"error": "Invalid sdk: a Space needs one of gradio, docker, static"})
+        if not self.hub.create(repo_type, repo_id, private, payload.get("sdk")):
             return self.send(409, {"error": "You already created this model repo", "url": f"{self.endpoint}/{repo_id}"})
         prefix = "" if repo_type == "model" else f"{repo_type}s/"
         self.send(200, {"url": f"{self.endpoint}/{prefix}{repo_id}", "name": repo_id, "id": uuid.uuid4().hex})
@@ -253,7 +255,8 @@ class Handler(BaseHTTPRequestHandler):
                         "sha": commit["id"], "private": repo["private"], "disabled": False, "gated": False,
                         "tags": [], "downloads": 0, "likes": 0, "lastModified": commit["date"],
                         "createdAt": repo["commits"][0]["date"],
-                        "siblings": [{"rfilename": path} for path in sorted(commit["files"])]}, head=head)
+                        "siblings": [{"rfilename": path} for path in sorted(commit["files"])],
+                        **({"sdk": repo["sdk"]} if repo_type == "space" else {})}, head=head)
 
     def tree(self, commit, prefix, recursive):
         entries, folders = [], set()

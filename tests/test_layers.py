@@ -18,7 +18,7 @@ LAYERS = [
     {"emotic.hub_cards"},
     {"emotic.training"},
     {"emotic.inference"},
-    {"emotic.cli", "emotic.demo", "emotic.ablate"},  # what drives every stage
+    {"emotic.cli", "emotic.demo", "emotic.ablate", "emotic.app"},  # what drives every stage
 ]
 # copied verbatim into Hub repositories for `trust_remote_code`: the standard library, these packages and siblings
 REMOTE_CODE = ["modeling/configuration_emotic.py", "modeling/modeling_emotic.py",

@@ -240,18 +240,20 @@ def synthetic_video(rng: np.random.Generator, frames: int, size: int = 112):
 
 
 def write_video(path, images, fps: int = 25) -> int:
-    """Encode PIL images (all one size, even sides) as an MPEG-4 video with PyAV; returns the frame count."""
+    """Encode PIL images (all one size, even sides) with PyAV: VP8 for a `.webm` path (what browsers play), MPEG-4
+    otherwise; returns the frame count."""
     import av
 
     count = 0
+    webm = str(path).lower().endswith(".webm")
     with av.open(str(path), mode="w") as container:
         stream = None
         for image in images:
             if stream is None:
-                stream = container.add_stream("mpeg4", rate=fps)
+                stream = container.add_stream("libvpx" if webm else "mpeg4", rate=fps)
                 stream.width, stream.height = image.size
                 stream.pix_fmt = "yuv420p"
-                stream.options = {"qscale": "2"}
+                stream.options = {"crf": "8", "b:v": "2M"} if webm else {"qscale": "2"}
             for packet in stream.encode(av.VideoFrame.from_image(image.convert("RGB"))):
                 container.mux(packet)
             count += 1

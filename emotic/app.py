@@ -1,0 +1,487 @@
+"""`emotic app MODEL`: a web demo of what the model sees, in Gradio (`pip install "emotic[app]"`).
+
+    emotic app runs/dual-view [--host 127.0.0.1] [--port 7860] [--max_video_seconds 60] [--max_file_mb 50]
+
+**Photo** (upload or webcam): every face found (largest first, at most `--max_faces`) with its face and region boxes
+drawn on the photo; per face the main view and the auxiliary view the model was given, the fusion block's attention
+from the main view to the auxiliary patches drawn over the auxiliary view, and the 8 expression probabilities.
+**Video** (upload): the per-frame probability timeline, raw and smoothed (window and mode adjustable without running
+the model again), the smoothed label track, and the per-frame CSV and ABAW submission of `emotic predict` to download.
+
+Everything is served from this machine: Gradio's analytics are off, the page uses the system's fonts, and nothing is
+fetched from the internet. A file that is not an image or video, a photo without a face, a file over `--max_file_mb`
+and a video over `--max_video_seconds` get a message in the page; the details of an unexpected failure stay in the
+server's log. MODEL is a local folder or a Hub id (installed code, never remote code).
+"""
+
+import atexit
+import functools
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emotic.commands import command_parser
+from emotic.inference.predict import (
+    FACE, MODEL_HELP, FramePredictor, add_precision_options, frame_header, frame_row, load_model, predict_sequence,
+    write_submission,
+)
+from emotic.inference.report import fusion_maps, pyplot
+from emotic.inference.smoothing import smooth_probabilities
+from emotic.inference.sources import Source, UnreadableInput, iter_frames
+from emotic.modeling.configuration_emotic import check_smoothing_window
+from emotic.processing.face_geometry import FaceLandmarker, detector_available
+
+logger = logging.getLogger(__name__)
+
+FACE_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"]
+REGION_COLOURS = {"eyes": "#ffe119", "nose": "#bfef45", "mouth": "#fabed4"}
+SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # no web fonts: nothing fetched from the internet
+SYSTEM_MONO = ["ui-monospace", "monospace"]
+
+
+# -- what the model sees (no Gradio here: the functions the page calls, usable and tested on their own) ---------------
+
+@dataclass
+class Face:
+    box: tuple  # (x0, y0, x1, y1) in photo pixels
+    regions: dict  # region name -> box
+    probabilities: np.ndarray  # (num_labels,)
+    main_view: np.ndarray  # (H, W, 3) uint8: what the encoder sees
+    aux_view: np.ndarray  # (H, W, 3) uint8: the auxiliary view
+    attention: np.ndarray | None  # (grid, grid): fusion attention over the auxiliary patches, None without one
+
+
+@dataclass
+class VideoResult:
+    name: str
+    locations: list
+    statuses: list
+    raw: np.ndarray  # (frames, classes), as the model gave them (uniform where there is no face)
+    filled: np.ndarray  # frames without a face carry their neighbour's probabilities, as `emotic predict` does
+    fps: float | None
+
+
+class Analyser:
+    """A model and its processor, and what the page asks of them."""
+
+    def __init__(self, model, processor, max_faces: int = 8, max_video_seconds: float = 60.0, batch_size: int = 16):
+        self.model, self.processor = model.eval(), processor
+        self.predictor = FramePredictor(model, processor, batch_size=batch_size).quiet()
+        self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        self.max_faces, self.max_video_seconds = max_faces, max_video_seconds
+
+    def faces(self, image) -> tuple[np.ndarray, list[Face]]:
+        """The photo as RGB and every face in it, largest first. Without a face detector (or with a processor set to
+        the aligned template) the photo is taken as one aligned face crop."""
+        rgb = self.processor.to_rgb(image)
+        pixels = np.asarray(rgb)
+        landmarks = None
+        if self.processor.geometry != "template" and detector_available():
+            landmarks = FaceLandmarker.shared().all_faces(pixels, limit=self.max_faces)
+            if not landmarks:
+                raise ValueError("no face found in this photo; the model reads expressions from faces: try one where "
+                                 "a face is clearly visible, upright and at least about 80 pixels wide")
+        inputs = self.processor([rgb] * (len(landmarks) if landmarks else 1), landmarks=landmarks,
+                                return_tensors="pt", return_regions=True)
+        device = next(self.model.parameters()).device
+        with torch.inference_mode():
+            logits = self.model(pixel_values=inputs["pixel_values"].to(device),
+                                pixel_values_aux=inputs["pixel_values_aux"].to(device)).logits
+        probabilities = logits.float().softmax(-1).cpu().numpy()
+        maps = fusion_maps(self.model, inputs)
+        mains, auxes = (self._display(inputs[key]) for key in ("pixel_values", "pixel_values_aux"))
+        faces = []
+        for i, region in enumerate(inputs["regions"]):
+            faces.append(Face(box=region["face"], regions={k: region[k] for k in ("eyes", "nose", "mouth")},
+                              probabilities=probabilities[i], main_view=mains[i], aux_view=auxes[i],
+                              attention=None if maps is None else maps[i]))
+        return pixels, faces
+
+    def _display(self, views: torch.Tensor) -> np.ndarray:
+        """Normalised views `(B, 3, H, W)` back to `(B, H, W, 3)` uint8 pixels."""
+        mean = torch.tensor(self.processor.image_mean).view(1, -1, 1, 1)
+        std = torch.tensor(self.processor.image_std).view(1, -1, 1, 1)
+        pixels = (views.float().cpu() * std + mean).mul(255).round().clamp(0, 255).to(torch.uint8)
+        return pixels.permute(0, 2, 3, 1).numpy()
+
+    def video(self, path, progress=None, geometry: str | None = None) -> VideoResult:
+        """Per-frame probabilities of a video file (`progress(done, total)` after each batch), or a `ValueError`
+        for a file that is not a readable video or is longer than `max_video_seconds`. `geometry`: the processor's
+        (`auto`: find the face in each frame; `template`: the frames are aligned face crops); default the
+        processor's own."""
+        import av
+
+        path = Path(path)
+        try:
+            with av.open(str(path)) as container:
+                if not container.streams.video:
+                    raise ValueError("this file holds no video stream")
+                stream = container.streams.video[0]
+                fps = float(stream.average_rate) if stream.average_rate else None
+                seconds = container.duration / 1e6 if container.duration else (
+                    float(stream.frames) / fps if stream.frames and fps else None)
+                declared = int(stream.frames or 0) or (int(seconds * fps) if seconds and fps else 0)
+        except av.FFmpegError:
+            raise ValueError("this file cannot be read as a video; upload an MP4, WebM, AVI, MOV or MKV file") \
+                from None
+        if seconds is not None and seconds > self.max_video_seconds:
+            raise ValueError(f"the video is {seconds:.1f} s long; this app takes videos up to "
+                             f"{self.max_video_seconds:g} s (emotic app --max_video_seconds), or run "
+                             f"`emotic predict` on it, which has no limit")
+        limit = int(self.max_video_seconds * (fps or 30)) + 1  # a header without a duration: count the frames
+
+        def frames():
+            for index, frame in enumerate(iter_frames(Source(path.stem, "video", path))):
+                if index >= limit:
+                    raise ValueError(f"the video is longer than {self.max_video_seconds:g} s (emotic app "
+                                     f"--max_video_seconds)")
+                yield frame
+
+        class Tracker:  # what `predict_sequence` reports to: frames done so far
+            done = 0
+
+            def update(self, count):
+                self.done += count
+                if progress is not None:
+                    progress(self.done, max(declared, self.done))
+
+        predictor = self.predictor if geometry is None else FramePredictor(
+            self.model, self.processor, self.predictor.batch_size, geometry).quiet()
+        locations, statuses, raw, filled = [], [], [], []
+        try:
+            for location, status, probabilities, neighbour_filled in predict_sequence(
+                    predictor, frames(), window=1, mode="mean", progress=Tracker()):
+                locations.append(location)
+                statuses.append(status)
+                raw.append(probabilities)
+                filled.append(neighbour_filled)
+        except UnreadableInput as error:
+            raise ValueError(str(error).replace(str(path), path.name)) from None
+        if not locations:
+            raise ValueError("the video has no frames")
+        return VideoResult(path.stem, locations, statuses, np.array(raw), np.array(filled), fps)
+
+    def smoothed(self, result: VideoResult, window: int, mode: str) -> np.ndarray:
+        return smooth_probabilities(result.filled, check_smoothing_window(int(window)), mode)
+
+    def write_outputs(self, result: VideoResult, smoothed: np.ndarray, folder: Path) -> tuple[Path, Path]:
+        """The per-frame CSV and the ABAW submission of `emotic predict`, for this video, in `folder`."""
+        import csv
+
+        frames_dir = folder / "frames"
+        frames_dir.mkdir(parents=True, exist_ok=True)
+        csv_path = frames_dir / f"{result.name}.csv"
+        with open(csv_path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(frame_header(self.labels))
+            for row in zip(result.locations, result.statuses, result.raw, smoothed):
+                writer.writerow(frame_row(*row))
+        submission = folder / "submission.txt"
+        write_submission([Source(result.name, "video")], frames_dir, self.labels, submission)
+        return csv_path, submission
+
+
+# -- drawing ------------------------------------------------------------------------------------------------------------
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)  # Pillow's own font: nothing fetched
+    except TypeError:  # Pillow without FreeType
+        return ImageFont.load_default()
+
+
+def annotate(pixels: np.ndarray, faces: list[Face], labels) -> "Image.Image":  # noqa: F821
+    """The photo with each face's box, number and label, and its eye, nose and mouth boxes."""
+    from PIL import Image, ImageDraw
+
+    image = Image.fromarray(pixels)
+    draw = ImageDraw.Draw(image)
+    width = max(2, round(max(image.size) / 300))
+    font = _font(max(12, round(max(image.size) / 40)))
+    for number, face in enumerate(faces, 1):
+        colour = FACE_COLOURS[(number - 1) % len(FACE_COLOURS)]
+        for region, box in face.regions.items():
+            draw.rectangle(box, outline=REGION_COLOURS[region], width=max(1, width // 2))
+        draw.rectangle(face.box, outline=colour, width=width)
+        best = int(np.argmax(face.probabilities))
+        text = f"{number}: {labels[best]} {face.probabilities[best]:.0%}"
+        x, y = face.box[0], max(0, face.box[1] - font.size - 2 * width)
+        left, top, right, bottom = draw.textbbox((x, y), text, font=font)
+        draw.rectangle((left - width, top - width, right + width, bottom + width), fill=colour)
+        draw.text((x, y), text, fill="white", font=font)
+    return image
+
+
+def attention_overlay(aux_view: np.ndarray, attention: np.ndarray | None) -> np.ndarray:
+    """The fusion attention (a `(grid, grid)` map) drawn over the auxiliary view as a heat map; the view itself
+    when the model has no fusion attention."""
+    if attention is None:
+        return aux_view
+    from PIL import Image
+
+    plt = pyplot()
+    height, width = aux_view.shape[:2]
+    scaled = (attention - attention.min()) / max(float(np.ptp(attention)), 1e-12)
+    heat = Image.fromarray((scaled * 255).astype(np.uint8)).resize((width, height), Image.BILINEAR)
+    colours = plt.get_cmap("inferno")(np.asarray(heat) / 255.0)[..., :3] * 255
+    return (0.45 * aux_view + 0.55 * colours).round().clip(0, 255).astype(np.uint8)
+
+
+def probability_chart(faces: list[Face], labels):
+    """One horizontal bar chart of the expression probabilities per face, side by side."""
+    plt = pyplot()
+    figure, axes = plt.subplots(1, len(faces), figsize=(3.4 * len(faces) + 0.8, 3.2), squeeze=False, sharey=True)
+    for number, (axis, face) in enumerate(zip(axes[0], faces), 1):
+        best = int(np.argmax(face.probabilities))
+        colours = ["#9aa5b1"] * len(labels)
+        colours[best] = FACE_COLOURS[(number - 1) % len(FACE_COLOURS)]
+        axis.barh(range(len(labels)), face.probabilities, color=colours)
+        axis.set_yticks(range(len(labels)), labels)
+        axis.invert_yaxis()
+        axis.set_xlim(0, 1)
+        axis.set_xlabel("probability")
+        axis.set_title(f"face {number}: {labels[best]}")
+    figure.tight_layout()
+    return figure
+
+
+def timeline_chart(result: VideoResult, smoothed: np.ndarray, labels, window: int, mode: str):
+    """Per-frame probabilities raw and smoothed, and the smoothed label track, against time."""
+    plt = pyplot()
+    frames = np.arange(1, len(result.locations) + 1)
+    x, unit = (frames / result.fps, "seconds") if result.fps else (frames, "frame")
+    colours = plt.get_cmap("tab10")(np.arange(len(labels)))
+    figure, (raw_axis, smooth_axis, track_axis) = plt.subplots(
+        3, 1, figsize=(10, 7.2), sharex=True, gridspec_kw={"height_ratios": [3, 3, 2]})
+    for index, label in enumerate(labels):
+        raw_axis.plot(x, result.raw[:, index], color=colours[index], linewidth=0.9, label=label)
+        smooth_axis.plot(x, smoothed[:, index], color=colours[index], linewidth=1.6)
+    raw_axis.set_title("raw: per frame")
+    smooth_axis.set_title(f"smoothed: {mode} over {window} frames" if window > 1 else "smoothed: window 1 (none)")
+    for axis in (raw_axis, smooth_axis):
+        axis.set_ylim(0, 1)
+        axis.set_ylabel("probability")
+    raw_axis.legend(ncol=4, fontsize=8, loc="upper right")
+    track = smoothed.argmax(1)
+    no_face = np.array([status != FACE for status in result.statuses])
+    track_axis.scatter(x, track, c=colours[track], marker="|", s=120)
+    if no_face.any():
+        track_axis.scatter(x[no_face], track[no_face], c="black", marker="x", s=12, label="no face (neighbour's)")
+        track_axis.legend(fontsize=8, loc="upper right")
+    track_axis.set_yticks(range(len(labels)), labels, fontsize=7)
+    track_axis.set_ylim(len(labels) - 0.5, -0.5)
+    track_axis.set_title("smoothed label")
+    track_axis.set_xlabel(unit)
+    figure.tight_layout()
+    return figure
+
+
+# -- the page -----------------------------------------------------------------------------------------------------------
+
+def gradio():
+    """Gradio, imported with its analytics off (it reads the setting on import): the page calls nowhere."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import gradio
+
+    return gradio
+
+
+def _friendly(function):
+    """Callbacks raise `gr.Error` with a plain message for bad input; anything unexpected is logged here and the
+    page says so without a stack trace."""
+    gr = gradio()
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except gr.Error:
+            raise
+        except (ValueError, OSError) as error:
+            message = str(error)
+            for arg in args:  # the upload's temporary path on this server becomes its file name
+                if isinstance(arg, str) and os.path.sep in arg:
+                    message = message.replace(arg, Path(arg).name)
+            raise gr.Error(message) from None
+        except Exception:
+            logger.exception("emotic app: %s failed", function.__name__)
+            raise gr.Error("something went wrong on the server; the details are in its log") from None
+
+    return wrapper
+
+
+def _photo_input(gr, **options):
+    """`gr.Image` handing the uploaded file itself to the processor (`image_mode=None`: no conversion or re-encoding
+    on the way), and saying in the page when the file cannot be decoded, instead of failing on the server. (Its
+    `preprocess` is wrapped on the instance: a subclass of a Gradio component makes Gradio write a `.pyi` file beside
+    this module.)"""
+    from PIL import Image
+
+    photo = gr.Image(type="filepath", image_mode=None, **options)
+    decode = photo.preprocess
+
+    def preprocess(payload):
+        try:
+            return decode(payload)
+        except Image.DecompressionBombError:
+            raise gr.Error("the photo has too many pixels for this app; upload a smaller one") from None
+        except (OSError, ValueError, SyntaxError):  # Pillow's UnidentifiedImageError is an OSError
+            name = Path(getattr(payload, "orig_name", None) or "the upload").name
+            raise gr.Error(f"{name} cannot be read as an image; upload a JPEG, PNG, WebP, BMP or TIFF photo") \
+                from None
+
+    photo.preprocess = preprocess
+    return photo
+
+
+def build_app(analyser: Analyser, title: str = "emotic"):
+    """The Gradio Blocks of the two tabs, for `analyser`; launch it with `launch_options(max_file_mb)`."""
+    gr = gradio()
+
+    labels = analyser.labels
+    workdir = Path(tempfile.mkdtemp(prefix="emotic-app-"))  # downloads: this app's own folder, removed at exit
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+
+    @_friendly
+    def on_photo(path):
+        if not path:
+            raise gr.Error("upload a photo or take one with the webcam first")
+        pixels, faces = analyser.faces(path)
+        gallery = []
+        for number, face in enumerate(faces, 1):
+            best = labels[int(np.argmax(face.probabilities))]
+            gallery += [(face.main_view, f"face {number} ({best}): main view"),
+                        (face.aux_view, f"face {number}: auxiliary view"),
+                        (attention_overlay(face.aux_view, face.attention),
+                         f"face {number}: fusion attention" if face.attention is not None
+                         else f"face {number}: no fusion attention in this model")]
+        lines = [f"**Face {n}**{' (largest)' if n == 1 and len(faces) > 1 else ''}: "
+                 f"<span class='emotic-label'>{labels[int(np.argmax(f.probabilities))]}</span> "
+                 f"({f.probabilities.max():.1%})" for n, f in enumerate(faces, 1)]
+        return annotate(pixels, faces, labels), gallery, probability_chart(faces, labels), "  \n".join(lines)
+
+    @_friendly
+    def on_video(path, geometry, window, mode, progress=gr.Progress()):
+        if not path:
+            raise gr.Error("upload a video first")
+        progress(0, desc="reading frames")
+        result = analyser.video(path, lambda done, total: progress((done, total), unit="frames"), geometry)
+        folder = Path(tempfile.mkdtemp(dir=workdir))  # this video's files, rewritten for each smoothing window
+        return ((result, folder), *_video_outputs(result, folder, window, mode))
+
+    @_friendly
+    def on_smoothing(state, window, mode):
+        if state is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        return _video_outputs(*state, window, mode)
+
+    def _video_outputs(result, folder, window, mode):
+        smoothed = analyser.smoothed(result, window, mode)
+        csv_path, submission = analyser.write_outputs(result, smoothed, folder)
+        faces = sum(status == FACE for status in result.statuses)
+        summary = (f"**{len(result.locations)} frames**{f' at {result.fps:.3g} frames/s' if result.fps else ''}; "
+                   f"a face in {faces}. Smoothed label of most frames: "
+                   f"**{labels[int(np.bincount(smoothed.argmax(1), minlength=len(labels)).argmax())]}**")
+        return timeline_chart(result, smoothed, labels, int(window), mode), [str(csv_path), str(submission)], summary
+
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(3600, 3600)) as app:
+        gr.Markdown(f"# {title}\nFacial expressions as the model sees them: the face, its main view, the auxiliary "
+                    f"view of the eyes, nose and mouth, and where the fusion attention looks. Expressions are how a "
+                    f"face looks in one frame, not what a person feels.")
+        with gr.Tab("Photo"):
+            with gr.Row():
+                photo = _photo_input(gr, label="photo", sources=["upload", "webcam"], elem_id="photo-input")
+                annotated = gr.Image(label="faces and regions", show_label=False, interactive=False,
+                                     elem_id="photo-annotated")
+            photo_button = gr.Button("Analyse photo", variant="primary", elem_id="photo-run")
+            summary = gr.Markdown(elem_id="photo-summary")
+            views = gr.Gallery(label="views per face: main, auxiliary, fusion attention", columns=6, height=270,
+                               elem_id="photo-views")
+            chart = gr.Plot(label="expression probabilities", elem_id="photo-chart")
+        with gr.Tab("Video"):
+            with gr.Row():
+                video = gr.Video(label="video", sources=["upload"], include_audio=True,  # the file as uploaded: no
+                                 elem_id="video-input")  # conversion (which would need an ffmpeg program)
+                with gr.Column():
+                    geometry = gr.Radio([("find the face in each frame", "auto"),
+                                         ("frames are aligned face crops", "template")],
+                                        value="template" if analyser.processor.geometry == "template" else "auto",
+                                        label="faces", elem_id="video-geometry")
+                    window = gr.Slider(1, 61, value=max(1, analyser.model.config.smoothing_window), step=2,
+                                       label="smoothing window (frames)", elem_id="video-window")
+                    mode = gr.Radio(["mean", "gaussian", "mode"], value=analyser.model.config.smoothing_mode,
+                                    label="smoothing", elem_id="video-mode")
+                    video_button = gr.Button("Analyse video", variant="primary", elem_id="video-run")
+            video_summary = gr.Markdown(elem_id="video-summary")
+            timeline = gr.Plot(label="timeline", elem_id="video-timeline")
+            downloads = gr.File(label="per-frame CSV and ABAW submission", file_count="multiple",
+                                elem_id="video-files")
+            state = gr.State()
+        photo_button.click(on_photo, photo, [annotated, views, chart, summary])
+        video_button.click(on_video, [video, geometry, window, mode], [state, timeline, downloads, video_summary])
+        for control in (window, mode):
+            control.change(on_smoothing, [state, window, mode], [timeline, downloads, video_summary])
+    return app
+
+
+def load_app(model_name_or_path: str, device: str | None = None, dtype: str = "float32", quantize: str | None = None,
+             max_faces: int = 8, max_video_seconds: float = 60.0, title: str | None = None):
+    """The app's Blocks for a model folder or Hub id (what a Space's `app.py` calls); launch it with
+    `app.queue().launch(**launch_options(max_file_mb))`."""
+    for name, value in (("max_faces", max_faces), ("max_video_seconds", max_video_seconds)):
+        if value <= 0:
+            raise ValueError(f"{name}={value}; expected a positive number")
+    model, processor = load_model(model_name_or_path, device, dtype, quantize)
+    title = title or f"emotic: {Path(model_name_or_path.rstrip('/')).name}"
+    return build_app(Analyser(model, processor, max_faces, max_video_seconds), title)
+
+
+def launch_options(max_file_mb: float = 50.0) -> dict:
+    """`Blocks.launch` options: a theme with system fonts (no web fonts fetched), the upload limit."""
+    gr = gradio()
+
+    theme = gr.themes.Default(font=SYSTEM_FONTS, font_mono=SYSTEM_MONO)
+    return {"theme": theme, "max_file_size": f"{max_file_mb:g}mb", "show_error": True}
+
+
+def main(argv=None) -> int:
+    parser = command_parser("emotic app", __doc__)
+    parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--max_video_seconds", type=float, default=60.0, help="longer videos are refused")
+    parser.add_argument("--max_file_mb", type=float, default=50.0, help="larger uploads are refused")
+    parser.add_argument("--max_faces", type=int, default=8, help="faces analysed per photo, largest first")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--title", default=None, help="the page's title (default: the model's name)")
+    add_precision_options(parser)
+    args = parser.parse_args(argv)
+    try:
+        gradio()
+    except ImportError:
+        print('emotic app: needs Gradio: pip install "emotic[app]"', file=sys.stderr)
+        return 2
+    if args.max_file_mb <= 0:
+        print(f"emotic app: --max_file_mb {args.max_file_mb}; expected a positive number", file=sys.stderr)
+        return 2
+    try:
+        app = load_app(args.model, args.device, args.dtype, args.quantize, args.max_faces, args.max_video_seconds,
+                       args.title)
+    except (ValueError, OSError) as error:
+        print(f"emotic app: {args.model}: {error}", file=sys.stderr)
+        return 2
+    app.queue().launch(server_name=args.host, server_port=args.port, **launch_options(args.max_file_mb))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
