@@ -74,6 +74,7 @@ ablation: $(STAMP)
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_models.py
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_processor.py
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_video.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

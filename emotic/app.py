@@ -90,12 +90,12 @@ class Analyser:
                                  "a face is clearly visible, upright and at least about 80 pixels wide")
         inputs = self.processor([rgb] * (len(landmarks) if landmarks else 1), landmarks=landmarks,
                                 return_tensors="pt", return_regions=True)
-        device = next(self.model.parameters()).device
+        device = self.model.device
         with torch.inference_mode():
             logits = self.model(pixel_values=inputs["pixel_values"].to(device),
                                 pixel_values_aux=inputs["pixel_values_aux"].to(device)).logits
         probabilities = logits.float().softmax(-1).cpu().numpy()
-        maps = fusion_maps(self.model, inputs)
+        maps = fusion_maps(self.model, inputs) if isinstance(self.model, torch.nn.Module) else None  # ONNX: none
         mains, auxes = (self._display(inputs[key]) for key in ("pixel_values", "pixel_values_aux"))
         faces = []
         for i, region in enumerate(inputs["regions"]):
@@ -434,13 +434,13 @@ def build_app(analyser: Analyser, title: str = "emotic"):
 
 
 def load_app(model_name_or_path: str, device: str | None = None, dtype: str = "float32", quantize: str | None = None,
-             max_faces: int = 8, max_video_seconds: float = 60.0, title: str | None = None):
+             max_faces: int = 8, max_video_seconds: float = 60.0, title: str | None = None, backend: str = "pytorch"):
     """The app's Blocks for a model folder or Hub id (what a Space's `app.py` calls); launch it with
     `app.queue().launch(**launch_options(max_file_mb))`."""
     for name, value in (("max_faces", max_faces), ("max_video_seconds", max_video_seconds)):
         if value <= 0:
             raise ValueError(f"{name}={value}; expected a positive number")
-    model, processor = load_model(model_name_or_path, device, dtype, quantize)
+    model, processor = load_model(model_name_or_path, device, dtype, quantize, backend)
     title = title or f"emotic: {Path(model_name_or_path.rstrip('/')).name}"
     return build_app(Analyser(model, processor, max_faces, max_video_seconds), title)
 
@@ -475,7 +475,7 @@ def main(argv=None) -> int:
         return 2
     try:
         app = load_app(args.model, args.device, args.dtype, args.quantize, args.max_faces, args.max_video_seconds,
-                       args.title)
+                       args.title, args.backend)
     except (ValueError, OSError) as error:
         print(f"emotic app: {args.model}: {error}", file=sys.stderr)
         return 2

@@ -40,6 +40,46 @@ def parity_views(processor, count: int, size: int, seed: int = 0) -> dict:
     return {name: views[name].to(torch.float32).numpy() for name in INPUTS}
 
 
+class OnnxRuntimeClassifier:
+    """The graph of an `emotic export-onnx` folder run by ONNX Runtime (CPU), called like the PyTorch classifier:
+    `classifier(pixel_values=..., pixel_values_aux=...).logits` (torch tensors in and out), with its `config`."""
+
+    precision = "float32 (onnxruntime)"
+
+    def __init__(self, folder, threads: int | None = None):
+        try:
+            import onnxruntime
+        except ImportError:
+            raise ValueError('--backend onnxruntime needs the onnx extra: pip install "emotic[onnx]"') from None
+        import torch
+        from transformers import AutoConfig
+
+        folder = Path(folder)
+        if not (folder / "model.onnx").is_file():
+            raise ValueError(f"{folder} has no model.onnx; --backend onnxruntime takes a folder written by "
+                             f"`emotic export-onnx MODEL --output_dir FOLDER`")
+        self.config = AutoConfig.from_pretrained(folder)
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(str(folder / "model.onnx"), options,
+                                                    providers=["CPUExecutionProvider"])
+        self.inputs = [entry.name for entry in self.session.get_inputs()]  # a `none` model has no auxiliary input
+        self.device, self.dtype = torch.device("cpu"), torch.float32
+
+    def eval(self):
+        return self
+
+    def __call__(self, pixel_values, pixel_values_aux=None):
+        import torch
+        from transformers.modeling_outputs import ImageClassifierOutput
+
+        views = {"pixel_values": pixel_values, "pixel_values_aux": pixel_values_aux}
+        feed = {name: views[name].detach().to("cpu", torch.float32).numpy() for name in self.inputs}
+        (logits,) = self.session.run(["logits"], feed)
+        return ImageClassifierOutput(logits=torch.from_numpy(logits))
+
+
 def export_onnx(model_dir, output_dir, opset: int = 18) -> dict:
     """Export, save and check; returns the parity report `{batch: max |Δ|}` with the opset."""
     try:

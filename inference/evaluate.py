@@ -165,7 +165,7 @@ def main(argv=None) -> int:
         else "datasets"
 
     try:
-        model, processor = load_model(args.model, args.device, args.dtype, args.quantize)
+        model, processor = load_model(args.model, args.device, args.dtype, args.quantize, args.backend)
     except ValueError as error:
         parser.error(str(error))
     mode = args.smoothing_mode or model.config.smoothing_mode

@@ -53,7 +53,7 @@ class FramePredictor:
             raise ValueError(f"batch_size={batch_size}; expected an integer >= 1")
         self.model, self.processor = model.eval(), processor
         self.batch_size, self.geometry = batch_size, geometry
-        self.device = next(model.parameters()).device
+        self.device = model.device
 
     def quiet(self):
         """Silence the processor's per-image "no face found" warning: the CLIs count and report those frames."""
@@ -61,16 +61,26 @@ class FramePredictor:
         return self
 
     def __call__(self, frames):
-        batch = []
-        for item in frames:
-            batch.append(item)
-            if len(batch) == self.batch_size:
-                yield self._run(batch)
-                batch = []
-        if batch:
-            yield self._run(batch)
+        """(locations, statuses, probabilities) per batch of `frames` ((location, image or path) pairs). The next
+        batch is decoded and turned into views in a background thread while the model runs on this one: at most two
+        batches are held, however long the stream."""
+        from concurrent.futures import ThreadPoolExecutor
+        from itertools import islice
 
-    def _run(self, batch):
+        iterator = iter(frames)
+
+        def prepare_next():  # only the one worker thread advances the frames
+            batch = list(islice(iterator, self.batch_size))
+            return self._prepare(batch) if batch else None
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emotic-views") as worker:
+            pending = worker.submit(prepare_next)
+            while (prepared := pending.result()) is not None:
+                pending = worker.submit(prepare_next)
+                yield self._infer(*prepared)
+
+    def _prepare(self, batch):
+        """Decode a batch and build its views: (locations, statuses, processor output or None)."""
         locations, statuses, images = [], [], []
         for location, image in batch:
             locations.append(location)
@@ -82,9 +92,13 @@ class FramePredictor:
                 statuses.append(FACE)
             except (ValueError, OSError):
                 statuses.append(UNREADABLE)
-        probabilities = np.full((len(batch), self.model.config.num_labels), 1.0 / self.model.config.num_labels)
-        if images:
-            inputs = self.processor(images, return_tensors="pt", return_regions=True, geometry=self.geometry)
+        inputs = self.processor(images, return_tensors="pt", return_regions=True, geometry=self.geometry) \
+            if images else None
+        return locations, statuses, inputs
+
+    def _infer(self, locations, statuses, inputs):
+        probabilities = np.full((len(locations), self.model.config.num_labels), 1.0 / self.model.config.num_labels)
+        if inputs is not None:
             with torch.inference_mode():
                 logits = self.model(pixel_values=inputs["pixel_values"].to(self.device),
                                     pixel_values_aux=inputs["pixel_values_aux"].to(self.device)).logits
@@ -97,6 +111,7 @@ class FramePredictor:
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+BACKENDS = ("pytorch", "onnxruntime")
 
 
 def cpu_computes_bfloat16(flags: set | None = None) -> bool:
@@ -123,12 +138,22 @@ def resolve_dtype(dtype: str, device: str, flags: set | None = None) -> torch.dt
 
 
 def load_model(model_name_or_path: str, device: str | None = None, dtype: str = "float32",
-               quantize: str | None = None):
+               quantize: str | None = None, backend: str = "pytorch"):
     """The classifier and its processor from a local folder or a Hub id (installed code; never remote code), on
     `device`, in `dtype` (`auto`: `resolve_dtype`), or with `quantize="int8"` (CPU only) every linear layer
-    dynamically quantized to int8. The processor's float32 views are cast to the weights' dtype by the model."""
+    dynamically quantized to int8. The processor's float32 views are cast to the weights' dtype by the model.
+    `backend="onnxruntime"`: the graph of an `emotic export-onnx` folder in ONNX Runtime on the CPU (float32)."""
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
+    if backend not in BACKENDS:
+        raise ValueError(f"--backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    if backend == "onnxruntime":
+        if dtype != "float32" or quantize or (device or "cpu") != "cpu":
+            raise ValueError("--backend onnxruntime runs the exported float32 graph on the CPU; leave --dtype, "
+                             "--quantize and --device at their defaults")
+        from emotic.hub_cards.export_onnx import OnnxRuntimeClassifier
+
+        return OnnxRuntimeClassifier(model_name_or_path), AutoImageProcessor.from_pretrained(model_name_or_path)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if quantize not in (None, "int8"):
         raise ValueError(f"--quantize {quantize!r}; allowed: int8")
@@ -269,8 +294,11 @@ def write_submission(sources, frames_dir: Path, labels, path: Path) -> int:
 
 
 def precision_of(model, quantize: str | None) -> str:
-    """What the model computes in, for the records: `float32`, `bfloat16`, `float16` or `int8 (dynamic)`."""
-    return "int8 (dynamic)" if quantize else str(model.dtype).removeprefix("torch.")
+    """What the model computes in, for the records: `float32`, `bfloat16`, `float16`, `int8 (dynamic)` or
+    `float32 (onnxruntime)`."""
+    if quantize:
+        return "int8 (dynamic)"
+    return getattr(model, "precision", None) or str(model.dtype).removeprefix("torch.")
 
 
 def add_precision_options(parser) -> None:
@@ -279,6 +307,8 @@ def add_precision_options(parser) -> None:
                              "(faster there), float32 elsewhere")
     parser.add_argument("--quantize", choices=("int8",), default=None,
                         help="int8: every linear layer dynamically quantized (CPU)")
+    parser.add_argument("--backend", choices=BACKENDS, default="pytorch",
+                        help="onnxruntime: MODEL is a folder written by `emotic export-onnx` (CPU, float32)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -309,7 +339,7 @@ def main(argv=None) -> int:
     except ValueError as error:
         parser.error(str(error))
     try:
-        model, processor = load_model(args.model, args.device, args.dtype, args.quantize)
+        model, processor = load_model(args.model, args.device, args.dtype, args.quantize, args.backend)
     except ValueError as error:
         parser.error(str(error))
     window = args.smoothing_window if args.smoothing_window is not None else model.config.smoothing_window

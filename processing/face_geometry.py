@@ -234,6 +234,7 @@ class FaceLandmarker:
         self.detector = dlib.get_frontal_face_detector()
         self.predictor = dlib.shape_predictor(path)
         self.detect_max_side = detect_max_side
+        self._calls = threading.Lock()  # one detection at a time: dlib's objects are not documented thread-safe
 
     @classmethod
     def shared(cls) -> "FaceLandmarker":
@@ -261,15 +262,15 @@ class FaceLandmarker:
             factor = size[0] / width
         upsample = 1 if max(small.shape[:2]) < 400 else 0  # the HOG detector's smallest face is about 80 px
         small = np.ascontiguousarray(small)
-        faces = self.detector(small, upsample)
-        if len(faces) == 0 and upsample == 0:  # a small face in a large photo: look once more at twice the size
-            faces = self.detector(small, 1)
-        faces = sorted(faces, key=lambda r: r.width() * r.height(), reverse=True)[:limit]
         full = np.ascontiguousarray(rgb)
         found = []
-        for face in faces:
-            rect = self._dlib.rectangle(int(face.left() / factor), int(face.top() / factor),
-                                        int(face.right() / factor), int(face.bottom() / factor))
-            shape = self.predictor(full, rect)
-            found.append(np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64))
+        with self._calls:
+            faces = self.detector(small, upsample)
+            if len(faces) == 0 and upsample == 0:  # a small face in a large photo: look once more at twice the size
+                faces = self.detector(small, 1)
+            for face in sorted(faces, key=lambda r: r.width() * r.height(), reverse=True)[:limit]:
+                rect = self._dlib.rectangle(int(face.left() / factor), int(face.top() / factor),
+                                            int(face.right() / factor), int(face.bottom() / factor))
+                shape = self.predictor(full, rect)
+                found.append(np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64))
         return found

@@ -10,9 +10,9 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.mark.parametrize("script", ["bench_models.py", "bench_gpu.py"])
+@pytest.mark.parametrize("script", ["bench_models.py", "bench_gpu.py", "bench_video.py"])
 def test_benchmark_script_runs_in_smoke_mode(script, tmp_path):
-    extra = ["--json", str(tmp_path / "out.json")] if script == "bench_gpu.py" else []
+    extra = ["--json", str(tmp_path / "out.json")] if script != "bench_models.py" else []
     result = subprocess.run([sys.executable, str(BENCHMARKS / script), "--smoke", *extra], capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -20,6 +20,14 @@ def test_benchmark_script_runs_in_smoke_mode(script, tmp_path):
         for heading in ("1. encoder forward", "2. classifier forward", "3. training step", "4. MAE pre-training",
                         "5. memory per batch"):
             assert heading in result.stdout
+    elif script == "bench_video.py":  # predict and the pipeline loop timed on both streams, with a breakdown
+        streams = json.loads((tmp_path / "out.json").read_text())["streams"]
+        assert set(streams) == {"aligned 112x112 frames", "512x512 photos, detector"}
+        for stream in streams.values():
+            assert set(stream["runs"]) == {"pipeline loop (float32)", "emotic predict (float32)",
+                                           "emotic predict (--dtype auto)"}
+            assert all(run["frames_per_s"] > 0 and run["peak_mib"] > 0 for run in stream["runs"].values())
+        assert {"decode", "views", "detect"} <= set(streams["512x512 photos, detector"]["breakdown_ms_per_frame"])
     else:
         results = json.loads((tmp_path / "out.json").read_text())["results"]
         assert [row["batch_size"] for row in results] == [2, 4]

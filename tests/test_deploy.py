@@ -2,6 +2,8 @@
 (dynamo exporter, checked in onnxruntime), bfloat16 weights on the processor's float32 output, flex attention,
 big-model (meta device) construction, and output flags from the config."""
 
+import json
+
 import matplotlib.cbook
 import numpy as np
 import pytest
@@ -141,6 +143,48 @@ def test_export_onnx_writes_a_graph_onnxruntime_runs_like_pytorch_and_never_over
     assert export_onnx.main([str(tmp_path / "model"), "--output_dir", str(tmp_path / "onnx")]) == 2
     assert "not an empty folder" in capsys.readouterr().err
     assert (tmp_path / "onnx" / "model.onnx").stat().st_mtime_ns == before
+
+
+def test_predict_with_the_onnxruntime_backend_writes_what_pytorch_does(tmp_path):
+    """`emotic predict --backend onnxruntime` on an `export-onnx` folder: the same labels and, within ONNX Runtime's
+    float tolerance, the same probabilities as PyTorch, over a video and loose images; the records name the backend;
+    a model folder without a graph, or a dtype the graph cannot run, is refused by name."""
+    import csv
+
+    from emotic import EmoticImageProcessor
+    from emotic.hub_cards import export_onnx
+    from emotic.inference import predict
+    from emotic.training.synthetic import synthetic_video, write_video
+
+    model_of("attention").save_pretrained(tmp_path / "model")
+    EmoticImageProcessor(size=32).save_pretrained(tmp_path / "model")
+    assert export_onnx.main([str(tmp_path / "model"), "--output_dir", str(tmp_path / "onnx")]) == 0
+    frames = [image for image, _, _ in synthetic_video(np.random.default_rng(0), 20, 64)]
+    write_video(tmp_path / "clip.mp4", frames)
+    for index in (0, 7):
+        frames[index].save(tmp_path / f"face{index}.png")
+    inputs = [str(tmp_path / "clip.mp4"), str(tmp_path / "face0.png"), str(tmp_path / "face7.png")]
+    for backend, folder in (("pytorch", "model"), ("onnxruntime", "onnx")):
+        assert predict.main([str(tmp_path / folder), *inputs, "--output_dir", str(tmp_path / backend), "--backend",
+                             backend, "--geometry", "template", "--smoothing_window", "5", "--quiet"]) == 0
+    for name in ("clip", "images"):
+        rows = {}
+        for backend in ("pytorch", "onnxruntime"):
+            with open(tmp_path / backend / "frames" / f"{name}.csv", newline="") as handle:
+                rows[backend] = list(csv.reader(handle))[1:]
+        assert len(rows["pytorch"]) == len(rows["onnxruntime"]) > 0
+        for ours, theirs in zip(rows["pytorch"], rows["onnxruntime"]):
+            assert ours[:4] == theirs[:4]  # location, status, raw and smoothed label
+            assert np.abs(np.array(ours[4:], float) - np.array(theirs[4:], float)).max() <= 1e-4
+    settings = json.loads((tmp_path / "onnxruntime" / "predict_settings.json").read_text())
+    assert settings["precision"] == "float32 (onnxruntime)"
+    with pytest.raises(SystemExit):
+        predict.main([str(tmp_path / "model"), inputs[1], "--output_dir", str(tmp_path / "x"), "--backend",
+                      "onnxruntime"])
+    with pytest.raises(ValueError, match="has no model.onnx"):
+        predict.load_model(str(tmp_path / "model"), backend="onnxruntime")
+    with pytest.raises(ValueError, match="leave --dtype, --quantize and --device at their defaults"):
+        predict.load_model(str(tmp_path / "onnx"), dtype="bfloat16", backend="onnxruntime")
 
 
 def test_a_bfloat16_model_takes_the_processors_float32_output(tmp_path):

@@ -88,27 +88,48 @@ def test_lora_finetuning_trains_adapters_and_leaves_a_merged_model_and_the_adapt
     assert not torch.equal(merged["fusion.mlp.fc1.weight"], initial["fusion.mlp.fc1.weight"])
 
 
-def test_finetune_on_generated_faces_reaches_macro_f1_0_9_on_held_out_videos(tmp_path):
+def test_finetune_on_generated_faces_reaches_macro_f1_0_9_and_lora_comes_within_0_05(tmp_path):
     """What fine-tuning must reach: a tiny dual-view model (64 px, patch 8, 4 blocks of width 64) learns
     the generated expressions well enough to score macro-F1 >= 0.9 on 48 held-out people, on a CPU in minutes.
     Frames are drawn at Aff-Wild2's 112 px: the main view is resized to 64 px while the auxiliary view crops the eyes
-    and mouth from the full-resolution frame, which is what the dual view is for."""
+    and mouth from the full-resolution frame, which is what the dual view is for.
+
+    Beside it, in a second process (one thread each), LoRA rank 8 from the same random start on the same data, seed
+    and epochs (adapters on the encoder's attention; the fusion block and head trained fully), at the higher learning
+    rate adapters want: it must come within 0.05 macro-F1 of full fine-tuning training under a third of the
+    parameters."""
     from emotic.inference import evaluate
     from emotic.training import finetune
 
     data = tmp_path / "data"
     write_synthetic_affwild2(data, num_videos=240, frames_per_video=40, size=112, validation_videos=48, seed=0)
-    results = finetune.main([
-        *FAST, "--affwild2_root", str(data), "--output_dir", str(tmp_path / "run"), "--num_train_epochs", "16",
-        "--layer_decay", "0.9", "--per_device_train_batch_size", "32", "--dataloader_num_workers", "1",
-        "--save_strategy", "no", "--eval_strategy", "no"])  # later flags win
-    assert results["num_frames"] > 1700  # the held-out videos' labelled frames with an image
-    assert results["macro_f1"] >= 0.9, results["per_class_f1"]
-    # the ABAW protocol on the same videos: every labelled frame, then sliding-window smoothing
-    assert evaluate.main([str(tmp_path / "run"), str(data), "--output-dir", str(tmp_path / "report"), "--geometry",
-                          "template", "--smoothing_windows", "1,3,5,9", "--quiet"]) == 0
-    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
-    assert metrics["raw"]["macro_f1"] >= 0.9 and metrics["smoothed"]["macro_f1"] >= metrics["raw"]["macro_f1"]
+    recipe = [*FAST, "--affwild2_root", str(data), "--num_train_epochs", "16", "--layer_decay", "0.9",
+              "--per_device_train_batch_size", "32", "--save_strategy", "no", "--eval_strategy", "no"]  # later win
+    lora = subprocess.Popen([sys.executable, "-m", "emotic.cli", "finetune", *recipe, "--learning_rate", "1e-2",
+                             "--lora_rank", "8", "--output_dir", str(tmp_path / "lora")], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        results = finetune.main([*recipe, "--output_dir", str(tmp_path / "run"), "--dataloader_num_workers", "1"])
+        assert results["num_frames"] > 1700  # the held-out videos' labelled frames with an image
+        assert results["macro_f1"] >= 0.9, results["per_class_f1"]
+        # the ABAW protocol on the same videos: every labelled frame, then sliding-window smoothing
+        assert evaluate.main([str(tmp_path / "run"), str(data), "--output-dir", str(tmp_path / "report"),
+                              "--geometry", "template", "--smoothing_windows", "1,3,5,9", "--quiet"]) == 0
+        metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+        assert metrics["raw"]["macro_f1"] >= 0.9 and metrics["smoothed"]["macro_f1"] >= metrics["raw"]["macro_f1"]
+        output = lora.communicate(timeout=1800)[0]
+    finally:
+        lora.kill()
+    assert lora.returncode == 0, output[-3000:]
+    record = json.loads((tmp_path / "lora" / "emotic_run.json").read_text())
+    trained = {"full": json.loads((tmp_path / "run" / "emotic_run.json").read_text())["model"]["parameters"],
+               "lora": record["model"]["parameters"]}
+    print(f"macro-F1 on held-out people: full fine-tuning {results['macro_f1']:.4f} training "
+          f"{trained['full']['trainable']:,} parameters, LoRA rank 8 {record['eval']['macro_f1']:.4f} training "
+          f"{trained['lora']['trainable']:,} of {trained['lora']['total']:,}")
+    assert trained["lora"]["trainable"] < trained["full"]["trainable"] / 3
+    assert record["eval"]["macro_f1"] >= results["macro_f1"] - 0.05
 
 
 def test_pretraining_loss_falls(synthetic, tmp_path):

@@ -1,0 +1,199 @@
+"""End-to-end video throughput on the CPU: `emotic predict` against the loop a user would otherwise write
+(`pipeline("image-classification")` frame by frame), the same ViT-B/16 dual-view model (random weights, attention
+fusion), the same frames, in the same run, alternating, each in a fresh process timed from start to finish (imports
+and model load included, as a user feels it).
+
+    python benchmarks/bench_video.py [--frames 96] [--photos 24] [--repeats 2] [--json results.json]
+    python benchmarks/bench_video.py --smoke     # a tiny model and a few frames: checks the script, measures nothing
+
+Two streams: an Aff-Wild2-like folder of aligned 112x112 JPEG frames (template geometry, as `cropped_aligned`), and
+512x512 photos of real faces where the face detector runs on every image. `emotic predict` decodes frames and builds
+both views in a background thread while the model runs; it is timed in float32 and with `--dtype auto` (bfloat16
+where the CPU computes it natively: AMX-BF16 or AVX512-BF16; float32 elsewhere). The breakdown times each stage on
+its own in this process (decode, detect, views, model at batch 32 in float32 and in the `auto` dtype), and the peak
+memory of each predict process is printed. The CPU's flags that matter are printed first: compare ratios within one
+run, never absolute numbers across machines.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def cpu_summary() -> dict:
+    flags = set()
+    name = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+                elif line.startswith("model name") and name == "unknown":
+                    name = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return {"cpu": name, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "flags": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8"})}
+
+
+def make_model(folder: Path, smoke: bool) -> None:
+    from emotic import EmoticConfig, EmoticForImageClassification, EmoticImageProcessor
+
+    torch.manual_seed(0)
+    config = EmoticConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                          image_size=32, patch_size=8) if smoke else EmoticConfig()  # ViT-B/16, 224 px
+    EmoticForImageClassification(config).save_pretrained(folder)
+    EmoticImageProcessor(size=config.image_size).save_pretrained(folder)
+
+
+def aligned_frames(folder: Path, count: int) -> Path:
+    """Generated aligned faces at Aff-Wild2's 112 px, as JPEG frames of one video."""
+    from emotic.training.synthetic import synthetic_video
+
+    folder.mkdir(parents=True)
+    for index, (image, _, _) in enumerate(synthetic_video(np.random.default_rng(0), count, 112), 1):
+        image.save(folder / f"{index:05d}.jpg", quality=95)
+    return folder
+
+
+def photos(folder: Path, count: int) -> Path:
+    """512x512 photos of two real faces (scikit-image's astronaut, matplotlib's Grace Hopper) under different crops
+    and mirrorings, so the detector works on each."""
+    import skimage.data
+    from matplotlib import cbook
+    from PIL import Image, ImageOps
+
+    folder.mkdir(parents=True)
+    with Image.open(cbook.get_sample_data("grace_hopper.jpg")) as grace:
+        sources = [Image.fromarray(skimage.data.astronaut()), grace.convert("RGB")]
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        source = sources[index % 2]
+        side = int(min(source.size) * rng.uniform(0.8, 1.0))
+        left, top = int(rng.uniform(0, source.width - side)), int(rng.uniform(0, min(40, source.height - side) + 1))
+        image = source.crop((left, top, left + side, top + side)).resize((512, 512))
+        (ImageOps.mirror(image) if index % 4 >= 2 else image).save(folder / f"photo{index:03d}.jpg", quality=95)
+    return folder
+
+
+PIPELINE_LOOP = textwrap.dedent("""
+    import sys, emotic
+    from pathlib import Path
+    from transformers import pipeline
+    classify = pipeline("image-classification", model=sys.argv[1], trust_remote_code=False)
+    for path in sorted(Path(sys.argv[2]).iterdir()):
+        classify(str(path), top_k=1)
+""")
+
+
+def timed_process(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak memory (MiB) of one process."""
+    with tempfile.TemporaryFile("w+") as errors:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own resource usage
+        seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            errors.seek(0)
+            raise SystemExit(f"{' '.join(command[:5])} failed:\n{errors.read()[-3000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def breakdown(model_dir: Path, frames_dir: Path, geometry: str, batch: int = 32) -> dict:
+    """Seconds per frame of each stage, each run on its own: decode, detect (photos), views, model."""
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    from emotic.inference.predict import resolve_dtype
+    from emotic.processing.face_geometry import FaceLandmarker, detector_available
+    from emotic.training.transforms import open_image
+
+    processor = AutoImageProcessor.from_pretrained(model_dir)
+    paths = sorted(frames_dir.iterdir())[:batch]
+    start = time.perf_counter()
+    images = [processor.to_rgb(open_image(path)) for path in paths]
+    times = {"decode": time.perf_counter() - start}
+    landmarks = None
+    if geometry == "detector" and detector_available():
+        start = time.perf_counter()
+        landmarks = [FaceLandmarker.shared()(np.asarray(image)) for image in images]
+        times["detect"] = time.perf_counter() - start
+        if any(points is None for points in landmarks):
+            landmarks = None
+    start = time.perf_counter()
+    views = processor(images, return_tensors="pt", landmarks=landmarks, geometry="template")
+    times["views"] = time.perf_counter() - start
+    for name in ("float32", "auto"):
+        dtype = resolve_dtype(name, "cpu")
+        model = AutoModelForImageClassification.from_pretrained(model_dir, dtype=dtype).eval()
+        with torch.inference_mode():
+            model(**views)  # warm-up
+            start = time.perf_counter()
+            model(**views)
+            times[f"model {name} ({str(dtype).removeprefix('torch.')})"] = time.perf_counter() - start
+    return {stage: seconds / len(paths) for stage, seconds in times.items()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=96, help="aligned 112-px frames")
+    parser.add_argument("--photos", type=int, default=24, help="512-px photos (the detector runs on each)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.frames, args.photos, args.repeats = 8, 4, 1
+    summary = cpu_summary()
+    print(json.dumps(summary))
+    results = {"machine": summary, "streams": {}}
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        make_model(work / "model", args.smoke)
+        streams = {"aligned 112x112 frames": (aligned_frames(work / "frames", args.frames), "template"),
+                   "512x512 photos, detector": (photos(work / "photos", args.photos), "detector")}
+        for stream, (folder, geometry) in streams.items():
+            count = len(list(folder.iterdir()))
+            predict = [sys.executable, "-m", "emotic.cli", "predict", str(work / "model"), str(folder), "--quiet",
+                       "--geometry", geometry, "--overwrite"]
+            runs = {"pipeline loop (float32)": [sys.executable, "-c", PIPELINE_LOOP, str(work / "model"), str(folder)],
+                    "emotic predict (float32)": [*predict, "--output_dir", str(work / "out32")],
+                    "emotic predict (--dtype auto)": [*predict, "--output_dir", str(work / "outauto"), "--dtype",
+                                                      "auto"]}
+            samples = {name: [] for name in runs}
+            peaks = {name: 0.0 for name in runs}
+            for _ in range(args.repeats):  # alternating: machine noise hits every candidate alike
+                for name, command in runs.items():
+                    seconds, peak = timed_process(command)
+                    samples[name].append(seconds)
+                    peaks[name] = max(peaks[name], peak)
+            medians = {name: statistics.median(values) for name, values in samples.items()}
+            loop = medians["pipeline loop (float32)"]
+            print(f"\n{stream}: {count} images, medians of {args.repeats} (start to finish, imports and load included)")
+            rows = {}
+            for name, seconds in medians.items():
+                rows[name] = {"seconds": round(seconds, 2), "frames_per_s": round(count / seconds, 2),
+                              "vs_pipeline_loop": round(loop / seconds, 2), "peak_mib": round(peaks[name])}
+                print(f"  {name:32s} {seconds:7.1f} s  {count / seconds:6.2f} frames/s  {loop / seconds:4.2f}x the loop"
+                      f"  peak {peaks[name]:.0f} MiB")
+            stages = breakdown(work / "model", folder, geometry)
+            print("  breakdown, ms per frame: " + ", ".join(f"{k} {v * 1000:.1f}" for k, v in stages.items()))
+            results["streams"][stream] = {"images": count, "runs": rows,
+                                          "breakdown_ms_per_frame": {k: round(v * 1000, 2) for k, v in stages.items()}}
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
