@@ -69,8 +69,8 @@ ablation: $(STAMP)
 		--per_device_train_batch_size 32 --save_total_limit 1 --seed 0 --disable_tqdm true --report_to none \
 		--smoothing_windows 1,3,5,9
 
-# Real-size speed and memory against transformers and timm on this machine (not part of the tests; ~15 min on 2
-# cores). The GPU script is benchmarks/bench_gpu.py (see README).
+# Real-size speed and memory against transformers and timm, and a video end to end against a pipeline loop, on this
+# machine (not part of the tests; ~25 min on 2 cores). The GPU script is benchmarks/bench_gpu.py (see README).
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_models.py
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_processor.py

@@ -3,13 +3,14 @@
 fusion), the same frames, in the same run, alternating, each in a fresh process timed from start to finish (imports
 and model load included, as a user feels it).
 
-    python benchmarks/bench_video.py [--frames 96] [--photos 24] [--repeats 2] [--json results.json]
+    python benchmarks/bench_video.py [--frames 96] [--photos 24] [--repeats 2] [--onnx] [--json results.json]
     python benchmarks/bench_video.py --smoke     # a tiny model and a few frames: checks the script, measures nothing
 
 Two streams: an Aff-Wild2-like folder of aligned 112x112 JPEG frames (template geometry, as `cropped_aligned`), and
 512x512 photos of real faces where the face detector runs on every image. `emotic predict` decodes frames and builds
 both views in a background thread while the model runs; it is timed in float32 and with `--dtype auto` (bfloat16
-where the CPU computes it natively: AMX-BF16 or AVX512-BF16; float32 elsewhere). The breakdown times each stage on
+where the CPU computes it natively: AMX-BF16 or AVX512-BF16; float32 elsewhere) and, with `--onnx`, with
+`--backend onnxruntime` on the graph `emotic export-onnx` writes (the export timed on its own). The breakdown times each stage on
 its own in this process (decode, detect, views, model at batch 32 in float32 and in the `auto` dtype), and the peak
 memory of each predict process is printed. The CPU's flags that matter are printed first: compare ratios within one
 run, never absolute numbers across machines.
@@ -149,6 +150,7 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=96, help="aligned 112-px frames")
     parser.add_argument("--photos", type=int, default=24, help="512-px photos (the detector runs on each)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--onnx", action="store_true", help="also predict with --backend onnxruntime")
     parser.add_argument("--json", default=None)
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args(argv)
@@ -160,6 +162,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         make_model(work / "model", args.smoke)
+        if args.onnx:
+            seconds, _ = timed_process([sys.executable, "-m", "emotic.cli", "export-onnx", str(work / "model"),
+                                        "--output_dir", str(work / "onnx")])
+            print(f"emotic export-onnx: {seconds:.1f} s (export and the parity check)")
+            results["onnx_export_seconds"] = round(seconds, 1)
         streams = {"aligned 112x112 frames": (aligned_frames(work / "frames", args.frames), "template"),
                    "512x512 photos, detector": (photos(work / "photos", args.photos), "detector")}
         for stream, (folder, geometry) in streams.items():
@@ -170,6 +177,10 @@ def main(argv=None) -> int:
                     "emotic predict (float32)": [*predict, "--output_dir", str(work / "out32")],
                     "emotic predict (--dtype auto)": [*predict, "--output_dir", str(work / "outauto"), "--dtype",
                                                       "auto"]}
+            if args.onnx:
+                runs["emotic predict (--backend onnxruntime)"] = [
+                    sys.executable, "-m", "emotic.cli", "predict", str(work / "onnx"), *predict[5:], "--output_dir",
+                    str(work / "outonnx"), "--backend", "onnxruntime"]
             samples = {name: [] for name in runs}
             peaks = {name: 0.0 for name in runs}
             for _ in range(args.repeats):  # alternating: machine noise hits every candidate alike

@@ -13,6 +13,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 @pytest.mark.parametrize("script", ["bench_models.py", "bench_gpu.py", "bench_video.py"])
 def test_benchmark_script_runs_in_smoke_mode(script, tmp_path):
     extra = ["--json", str(tmp_path / "out.json")] if script != "bench_models.py" else []
+    extra += ["--onnx"] if script == "bench_video.py" else []
     result = subprocess.run([sys.executable, str(BENCHMARKS / script), "--smoke", *extra], capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -25,7 +26,7 @@ def test_benchmark_script_runs_in_smoke_mode(script, tmp_path):
         assert set(streams) == {"aligned 112x112 frames", "512x512 photos, detector"}
         for stream in streams.values():
             assert set(stream["runs"]) == {"pipeline loop (float32)", "emotic predict (float32)",
-                                           "emotic predict (--dtype auto)"}
+                                           "emotic predict (--dtype auto)", "emotic predict (--backend onnxruntime)"}
             assert all(run["frames_per_s"] > 0 and run["peak_mib"] > 0 for run in stream["runs"].values())
         assert {"decode", "views", "detect"} <= set(streams["512x512 photos, detector"]["breakdown_ms_per_frame"])
     else:
