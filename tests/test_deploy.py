@@ -187,6 +187,23 @@ def test_predict_with_the_onnxruntime_backend_writes_what_pytorch_does(tmp_path)
         predict.load_model(str(tmp_path / "onnx"), dtype="bfloat16", backend="onnxruntime")
 
 
+def test_pipeline_takes_the_dtype_the_auto_rule_picks(tmp_path):
+    """`pipeline(..., dtype=resolve_dtype("auto", "cpu"))`: the model in the dtype this machine's rule gives
+    (bfloat16 where the CPU computes it natively), scores of the usual form on a real photo."""
+    from transformers import pipeline
+
+    from emotic.inference.predict import cpu_computes_bfloat16, resolve_dtype
+
+    model_of("attention").save_pretrained(tmp_path)
+    EmoticImageProcessor(size=32).save_pretrained(tmp_path)
+    dtype = resolve_dtype("auto", "cpu")
+    assert dtype == (torch.bfloat16 if cpu_computes_bfloat16() else torch.float32)
+    classify = pipeline("image-classification", model=str(tmp_path), dtype=dtype, trust_remote_code=False)
+    assert classify.model.dtype == dtype
+    scores = classify(Image.fromarray(skimage.data.astronaut()), top_k=8)
+    assert len(scores) == 8 and abs(sum(s["score"] for s in scores) - 1) < 1e-2
+
+
 def test_a_bfloat16_model_takes_the_processors_float32_output(tmp_path):
     model_of("attention").save_pretrained(tmp_path)
     model = AutoModelForImageClassification.from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
