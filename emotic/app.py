@@ -32,7 +32,7 @@ from emotic.inference.predict import (
     FACE, MODEL_HELP, FramePredictor, add_precision_options, frame_header, frame_row, load_model, predict_sequence,
     write_submission,
 )
-from emotic.inference.report import fusion_maps, pyplot
+from emotic.inference.report import denormalise, fusion_maps, pyplot
 from emotic.inference.smoothing import smooth_probabilities
 from emotic.inference.sources import Source, UnreadableInput, iter_frames
 from emotic.modeling.configuration_emotic import check_smoothing_window
@@ -95,8 +95,11 @@ class Analyser:
             logits = self.model(pixel_values=inputs["pixel_values"].to(device),
                                 pixel_values_aux=inputs["pixel_values_aux"].to(device)).logits
         probabilities = logits.float().softmax(-1).cpu().numpy()
+        # the attention comes from a second, eager pass (SDPA returns no weights); the probabilities stay those of the
+        # model's own attention path, which `pipeline` runs
         maps = fusion_maps(self.model, inputs) if isinstance(self.model, torch.nn.Module) else None  # ONNX: none
-        mains, auxes = (self._display(inputs[key]) for key in ("pixel_values", "pixel_values_aux"))
+        mains, auxes = ([self._display(view) for view in inputs[key].float().cpu()]
+                        for key in ("pixel_values", "pixel_values_aux"))
         faces = []
         for i, region in enumerate(inputs["regions"]):
             faces.append(Face(box=region["face"], regions={k: region[k] for k in ("eyes", "nose", "mouth")},
@@ -104,12 +107,9 @@ class Analyser:
                               attention=None if maps is None else maps[i]))
         return pixels, faces
 
-    def _display(self, views: torch.Tensor) -> np.ndarray:
-        """Normalised views `(B, 3, H, W)` back to `(B, H, W, 3)` uint8 pixels."""
-        mean = torch.tensor(self.processor.image_mean).view(1, -1, 1, 1)
-        std = torch.tensor(self.processor.image_std).view(1, -1, 1, 1)
-        pixels = (views.float().cpu() * std + mean).mul(255).round().clamp(0, 255).to(torch.uint8)
-        return pixels.permute(0, 2, 3, 1).numpy()
+    def _display(self, view: torch.Tensor) -> np.ndarray:
+        """A normalised view `(3, H, W)` back to `(H, W, 3)` uint8 pixels."""
+        return (denormalise(view, self.processor) * 255).round().astype(np.uint8)
 
     def video(self, path, progress=None, geometry: str | None = None) -> VideoResult:
         """Per-frame probabilities of a video file (`progress(done, total)` after each batch), or a `ValueError`

@@ -7,7 +7,8 @@ import numpy as np
 from emotic.training.transforms import open_image
 
 
-def _denormalise(view, processor) -> np.ndarray:
+def denormalise(view, processor) -> np.ndarray:
+    """A normalised `(3, H, W)` view of `processor` back to an `(H, W, 3)` image in [0, 1]."""
     mean, std = np.array(processor.image_mean)[:, None, None], np.array(processor.image_std)[:, None, None]
     return np.clip((np.asarray(view) * std + mean).transpose(1, 2, 0), 0, 1)
 
@@ -116,15 +117,15 @@ def plot_examples(path: Path, examples, processor, geometry, model) -> None:
                                      squeeze=False)
     for row, ((image, truth, predicted), main, aux) in enumerate(zip(examples, views["pixel_values"].numpy(),
                                                                      views["pixel_values_aux"].numpy())):
-        axes[row, 0].imshow(_denormalise(main, processor))
-        axes[row, 1].imshow(_denormalise(aux, processor))
+        axes[row, 0].imshow(denormalise(main, processor))
+        axes[row, 1].imshow(denormalise(aux, processor))
         name = image if isinstance(image, (str, Path)) else (image or {}).get("path") or f"image {row + 1}"
         axes[row, 0].set_title(f"{Path(name).parent.name}/{Path(name).name}", fontsize=8)
         axes[row, 1].set_title(f"true {truth} | predicted {predicted}", fontsize=8,
                                color="black" if truth == predicted else "crimson")
         if maps is not None:  # where the fusion block's main queries looked in the auxiliary view
             height, width = aux.shape[-2:]
-            axes[row, 2].imshow(_denormalise(aux, processor))
+            axes[row, 2].imshow(denormalise(aux, processor))
             axes[row, 2].imshow(maps[row], cmap="inferno", alpha=0.55, interpolation="bilinear",
                                 extent=(-0.5, width - 0.5, height - 0.5, -0.5))
             axes[row, 2].set_title("fusion attention", fontsize=8)
