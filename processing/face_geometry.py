@@ -13,6 +13,7 @@ image processor, so it imports only numpy at the top level; the detector is impo
 
 import functools
 import importlib.util
+import math
 import os
 import threading
 from typing import Literal, get_args
@@ -58,10 +59,12 @@ _DENSE_REGIONS = {
     468: {"eyes": _FACE_MESH_EYES, "nose": _FACE_MESH_NOSE, "mouth": _FACE_MESH_MOUTH},
 }
 _DENSE_REGIONS[478] = _DENSE_REGIONS[468]
+_DENSE_REGIONS = {count: {region: np.array(indices) for region, indices in regions.items()}
+                  for count, regions in _DENSE_REGIONS.items()}  # index arrays: indexing with lists converts each time
 # Five points from a dense convention: (eye indices, other eye indices, nose tip, mouth corner, mouth corner).
 _FIVE_FROM_DENSE = {
-    68: (list(range(36, 42)), list(range(42, 48)), 30, 48, 54),
-    468: ([33, 133, 159, 145], [263, 362, 386, 374], 4, 61, 291),
+    68: (np.arange(36, 42), np.arange(42, 48), 30, 48, 54),
+    468: (np.array([33, 133, 159, 145]), np.array([263, 362, 386, 374]), 4, 61, 291),
 }
 _FIVE_FROM_DENSE[478] = _FIVE_FROM_DENSE[468]
 # Margins around a dense region's points, as fractions of its box (left, top, right, bottom).
@@ -97,45 +100,59 @@ def five_points(landmarks: np.ndarray) -> np.ndarray:
     return points
 
 
+def _similarity(source, target) -> tuple[float, float, float, float]:
+    """`(a, b, tx, ty)` of the least-squares similarity taking `source` points onto `target`: a point `(x, y)` maps
+    to `(a x - b y + tx, b x + a y + ty)` (scale `hypot(a, b)`, angle `atan2(b, a)`). For 2-D points Umeyama's
+    solution without reflection is complex least squares, `z = sum(t conj(s)) / sum(|s|^2)` on centred points,
+    computed here on plain floats (the processor asks for every image)."""
+    source, target = [complex(x, y) for x, y in source], [complex(x, y) for x, y in target]
+    source_mean, target_mean = sum(source) / len(source), sum(target) / len(target)
+    centred = [point - source_mean for point in source]
+    z = sum((t - target_mean) * c.conjugate() for t, c in zip(target, centred)) / sum(abs(c) ** 2 for c in centred)
+    shift = target_mean - z * source_mean
+    return z.real, z.imag, shift.real, shift.imag
+
+
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares scale, rotation and translation taking `source` points onto `target` (Umeyama)."""
-    source_mean, target_mean = source.mean(0), target.mean(0)
-    source_centred, target_centred = source - source_mean, target - target_mean
-    covariance = target_centred.T @ source_centred / len(source)
-    u, singular, vt = np.linalg.svd(covariance)
-    sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
-    rotation = u @ sign @ vt
-    scale = float((singular * np.diag(sign)).sum() / source_centred.var(0).sum())
-    translation = target_mean - scale * rotation @ source_mean
-    return scale, rotation, translation
+    """Least-squares scale, rotation matrix and translation taking `source` points onto `target` (Umeyama)."""
+    a, b, tx, ty = _similarity(np.asarray(source, dtype=float).tolist(), np.asarray(target, dtype=float).tolist())
+    scale = float(np.hypot(a, b))
+    return scale, np.array([[a, -b], [b, a]]) / scale, np.array([tx, ty])
 
 
-def _map_box(box, scale, rotation, translation, keep_size=False):
+def _map_box(box, transform, keep_size=False):
     """Carry a box through the transform: the bounding box of its mapped corners, or (`keep_size`) a box of the
     scaled size around its mapped centre, which a tilted head does not inflate."""
+    a, b, tx, ty = transform
     x0, y0, x1, y1 = box
     if keep_size:
-        centre = scale * rotation @ np.array([(x0 + x1) / 2, (y0 + y1) / 2]) + translation
-        half = scale * np.array([(x1 - x0) / 2, (y1 - y0) / 2])
-        return tuple(float(v) for v in (*(centre - half), *(centre + half)))
-    corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]])
-    mapped = scale * corners @ rotation.T + translation
-    return tuple(float(v) for v in (*mapped.min(0), *mapped.max(0)))
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        centre_x, centre_y = a * cx - b * cy + tx, b * cx + a * cy + ty
+        scale = (a * a + b * b) ** 0.5
+        half_x, half_y = scale * (x1 - x0) / 2, scale * (y1 - y0) / 2
+        return centre_x - half_x, centre_y - half_y, centre_x + half_x, centre_y + half_y
+    xs = [a * x - b * y + tx for x, y in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))]
+    ys = [b * x + a * y + ty for x, y in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))]
+    return min(xs), min(ys), max(xs), max(ys)
 
 
-def _stable_points(points: np.ndarray) -> np.ndarray:
+def _stable_points(points) -> list:
     # eyes, nose tip and the mouth's centre: mouth corners move with the expression (a smile widens the mouth),
     # which would stretch the fitted face; their midpoint moves much less
-    return np.vstack([points[:3], points[3:5].mean(0)])
+    (x0, y0), (x1, y1), nose, (x3, y3), (x4, y4) = np.asarray(points, dtype=float).tolist()
+    return [(x0, y0), (x1, y1), tuple(nose), ((x3 + x4) / 2, (y3 + y4) / 2)]
+
+
+_TEMPLATE_STABLE_POINTS = _stable_points(CANONICAL_FIVE_POINTS)
 
 
 def boxes_from_five_points(points: np.ndarray) -> dict:
     """Face and region boxes from 5 points: the aligned-crop frame and the template's regions, carried by the
     similarity transform that takes the template's eyes, nose and mouth centre onto these."""
-    transform = similarity_transform(_stable_points(CANONICAL_FIVE_POINTS), _stable_points(points))
-    boxes = {"face": _map_box((0.0, 0.0, 1.0, 1.0), *transform)}  # the whole face, even when tilted
+    transform = _similarity(_TEMPLATE_STABLE_POINTS, _stable_points(points))
+    boxes = {"face": _map_box((0.0, 0.0, 1.0, 1.0), transform)}  # the whole face, even when tilted
     for region, box in CANONICAL_REGION_BOXES.items():
-        boxes[region] = _map_box(box, *transform, keep_size=True)
+        boxes[region] = _map_box(box, transform, keep_size=True)
     return boxes
 
 
@@ -144,7 +161,8 @@ def boxes_from_landmarks(landmarks: np.ndarray, name: str = "landmarks") -> dict
     points (an open mouth gets a taller box), with margins. Degenerate points (eyes less than a pixel apart, as
     when every point sits at one spot) are a `ValueError`."""
     points = five_points(landmarks)
-    if np.linalg.norm(points[1] - points[0]) < 1.0 or np.ptp(points[:, 1]) < 1.0:
+    ys = points[:, 1].tolist()
+    if math.dist(points[0].tolist(), points[1].tolist()) < 1.0 or max(ys) - min(ys) < 1.0:
         raise ValueError(f"{name} are degenerate: eye centres {points[0].round(1).tolist()} and "
                          f"{points[1].round(1).tolist()}, points spanning {np.ptp(points, 0).round(2).tolist()} "
                          f"pixels; expected distinct eye, nose and mouth points in pixels of the image (not "
@@ -153,11 +171,11 @@ def boxes_from_landmarks(landmarks: np.ndarray, name: str = "landmarks") -> dict
     regions = _DENSE_REGIONS.get(len(landmarks))
     if regions:
         for region, indices in regions.items():
-            (x0, y0), (x1, y1) = landmarks[indices].min(0), landmarks[indices].max(0)
+            region_points = landmarks[indices]
+            (x0, y0), (x1, y1) = region_points.min(0).tolist(), region_points.max(0).tolist()
             left, top, right, bottom = _DENSE_MARGINS[region]
             width, height = max(x1 - x0, 1.0), max(y1 - y0, 1.0)
-            boxes[region] = (float(x0 - left * width), float(y0 - top * height),
-                             float(x1 + right * width), float(y1 + bottom * height))
+            boxes[region] = (x0 - left * width, y0 - top * height, x1 + right * width, y1 + bottom * height)
     return boxes
 
 

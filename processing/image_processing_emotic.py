@@ -39,6 +39,7 @@ OnNoFace = Literal["full_image", "error"]
 Resampling = Literal["nearest", "bilinear", "bicubic"]  # antialiased when downscaling (bilinear, bicubic)
 AUX_LAYOUTS, GEOMETRIES, NO_FACE_BEHAVIOURS, RESAMPLING = map(get_args, (AuxLayout, Geometry, OnNoFace, Resampling))
 PIL_RESAMPLING = {0: "nearest", 2: "bilinear", 3: "bicubic"}  # transformers' PILImageResampling values
+_GROUPED_PIXELS = 256 * 256  # images up to this size that share their boxes are resized as one batch
 
 
 class EmoticImageProcessorKwargs(ImagesKwargs, total=False):
@@ -220,12 +221,13 @@ class EmoticImageProcessor(BaseImageProcessor):
             decoded.append((pixels, boxes))
             regions.append({**{key: tuple(round(v, 2) for v in box) for key, box in boxes.items()},
                             "geometry": geometry})
-        # Images of one size with the same boxes (aligned crops, the template) are cropped and resized together: one
-        # `interpolate` per view and region for the group instead of one per image.
+        # Small images of one size with the same boxes (aligned crops, the template) are cropped and resized together:
+        # one `interpolate` per view and region for the group instead of one per image. Larger images go one by one:
+        # stacking them would copy more than the per-image calls cost.
         groups = {}
         for index, (pixels, boxes) in enumerate(decoded):
             key = (tuple(pixels.shape), tuple((region, tuple(box)) for region, box in sorted(boxes.items())))
-            groups.setdefault(key, []).append(index)
+            groups.setdefault(key if pixels[0, 0].numel() <= _GROUPED_PIXELS else index, []).append(index)
         views = {}
         for indices in groups.values():
             batch = decoded[indices[0]][0] if len(indices) == 1 else torch.cat([decoded[i][0] for i in indices])
@@ -234,10 +236,20 @@ class EmoticImageProcessor(BaseImageProcessor):
                 if len(groups) == 1:
                     views[name] = view
                     continue
-                if name not in views:
-                    views[name] = view.new_empty((len(decoded), *view.shape[1:]))
-                views[name][indices] = view
-        views = {name: self._normalise(view, options) for name, view in views.items()}
+                out = views.get(name)
+                if out is None:  # the uint8 batch, in the usual contiguous layout
+                    out = views[name] = torch.empty((len(decoded), *view.shape[1:]), dtype=torch.uint8)
+                if out.shape[1:] != view.shape[1:]:
+                    raise ValueError(f"images: {len(decoded)} images with different channel counts "
+                                     f"({out.shape[1]} and {view.shape[1]}) cannot form one batch; give images with "
+                                     f"the same channels (or do_convert_rgb=True)")
+                if indices == list(range(indices[0], indices[-1] + 1)):
+                    out[indices[0]:indices[-1] + 1] = view
+                else:
+                    out[indices] = view
+        # each float view is written once from its uint8 batch, then scaled in place
+        views = {name: self._normalise(torch.empty(view.shape, dtype=torch.float32).copy_(view), options)
+                 for name, view in views.items()}
         if data_format is not None and not _channels_first(data_format, "data_format"):  # (B, H, W, C) asked for
             views = {key: value.permute(0, 2, 3, 1).contiguous() for key, value in views.items()}
         if str(return_tensors) not in ("pt", "TensorType.PYTORCH"):
@@ -464,8 +476,8 @@ class EmoticImageProcessor(BaseImageProcessor):
 
     @staticmethod
     def _normalise(pixels: torch.Tensor, options: dict) -> torch.Tensor:
-        """`(B, C, H, W)` uint8 → float32 `(x * rescale_factor - mean) / std` (each step as the options say), one
-        batched multiply-add."""
+        """Float `(B, C, H, W)` pixel values → `x * rescale_factor` then `(x - mean) / std` (each step as the options
+        say), in place: one multiply-add per channel with the two folded into a scale and an offset."""
         channels = pixels.shape[1]
         scale = torch.full((channels,), float(options["rescale_factor"]) if options["do_rescale"] else 1.0)
         offset = torch.zeros(channels)
@@ -474,10 +486,14 @@ class EmoticImageProcessor(BaseImageProcessor):
             if len(mean) not in (1, channels) or len(std) not in (1, channels):
                 raise ValueError(f"image_mean and image_std have {len(mean)} and {len(std)} values for images with "
                                  f"{channels} channels; give one per channel")
-            scale, offset = scale / std, -mean / std
-        # `interpolate` keeps the channels-last layout of decoded images (its fast uint8 path); per-channel
-        # arithmetic runs several times faster on the usual contiguous layout, so the (small, uint8) views move first
-        return pixels.contiguous().float().mul_(scale.view(1, -1, 1, 1)).add_(offset.view(1, -1, 1, 1))
+            scale, offset = (scale / std).expand(channels), (-mean / std).expand(channels)
+        # one fused `shift + factor * x` pass per channel plane: faster than broadcasting (C, 1, 1) tensors, which
+        # takes a slower path on CPU than a scalar does
+        for channel, (factor, shift) in enumerate(zip(scale.tolist(), offset.tolist())):
+            plane = pixels[:, channel]
+            if factor != 1.0 or shift != 0.0:
+                torch.add(offset[channel], plane, alpha=factor, out=plane)
+        return pixels
 
     def _build_views(self, pixels: torch.Tensor, boxes: dict, options: dict):
         """Both views of images of one size sharing `boxes`, from their `(B, C, H, W)` pixels, as

@@ -165,6 +165,14 @@ def test_processor_refuses_a_landmark_list_of_the_wrong_length():
         EmoticImageProcessor(size=32)([face(64), face(64, 1)], landmarks=[points])
 
 
+def test_processor_refuses_a_batch_mixing_channel_counts_without_conversion():
+    grey, rgba = np.zeros((40, 48), dtype=np.uint8), np.zeros((40, 48, 4), dtype=np.uint8)
+    processor = EmoticImageProcessor(size=32, geometry="template", image_mean=[0.5], image_std=[0.5])
+    with pytest.raises(ValueError, match=r"different channel counts \(1 and 4\)"):
+        processor([grey, rgba, grey], do_convert_rgb=False)
+    assert processor([grey, rgba])["pixel_values"].shape == (2, 3, 32, 32)  # converted to RGB, they batch
+
+
 @pytest.mark.parametrize("option, value, words", [
     ("aux_regions", ["ears"], "aux_regions=['ears']"), ("geometry", "guess", "geometry='guess'"),
     ("aux_layout", "grid", "aux_layout='grid'"), ("on_no_face", "ignore", "on_no_face='ignore'"),

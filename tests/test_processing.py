@@ -312,6 +312,27 @@ def test_mixed_sizes_and_types_in_one_batch():
     assert out["regions"][1]["face"] == (0.0, 0.0, 50.0, 70.0)
 
 
+@pytest.mark.parametrize("layout", ["concat", "mask"])
+def test_a_batch_gives_each_image_the_views_it_gets_alone(layout):
+    """Small aligned crops of one size are resized as one batch, interleaved sizes and large photos one by one, and
+    images with landmarks each with their own boxes: every image's views equal those of a call with it alone."""
+    small = [synthetic_face(seed, size=64)[0] for seed in range(3)]
+    large = [synthetic_face(seed, size=300)[0] for seed in range(2)]
+    images = [small[0], large[0], small[1], small[2], large[1]]  # two groups of small crops around large photos
+    processor = EmoticImageProcessor(size=32, geometry="template", aux_layout=layout)
+    batch = processor(images, return_tensors="pt")
+    for index, image in enumerate(images):
+        alone = processor(image, return_tensors="pt")
+        for name in ("pixel_values", "pixel_values_aux"):
+            assert batch[name].is_contiguous() and batch[name].dtype == torch.float32
+            torch.testing.assert_close(batch[name][index], alone[name][0], rtol=0, atol=0)
+    faces = [synthetic_face(seed) for seed in range(3)]
+    batch = processor([image for image, _ in faces], landmarks=[points for _, points in faces], return_tensors="pt")
+    for index, (image, points) in enumerate(faces):
+        alone = processor(image, landmarks=points, return_tensors="pt")
+        torch.testing.assert_close(batch["pixel_values_aux"][index], alone["pixel_values_aux"][0], rtol=0, atol=0)
+
+
 # --- bad input ----------------------------------------------------------------------------------------------------
 
 def test_bad_files_get_clear_errors_naming_them(tmp_path):
