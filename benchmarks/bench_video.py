@@ -3,17 +3,19 @@
 fusion), the same frames, in the same run, alternating, each in a fresh process timed from start to finish (imports
 and model load included, as a user feels it).
 
-    python benchmarks/bench_video.py [--frames 96] [--photos 24] [--repeats 2] [--onnx] [--json results.json]
+    python benchmarks/bench_video.py [--frames 96] [--photos 96] [--repeats 2] [--onnx] [--json results.json]
     python benchmarks/bench_video.py --smoke     # a tiny model and a few frames: checks the script, measures nothing
 
 Two streams: an Aff-Wild2-like folder of aligned 112x112 JPEG frames (template geometry, as `cropped_aligned`), and
 512x512 photos of real faces where the face detector runs on every image. `emotic predict` decodes frames and builds
 both views in a background thread while the model runs; it is timed in float32 and with `--dtype auto` (bfloat16
 where the CPU computes it natively: AMX-BF16 or AVX512-BF16; float32 elsewhere) and, with `--onnx`, with
-`--backend onnxruntime` on the graph `emotic export-onnx` writes (the export timed on its own). The breakdown times each stage on
-its own in this process (decode, detect, views, model at batch 32 in float32 and in the `auto` dtype), and the peak
-memory of each predict process is printed. The CPU's flags that matter are printed first: compare ratios within one
-run, never absolute numbers across machines.
+`--backend onnxruntime` on the graph `emotic export-onnx` writes (the export timed on its own). Each command also runs
+once on a folder holding only the first image: its time is the start-up (imports, model and detector loading), and
+`(time - start-up) / (images - 1)` the steady cost per image, whose ratio is what a long video sees. The breakdown
+times each stage on its own in this process (decode, detect, views, model at batch 32 in float32 and in the `auto`
+dtype), and the peak memory of each predict process is printed. The CPU's flags that matter are printed first:
+compare ratios within one run, never absolute numbers across machines.
 """
 
 import argparse
@@ -126,6 +128,7 @@ def breakdown(model_dir: Path, frames_dir: Path, geometry: str, batch: int = 32)
     times = {"decode": time.perf_counter() - start}
     landmarks = None
     if geometry == "detector" and detector_available():
+        FaceLandmarker.shared()  # loading the landmark model (about a second) is start-up, not per-image work
         start = time.perf_counter()
         landmarks = [FaceLandmarker.shared()(np.asarray(image)) for image in images]
         times["detect"] = time.perf_counter() - start
@@ -148,7 +151,7 @@ def breakdown(model_dir: Path, frames_dir: Path, geometry: str, batch: int = 32)
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=96, help="aligned 112-px frames")
-    parser.add_argument("--photos", type=int, default=24, help="512-px photos (the detector runs on each)")
+    parser.add_argument("--photos", type=int, default=96, help="512-px photos (the detector runs on each)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--onnx", action="store_true", help="also predict with --backend onnxruntime")
     parser.add_argument("--json", default=None)
@@ -171,16 +174,24 @@ def main(argv=None) -> int:
                    "512x512 photos, detector": (photos(work / "photos", args.photos), "detector")}
         for stream, (folder, geometry) in streams.items():
             count = len(list(folder.iterdir()))
-            predict = [sys.executable, "-m", "emotic.cli", "predict", str(work / "model"), str(folder), "--quiet",
-                       "--geometry", geometry, "--overwrite"]
-            runs = {"pipeline loop (float32)": [sys.executable, "-c", PIPELINE_LOOP, str(work / "model"), str(folder)],
-                    "emotic predict (float32)": [*predict, "--output_dir", str(work / "out32")],
-                    "emotic predict (--dtype auto)": [*predict, "--output_dir", str(work / "outauto"), "--dtype",
-                                                      "auto"]}
-            if args.onnx:
-                runs["emotic predict (--backend onnxruntime)"] = [
-                    sys.executable, "-m", "emotic.cli", "predict", str(work / "onnx"), *predict[5:], "--output_dir",
-                    str(work / "outonnx"), "--backend", "onnxruntime"]
+            first = folder.with_name(folder.name + "-first")  # the start-up: the same commands on one image
+            first.mkdir()
+            first_image = min(folder.iterdir())
+            os.link(first_image, first / first_image.name)
+            runs = {}
+            for source, label in ((folder, ""), (first, " start-up")):
+                out = f"out{label.strip()}"
+                predict = [sys.executable, "-m", "emotic.cli", "predict", str(work / "model"), str(source),
+                           "--quiet", "--geometry", geometry, "--overwrite"]
+                runs[f"pipeline loop (float32){label}"] = [sys.executable, "-c", PIPELINE_LOOP, str(work / "model"),
+                                                           str(source)]
+                runs[f"emotic predict (float32){label}"] = [*predict, "--output_dir", str(work / f"{out}32")]
+                runs[f"emotic predict (--dtype auto){label}"] = [*predict, "--output_dir", str(work / f"{out}auto"),
+                                                                 "--dtype", "auto"]
+                if args.onnx:
+                    runs[f"emotic predict (--backend onnxruntime){label}"] = [
+                        sys.executable, "-m", "emotic.cli", "predict", str(work / "onnx"), *predict[5:],
+                        "--output_dir", str(work / f"{out}onnx"), "--backend", "onnxruntime"]
             samples = {name: [] for name in runs}
             peaks = {name: 0.0 for name in runs}
             for _ in range(args.repeats):  # alternating: machine noise hits every candidate alike
@@ -189,14 +200,26 @@ def main(argv=None) -> int:
                     samples[name].append(seconds)
                     peaks[name] = max(peaks[name], peak)
             medians = {name: statistics.median(values) for name, values in samples.items()}
+            names = [name for name in runs if not name.endswith(" start-up")]
             loop = medians["pipeline loop (float32)"]
-            print(f"\n{stream}: {count} images, medians of {args.repeats} (start to finish, imports and load included)")
+            # None where the start-up swamps the images (a few frames of a tiny model): no steady cost to give
+            steady = {name: (medians[name] - medians[f"{name} start-up"]) / (count - 1)
+                      if count > 1 and medians[name] > medians[f"{name} start-up"] else None for name in names}
+            base = steady["pipeline loop (float32)"]
+            print(f"\n{stream}: {count} images, medians of {args.repeats} (start to finish, imports and load "
+                  f"included; steady: per image after start-up)")
             rows = {}
-            for name, seconds in medians.items():
+            for name in names:
+                seconds = medians[name]
+                ratio = round(base / steady[name], 2) if base and steady[name] else None
                 rows[name] = {"seconds": round(seconds, 2), "frames_per_s": round(count / seconds, 2),
-                              "vs_pipeline_loop": round(loop / seconds, 2), "peak_mib": round(peaks[name])}
+                              "vs_pipeline_loop": round(loop / seconds, 2), "peak_mib": round(peaks[name]),
+                              "start_up_seconds": round(medians[f"{name} start-up"], 2),
+                              "steady_ms_per_frame": None if steady[name] is None else round(steady[name] * 1000, 1),
+                              "steady_vs_pipeline_loop": ratio}
+                cost = "n/a" if steady[name] is None else f"{steady[name] * 1000:6.1f} ms/frame {ratio or 0:4.2f}x"
                 print(f"  {name:32s} {seconds:7.1f} s  {count / seconds:6.2f} frames/s  {loop / seconds:4.2f}x the loop"
-                      f"  peak {peaks[name]:.0f} MiB")
+                      f"  | start-up {medians[f'{name} start-up']:4.1f} s, steady {cost}  | peak {peaks[name]:.0f} MiB")
             stages = breakdown(work / "model", folder, geometry)
             print("  breakdown, ms per frame: " + ", ".join(f"{k} {v * 1000:.1f}" for k, v in stages.items()))
             results["streams"][stream] = {"images": count, "runs": rows,

@@ -34,8 +34,8 @@ from emotic.training.readers import (
 )
 from emotic.training.run_summary import training_hyperparameters, unreadable_summary, write_run_summary
 from emotic.training.synthetic import SYNTHETIC_DATASET_NAME, is_generated
-from emotic.training.trainer import EmoticTrainer, finish_distributed, last_complete_checkpoint
-from emotic.training.transforms import EpochCallback, ViewTransform
+from emotic.training.trainer import EmoticTrainer, EpochCallback, finish_distributed, last_complete_checkpoint
+from emotic.training.transforms import ViewTransform
 
 
 @dataclass

@@ -1,12 +1,34 @@
 """The Trainer of pre-training and fine-tuning: layer-wise LR decay, resuming from the last complete checkpoint,
-closing the process group at the end."""
+closing the process group at the end; and the callback that keeps the training transform on the Trainer's epoch."""
 
 import json
 import os
 import re
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
+from transformers.utils import logging
+
+from emotic.training.transforms import ViewTransform
+
+logger = logging.get_logger(__name__)
+
+
+class EpochCallback(TrainerCallback):
+    """Tells a `ViewTransform` which epoch the Trainer is in (also after resuming)."""
+
+    def __init__(self, transform: ViewTransform):
+        self.transform = transform
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.transform.epoch = int(state.epoch or 0)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.transform.unreadable:
+            names = sorted(self.transform.unreadable)
+            logger.warning(f"{len(names)} training images could not be decoded and were skipped so far: "
+                           f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}")
+
 
 def layer_decay_parameter_groups(model, weight_decay: float, learning_rate: float, layer_decay: float) -> list:
     """MAE's layer-wise LR decay over the model's own layer ids (`EmoticPreTrainedModel.layer_ids`, from its timm

@@ -1,11 +1,10 @@
-"""The training transform: image paths to both views through the image processor, with seeded augmentation, and
-the callback that keeps it on the Trainer's epoch."""
+"""The training transform: image paths to both views through the image processor, with seeded augmentation; and
+`open_image`, which inference shares (this module stays free of the Trainer, so `emotic predict` starts faster)."""
 
 import io
 import zlib
 
 import numpy as np
-from transformers import TrainerCallback
 from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
@@ -16,7 +15,7 @@ class ViewTransform:
 
     Training augmentation (`hflip`, `color_jitter`) draws from a generator seeded by (seed, epoch, path), not from
     a running random state, so a run resumed mid-epoch (whose skipped batches are never loaded) augments exactly
-    as an uninterrupted run does. `EpochCallback` keeps `epoch` current during training.
+    as an uninterrupted run does. `trainer.EpochCallback` keeps `epoch` current during training.
 
     An image that cannot be decoded does not stop a run: it is skipped and counted (`unreadable`: path -> reason,
     reported by `EpochCallback` and the run summary). Its slot in the batch holds a blank image whose label is -1,
@@ -92,19 +91,3 @@ def open_image(item):
             return Image.open(io.BytesIO(item["bytes"]))
         return item.get("path")
     return item
-
-
-class EpochCallback(TrainerCallback):
-    """Tells a `ViewTransform` which epoch the Trainer is in (also after resuming)."""
-
-    def __init__(self, transform: ViewTransform):
-        self.transform = transform
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        self.transform.epoch = int(state.epoch or 0)
-
-    def on_epoch_end(self, args, state, control, **kwargs):
-        if self.transform.unreadable:
-            names = sorted(self.transform.unreadable)
-            logger.warning(f"{len(names)} training images could not be decoded and were skipped so far: "
-                           f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}")
