@@ -108,7 +108,10 @@ def _similarity(source, target) -> tuple[float, float, float, float]:
     source, target = [complex(x, y) for x, y in source], [complex(x, y) for x, y in target]
     source_mean, target_mean = sum(source) / len(source), sum(target) / len(target)
     centred = [point - source_mean for point in source]
-    z = sum((t - target_mean) * c.conjugate() for t, c in zip(target, centred)) / sum(abs(c) ** 2 for c in centred)
+    spread = sum(abs(c) ** 2 for c in centred)
+    if spread == 0:
+        raise ValueError("similarity: the source points all lie at one place; expected points spread over a face")
+    z = sum((t - target_mean) * c.conjugate() for t, c in zip(target, centred)) / spread
     shift = target_mean - z * source_mean
     return z.real, z.imag, shift.real, shift.imag
 
@@ -117,7 +120,8 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> tuple[float,
     """Least-squares scale, rotation matrix and translation taking `source` points onto `target` (Umeyama)."""
     a, b, tx, ty = _similarity(np.asarray(source, dtype=float).tolist(), np.asarray(target, dtype=float).tolist())
     scale = float(np.hypot(a, b))
-    return scale, np.array([[a, -b], [b, a]]) / scale, np.array([tx, ty])
+    rotation = np.array([[a, -b], [b, a]]) / scale if scale > 0 else np.eye(2)  # all targets at one place: scale 0
+    return scale, rotation, np.array([tx, ty])
 
 
 def _map_box(box, transform, keep_size=False):

@@ -77,6 +77,26 @@ def aligned_astronaut(size=112):
 
 # --- geometry from the three sources ------------------------------------------------------------------------------
 
+def test_the_closed_form_similarity_is_umeyamas_least_squares_fit():
+    """The processor fits the template with a closed-form 2-D similarity; it must be Umeyama's SVD solution (proper
+    rotation, also where a reflection would fit better), with a clear error for points all at one place."""
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        source, target = rng.normal(0, 50, (5, 2)), rng.normal(0, 50, (5, 2))
+        source_centred, target_centred = source - source.mean(0), target - target.mean(0)
+        u, singular, vt = np.linalg.svd(target_centred.T @ source_centred / len(source))
+        sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
+        rotation = u @ sign @ vt
+        scale = (singular * np.diag(sign)).sum() / source_centred.var(0).sum()
+        translation = target.mean(0) - scale * rotation @ source.mean(0)
+        fitted = similarity_transform(source, target)
+        np.testing.assert_allclose(fitted[0], scale, rtol=1e-9)
+        np.testing.assert_allclose(fitted[1], rotation, atol=1e-9)
+        np.testing.assert_allclose(fitted[2], translation, atol=1e-7)
+    with pytest.raises(ValueError, match="all lie at one place"):
+        similarity_transform(np.zeros((5, 2)), target)
+
+
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("convention", [68, 5, 478])
 def test_landmarks_from_the_caller_give_regions_covering_the_true_eyes_mouth_nose(seed, convention):
