@@ -243,7 +243,7 @@ class EmoticImageProcessor(BaseImageProcessor):
                     raise ValueError(f"images: {len(decoded)} images with different channel counts "
                                      f"({out.shape[1]} and {view.shape[1]}) cannot form one batch; give images with "
                                      f"the same channels (or do_convert_rgb=True)")
-                if indices == list(range(indices[0], indices[-1] + 1)):
+                if indices == list(range(indices[0], indices[-1] + 1)):  # a slice copies faster than a list index
                     out[indices[0]:indices[-1] + 1] = view
                 else:
                     out[indices] = view
