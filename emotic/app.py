@@ -34,7 +34,7 @@ from emotic.inference.predict import (
 )
 from emotic.inference.report import denormalise, fusion_maps, pyplot
 from emotic.inference.smoothing import smooth_probabilities
-from emotic.inference.sources import Source, UnreadableInput, iter_frames
+from emotic.inference.sources import Source, UnreadableInput, VideoHeader, iter_frames
 from emotic.modeling.configuration_emotic import check_smoothing_window
 from emotic.processing.face_geometry import FaceLandmarker, detector_available
 
@@ -123,14 +123,11 @@ class Analyser:
             with av.open(str(path)) as container:
                 if not container.streams.video:
                     raise ValueError("this file holds no video stream")
-                stream = container.streams.video[0]
-                fps = float(stream.average_rate) if stream.average_rate else None
-                seconds = container.duration / 1e6 if container.duration else (
-                    float(stream.frames) / fps if stream.frames and fps else None)
-                declared = int(stream.frames or 0) or (int(seconds * fps) if seconds and fps else 0)
+                header = VideoHeader.read(container, container.streams.video[0])
         except av.FFmpegError:
             raise ValueError("this file cannot be read as a video; upload an MP4, WebM, AVI, MOV or MKV file") \
                 from None
+        fps, seconds, declared = header.fps, header.seconds, header.frames()
         if seconds is not None and seconds > self.max_video_seconds:
             raise ValueError(f"the video is {seconds:.1f} s long; this app takes videos up to "
                              f"{self.max_video_seconds:g} s (emotic app --max_video_seconds), or run "

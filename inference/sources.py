@@ -85,6 +85,29 @@ def frame_files(source: Source) -> list[Path] | None:
     return source.images if source.kind == "images" else _images_in(source.path)
 
 
+@dataclass(frozen=True)
+class VideoHeader:
+    """What a video's header says before a frame is decoded; None or 0 where it says nothing."""
+
+    fps: float | None
+    seconds: float | None  # the container's duration, else the declared frames at `fps`
+    declared_frames: int  # 0 when the header has no count (Matroska, WebM)
+
+    @classmethod
+    def read(cls, container, stream) -> "VideoHeader":
+        """From an open PyAV container and its video stream."""
+        fps = float(stream.average_rate) if stream.average_rate else None
+        frames = int(stream.frames or 0)
+        seconds = container.duration / 1e6 if container.duration else (frames / fps if frames and fps else None)
+        return cls(fps, seconds, frames)
+
+    def frames(self, share: float = 1.0) -> int:
+        """The declared frame count, else `share` of the duration's worth of frames; 0 when neither is known."""
+        if self.declared_frames:
+            return self.declared_frames
+        return int(self.seconds * self.fps * share) if self.seconds and self.fps else 0
+
+
 def iter_frames(source: Source, files: list[Path] | None = None, notes: dict | None = None):
     """(image_location, image or path) for each frame of a source, lazily (one decoded frame at a time). `files`:
     the source's `frame_files`, if already listed. For a video, `notes["declared_frames"]` receives the frame count
@@ -106,11 +129,8 @@ def iter_frames(source: Source, files: list[Path] | None = None, notes: dict | N
                 raise UnreadableInput(f"{source.path}: contains no video frames (no video stream)")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            if notes is not None:
-                notes["declared_frames"] = int(stream.frames or 0)
-                if not notes["declared_frames"] and container.duration and stream.average_rate:
-                    # no frame count in the header (Matroska): the duration's worth, less 5% for variable rates
-                    notes["declared_frames"] = int(container.duration / 1e6 * float(stream.average_rate) * 0.95)
+            if notes is not None:  # without a count in the header, the duration's worth less 5% (variable rates)
+                notes["declared_frames"] = VideoHeader.read(container, stream).frames(share=0.95)
             index = 0
             try:
                 for frame in container.decode(stream):

@@ -195,6 +195,24 @@ def test_int8_is_refused_on_a_gpu_device_naming_it(model_dir, tmp_path):
     assert result.returncode == 2 and "--quantize int8 runs on the CPU" in result.stderr
 
 
+def test_a_video_header_gives_its_declared_frames_or_its_durations_worth(tmp_path):
+    """What predict (a cut-off file) and the app (the length limit, the progress bar) read before decoding: MP4
+    declares its 50 frames; WebM declares none, so its 2 s at 25 frames/s stand in, scaled by `share`."""
+    import av
+
+    from emotic.inference.sources import VideoHeader
+
+    headers = {}
+    for suffix in ("mp4", "webm"):
+        assert write_video(tmp_path / f"clip.{suffix}", generated_frames(50, size=32)) == 50
+        with av.open(str(tmp_path / f"clip.{suffix}")) as container:
+            headers[suffix] = VideoHeader.read(container, container.streams.video[0])
+    assert headers["mp4"].declared_frames == 50 and headers["mp4"].frames(share=0.95) == 50
+    webm = headers["webm"]
+    assert webm.declared_frames == 0 and webm.fps == 25 and abs(webm.seconds - 2.0) < 0.1
+    assert abs(webm.frames() - 50) <= 2 and webm.frames(share=0.95) < webm.frames()
+
+
 def test_unreadable_and_zero_frame_videos_are_reported_and_counted_not_crashed(model_dir, tmp_path):
     import av
 
