@@ -70,7 +70,7 @@ ablation: $(STAMP)
 		--smoothing_windows 1,3,5,9
 
 # Real-size speed and memory against transformers and timm, and a video end to end against a pipeline loop, on this
-# machine (not part of the tests; ~25 min on 2 cores). The GPU script is benchmarks/bench_gpu.py (see README).
+# machine (not part of the tests; ~30 min on 2 cores). The GPU script is benchmarks/bench_gpu.py (see README).
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_models.py
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_processor.py

@@ -12,7 +12,9 @@ both views in a background thread while the model runs; it is timed in float32 a
 where the CPU computes it natively: AMX-BF16 or AVX512-BF16; float32 elsewhere) and, with `--onnx`, with
 `--backend onnxruntime` on the graph `emotic export-onnx` writes (the export timed on its own). Each command also runs
 once on a folder holding only the first image: its time is the start-up (imports, model and detector loading), and
-`(time - start-up) / (images - 1)` the steady cost per image, whose ratio is what a long video sees. The breakdown
+`(time - start-up) / (images - 1)` the steady cost per image, whose ratio is what a long video sees. The `emotic`
+command keeps freed memory for reuse (glibc's mallopt, see emotic/cli.py); the loop runs once more with the same
+setting through glibc's environment variables, to show how much of the gap that setting is. The breakdown
 times each stage on its own in this process (decode, detect, views, model at batch 32 in float32 and in the `auto`
 dtype), and the peak memory of each predict process is printed. The CPU's flags that matter are printed first:
 compare ratios within one run, never absolute numbers across machines.
@@ -99,11 +101,16 @@ PIPELINE_LOOP = textwrap.dedent("""
 """)
 
 
-def timed_process(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak memory (MiB) of one process."""
+# what `emotic.cli.keep_freed_memory` sets, as glibc's environment variables for a process that is not `emotic`
+KEPT_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+
+
+def timed_process(command: list[str], env: dict | None = None) -> tuple[float, float]:
+    """Wall seconds and peak memory (MiB) of one process (`env`: variables added to this one's)."""
     with tempfile.TemporaryFile("w+") as errors:
         start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, stdin=subprocess.DEVNULL,
+                                   env={**os.environ, **(env or {})})
         _, status, usage = os.wait4(process.pid, 0)  # this child's own resource usage
         seconds = time.perf_counter() - start
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -183,8 +190,9 @@ def main(argv=None) -> int:
                 out = f"out{label.strip()}"
                 predict = [sys.executable, "-m", "emotic.cli", "predict", str(work / "model"), str(source),
                            "--quiet", "--geometry", geometry, "--overwrite"]
-                runs[f"pipeline loop (float32){label}"] = [sys.executable, "-c", PIPELINE_LOOP, str(work / "model"),
-                                                           str(source)]
+                loop_command = [sys.executable, "-c", PIPELINE_LOOP, str(work / "model"), str(source)]
+                runs[f"pipeline loop (float32){label}"] = loop_command
+                runs[f"pipeline loop, memory kept{label}"] = (loop_command, KEPT_MEMORY)
                 runs[f"emotic predict (float32){label}"] = [*predict, "--output_dir", str(work / f"{out}32")]
                 runs[f"emotic predict (--dtype auto){label}"] = [*predict, "--output_dir", str(work / f"{out}auto"),
                                                                  "--dtype", "auto"]
@@ -196,7 +204,7 @@ def main(argv=None) -> int:
             peaks = {name: 0.0 for name in runs}
             for _ in range(args.repeats):  # alternating: machine noise hits every candidate alike
                 for name, command in runs.items():
-                    seconds, peak = timed_process(command)
+                    seconds, peak = timed_process(*command) if isinstance(command, tuple) else timed_process(command)
                     samples[name].append(seconds)
                     peaks[name] = max(peaks[name], peak)
             medians = {name: statistics.median(values) for name, values in samples.items()}
