@@ -42,7 +42,10 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError, TypeError):  # no mallopt (macOS), no dlopen(NULL) (Windows)
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+    # some glibc versions refuse a threshold above 32 MiB (the adaptive ceiling): take the largest one accepted
+    if not any(mallopt(_M_MMAP_THRESHOLD, size) for size in (1 << 30, 32 << 20)):
+        return False
+    return bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
 
 
 def main(argv=None) -> int:
