@@ -241,7 +241,8 @@ def test_fsdp_on_cpu_processes_is_said_to_run_unsharded(synthetic, tmp_path):
          "-m", "emotic.training.finetune", "--affwild2_root", str(synthetic), "--output_dir", str(tmp_path / "run"),
          "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no", *FAST],
         capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
-        env={**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"},
+        # TMPDIR: torch elastic's per-launch log folder lands in this test's folder, not left in /tmp
+        env={**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "FSDP was asked for (--use_fsdp) but Accelerate runs MULTI_CPU here" in result.stderr
@@ -261,7 +262,8 @@ def test_two_processes_evaluate_gathered_predictions_like_one_process(synthetic,
          "-m", "emotic.training.finetune", "--affwild2_root", str(synthetic), "--output_dir", str(output),
          "--max_steps", "4", "--eval_strategy", "no", "--save_strategy", "no", *FAST],
         capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
-        env={**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"},
+        # TMPDIR: torch elastic's per-launch log folder lands in this test's folder, not left in /tmp
+        env={**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr[-4000:]
     distributed = json.loads((output / "emotic_run.json").read_text())
