@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emotic.cli import KEPT_MEMORY_BYTES
+
 
 def cpu_summary() -> dict:
     flags = set()
@@ -102,7 +104,7 @@ PIPELINE_LOOP = textwrap.dedent("""
 
 
 # what `emotic.cli.keep_freed_memory` sets, as glibc's environment variables for a process that is not `emotic`
-KEPT_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+KEPT_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(KEPT_MEMORY_BYTES), "MALLOC_TRIM_THRESHOLD_": str(KEPT_MEMORY_BYTES)}
 
 
 def timed_process(command: list[str], env: dict | None = None) -> tuple[float, float]:

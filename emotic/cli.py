@@ -22,6 +22,8 @@ COMMANDS = {
 
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+# blocks up to this size come from the heap, and the heap is trimmed only beyond this much free memory
+KEPT_MEMORY_BYTES = 1 << 30
 
 
 def keep_freed_memory() -> bool:
@@ -43,9 +45,9 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     # some glibc versions refuse a threshold above 32 MiB (the adaptive ceiling): take the largest one accepted
-    if not any(mallopt(_M_MMAP_THRESHOLD, size) for size in (1 << 30, 32 << 20)):
+    if not any(mallopt(_M_MMAP_THRESHOLD, size) for size in (KEPT_MEMORY_BYTES, 32 << 20)):
         return False
-    return bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+    return bool(mallopt(_M_TRIM_THRESHOLD, KEPT_MEMORY_BYTES))
 
 
 def main(argv=None) -> int:
