@@ -187,14 +187,15 @@ def main(argv=None) -> int:
             first.mkdir()
             first_image = min(folder.iterdir())
             os.link(first_image, first / first_image.name)
-            runs = {}
+            runs, envs = {}, {}  # envs: variables added for a run, by its name
             for source, label in ((folder, ""), (first, " start-up")):
                 out = f"out{label.strip()}"
                 predict = [sys.executable, "-m", "emotic.cli", "predict", str(work / "model"), str(source),
                            "--quiet", "--geometry", geometry, "--overwrite"]
                 loop_command = [sys.executable, "-c", PIPELINE_LOOP, str(work / "model"), str(source)]
                 runs[f"pipeline loop (float32){label}"] = loop_command
-                runs[f"pipeline loop, memory kept{label}"] = (loop_command, KEPT_MEMORY)
+                runs[f"pipeline loop, memory kept{label}"] = loop_command
+                envs[f"pipeline loop, memory kept{label}"] = KEPT_MEMORY
                 runs[f"emotic predict (float32){label}"] = [*predict, "--output_dir", str(work / f"{out}32")]
                 runs[f"emotic predict (--dtype auto){label}"] = [*predict, "--output_dir", str(work / f"{out}auto"),
                                                                  "--dtype", "auto"]
@@ -206,7 +207,7 @@ def main(argv=None) -> int:
             peaks = {name: 0.0 for name in runs}
             for _ in range(args.repeats):  # alternating: machine noise hits every candidate alike
                 for name, command in runs.items():
-                    seconds, peak = timed_process(*command) if isinstance(command, tuple) else timed_process(command)
+                    seconds, peak = timed_process(command, envs.get(name))
                     samples[name].append(seconds)
                     peaks[name] = max(peaks[name], peak)
             medians = {name: statistics.median(values) for name, values in samples.items()}
