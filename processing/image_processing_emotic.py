@@ -210,7 +210,7 @@ class EmoticImageProcessor(BaseImageProcessor):
                 raise ValueError(f"landmarks: got {len(landmarks)} entries for {len(images)} images; "
                                  f"expected one (num_points, 2) array per image")
 
-        decoded, regions = [], []
+        decoded = []
         for index, image in enumerate(images):
             name = self._image_name(image, index)
             pixels = self._decode(image, name, options["do_convert_rgb"], input_data_format)  # [1, C, H, W] uint8
@@ -218,37 +218,36 @@ class EmoticImageProcessor(BaseImageProcessor):
                 pixels, None if landmarks is None else landmarks[index], options["geometry"], options["on_no_face"],
                 name,
             )
-            decoded.append((pixels, boxes))
-            regions.append({**{key: tuple(round(v, 2) for v in box) for key, box in boxes.items()},
-                            "geometry": geometry})
+            decoded.append((pixels, boxes, geometry))
         # Small images of one size with the same boxes (aligned crops, the template) are cropped and resized together:
         # one `interpolate` per view and region for the group instead of one per image. Larger images go one by one:
         # stacking them would copy more than the per-image calls cost.
         groups = {}
-        for index, (pixels, boxes) in enumerate(decoded):
+        for index, (pixels, boxes, _) in enumerate(decoded):
             key = (tuple(pixels.shape), tuple((region, tuple(box)) for region, box in sorted(boxes.items())))
             groups.setdefault(key if pixels[0, 0].numel() <= _GROUPED_PIXELS else index, []).append(index)
+        # Each group's views are written into its rows of one uint8 batch per view; each batch is then converted to
+        # float in one copy and scaled in place.
+        height, width = options["size"]["height"], options["size"]["width"]
         views = {}
         for indices in groups.values():
             batch = decoded[indices[0]][0] if len(indices) == 1 else torch.cat([decoded[i][0] for i in indices])
-            for name, view in zip(("pixel_values", "pixel_values_aux"),
-                                  self._build_views(batch, decoded[indices[0]][1], options)):
-                if len(groups) == 1:
-                    views[name] = view
-                    continue
-                out = views.get(name)
-                if out is None:  # the uint8 batch, in the usual contiguous layout
-                    out = views[name] = torch.empty((len(decoded), *view.shape[1:]), dtype=torch.uint8)
-                if out.shape[1:] != view.shape[1:]:
-                    raise ValueError(f"images: {len(decoded)} images with different channel counts "
-                                     f"({out.shape[1]} and {view.shape[1]}) cannot form one batch; give images with "
-                                     f"the same channels (or do_convert_rgb=True)")
-                if indices == list(range(indices[0], indices[-1] + 1)):  # a slice copies faster than a list index
-                    out[indices[0]:indices[-1] + 1] = view
-                else:
-                    out[indices] = view
-        # each float view is written once from its uint8 batch, then scaled in place
-        views = {name: self._normalise(torch.empty(view.shape, dtype=torch.float32).copy_(view), options)
+            if not views:
+                views = {name: _batch((len(decoded), batch.shape[1], height, width), np.uint8)
+                         for name in ("pixel_values", "pixel_values_aux")}
+            channels = views["pixel_values"].shape[1]
+            if batch.shape[1] != channels:
+                raise ValueError(f"images: {len(decoded)} images with different channel counts ({channels} and "
+                                 f"{batch.shape[1]}) cannot form one batch; give images with the same channels (or "
+                                 f"do_convert_rgb=True)")
+            if indices == list(range(indices[0], indices[-1] + 1)):  # a run of images: their rows of the batch
+                rows = slice(indices[0], indices[-1] + 1)
+                self._build_views(batch, decoded[indices[0]][1], options, *(view[rows] for view in views.values()))
+            else:
+                main, aux = (torch.empty((len(indices), channels, height, width), dtype=torch.uint8) for _ in "ma")
+                self._build_views(batch, decoded[indices[0]][1], options, main, aux)
+                views["pixel_values"][indices], views["pixel_values_aux"][indices] = main, aux
+        views = {name: self._normalise(_batch(view.shape, np.float32).copy_(view), options)
                  for name, view in views.items()}
         if data_format is not None and not _channels_first(data_format, "data_format"):  # (B, H, W, C) asked for
             views = {key: value.permute(0, 2, 3, 1).contiguous() for key, value in views.items()}
@@ -258,7 +257,8 @@ class EmoticImageProcessor(BaseImageProcessor):
             views = {key: value.to(device) for key, value in views.items()}
         features = BatchFeature(data=views, tensor_type=return_tensors)
         if return_regions:
-            features["regions"] = regions
+            features["regions"] = [{**{key: tuple(round(v, 2) for v in box) for key, box in boxes.items()},
+                                    "geometry": geometry} for _, boxes, geometry in decoded]
         return features
 
     def _options(self, given: dict) -> dict:
@@ -444,28 +444,30 @@ class EmoticImageProcessor(BaseImageProcessor):
     # -- the two views ---------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _fill(options: dict, channels: int) -> torch.Tensor:
-        """`(C, 1, 1)` uint8: the mean colour, which normalises to 0 (blank areas of the views)."""
+    def _fill(options: dict, channels: int) -> list[int]:
+        """The mean colour, one uint8 value per channel, which normalises to 0 (blank areas of the views)."""
         mean = list(options["image_mean"]) * (channels if len(options["image_mean"]) == 1 else 1)
         if len(mean) != channels:
             raise ValueError(f"image_mean has {len(mean)} values for images with {channels} channels; give one per "
                              f"channel")
-        return torch.tensor([min(255, max(0, int(round(255 * m)))) for m in mean], dtype=torch.uint8).view(-1, 1, 1)
+        return [min(255, max(0, int(round(255 * m)))) for m in mean]
 
     @staticmethod
-    def _crop_resize(pixels: torch.Tensor, box, out_width: int, out_height: int, resample: str, fill):
-        """Crop `box` of `(B, C, H, W)` pixels and resize it: `(B, C, out_height, out_width)` uint8. Inside the
-        image, one antialiased uint8 `interpolate` on the crop (a view, no copy); where the box reaches outside,
-        `fill`."""
+    def _crop_resize(pixels: torch.Tensor, box, out: torch.Tensor, resample: str, fill: list[int]) -> torch.Tensor:
+        """Crop `box` of `(B, C, H, W)` uint8 pixels, resize it to the size of `out` (uint8) and write it there.
+        Inside the image, one antialiased uint8 `interpolate` on the crop (a view, no copy); where the box reaches
+        outside, `fill`."""
         height, width = pixels.shape[-2:]
+        out_height, out_width = out.shape[-2:]
         x0, y0, x1, y1 = box
         left, top = int(math.floor(x0)), int(math.floor(y0))
         right, bottom = max(int(math.ceil(x1)), left + 1), max(int(math.ceil(y1)), top + 1)
         if left >= 0 and top >= 0 and right <= width and bottom <= height:
-            return _resize(pixels[:, :, top:bottom, left:right], out_width, out_height, resample)
+            return out.copy_(_resize(pixels[:, :, top:bottom, left:right], out_width, out_height, resample))
         # A box reaching outside the image: the part inside is resized to its share of the output, the rest is the
         # mean colour (no canvas of the box's size: a box much larger than the image costs nothing extra).
-        out = fill.expand(pixels.shape[0], -1, out_height, out_width).clone()
+        for channel, value in enumerate(fill):
+            out[:, channel].fill_(value)
         x_scale, y_scale = out_width / (right - left), out_height / (bottom - top)
         ix0, iy0, ix1, iy1 = max(left, 0), max(top, 0), min(right, width), min(bottom, height)
         ox0, oy0 = round((ix0 - left) * x_scale), round((iy0 - top) * y_scale)
@@ -495,32 +497,28 @@ class EmoticImageProcessor(BaseImageProcessor):
                 torch.add(offset[channel], plane, alpha=factor, out=plane)
         return pixels
 
-    def _build_views(self, pixels: torch.Tensor, boxes: dict, options: dict):
-        """Both views of images of one size sharing `boxes`, from their `(B, C, H, W)` pixels, as
-        `(B, C, height, width)` uint8 tensors."""
-        height, width = options["size"]["height"], options["size"]["width"]
+    def _build_views(self, pixels: torch.Tensor, boxes: dict, options: dict, main: torch.Tensor, aux: torch.Tensor):
+        """Both views of images of one size sharing `boxes`, from their `(B, C, H, W)` uint8 pixels, written into
+        `main` and `aux` (`(B, C, height, width)` uint8: rows of the call's batch)."""
+        height, width = main.shape[-2:]
         fills = options.setdefault("fills", {})  # one per channel count, for the whole call
         fill = fills.get(pixels.shape[1])
         if fill is None:
             fill = fills[pixels.shape[1]] = self._fill(options, pixels.shape[1])
-        main = self._crop_resize(pixels, boxes["face"], width, height, options["resample"], fill)
+        resample = options["resample"]
+        self._crop_resize(pixels, boxes["face"], main, resample, fill)
         ordered = [region for region in REGIONS if region in options["aux_regions"]]
         count, layout = len(ordered), options["aux_layout"]
-        if layout in ("concat", "updown"):
-            aux = torch.empty_like(main)
+        if layout in ("concat", "updown"):  # side by side, or stacked top to bottom
             side = width if layout == "concat" else height
             edges = [round(side * i / count) for i in range(count + 1)]
             for i, region in enumerate(ordered):
-                if layout == "concat":  # side by side
-                    aux[..., edges[i]:edges[i + 1]] = self._crop_resize(
-                        pixels, boxes[region], edges[i + 1] - edges[i], height, options["resample"], fill)
-                else:  # stacked, top to bottom
-                    aux[..., edges[i]:edges[i + 1], :] = self._crop_resize(
-                        pixels, boxes[region], width, edges[i + 1] - edges[i], options["resample"], fill)
+                part = aux[..., edges[i]:edges[i + 1]] if layout == "concat" else aux[..., edges[i]:edges[i + 1], :]
+                self._crop_resize(pixels, boxes[region], part, resample, fill)
         elif layout == "mean":
-            crops = [self._crop_resize(pixels, boxes[r], width, height, options["resample"], fill).float()
-                     for r in ordered]
-            aux = torch.stack(crops).mean(0).round().to(torch.uint8)
+            crops = [self._crop_resize(pixels, boxes[region], torch.empty(main.shape, dtype=torch.uint8), resample,
+                                       fill).float() for region in ordered]
+            aux.copy_(torch.stack(crops).mean(0).round())
         else:  # mask: the face with everything but the regions set to the mean colour
             fx0, fy0, fx1, fy1 = boxes["face"]
             keep = torch.zeros(height, width, dtype=torch.bool)
@@ -531,8 +529,17 @@ class EmoticImageProcessor(BaseImageProcessor):
                 top = max(0, int(round((y0 - fy0) / (fy1 - fy0) * height)))
                 bottom = min(height, int(round((y1 - fy0) / (fy1 - fy0) * height)))
                 keep[top:bottom, left:right] = True
-            aux = torch.where(keep, main, fill)
-        return main, aux
+            torch.where(keep, main, torch.tensor(fill, dtype=main.dtype).view(-1, 1, 1), out=aux)
+
+
+def _batch(shape, dtype) -> torch.Tensor:
+    """An uninitialised tensor in memory numpy allocates. A batch's views are the largest buffers the processor writes
+    (38 MB a float view at 64 images), fresh on each call; numpy asks the kernel to back arrays from 4 MB with huge
+    pages (`madvise(MADV_HUGEPAGE)`, numpy's default on Linux; `NUMPY_MADVISE_HUGEPAGE=0` turns it off), so they fill
+    with one page fault per 2 MB instead of one per 4 KB: writing a fresh float view takes about a third of the time
+    where the kernel gives huge pages on request. torch's own allocator asks only when `THP_MEM_ALLOC_ENABLE=1` was set
+    before torch started."""
+    return torch.from_numpy(np.empty(tuple(shape), dtype=dtype))
 
 
 def _resize(crop: torch.Tensor, out_width: int, out_height: int, resample: str) -> torch.Tensor:

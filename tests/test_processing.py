@@ -353,6 +353,34 @@ def test_a_batch_gives_each_image_the_views_it_gets_alone(layout):
         torch.testing.assert_close(batch["pixel_values_aux"][index], alone["pixel_values_aux"][0], rtol=0, atol=0)
 
 
+class _BatchesOfFaces(torch.utils.data.Dataset):
+    """Each item is a whole processed batch (the processor batching inside the dataset, `batch_size=None`)."""
+
+    def __init__(self, processor, images):
+        self.processor, self.images = processor, images
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        return dict(self.processor(self.images[index::2], return_tensors="pt"))
+
+
+def test_a_batch_of_views_crosses_a_dataloader_worker_and_is_the_same_at_home():
+    """The views of a batch live in memory numpy allocated (huge pages for large batches): a DataLoader worker moves
+    them into shared memory to hand them over, and they must arrive intact."""
+    images = [synthetic_face(seed, size=64)[0] for seed in range(32)]
+    processor = EmoticImageProcessor(geometry="template")  # 16 images: 9.6 MB a view, above numpy's 4 MB
+    dataset = _BatchesOfFaces(processor, images)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=1,
+                                         multiprocessing_context="fork")
+    for index, batch in enumerate(loader):
+        at_home = dataset[index]
+        for name in ("pixel_values", "pixel_values_aux"):
+            assert batch[name].shape == (16, 3, 224, 224)
+            torch.testing.assert_close(batch[name], at_home[name], rtol=0, atol=0)
+
+
 # --- bad input ----------------------------------------------------------------------------------------------------
 
 def test_bad_files_get_clear_errors_naming_them(tmp_path):
