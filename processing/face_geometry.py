@@ -13,7 +13,6 @@ image processor, so it imports only numpy at the top level; the detector is impo
 
 import functools
 import importlib.util
-import math
 import os
 import threading
 from typing import Literal, get_args
@@ -59,16 +58,27 @@ _DENSE_REGIONS = {
     468: {"eyes": _FACE_MESH_EYES, "nose": _FACE_MESH_NOSE, "mouth": _FACE_MESH_MOUTH},
 }
 _DENSE_REGIONS[478] = _DENSE_REGIONS[468]
-_DENSE_REGIONS = {count: {region: np.array(indices) for region, indices in regions.items()}
-                  for count, regions in _DENSE_REGIONS.items()}  # index arrays: indexing with lists converts each time
-# Five points from a dense convention: (eye indices, other eye indices, nose tip, mouth corner, mouth corner).
+# Per convention, which points belong to each region, as a `(regions, points)` mask in `CANONICAL_REGION_BOXES`'s order
+_DENSE_MASKS = {count: np.array([np.isin(np.arange(count), regions[region]) for region in CANONICAL_REGION_BOXES])
+                for count, regions in _DENSE_REGIONS.items()}
+# Five points from a dense convention: (eye indices, other eye indices, nose tip, mouth corner, mouth corner), and as
+# a `(points, 5)` matrix of weights (each eye the mean of its points): `landmarks @ weights` gives the five.
 _FIVE_FROM_DENSE = {
-    68: (np.arange(36, 42), np.arange(42, 48), 30, 48, 54),
-    468: (np.array([33, 133, 159, 145]), np.array([263, 362, 386, 374]), 4, 61, 291),
+    68: (range(36, 42), range(42, 48), 30, 48, 54),
+    468: ([33, 133, 159, 145], [263, 362, 386, 374], 4, 61, 291),
 }
 _FIVE_FROM_DENSE[478] = _FIVE_FROM_DENSE[468]
+_FIVE_WEIGHTS = {count: np.stack([np.isin(np.arange(count), part) / np.size(part) for part in parts], axis=1)
+                 for count, parts in _FIVE_FROM_DENSE.items()}
 # Margins around a dense region's points, as fractions of its box (left, top, right, bottom).
 _DENSE_MARGINS = {"eyes": (0.05, 0.10, 0.05, 0.25), "nose": (0.20, 0.0, 0.20, 0.10), "mouth": (0.10, 0.20, 0.10, 0.20)}
+_DENSE_MARGIN_ARRAY = np.array([_DENSE_MARGINS[region] for region in CANONICAL_REGION_BOXES])  # (regions, 4)
+# The template's regions as complex centres (x + iy) and half sizes
+_TEMPLATE_BOXES = np.array(list(CANONICAL_REGION_BOXES.values()))
+_TEMPLATE_CENTRES = ((_TEMPLATE_BOXES[:, 0] + _TEMPLATE_BOXES[:, 2])
+                     + 1j * (_TEMPLATE_BOXES[:, 1] + _TEMPLATE_BOXES[:, 3])) / 2
+_TEMPLATE_HALF_SIZES = ((_TEMPLATE_BOXES[:, 2] - _TEMPLATE_BOXES[:, 0])
+                        + 1j * (_TEMPLATE_BOXES[:, 3] - _TEMPLATE_BOXES[:, 1])) / 2  # half width + i half height
 
 
 def validate_landmarks(landmarks, name: str = "landmarks") -> np.ndarray:
@@ -87,100 +97,119 @@ def validate_landmarks(landmarks, name: str = "landmarks") -> np.ndarray:
 
 def five_points(landmarks: np.ndarray) -> np.ndarray:
     """Eye centres (image left first), nose tip, mouth corners (image left first) from any known convention."""
-    if len(landmarks) == 5:
-        points = landmarks.copy()
-    else:
-        eye_a, eye_b, nose, mouth_a, mouth_b = _FIVE_FROM_DENSE[len(landmarks)]
-        points = np.stack([landmarks[eye_a].mean(0), landmarks[eye_b].mean(0), landmarks[nose],
-                           landmarks[mouth_a], landmarks[mouth_b]])
-    if points[0, 0] > points[1, 0]:  # order left/right as they appear in the image
-        points[[0, 1]] = points[[1, 0]]
-    if points[3, 0] > points[4, 0]:
-        points[[3, 4]] = points[[4, 3]]
+    points = _five_points(_complex(np.asarray(landmarks, dtype=float)[None]))[0]
+    return np.stack([points.real, points.imag], axis=1)
+
+
+def _complex(points: np.ndarray) -> np.ndarray:
+    """`(..., 2)` points → `(...)` complex numbers `x + iy`: a similarity is then `z * point + shift`."""
+    return points[..., 0] + 1j * points[..., 1]
+
+
+def _five_points(landmarks: np.ndarray) -> np.ndarray:
+    """`five_points` of `(N, K)` complex landmarks of one convention: `(N, 5)` complex."""
+    points = landmarks.copy() if landmarks.shape[1] == 5 else landmarks @ _FIVE_WEIGHTS[landmarks.shape[1]]
+    # order the eyes and the mouth corners left/right as they appear in the image (numpy orders complex numbers by
+    # their real part, x, first)
+    points[:, 0:2], points[:, 3:5] = np.sort(points[:, 0:2], axis=1), np.sort(points[:, 3:5], axis=1)
     return points
 
 
-def _similarity(source, target) -> tuple[float, float, float, float]:
-    """`(a, b, tx, ty)` of the least-squares similarity taking `source` points onto `target`: a point `(x, y)` maps
-    to `(a x - b y + tx, b x + a y + ty)` (scale `hypot(a, b)`, angle `atan2(b, a)`). For 2-D points Umeyama's
-    solution without reflection is complex least squares, `z = sum(t conj(s)) / sum(|s|^2)` on centred points,
-    computed here on plain floats (the processor asks for every image)."""
-    source, target = [complex(x, y) for x, y in source], [complex(x, y) for x, y in target]
-    source_mean, target_mean = sum(source) / len(source), sum(target) / len(target)
-    centred = [point - source_mean for point in source]
-    spread = sum(abs(c) ** 2 for c in centred)
+def _similarity_fit(source: np.ndarray) -> tuple[np.ndarray, complex]:
+    """What fitting similarities from the `(M,)` complex `source` points needs: `(M, 2)` weights, such that
+    `targets @ weights` gives each target row's `z` and mean, and the source's mean. For 2-D points Umeyama's least
+    squares without reflection is complex least squares, `z = sum(t conj(s)) / sum(|s|^2)` on the centred source (the
+    centred source sums to 0, so the targets need no centring)."""
+    source_mean = source.mean()
+    centred = source - source_mean
+    spread = float((centred * centred.conj()).real.sum())
     if spread == 0:
         raise ValueError("similarity: the source points all lie at one place; expected points spread over a face")
-    z = sum((t - target_mean) * c.conjugate() for t, c in zip(target, centred)) / spread
-    shift = target_mean - z * source_mean
-    return z.real, z.imag, shift.real, shift.imag
+    return np.stack([centred.conj() / spread, np.full(len(source), 1 / len(source))], axis=1), source_mean
+
+
+def _similarities(targets: np.ndarray, fit: tuple[np.ndarray, complex]) -> tuple[np.ndarray, np.ndarray]:
+    """`(z, shift)`, each `(N,)` complex, of the least-squares similarities taking the source points of `fit`
+    (`_similarity_fit`) onto each row of `(N, M)` complex `targets`: a point `p` maps to `z p + shift` (scale `|z|`,
+    angle `arg z`), for all N at once (the processor asks for every image)."""
+    weights, source_mean = fit
+    z, target_mean = (targets @ weights).T
+    return z, target_mean - z * source_mean
 
 
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """Least-squares scale, rotation matrix and translation taking `source` points onto `target` (Umeyama)."""
-    a, b, tx, ty = _similarity(np.asarray(source, dtype=float).tolist(), np.asarray(target, dtype=float).tolist())
-    scale = float(np.hypot(a, b))
+    z, shift = _similarities(_complex(np.asarray(target, dtype=float))[None],
+                             _similarity_fit(_complex(np.asarray(source, dtype=float))))
+    a, b, scale = float(z[0].real), float(z[0].imag), float(abs(z[0]))
     rotation = np.array([[a, -b], [b, a]]) / scale if scale > 0 else np.eye(2)  # all targets at one place: scale 0
-    return scale, rotation, np.array([tx, ty])
+    return scale, rotation, np.array([shift[0].real, shift[0].imag])
 
 
-def _map_box(box, transform, keep_size=False):
-    """Carry a box through the transform: the bounding box of its mapped corners, or (`keep_size`) a box of the
-    scaled size around its mapped centre, which a tilted head does not inflate."""
-    a, b, tx, ty = transform
-    x0, y0, x1, y1 = box
-    if keep_size:
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        centre_x, centre_y = a * cx - b * cy + tx, b * cx + a * cy + ty
-        scale = (a * a + b * b) ** 0.5
-        half_x, half_y = scale * (x1 - x0) / 2, scale * (y1 - y0) / 2
-        return centre_x - half_x, centre_y - half_y, centre_x + half_x, centre_y + half_y
-    xs = [a * x - b * y + tx for x, y in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))]
-    ys = [b * x + a * y + ty for x, y in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))]
-    return min(xs), min(ys), max(xs), max(ys)
+# The points a face is fitted on, from its five: eyes, nose tip and the mouth's centre (`five @ _STABLE_FROM_FIVE`).
+# Mouth corners move with the expression (a smile widens the mouth), which would stretch the fitted face; their
+# midpoint moves much less.
+_STABLE_FROM_FIVE = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0.5], [0, 0, 0, 0.5]])
+_TEMPLATE_WEIGHTS, _TEMPLATE_MEAN = _similarity_fit(_complex(CANONICAL_FIVE_POINTS) @ _STABLE_FROM_FIVE)
+_TEMPLATE_FIT = _STABLE_FROM_FIVE @ _TEMPLATE_WEIGHTS, _TEMPLATE_MEAN  # applied to the five points directly
 
 
-def _stable_points(points) -> list:
-    # eyes, nose tip and the mouth's centre: mouth corners move with the expression (a smile widens the mouth),
-    # which would stretch the fitted face; their midpoint moves much less
-    (x0, y0), (x1, y1), nose, (x3, y3), (x4, y4) = np.asarray(points, dtype=float).tolist()
-    return [(x0, y0), (x1, y1), tuple(nose), ((x3 + x4) / 2, (y3 + y4) / 2)]
-
-
-_TEMPLATE_STABLE_POINTS = _stable_points(CANONICAL_FIVE_POINTS)
+def _boxes(points: np.ndarray, landmarks: np.ndarray | None = None) -> list[dict]:
+    """Face and region boxes of `(N, 5)` complex points: the aligned-crop frame and the template's regions, carried by
+    the similarity transform that takes the template's eyes, nose and mouth centre onto them. With dense `(N, K, 2)`
+    landmarks, each region's box comes from its own points instead (an open mouth gets a taller box), with margins."""
+    z, shift = (value[:, None] for value in _similarities(points, _TEMPLATE_FIT))
+    # the whole face, even when tilted: the box around the crop's mapped corners (x, y in {0, 1}, mapped to
+    # shift + a x - b y and shift + b x + a y), each side the shift plus the negative (or positive) parts
+    a, b = z.real, z.imag
+    parts = np.concatenate([a, -b, b, a], axis=1)  # (N, 4): x from x, x from y, y from x, y from y
+    negative, positive = np.minimum(parts, 0), np.maximum(parts, 0)
+    origin = np.concatenate([shift.real, shift.imag], axis=1)
+    face = np.concatenate([origin + negative[:, 0::2] + negative[:, 1::2],
+                           origin + positive[:, 0::2] + positive[:, 1::2]], axis=1)
+    # regions: a box of the scaled size around the mapped centre, which a tilted head does not inflate
+    centres, half = z * _TEMPLATE_CENTRES + shift, abs(z) * _TEMPLATE_HALF_SIZES  # (N, R): x + iy, width + i height
+    regions = np.stack([centres - half, centres + half], axis=2).view(float)  # (N, R, 4): x0, y0, x1, y1
+    masks = None if landmarks is None else _DENSE_MASKS.get(landmarks.shape[1])
+    if masks is not None:
+        xy = np.ascontiguousarray(landmarks.transpose(0, 2, 1))[:, None]  # (N, 1, 2, K) against (R, 1, K) masks
+        low = np.where(masks[:, None], xy, np.inf).min(3)  # (N, R, 2)
+        high = np.where(masks[:, None], xy, -np.inf).max(3)
+        size = np.maximum(high - low, 1.0)
+        regions = np.concatenate([low - _DENSE_MARGIN_ARRAY[:, :2] * size, high + _DENSE_MARGIN_ARRAY[:, 2:] * size],
+                                 axis=2)
+    names = ("face", *CANONICAL_REGION_BOXES)
+    return [dict(zip(names, map(tuple, rows))) for rows in np.concatenate([face[:, None], regions], axis=1).tolist()]
 
 
 def boxes_from_five_points(points: np.ndarray) -> dict:
     """Face and region boxes from 5 points: the aligned-crop frame and the template's regions, carried by the
     similarity transform that takes the template's eyes, nose and mouth centre onto these."""
-    transform = _similarity(_TEMPLATE_STABLE_POINTS, _stable_points(points))
-    boxes = {"face": _map_box((0.0, 0.0, 1.0, 1.0), transform)}  # the whole face, even when tilted
-    for region, box in CANONICAL_REGION_BOXES.items():
-        boxes[region] = _map_box(box, transform, keep_size=True)
-    return boxes
+    return _boxes(_complex(np.asarray(points, dtype=float))[None])[0]
 
 
 def boxes_from_landmarks(landmarks: np.ndarray, name: str = "landmarks") -> dict:
     """Face box from the 5 points of any convention; with dense landmarks, region boxes from the region's own
     points (an open mouth gets a taller box), with margins. Degenerate points (eyes less than a pixel apart, as
     when every point sits at one spot) are a `ValueError`."""
-    points = five_points(landmarks)
-    ys = points[:, 1].tolist()
-    if math.dist(points[0].tolist(), points[1].tolist()) < 1.0 or max(ys) - min(ys) < 1.0:
-        raise ValueError(f"{name} are degenerate: eye centres {points[0].round(1).tolist()} and "
-                         f"{points[1].round(1).tolist()}, points spanning {np.ptp(points, 0).round(2).tolist()} "
-                         f"pixels; expected distinct eye, nose and mouth points in pixels of the image (not "
-                         f"fractions of it)")
-    boxes = boxes_from_five_points(points)
-    regions = _DENSE_REGIONS.get(len(landmarks))
-    if regions:
-        for region, indices in regions.items():
-            region_points = landmarks[indices]
-            (x0, y0), (x1, y1) = region_points.min(0).tolist(), region_points.max(0).tolist()
-            left, top, right, bottom = _DENSE_MARGINS[region]
-            width, height = max(x1 - x0, 1.0), max(y1 - y0, 1.0)
-            boxes[region] = (x0 - left * width, y0 - top * height, x1 + right * width, y1 + bottom * height)
-    return boxes
+    return boxes_from_landmark_batch(np.asarray(landmarks, dtype=float)[None], [name])[0]
+
+
+def boxes_from_landmark_batch(landmarks: np.ndarray, names: list[str]) -> list[dict]:
+    """`boxes_from_landmarks` of `(N, K, 2)` landmarks of one convention, named by `names`, computed together."""
+    points = _five_points(_complex(landmarks))
+    degenerate = (abs(points[:, 0] - points[:, 1]) < 1.0) | (points.imag.max(1) - points.imag.min(1) < 1.0)
+    if degenerate.any():
+        index = int(degenerate.argmax())
+        spans = [round(float(np.ptp(part)), 2) for part in (points[index].real, points[index].imag)]
+        raise ValueError(f"{names[index]} are degenerate: eye centres {_rounded(points[index, 0])} and "
+                         f"{_rounded(points[index, 1])}, points spanning {spans} pixels; expected distinct eye, nose "
+                         f"and mouth points in pixels of the image (not fractions of it)")
+    return _boxes(points, landmarks)
+
+
+def _rounded(point: complex) -> list[float]:
+    return [round(float(point.real), 1), round(float(point.imag), 1)]
 
 
 def check_landmark_boxes(boxes: dict, width: int, height: int, name: str = "landmarks") -> None:

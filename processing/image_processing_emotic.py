@@ -21,6 +21,7 @@ from .face_geometry import (
     REGIONS,
     Region,
     FaceLandmarker,
+    boxes_from_landmark_batch,
     boxes_from_landmarks,
     check_landmark_boxes,
     detector_available,
@@ -210,15 +211,11 @@ class EmoticImageProcessor(BaseImageProcessor):
                 raise ValueError(f"landmarks: got {len(landmarks)} entries for {len(images)} images; "
                                  f"expected one (num_points, 2) array per image")
 
-        decoded = []
-        for index, image in enumerate(images):
-            name = self._image_name(image, index)
-            pixels = self._decode(image, name, options["do_convert_rgb"], input_data_format)  # [1, C, H, W] uint8
-            boxes, geometry = self._face_geometry(
-                pixels, None if landmarks is None else landmarks[index], options["geometry"], options["on_no_face"],
-                name,
-            )
-            decoded.append((pixels, boxes, geometry))
+        names = [self._image_name(image, index) for index, image in enumerate(images)]
+        pixels = [self._decode(image, name, options["do_convert_rgb"], input_data_format)  # [1, C, H, W] uint8
+                  for image, name in zip(images, names)]
+        geometries = self._face_geometries(pixels, names, landmarks, options["geometry"], options["on_no_face"])
+        decoded = [(image, boxes, geometry) for image, (boxes, geometry) in zip(pixels, geometries)]
         # Small images of one size with the same boxes (aligned crops, the template) are cropped and resized together:
         # one `interpolate` per view and region for the group instead of one per image. Larger images go one by one:
         # stacking them would copy more than the per-image calls cost.
@@ -417,13 +414,28 @@ class EmoticImageProcessor(BaseImageProcessor):
 
     # -- geometry ---------------------------------------------------------------------------------------------------
 
-    def _face_geometry(self, pixels: torch.Tensor, landmarks, geometry, on_no_face, name):
+    def _face_geometries(self, pixels: list, names: list, landmarks, geometry, on_no_face) -> list[tuple[dict, str]]:
+        """Each image's boxes and the geometry that gave them. The caller's landmarks of one convention become boxes
+        in one vectorised pass for the whole batch; images without landmarks go one by one."""
+        found = [None] * len(pixels)
+        conventions = {}  # number of points → [(image index, points)]
+        for index, points in enumerate(landmarks if landmarks is not None else ()):
+            if points is not None:
+                points = validate_landmarks(points, f"landmarks of {names[index]}")
+                conventions.setdefault(len(points), []).append((index, points))
+        for members in conventions.values():
+            what = [f"landmarks of {names[index]}" for index, _ in members]
+            all_boxes = boxes_from_landmark_batch(np.stack([points for _, points in members]), what)
+            for (index, _), name, boxes in zip(members, what, all_boxes):
+                height, width = pixels[index].shape[-2:]
+                check_landmark_boxes(boxes, width, height, name)
+                found[index] = boxes, "landmarks"
+        return [found[index] or self._face_geometry(pixels[index], geometry, on_no_face, names[index])
+                for index in range(len(pixels))]
+
+    def _face_geometry(self, pixels: torch.Tensor, geometry, on_no_face, name) -> tuple[dict, str]:
+        """The boxes of one image without landmarks: the template, or the face detector's."""
         height, width = pixels.shape[-2:]
-        if landmarks is not None:
-            what = f"landmarks of {name}"
-            boxes = boxes_from_landmarks(validate_landmarks(landmarks, what), what)
-            check_landmark_boxes(boxes, width, height, what)
-            return boxes, "landmarks"
         if geometry == "template":
             return template_boxes(width, height), "template"
         if not detector_available():

@@ -353,6 +353,26 @@ def test_a_batch_gives_each_image_the_views_it_gets_alone(layout):
         torch.testing.assert_close(batch["pixel_values_aux"][index], alone["pixel_values_aux"][0], rtol=0, atol=0)
 
 
+def test_landmarks_of_several_conventions_in_one_batch_are_fitted_as_each_alone_and_a_bad_one_is_named():
+    """A batch's landmarks are fitted together, one pass per convention: 68 points, 5 points and an image without
+    landmarks (the template) in one call give each image the boxes and views it gets alone; degenerate landmarks in
+    the batch are refused naming their image."""
+    faces = [synthetic_face(seed) for seed in range(4)]
+    images = [image for image, _ in faces]
+    landmarks = [faces[0][1], five_points(faces[1][1]), None, faces[3][1]]
+    processor = EmoticImageProcessor(size=48, geometry="template")
+    batch = processor(images, landmarks=landmarks, return_tensors="pt", return_regions=True)
+    assert [region["geometry"] for region in batch["regions"]] == ["landmarks", "landmarks", "template", "landmarks"]
+    for index, (image, points) in enumerate(zip(images, landmarks)):
+        alone = processor(image, landmarks=points, return_tensors="pt", return_regions=True)
+        assert batch["regions"][index] == alone["regions"][0]
+        for name in ("pixel_values", "pixel_values_aux"):
+            torch.testing.assert_close(batch[name][index], alone[name][0], rtol=0, atol=0)
+    landmarks[3] = np.full((68, 2), 40.0)  # every point at one spot
+    with pytest.raises(ValueError, match=r"landmarks of image 3 are degenerate"):
+        processor(images, landmarks=landmarks, return_tensors="pt")
+
+
 class _BatchesOfFaces(torch.utils.data.Dataset):
     """Each item is a whole processed batch (the processor batching inside the dataset, `batch_size=None`)."""
 
