@@ -212,10 +212,10 @@ class EmoticImageProcessor(BaseImageProcessor):
                                  f"expected one (num_points, 2) array per image")
 
         names = [self._image_name(image, index) for index, image in enumerate(images)]
-        pixels = [self._decode(image, name, options["do_convert_rgb"], input_data_format)  # [1, C, H, W] uint8
-                  for image, name in zip(images, names)]
-        geometries = self._face_geometries(pixels, names, landmarks, options["geometry"], options["on_no_face"])
-        decoded = [(image, boxes, geometry) for image, (boxes, geometry) in zip(pixels, geometries)]
+        all_pixels = [self._decode(image, name, options["do_convert_rgb"], input_data_format)  # [1, C, H, W] uint8
+                      for image, name in zip(images, names)]
+        geometries = self._face_geometries(all_pixels, names, landmarks, options["geometry"], options["on_no_face"])
+        decoded = [(pixels, boxes, geometry) for pixels, (boxes, geometry) in zip(all_pixels, geometries)]
         # Small images of one size with the same boxes (aligned crops, the template) are cropped and resized together:
         # one `interpolate` per view and region for the group instead of one per image. Larger images go one by one:
         # stacking them would copy more than the per-image calls cost.
