@@ -12,6 +12,7 @@ from transformers import (
     AutoModel,
     AutoModelForImageClassification,
     AutoModelForPreTraining,
+    AutoVideoProcessor,
 )
 
 from emotic.modeling import (
@@ -34,6 +35,11 @@ AutoModelForImageClassification.register(EmoticConfig, EmoticForImageClassificat
 AutoImageProcessor.register(
     EmoticConfig, image_processor_classes={"pil": EmoticImageProcessor, "torchvision": EmoticImageProcessor}
 )
+# emotic has no video processor, and the installed package says so. Without this entry, `pipeline()` (which tries an
+# `AutoVideoProcessor` for every vision model) derives `EmoticVideoProcessor` from the folder's `AutoImageProcessor`
+# auto_map, finds no local code for it and asks "Do you wish to run the custom code? [y/N]". With an empty entry the
+# local answer wins: no prompt, a plain "no video processor" that pipeline() passes over. Remote code is untouched.
+AutoVideoProcessor.register(EmoticConfig, video_processor_classes={})
 
 EmoticConfig.register_for_auto_class()
 EmoticModel.register_for_auto_class("AutoModel")

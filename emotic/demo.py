@@ -80,7 +80,7 @@ def main(argv=None) -> dict:
     from transformers import AutoModelForImageClassification, pipeline
 
     model = AutoModelForImageClassification.from_pretrained(model_dir)
-    classify = pipeline("image-classification", model=str(model_dir), trust_remote_code=False)
+    classify = pipeline("image-classification", model=str(model_dir))
     frame = next((data / "cropped_aligned").glob("*/00001.jpg"))
     prediction = classify(str(frame), top_k=1)[0]
 

@@ -280,6 +280,9 @@ class EmoticImageProcessor(BaseImageProcessor):
                 raise ValueError("images: got an empty list; expected at least one image")
             return list(images)
         if hasattr(images, "ndim") and images.ndim == 4:  # a batch array or tensor (B, C, H, W) / (B, H, W, C)
+            if images.shape[0] == 0:
+                raise ValueError(f"images: got an empty batch of shape {tuple(images.shape)}; expected at least one "
+                                 f"image")
             return [images[i] for i in range(images.shape[0])]
         return [images]
 

@@ -115,6 +115,8 @@ def _truncated_jpeg(tmp):
 
 PROCESSOR_CASES = {
     "empty list": (lambda tmp: [], "empty list"),
+    "empty 4-D tensor batch": (lambda tmp: torch.zeros(0, 3, 32, 32), "empty batch of shape (0, 3, 32, 32)"),
+    "empty 4-D array batch": (lambda tmp: np.zeros((0, 32, 32, 3), dtype=np.uint8), "empty batch of shape"),
     "text file named .jpg": (_text_file, "not an image PIL can read"),
     "missing file": (lambda tmp: tmp / "nowhere.png", "no such file"),
     "zero-byte file": (_empty_file, "empty (0 bytes)"),

@@ -87,6 +87,28 @@ def test_encoder_and_classifier_checkpoints_cross_load_reporting_only_the_head(t
     assert type(reloaded) is EmoticModel
 
 
+def test_pipeline_loads_a_folder_without_asking_about_remote_code_when_emotic_is_installed(tmp_path, tiny_config,
+                                                                                             monkeypatch):
+    """pipeline() tries an AutoVideoProcessor for every vision model; from the folder's auto_map it derives an
+    `EmoticVideoProcessor` reference. With emotic installed nothing may stop to ask "[y/N]" (a notebook would wait)."""
+    import builtins
+
+    from transformers import AutoVideoProcessor, pipeline
+
+    EmoticForImageClassification(tiny_config()).save_pretrained(tmp_path)
+    EmoticImageProcessor(size=32, geometry="template").save_pretrained(tmp_path)
+    questions = []
+    monkeypatch.setattr(builtins, "input", lambda prompt="": questions.append(prompt) or "n")
+    classify = pipeline("image-classification", model=str(tmp_path))  # no trust_remote_code argument
+    assert questions == []
+    assert type(classify.model) is EmoticForImageClassification and type(classify.image_processor) is \
+        EmoticImageProcessor
+    assert len(classify(torch.rand(3, 32, 32).numpy().transpose(1, 2, 0), top_k=2)) == 2
+    with pytest.raises(ValueError, match="Could not load any video processor"):  # a plain answer, not a question
+        AutoVideoProcessor.from_pretrained(tmp_path)
+    assert questions == []
+
+
 REMOTE_LOAD = textwrap.dedent("""
     import sys
     sys.modules["emotic"] = None  # emotic cannot be imported in this process
