@@ -1,6 +1,7 @@
 """Shared fixtures. Tests run offline (no hub), single-threaded, on tiny configs (hidden size <= 64)."""
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -67,6 +68,14 @@ def hub():
             process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (servers and `accelerate launch`'s rendezvous take one
+    each, so that tests running in parallel never meet on a fixed port such as torch's 29500)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def emotic_cli(*args, env=None, timeout=300):

@@ -5,7 +5,6 @@ real browser (Debian's Chromium driven by Playwright), offline."""
 import csv
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,7 +18,7 @@ from PIL import Image
 
 from emotic.training.synthetic import write_video
 
-from conftest import TINY, emotic_cli, hub_env
+from conftest import TINY, emotic_cli, free_port, hub_env
 
 CHROMIUM = "/usr/lib/chromium/chromium"  # Debian's `chromium` package (/usr/bin/chromium is a shell wrapper)
 
@@ -192,12 +191,6 @@ def test_a_space_folder_is_refused_when_incomplete_or_when_export_would_overwrit
 
 
 # -- the page, in a real browser -------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def server(files, tmp_path_factory):

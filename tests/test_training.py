@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import free_port
 from emotic.training.trainer import last_complete_checkpoint, layer_decay_parameter_groups
 from emotic.training.synthetic import write_synthetic_affwild2
 
@@ -237,7 +238,8 @@ def test_fsdp_on_cpu_processes_is_said_to_run_unsharded(synthetic, tmp_path):
     and its model loads."""
     result = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--use_fsdp", "--fsdp_version", "2", "--num_processes",
-         "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+         "2", "--num_machines", "1", "--main_process_port", str(free_port()), "--mixed_precision", "no",
+         "--dynamo_backend", "no",
          "-m", "emotic.training.finetune", "--affwild2_root", str(synthetic), "--output_dir", str(tmp_path / "run"),
          "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no", *FAST],
         capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
@@ -258,7 +260,8 @@ def test_two_processes_evaluate_gathered_predictions_like_one_process(synthetic,
     output = tmp_path / "ddp"
     result = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+         "--num_machines", "1", "--main_process_port", str(free_port()), "--mixed_precision", "no",
+         "--dynamo_backend", "no",
          "-m", "emotic.training.finetune", "--affwild2_root", str(synthetic), "--output_dir", str(output),
          "--max_steps", "4", "--eval_strategy", "no", "--save_strategy", "no", *FAST],
         capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
