@@ -16,6 +16,7 @@ ABAW_EXPRESSION_LABELS = ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "S
 FusionStrategy = Literal["none", "mean", "concat", "concat_linear", "attention"]
 Pooling = Literal["avg", "cls"]
 SmoothingMode = Literal["mean", "gaussian", "mode"]
+RegressionLoss = Literal["mse", "ccc"]
 
 
 def check_smoothing_window(window, name: str = "smoothing_window") -> int:
@@ -70,6 +71,15 @@ class EmoticConfig(PreTrainedConfig):
             blocks (one batch of 2B); `False` gives it its own copy of them.
         class_weights (`list[float]`, *optional*): per-class weights of the cross-entropy loss.
         label_smoothing (`float`, defaults to 0.0): label smoothing of the cross-entropy loss.
+        pos_weight (`list[float]`, *optional*): with `problem_type="multi_label_classification"` (action units), the
+            weight of each label's positive term in the binary cross-entropy (`BCEWithLogitsLoss`'s `pos_weight`;
+            negatives over positives in the training data balances a rare label).
+        label_thresholds (`list[float]`, *optional*): per-label decision thresholds on the sigmoid probabilities of a
+            multi-label model (chosen on validation data by `emotic finetune`); 0.5 each when unset.
+        regression_loss (`str`, defaults to `"mse"`): with `problem_type="regression"` (valence and arousal): `"mse"`
+            or `"ccc"` (1 - the concordance correlation coefficient of each output over the batch, averaged).
+        regression_range (`list[float]`, *optional*): `[low, high]`: regression outputs are squashed into this range
+            by a scaled tanh (`[-1, 1]` for valence and arousal); unbounded when unset.
         smoothing_window (`int`, defaults to 1): odd number of frames over which `emotic predict` smooths the
             per-frame probabilities of a video (1 = none); `emotic evaluate --save_smoothing` stores the best one.
         smoothing_mode (`str`, defaults to `"mean"`): `"mean"`, `"gaussian"` or `"mode"` (majority vote).
@@ -120,6 +130,11 @@ class EmoticConfig(PreTrainedConfig):
     # classification loss
     class_weights: list | None = None
     label_smoothing: float = 0.0
+    # multi-label (action units) and regression (valence, arousal) heads: `problem_type` says which
+    pos_weight: list | None = None
+    label_thresholds: list | None = None
+    regression_loss: RegressionLoss = "mse"
+    regression_range: list | None = None
     # video inference (`emotic predict`): sliding-window smoothing of per-frame probabilities
     smoothing_window: int = 1
     smoothing_mode: SmoothingMode = "mean"
@@ -158,7 +173,7 @@ class EmoticConfig(PreTrainedConfig):
         require(self.image_size % self.patch_size == 0,
                 f"patch_size={self.patch_size} must divide image_size={self.image_size}")
         for name, choices in (("pooling", Pooling), ("fusion_strategy", FusionStrategy),
-                              ("smoothing_mode", SmoothingMode)):
+                              ("smoothing_mode", SmoothingMode), ("regression_loss", RegressionLoss)):
             value = getattr(self, name)
             require(value in get_args(choices), f"{name}={value!r}; allowed: {list(get_args(choices))}")
         require(isinstance(self.fusion_layer, int) and 0 <= self.fusion_layer <= self.num_hidden_layers,
@@ -175,7 +190,19 @@ class EmoticConfig(PreTrainedConfig):
             require(len(self.class_weights) == self.num_labels and all(w >= 0 for w in self.class_weights),
                     f"class_weights has {len(self.class_weights)} entries; expected {self.num_labels} "
                     f"non-negative numbers, one per label")
+        for name, low, high, what in (("pos_weight", 0.0, float("inf"), "positive numbers"),
+                                      ("label_thresholds", 0.0, 1.0, "numbers strictly between 0 and 1")):
+            values = getattr(self, name)
+            if values is not None:
+                require(isinstance(values, (list, tuple)) and len(values) == self.num_labels
+                        and all(isinstance(v, numbers.Real) and low < v < high for v in values),
+                        f"{name}={values!r}; expected {self.num_labels} {what}, one per label")
+        if self.regression_range is not None:
+            bounds = self.regression_range
+            require(isinstance(bounds, (list, tuple)) and len(bounds) == 2
+                    and all(isinstance(v, numbers.Real) for v in bounds) and bounds[0] < bounds[1],
+                    f"regression_range={bounds!r}; expected [low, high] with low < high")
 
 
 __all__ = ["ABAW_EXPRESSION_LABELS", "EmoticConfig",
-           "FusionStrategy", "Pooling", "SmoothingMode", "check_smoothing_window"]
+           "FusionStrategy", "Pooling", "RegressionLoss", "SmoothingMode", "check_smoothing_window"]

@@ -7,7 +7,6 @@ This file is copied verbatim into Hub repositories for `trust_remote_code`, so i
 transformers and its sibling `configuration_emotic`.
 """
 
-import copy
 import math
 import re
 from collections.abc import Callable
@@ -19,7 +18,6 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
-from transformers.loss.loss_utils import ForSequenceClassificationLoss
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -716,13 +714,6 @@ def expression_cross_entropy(labels, logits, config, num_items_in_batch=None, **
     """Cross-entropy with the config's class weights and label smoothing; negative labels (Aff-Wild2's -1) are
     ignored. The sum is divided by the number of labelled items (or `num_items_in_batch` under gradient
     accumulation), so accumulated and single large batches give the same gradients, with or without weights."""
-    problem_type = config.problem_type or infer_problem_type(labels, logits, config.num_labels)
-    if problem_type != "single_label_classification":
-        # a copy of the config carries the problem type to transformers' loss: the model's own config is never
-        # switched by one call's labels (a later call with class indices still gets cross-entropy)
-        view = copy.copy(config)
-        view.problem_type = problem_type
-        return ForSequenceClassificationLoss(labels, logits, view, num_items_in_batch=num_items_in_batch, **kwargs)
     labels = labels.to(logits.device).view(-1)
     weight = None
     if config.class_weights is not None:
@@ -736,6 +727,74 @@ def expression_cross_entropy(labels, logits, config, num_items_in_batch=None, **
     if torch.is_tensor(denominator):
         denominator = denominator.to(losses.device)
     return losses.sum() / denominator
+
+
+def _targets_like(labels, logits) -> torch.Tensor:
+    """Float targets shaped as the logits `(B, num_labels)`: a `(B,)` vector is taken for one output."""
+    if labels.numel() != logits.numel():
+        raise ValueError(f"labels of shape {tuple(labels.shape)} for outputs of shape {tuple(logits.shape)}: a "
+                         f"multi-label or regression model takes one target per output, shape {tuple(logits.shape)}")
+    return labels.to(device=logits.device, dtype=torch.float32).reshape(logits.shape)
+
+
+def multi_label_cross_entropy(labels, logits, config, **kwargs):
+    """Binary cross-entropy per label (action units), with the config's `pos_weight`; a target below 0 or NaN
+    (Aff-Wild2's -1, "not annotated") is left out, and the loss is the mean over the annotated targets."""
+    targets = _targets_like(labels, logits)
+    annotated = targets.isfinite() & (targets >= 0)  # [B, L]
+    pos_weight = None
+    if config.pos_weight is not None:
+        pos_weight = torch.tensor(config.pos_weight, dtype=torch.float32, device=logits.device)
+    losses = F.binary_cross_entropy_with_logits(
+        logits.float(), torch.where(annotated, targets, torch.zeros_like(targets)), pos_weight=pos_weight,
+        reduction="none",
+    )  # [B, L]
+    return (losses * annotated).sum() / annotated.sum().clamp(min=1)
+
+
+def concordance_correlation(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Lin's concordance correlation coefficient of two vectors, population moments (the ABAW VA score):
+    2 cov(x, y) / (var x + var y + (mean x - mean y)^2)."""
+    prediction_mean, target_mean = predictions.mean(), targets.mean()
+    covariance = ((predictions - prediction_mean) * (targets - target_mean)).mean()
+    denominator = predictions.var(unbiased=False) + targets.var(unbiased=False) + (prediction_mean - target_mean) ** 2
+    return 2 * covariance / denominator.clamp(min=1e-8)
+
+
+def regression_loss(labels, logits, config, **kwargs):
+    """Regression (valence and arousal): `regression_loss="mse"`, the mean squared error over annotated targets,
+    or `"ccc"`, 1 - the concordance correlation of each output over the batch's annotated frames, averaged over the
+    outputs (Netease's VA loss). NaN targets (Aff-Wild2's -5, "not annotated", as the readers give it) are left out;
+    an output with fewer than two annotated frames in the batch adds nothing to the CCC loss."""
+    targets = _targets_like(labels, logits)
+    annotated = targets.isfinite()  # [B, L]
+    predictions = logits.float()
+    if config.regression_loss == "mse":
+        errors = (predictions - torch.where(annotated, targets, predictions.detach())) ** 2
+        return (errors * annotated).sum() / annotated.sum().clamp(min=1)
+    losses = [1 - concordance_correlation(predictions[keep, column], targets[keep, column])
+              for column, keep in enumerate(annotated.unbind(1)) if keep.sum() >= 2]
+    return torch.stack(losses).mean() if losses else predictions.sum() * 0.0  # 0, on the graph
+
+
+def emotic_loss(labels, logits, config, num_items_in_batch=None, **kwargs):
+    """The head's loss for its `problem_type` (or, unset, the one these labels imply): cross-entropy for
+    expressions, binary cross-entropy for action units, MSE or CCC for valence and arousal."""
+    problem_type = config.problem_type or infer_problem_type(labels, logits, config.num_labels)
+    if problem_type == "multi_label_classification":
+        return multi_label_cross_entropy(labels, logits, config)
+    if problem_type == "regression":
+        return regression_loss(labels, logits, config)
+    return expression_cross_entropy(labels, logits, config, num_items_in_batch=num_items_in_batch, **kwargs)
+
+
+def bound_outputs(outputs: torch.Tensor, config) -> torch.Tensor:
+    """A regression head's outputs squashed into `config.regression_range` by a scaled tanh (unchanged without a
+    range, and for classification)."""
+    if config.problem_type != "regression" or config.regression_range is None:
+        return outputs
+    low, high = config.regression_range
+    return (low + high) / 2 + (high - low) / 2 * torch.tanh(outputs)
 
 
 class EmoticForImageClassification(EmoticPreTrainedModel):
@@ -774,7 +833,7 @@ class EmoticForImageClassification(EmoticPreTrainedModel):
 
     @property
     def loss_function(self):
-        return expression_cross_entropy
+        return emotic_loss
 
     def _encode_both_views(self, pixel_values, pixel_values_aux, interpolate_pos_encoding, record: bool):
         """Blocks `[0, fusion_layer)` on both views: main and aux tokens, each `(B, 1 + N, D)`, and, with `record`,
@@ -855,7 +914,7 @@ class EmoticForImageClassification(EmoticPreTrainedModel):
         """timm's `forward_head`: pool the tokens of `forward_features` (`config.pooling`, then the final LayerNorm)
         and classify; `pre_logits=True` returns the pooled `(B, D)` feature."""
         pooled = self.emotic.pool(hidden_states)
-        return pooled if pre_logits else self.classifier(pooled)
+        return pooled if pre_logits else bound_outputs(self.classifier(pooled), self.config)
 
     @can_return_tuple
     def forward(
@@ -879,8 +938,11 @@ class EmoticForImageClassification(EmoticPreTrainedModel):
         pixel_values_aux (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
             The auxiliary view (key regions of the face), built from the same images by [`EmoticImageProcessor`],
             which returns it beside `pixel_values`. Required unless `fusion_strategy="none"` (then ignored).
-        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
-            Class indices; negative values (Aff-Wild2's -1) are ignored by the loss.
+        labels (`torch.LongTensor` of shape `(batch_size,)` or `torch.FloatTensor` of shape
+            `(batch_size, num_labels)`, *optional*):
+            Expressions: class indices, negative values (Aff-Wild2's -1) ignored by the loss. Action units
+            (`problem_type="multi_label_classification"`): 0/1 per label, negative or NaN ignored. Valence and
+            arousal (`problem_type="regression"`): one value per output, NaN ignored.
         """
         output_hidden_states = self.config.output_hidden_states if output_hidden_states is None \
             else output_hidden_states
@@ -891,7 +953,7 @@ class EmoticForImageClassification(EmoticPreTrainedModel):
                 pixel_values, interpolate_pos_encoding=interpolate_pos_encoding,
                 output_hidden_states=output_hidden_states, output_attentions=output_attentions,
             )
-            logits = self.classifier(outputs.pooler_output)
+            logits = bound_outputs(self.classifier(outputs.pooler_output), self.config)
             all_hidden_states, all_attentions = outputs.hidden_states, outputs.attentions
         else:
             hidden_states, states, attentions, fusion_map = self._fused_stream(

@@ -285,3 +285,93 @@ def test_concat_linear_keeps_a_loaded_projection(tiny_config, tmp_path):
     model.save_pretrained(tmp_path)
     reloaded = EmoticForImageClassification.from_pretrained(tmp_path)
     assert torch.equal(reloaded.fusion.projection.weight, model.fusion.projection.weight)  # not re-initialised
+
+
+# --- the other ABAW tracks: action units (multi-label) and valence-arousal (regression) ---------------------------
+
+def _head_gradients(model, labels):
+    """The loss and its gradient with respect to the head's outputs, for one batch of 4."""
+    outputs = model(images(4), images(4, seed=1))
+    logits = outputs.logits.detach().requires_grad_(True)
+    loss = model.loss_function(labels, logits, model.config)
+    loss.backward()
+    return loss, logits.grad
+
+
+def test_action_unit_loss_leaves_unannotated_units_out_and_weights_positives(tiny_config):
+    model = classifier(tiny_config, num_labels=12, problem_type="multi_label_classification")
+    labels = torch.randint(0, 2, (4, 12)).float()
+    labels[0, 3], labels[2] = -1, float("nan")  # one unit of frame 0, every unit of frame 2: not annotated
+    loss, gradient = _head_gradients(model, labels)
+    assert torch.isfinite(loss)
+    assert gradient[0, 3] == 0 and (gradient[2] == 0).all()  # nothing flows from what was not annotated
+    assert (gradient[1] != 0).all() and (gradient[0, :3] != 0).all()
+    annotated = labels.isfinite() & (labels >= 0)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        model(images(4), images(4, seed=1)).logits[annotated], labels[annotated])
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)  # the mean over annotated units
+
+    weighted = classifier(tiny_config, num_labels=12, problem_type="multi_label_classification", pos_weight=[5.0] * 12)
+    _, weighted_gradient = _head_gradients(weighted, labels)
+    positive = labels == 1
+    ratio = weighted_gradient[positive].abs() / gradient[positive].abs()
+    assert (ratio > 1.5).all()  # positives pull harder: the rare-AU remedy
+    assert torch.allclose(weighted_gradient[labels == 0], gradient[labels == 0])  # negatives as before
+
+
+@pytest.mark.parametrize("loss", ["mse", "ccc"])
+def test_valence_arousal_loss_leaves_unannotated_values_out(tiny_config, loss):
+    model = classifier(tiny_config, num_labels=2, problem_type="regression", regression_loss=loss,
+                       regression_range=[-1.0, 1.0], id2label={0: "valence", 1: "arousal"})
+    labels = torch.tensor([[0.5, -0.2], [float("nan"), 0.3], [-0.7, float("nan")], [0.1, 0.9]])
+    value, gradient = _head_gradients(model, labels)
+    assert torch.isfinite(value)
+    assert gradient[1, 0] == 0 and gradient[2, 1] == 0
+    assert (gradient[labels.isfinite()] != 0).all()
+    if loss == "ccc":  # 1 - CCC per output over its annotated frames, averaged: the metric's own CCC
+        from emotic.training.metrics import valence_arousal_metrics
+
+        predictions = model(images(4), images(4, seed=1)).logits.detach()
+        scores = valence_arousal_metrics(predictions.numpy(), labels.numpy())
+        assert value.item() == pytest.approx(1 - scores["va_score"], abs=1e-5)
+
+
+def test_regression_range_bounds_the_outputs_and_the_pipeline_returns_them_unchanged(tiny_config, tmp_path):
+    from transformers import pipeline
+
+    from emotic import EmoticImageProcessor
+
+    model = classifier(tiny_config, num_labels=2, problem_type="regression", regression_range=[-1.0, 1.0],
+                       id2label={0: "valence", 1: "arousal"})
+    with torch.no_grad():
+        model.classifier.bias.fill_(40.0)  # far outside the range before the bound
+        outputs = model(images(4) * 10, images(4, seed=1) * 10).logits
+        assert (outputs <= 1).all() and (outputs >= -1).all() and outputs.max() > 0.99
+        assert torch.equal(model.forward_head(model.forward_features(images(4), images(4, seed=1))),
+                           model(images(4), images(4, seed=1)).logits)  # timm's split gives the same values
+    model.save_pretrained(tmp_path)
+    EmoticImageProcessor(size=32, geometry="template").save_pretrained(tmp_path)
+    image = (torch.rand(32, 32, 3) * 255).byte().numpy()
+    scores = {entry["label"]: entry["score"] for entry in pipeline("image-classification", model=str(tmp_path))(image)}
+    with torch.no_grad():
+        processor = EmoticImageProcessor.from_pretrained(tmp_path)
+        expected = model(**processor(image, return_tensors="pt")).logits[0]
+    assert scores == pytest.approx({"valence": expected[0].item(), "arousal": expected[1].item()}, abs=1e-6)
+
+
+def test_the_pipeline_gives_an_action_unit_model_independent_sigmoid_probabilities(tiny_config, tmp_path):
+    from transformers import pipeline
+
+    from emotic import EmoticImageProcessor
+
+    names = ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26"]
+    model = classifier(tiny_config, problem_type="multi_label_classification", id2label=dict(enumerate(names)))
+    model.save_pretrained(tmp_path)
+    EmoticImageProcessor(size=32, geometry="template").save_pretrained(tmp_path)
+    image = (torch.rand(32, 32, 3) * 255).byte().numpy()
+    scores = {e["label"]: e["score"] for e in pipeline("image-classification", model=str(tmp_path))(image, top_k=12)}
+    with torch.no_grad():
+        processor = EmoticImageProcessor.from_pretrained(tmp_path)
+        expected = torch.sigmoid(model(**processor(image, return_tensors="pt")).logits[0])
+    assert scores == pytest.approx(dict(zip(names, expected.tolist())), abs=1e-6)
+    assert sum(scores.values()) != pytest.approx(1.0)  # not a softmax over the units
