@@ -276,6 +276,10 @@ def test_float_labels_in_one_call_do_not_switch_the_model_to_multi_label(tmp_pat
     ({"hidden_act": "gelux"}, "hidden_act='gelux'; allowed"), ({"fusion_layer": 9}, "fusion_layer=9"),
     ({"num_attention_heads": 5}, "num_attention_heads=5"), ({"fusion_strategy": "sum"}, "fusion_strategy='sum'"),
     ({"smoothing_window": 4}, "smoothing_window=4"), ({"class_weights": [1.0, 2.0]}, "class_weights"),
+    ({"num_labels": 12, "pos_weight": [1.0] * 11}, "pos_weight=[1.0, 1.0"),
+    ({"num_labels": 2, "label_thresholds": [0.5, 1.0]}, "expected 2 numbers strictly between 0 and 1"),
+    ({"regression_range": [1, -1]}, "regression_range=[1, -1]; expected [low, high]"),
+    ({"regression_loss": "mae"}, "regression_loss='mae'; allowed: ['mse', 'ccc']"),
 ])
 def test_config_refuses_bad_values_naming_field_and_allowed(fields, words):
     with pytest.raises(ValueError, match="EmoticConfig") as error:
@@ -403,6 +407,49 @@ def test_bad_annotation_files_are_errors_naming_file_and_line(lines, words, tmp_
     with untouched(tmp_path), pytest.raises(ValueError) as error:
         read_affwild2(root / "annotations" / "Train_Set", root / "cropped_aligned")
     assert words in str(error.value) and ("v1.txt" in str(error.value) or "Train_Set" in str(error.value))
+
+
+VA_HEADER, AU_HEADER = "valence,arousal\n", "AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26\n"
+
+
+@pytest.mark.parametrize("task, lines, words", [
+    ("va", VA_HEADER + "0.1,0.2\n1.5,0.3\n0,0\n", "v1.txt, line 3: valence 1.5, arousal 0.3 is out of range"),
+    ("va", VA_HEADER + "0.1,0.2\n-4,-5\n0,0\n", "v1.txt, line 3: valence -4, arousal -5 is out of range"),
+    ("va", VA_HEADER + "0.1\n", "v1.txt, line 2: 1 values ('0.1'); expected two floats"),
+    ("va", VA_HEADER + "0.1,high\n", "v1.txt, line 2: '0.1,high' are not two numbers"),
+    ("va", "arousal,valence\n0,0\n", "v1.txt, line 1: expected the header 'valence,arousal'"),
+    ("au", AU_HEADER + "0,1,0,0,0,0,1,0,0,0,1\n", "v1.txt, line 2: 11 values"),
+    ("au", AU_HEADER + "0,1,0,0,0,0,1,0,0,0,1,2\n", "v1.txt, line 2: '0,1,0,0,0,0,1,0,0,0,1,2': expected 0 or 1"),
+    ("au", AU_HEADER + "-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1\n", "no usable frame"),
+])
+def test_bad_va_and_au_annotation_files_are_refused_naming_file_and_line(task, lines, words, tmp_path):
+    from emotic.training.readers import read_affwild2
+
+    root = affwild2(tmp_path, lines)
+    with untouched(tmp_path), pytest.raises(ValueError) as error:
+        read_affwild2(root / "annotations" / "Train_Set", root / "cropped_aligned", task=task)
+    assert words in str(error.value), str(error.value)
+
+
+@pytest.mark.parametrize("header, row, words", [
+    ("image,valence,arousal,AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26", "a.jpg,0,0" + ",0" * 12,
+     "line 1: the header lacks the column expression"),
+    ("image,valence,expression,AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26", "a.jpg,0,1" + ",0" * 12,
+     "line 1: the header lacks the column arousal"),
+    ("image,valence,arousal,expression,AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26",
+     "a.jpg,0,0,9" + ",0" * 12, "line 2: expression 9 is out of range"),
+    ("image,valence,arousal,expression,AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26",
+     "a.jpg,0,0,1" + ",0" * 11, "line 2: 15 values; expected 16"),
+])
+def test_a_multitask_csv_with_a_missing_column_or_a_bad_row_is_refused_naming_file_and_line(header, row, words,
+                                                                                            tmp_path):
+    from emotic.training.readers import read_multitask_annotations
+
+    face(32).save(tmp_path / "a.jpg")
+    (tmp_path / "training_set_annotations.txt").write_text(header + "\n" + row + "\n")
+    with untouched(tmp_path), pytest.raises(ValueError) as error:
+        read_multitask_annotations(tmp_path / "training_set_annotations.txt", tmp_path)
+    assert "training_set_annotations.txt" in str(error.value) and words in str(error.value), str(error.value)
 
 
 def test_an_image_folder_with_an_unknown_class_lists_the_labels(tmp_path):

@@ -33,7 +33,7 @@ def test_affwild2_reader_skips_and_counts_unlabelled_frames_and_missing_images(t
     assert dataset["frame"][:5] == ["00001.jpg", "00002.jpg", "00004.jpg", "00006.jpg", "00008.jpg"]
     assert dataset["video"][-1] == "video2" and dataset["image"][0].endswith("12-24-1920x1080/00001.jpg")
     assert report.class_counts == {0: 2, 1: 2, 4: 2, 6: 1, 7: 1}
-    assert "2 frames labelled -1, 1 annotated frames without an image" in report.format()
+    assert "2 frames not annotated, 1 annotated frames without an image" in report.format()
 
 
 def test_affwild2_reduced_training_data_by_stride_and_per_class_cap(tmp_path):
@@ -153,3 +153,156 @@ def test_synthetic_dataset_is_in_affwild2_layout_and_reads_back(tmp_path):
     assert landmarks.shape == (40, 68, 2)
     with Image.open(train["image"][0]) as image:
         assert image.size == (48, 48)
+
+
+# -- the other ABAW tracks: valence-arousal and action units ----------------------------------------------------------
+
+VA_HEADER = "valence,arousal"
+AU_HEADER = "AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26"
+
+
+def write_track(root, folder, video, header, lines, missing=()):
+    """An Aff-Wild2 video of one track: <folder>/Train_Set/<video>.txt and cropped_aligned/<video>/<00001>.jpg."""
+    (root / folder / "Train_Set").mkdir(parents=True, exist_ok=True)
+    (root / folder / "Train_Set" / f"{video}.txt").write_text(header + "\n" + "\n".join(lines) + "\n")
+    frames = root / "cropped_aligned" / video
+    frames.mkdir(parents=True, exist_ok=True)
+    for index in range(len(lines)):
+        if index + 1 not in missing:
+            Image.new("RGB", (48, 48), (index * 10 % 255, 80, 120)).save(frames / f"{index + 1:05d}.jpg")
+
+
+def test_va_reader_skips_unannotated_frames_and_missing_images_for_both_subjects_of_a_video(tmp_path):
+    from emotic.training.readers import affwild2_annotations
+
+    write_track(tmp_path, "VA_Estimation_Challenge", "10-60-1280x720_left", VA_HEADER,
+                ["0.5,-0.25", "-5,-5", "1,-1", "0.1,0.2"], missing={4})
+    write_track(tmp_path, "VA_Estimation_Challenge", "10-60-1280x720_right", VA_HEADER, ["-0.3,0.7", "0.2,-5"])
+    folder = affwild2_annotations(tmp_path, "va", "Train_Set")
+    dataset, report = read_affwild2(folder, tmp_path / "cropped_aligned", task="va")
+    assert report.videos == 2 and report.frames == 3
+    assert report.ignored_unlabelled == 2 and report.missing_images == 1  # -5 in either value: not annotated
+    assert dataset["label"] == [[0.5, -0.25], [1.0, -1.0], [-0.3, 0.7]]
+    assert dataset["video"] == ["10-60-1280x720_left"] * 2 + ["10-60-1280x720_right"]
+    assert dataset["frame"] == ["00001.jpg", "00003.jpg", "00001.jpg"]
+
+
+def test_au_reader_keeps_frames_with_every_unit_annotated_and_counts_each_units_frames(tmp_path):
+    from emotic.training.readers import affwild2_annotations
+
+    lines = ["1,0,0,0,0,0,1,0,0,0,1,0", "0,0,0,0,0,0,1,0,0,0,0,-1", "0,1,0,0,0,0,1,0,0,0,0,1", "1,1,1,1,1,1,1,1,1,1,1,1"]
+    write_track(tmp_path, "AU_Detection_Challenge", "v", AU_HEADER, lines, missing={3})
+    dataset, report = read_affwild2(affwild2_annotations(tmp_path, "au", "Train_Set"), tmp_path / "cropped_aligned",
+                                    task="au")
+    assert report.frames == 2 and report.ignored_unlabelled == 1 and report.missing_images == 1
+    assert dataset["label"][0] == [1.0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0] and dataset["label"][1] == [1.0] * 12
+    assert report.class_counts["AU1"] == 2 and report.class_counts["AU2"] == 1 and report.class_counts["AU12"] == 2
+
+
+@pytest.mark.parametrize("folder", ["EXPR_Recognition_Challenge", "EXPR_Classification_Challenge", "annotations"])
+def test_expression_annotations_are_found_under_both_challenge_folder_spellings(tmp_path, folder):
+    from emotic.training.readers import affwild2_annotations
+
+    write_track(tmp_path, folder, "v", HEADER, ["4", "-1", "6"])
+    dataset, report = read_affwild2(affwild2_annotations(tmp_path, "expr", "Train_Set"), tmp_path / "cropped_aligned")
+    assert dataset["label"] == [4, 6] and report.ignored_unlabelled == 1
+    with pytest.raises(ValueError, match=r"no VA annotation folder for Train_Set: expected one of "
+                                         r"\['VA_Estimation_Challenge/Train_Set'\]"):
+        affwild2_annotations(tmp_path, "va", "Train_Set")
+
+
+def test_multitask_reader_masks_each_tasks_unannotated_values_and_counts_missing_images(tmp_path):
+    from emotic.training.readers import read_multitask_annotations
+
+    (tmp_path / "batch1" / "1").mkdir(parents=True)
+    for name in ("00001.jpg", "00002.jpg", "00003.jpg"):
+        Image.new("RGB", (48, 48)).save(tmp_path / "batch1" / "1" / name)
+    rows = ["batch1/1/00001.jpg,0.5,0.25,4," + ",".join("1" if i in (3, 6) else "0" for i in range(12)),
+            "batch1/1/00002.jpg,-5,-5,-1," + ",".join(["-1"] * 12),  # nothing annotated: skipped
+            "batch1/1/00003.jpg,-5,-5,2," + ",".join(["-1"] + ["0"] * 11),
+            "batch1/1/00004.jpg,0.1,0.1,1," + ",".join(["0"] * 12)]  # no image: skipped, counted
+    (tmp_path / "training_set_annotations.txt").write_text(
+        "image,valence,arousal,expression," + AU_HEADER + "\n" + "\n".join(rows) + "\n")
+    dataset, report = read_multitask_annotations(tmp_path / "training_set_annotations.txt", tmp_path)
+    assert report.frames == 2 and report.missing_images == 1 and report.ignored_unlabelled == 1
+    assert dataset["expression"] == [4, 2]
+    assert dataset["valence_arousal"][0] == [0.5, 0.25] and all(np.isnan(dataset["valence_arousal"][1]))
+    assert dataset["action_units"][0][3] == 1 and dataset["action_units"][0][6] == 1
+    assert all(np.isnan(dataset["action_units"][1]))  # one AU not annotated: the frame's AUs are left out
+
+
+def _sklearn_free_ccc(x, y):
+    """Lin's CCC written out independently: population moments from sums."""
+    n = len(x)
+    mean_x, mean_y = sum(x) / n, sum(y) / n
+    var_x, var_y = sum((a - mean_x) ** 2 for a in x) / n, sum((b - mean_y) ** 2 for b in y) / n
+    cov = sum((a - mean_x) * (b - mean_y) for a, b in zip(x, y)) / n
+    return 2 * cov / (var_x + var_y + (mean_x - mean_y) ** 2)
+
+
+def test_va_metric_module_loads_offline_and_equals_an_independent_ccc_and_hand_computed_cases():
+    import evaluate
+
+    from emotic.training.metrics import METRIC_PATHS, valence_arousal_metrics
+
+    metric = evaluate.load(str(METRIC_PATHS["va"]))
+    rng = np.random.default_rng(5)
+    labels = rng.uniform(-1, 1, (300, 2))
+    predictions = 0.6 * labels + rng.normal(0, 0.3, (300, 2)) + [0.1, -0.2]
+    labels[:7, 0], labels[7:10, 1] = -5, -5  # not annotated: each value scored over its annotated frames
+    result = metric.compute(predictions=predictions, references=labels)
+    expected_valence = _sklearn_free_ccc(predictions[7:, 0].tolist(), labels[7:, 0].tolist())
+    expected_arousal = _sklearn_free_ccc(np.delete(predictions[:, 1], range(7, 10)).tolist(),
+                                         np.delete(labels[:, 1], range(7, 10)).tolist())
+    assert result["ccc_valence"] == pytest.approx(expected_valence, abs=1e-12)
+    assert result["ccc_arousal"] == pytest.approx(expected_arousal, abs=1e-12)
+    assert result["va_score"] == pytest.approx((expected_valence + expected_arousal) / 2, abs=1e-12)
+    assert result["num_frames"] == 290
+    labels_nan = np.where(labels == -5, np.nan, labels)  # as the readers give unannotated values
+    assert valence_arousal_metrics(predictions, labels_nan) == result
+
+    truth = np.array([[-0.5, 0.1], [0.0, 0.4], [0.5, 0.9], [0.2, -0.3]])
+    assert valence_arousal_metrics(truth, truth)["va_score"] == pytest.approx(1.0)  # perfect
+    assert valence_arousal_metrics(-truth + 2 * truth.mean(0), truth)["va_score"] == pytest.approx(-1.0)  # mirrored
+    shifted = valence_arousal_metrics(truth + 0.5, truth)  # perfectly correlated, but off by 0.5: CCC < 1
+    variances = truth.var(axis=0)
+    assert shifted["ccc_valence"] == pytest.approx(2 * variances[0] / (2 * variances[0] + 0.25))
+    assert shifted["ccc_arousal"] == pytest.approx(2 * variances[1] / (2 * variances[1] + 0.25))
+    assert valence_arousal_metrics(np.zeros((4, 2)), truth)["va_score"] == 0.0  # a constant predictor scores 0
+
+
+def test_au_metric_module_equals_scikit_learn_and_thresholds_are_chosen_per_unit():
+    import evaluate
+    from sklearn.metrics import f1_score
+
+    from emotic.training.metrics import METRIC_PATHS, action_unit_metrics, choose_thresholds
+
+    metric = evaluate.load(str(METRIC_PATHS["au"]))
+    rng = np.random.default_rng(7)
+    labels = (rng.uniform(size=(400, 12)) < np.linspace(0.05, 0.6, 12)).astype(float)
+    probabilities = np.clip(labels * rng.uniform(0.2, 0.9, (400, 12)) + rng.uniform(0, 0.5, (400, 12)), 0, 1)
+    labels[:5, 2] = -1  # frames with an unannotated unit are left out
+    result = metric.compute(predictions=probabilities, references=labels)
+    kept = (labels >= 0).all(axis=1)
+    per_unit = [f1_score(labels[kept, i], probabilities[kept, i] >= 0.5, zero_division=0) for i in range(12)]
+    assert list(result["per_au_f1"].values()) == pytest.approx(per_unit, abs=1e-12)
+    assert result["au_score"] == pytest.approx(np.mean(per_unit)) and result["num_frames"] == 395
+    assert list(result["per_au_f1"])[:3] == ["AU1", "AU2", "AU4"] and list(result["per_au_f1"])[-1] == "AU26"
+
+    thresholds = choose_thresholds(probabilities, labels)
+    assert len(thresholds) == 12 and all(0 < value < 1 for value in thresholds)
+    tuned = action_unit_metrics(probabilities, labels, thresholds)
+    assert tuned["au_score"] >= result["au_score"]  # the grid holds 0.5: tuned is never worse on these frames
+    for unit, threshold in enumerate(thresholds):  # each chosen one is the best of the grid for its unit
+        best = max(f1_score(labels[kept, unit], probabilities[kept, unit] >= t, zero_division=0)
+                   for t in np.linspace(0.05, 0.95, 19))
+        assert tuned["per_au_f1"][list(tuned["per_au_f1"])[unit]] == pytest.approx(best)
+        assert tuned["thresholds"][unit] == threshold
+    all_positive = action_unit_metrics(np.ones_like(probabilities), labels)["au_score"]
+    assert tuned["au_score"] > all_positive
+
+
+def test_multitask_score_is_the_sum_of_the_three_track_scores():
+    from emotic.training.metrics import multitask_score
+
+    assert multitask_score({"va_score": 0.5}, {"macro_f1": 0.25}, {"au_score": 0.5}) == pytest.approx(1.25)

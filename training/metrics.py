@@ -1,29 +1,76 @@
-"""The ABAW expression score, computed through emotic's own `evaluate` metric module (`hub_cards/abaw_expression/`,
-shipped in the package, loaded offline by path, published beside a model by `emotic export --include_metric`): the
-one implementation behind every score emotic reports."""
+"""The ABAW scores, computed through emotic's own `evaluate` metric modules (`hub_cards/abaw_expression/`,
+`abaw_action_units/`, `abaw_valence_arousal/`, shipped in the package, loaded offline by path, published beside a
+model by `emotic export --include_metric`): the one implementation behind every score emotic reports."""
 
 from functools import cache
 
-from emotic.hub_cards import METRIC_PATH
+import numpy as np
+
+from emotic.hub_cards import METRIC_PATH, METRIC_PATHS  # noqa: F401  (METRIC_PATH: the EXPR module, as before)
 
 
 @cache
-def abaw_expression_metric():
-    """The metric module, loaded once per process (`import evaluate` takes seconds, so only when a score is due),
-    keeping its predictions in memory (no cache files written per score)."""
+def abaw_metric(task: str = "expr"):
+    """The metric module of `task` (`expr`, `au` or `va`), loaded once per process (`import evaluate` takes
+    seconds, so only when a score is due), keeping its predictions in memory (no cache files written per score)."""
     import evaluate
 
-    return evaluate.load(str(METRIC_PATH), keep_in_memory=True)
+    return evaluate.load(str(METRIC_PATHS[task]), keep_in_memory=True)
 
 
 def expression_metrics(predictions, labels, num_classes: int = 8, class_names=None) -> dict:
     """Macro-F1 over `num_classes` (the ABAW EXPR score: the unweighted mean of per-class F1, a class absent from
     both predictions and labels counting 0), per-class F1, accuracy and the confusion matrix (rows = true class).
     Labels below 0 (Aff-Wild2's -1) are ignored."""
-    import numpy as np
-
     predictions, labels = np.asarray(predictions).reshape(-1), np.asarray(labels).reshape(-1)
     if predictions.shape != labels.shape:
         raise ValueError(f"predictions ({predictions.shape[0]}) and labels ({labels.shape[0]}) differ in length")
-    return abaw_expression_metric().compute(predictions=predictions.tolist(), references=labels.tolist(),
-                                            num_classes=num_classes, class_names=class_names)
+    return abaw_metric("expr").compute(predictions=predictions.tolist(), references=labels.tolist(),
+                                       num_classes=num_classes, class_names=class_names)
+
+
+def valence_arousal_metrics(predictions, labels) -> dict:
+    """The ABAW VA score: the mean of the CCCs of valence and arousal, each over its annotated frames (NaN or -5
+    labels are not annotated), with both CCCs."""
+    predictions, labels = _float_rows(predictions, labels, 2)
+    labels = np.where(np.isnan(labels), -5.0, labels)  # the module's marker for "not annotated"
+    return abaw_metric("va").compute(predictions=predictions.tolist(), references=labels.tolist())
+
+
+def action_unit_metrics(probabilities, labels, thresholds=None, au_names=None) -> dict:
+    """The ABAW AU score: the mean over the action units of binary F1, an AU present where its probability reaches
+    its threshold (0.5 or per AU); frames with an unannotated AU (-1 or NaN) are left out."""
+    probabilities, labels = _float_rows(probabilities, labels)
+    labels = np.where(np.isnan(labels), -1.0, labels)
+    return abaw_metric("au").compute(predictions=probabilities.tolist(), references=labels.tolist(),
+                                     thresholds=None if thresholds is None else list(thresholds), au_names=au_names)
+
+
+def choose_thresholds(probabilities, labels, candidates=np.linspace(0.05, 0.95, 19)) -> list[float]:
+    """Per action unit, the threshold among `candidates` with the best F1 on these (validation) frames (the lowest
+    such on ties), for `config.label_thresholds`. Frames with an unannotated AU are left out, as when scoring."""
+    probabilities, labels = _float_rows(probabilities, labels)
+    annotated = (np.nan_to_num(labels, nan=-1.0) >= 0).all(axis=1)
+    probabilities, actual = probabilities[annotated], labels[annotated].astype(bool)
+    chosen = []
+    for unit in range(probabilities.shape[1]):
+        present = probabilities[:, unit, None] >= np.asarray(candidates)[None]  # [frames, candidates]
+        true_positives = (present & actual[:, unit, None]).sum(0)
+        denominator = present.sum(0) + actual[:, unit].sum()
+        f1 = np.divide(2 * true_positives, denominator, out=np.zeros(len(candidates)), where=denominator > 0)
+        chosen.append(round(float(candidates[int(np.argmax(f1))]), 6))
+    return chosen
+
+
+def multitask_score(va: dict, expr: dict, au: dict) -> float:
+    """The ABAW multi-task score: P_VA + P_EXPR + P_AU, from the three metrics' results."""
+    return va["va_score"] + expr["macro_f1"] + au["au_score"]
+
+
+def _float_rows(predictions, labels, width: int | None = None):
+    predictions, labels = np.asarray(predictions, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    if width is not None:
+        predictions, labels = predictions.reshape(-1, width), labels.reshape(-1, width)
+    if predictions.shape != labels.shape:
+        raise ValueError(f"predictions {predictions.shape} and labels {labels.shape} differ in shape")
+    return predictions, labels

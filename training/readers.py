@@ -1,4 +1,4 @@
-"""Datasets: Aff-Wild2 EXPR, a folder of class sub-folders, and unlabelled face folders.
+"""Datasets: Aff-Wild2 (EXPR, VA and AU annotations), a folder of class sub-folders, and unlabelled face folders.
 
 Each reader lists files only (image paths, labels, video and frame names) into a `datasets.Dataset`; images are
 decoded lazily, batch by batch, by `emotic.training.transforms.ViewTransform` through the image processor.
@@ -19,6 +19,17 @@ from emotic.modeling.configuration_emotic import ABAW_EXPRESSION_LABELS
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 ANNOTATION_HEADER = ",".join(ABAW_EXPRESSION_LABELS)
+# The 12 action units of Aff-Wild2's AU annotations, in their column order, and the two VA columns.
+ABAW_ACTION_UNITS = ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26"]
+VALENCE_AROUSAL = ["valence", "arousal"]
+# Where each track's annotations live under an Aff-Wild2 root, as `<folder>/{Train_Set,Validation_Set}`: the
+# challenge folders (ABAW5 names the EXPR one `EXPR_Classification_Challenge`), and `annotations/` for the EXPR
+# annotations `emotic synth` writes.
+CHALLENGE_FOLDERS = {
+    "expr": ("annotations", "EXPR_Recognition_Challenge", "EXPR_Classification_Challenge"),
+    "va": ("VA_Estimation_Challenge",),
+    "au": ("AU_Detection_Challenge",),
+}
 
 
 @dataclass
@@ -27,7 +38,7 @@ class ReadReport:
 
     frames: int = 0
     videos: int = 0
-    ignored_unlabelled: int = 0  # -1 frames
+    ignored_unlabelled: int = 0  # frames not annotated: -1 (EXPR, AU), -5 (VA)
     missing_images: int = 0  # annotated frames without a frame image (no face detected by the dataset makers)
     dropped_by_stride: int = 0
     dropped_by_cap: int = 0
@@ -36,7 +47,7 @@ class ReadReport:
 
     def format(self) -> str:
         return (f"{self.frames} frames from {self.videos} videos kept; skipped {self.ignored_unlabelled} frames "
-                f"labelled -1, {self.missing_images} annotated frames without an image, {self.dropped_by_stride} "
+                f"not annotated, {self.missing_images} annotated frames without an image, {self.dropped_by_stride} "
                 f"by frame stride, {self.dropped_by_cap} by the per-class cap"
                 + (f", {sum(self.dropped_labels.values())} of classes the model has no label for "
                    f"{self.dropped_labels}" if self.dropped_labels else "") + f"; per class: {self.class_counts}")
@@ -64,10 +75,81 @@ def read_expression_annotation(path: Path) -> list[int]:
     return labels
 
 
-def iter_affwild2_videos(annotations_dir: str | os.PathLike, frames_dir: str | os.PathLike):
+def read_valence_arousal_annotation(path: Path) -> list[list[float]]:
+    """One Aff-Wild2 VA annotation file: the header `valence,arousal`, then `valence,arousal` per frame, floats in
+    [-1, 1]; -5 (either value) marks a frame that was not annotated, returned as NaN."""
+    rows = []
+    for number, values in _annotation_rows(path, VALENCE_AROUSAL, "two floats in [-1, 1] (or -5: not annotated)"):
+        try:
+            valence, arousal = (float(value) for value in values)
+        except ValueError:
+            raise ValueError(f"{path}, line {number}: {','.join(values)!r} are not two numbers; expected "
+                             f"valence,arousal in [-1, 1] (or -5: not annotated)") from None
+        if not all(-1 <= value <= 1 or value == -5 for value in (valence, arousal)):
+            raise ValueError(f"{path}, line {number}: valence {valence:g}, arousal {arousal:g} is out of range; "
+                             f"expected values in [-1, 1], or -5 for a frame that was not annotated")
+        rows.append([float("nan")] * 2 if -5 in (valence, arousal) else [valence, arousal])
+    return rows
+
+
+def read_action_unit_annotation(path: Path) -> list[list[float]]:
+    """One Aff-Wild2 AU annotation file: the header `AU1,...,AU26`, then 12 comma-separated 0/1 per frame; a frame
+    with a -1 (not annotated) is returned as NaN throughout (the ABAW loaders keep a frame only if all are >= 0)."""
+    rows = []
+    for number, values in _annotation_rows(path, ABAW_ACTION_UNITS, "12 comma-separated 0/1 (or -1)"):
+        if not all(value in ("0", "1", "-1") for value in values):
+            raise ValueError(f"{path}, line {number}: {','.join(values)!r}: expected 0 or 1 for each action unit "
+                             f"(-1: not annotated)")
+        units = [float(value) for value in values]
+        rows.append([float("nan")] * len(units) if min(units) < 0 else units)
+    return rows
+
+
+def _annotation_rows(path: Path, columns: list[str], expected: str):
+    """(line number, values) of a comma-separated annotation file with the header `columns`; a wrong header or a
+    line with another number of values is a `ValueError` naming the file and line."""
+    with open(path, encoding="utf-8-sig") as handle:
+        lines = handle.read().splitlines()
+    header = ",".join(columns)
+    if not lines or lines[0].strip().replace(" ", "") != header:
+        found = lines[0].strip() if lines else "an empty file"
+        raise ValueError(f"{path}, line 1: expected the header {header!r}, found {found!r}")
+    for number, line in enumerate(lines[1:], start=2):
+        text = line.strip().replace(" ", "")
+        if not text and number == len(lines):  # tolerate one trailing blank line
+            continue
+        values = text.split(",")
+        if len(values) != len(columns):
+            raise ValueError(f"{path}, line {number}: {len(values)} values ({text!r}); expected {expected}, one per "
+                             f"column of {header!r}")
+        yield number, values
+
+
+ANNOTATION_READERS = {"expr": read_expression_annotation, "va": read_valence_arousal_annotation,
+                      "au": read_action_unit_annotation}
+
+
+def is_annotated(label) -> bool:
+    """Whether a frame's label says it was annotated: an expression >= 0, values without NaN."""
+    return label >= 0 if isinstance(label, int) else not any(value != value for value in label)
+
+
+def affwild2_annotations(root: str | os.PathLike, task: str, split: str) -> Path:
+    """The annotation folder of `task` (`expr`, `va` or `au`) and `split` under an Aff-Wild2 root:
+    `<challenge folder>/<split>` (both spellings of the EXPR folder), or `annotations/<split>` for EXPR."""
+    folders = CHALLENGE_FOLDERS[task]
+    for folder in folders:
+        if (Path(root) / folder / split).is_dir():
+            return Path(root) / folder / split
+    raise ValueError(f"{root}: no {task.upper()} annotation folder for {split}: expected one of "
+                     f"{[f'{folder}/{split}' for folder in folders]}")
+
+
+def iter_affwild2_videos(annotations_dir: str | os.PathLike, frames_dir: str | os.PathLike, task: str = "expr"):
     """(video, frame folder, labels, names of the frame files present) for each `annotations_dir/<video>.txt`, with
     one directory scan per video. A missing folder, an empty annotation folder or a bad annotation file is a
-    `ValueError` naming it."""
+    `ValueError` naming it. Two-subject videos are annotated as `<video>_left` / `<video>_right`, each with its own
+    frame folder: they are read as two videos."""
     annotations_dir, frames_dir = Path(annotations_dir), Path(frames_dir)
     if not annotations_dir.is_dir():
         raise ValueError(f"annotation folder {annotations_dir} does not exist")
@@ -78,7 +160,7 @@ def iter_affwild2_videos(annotations_dir: str | os.PathLike, frames_dir: str | o
         video_dir = frames_dir / annotation.stem
         if not video_dir.is_dir():
             raise ValueError(f"{annotation}: its frame folder {video_dir} does not exist")
-        labels = read_expression_annotation(annotation)
+        labels = ANNOTATION_READERS[task](annotation)
         yield annotation.stem, video_dir, labels, {entry.name for entry in os.scandir(video_dir)}
 
 
@@ -88,21 +170,29 @@ def read_affwild2(
     frame_stride: int = 1,
     max_frames_per_class: int | None = None,
     seed: int = 0,
+    task: str = "expr",
 ) -> tuple[Dataset, ReadReport]:
-    """Aff-Wild2 EXPR: `annotations_dir/<video>.txt` + `frames_dir/<video>/<00001>.jpg` (1-based, 5 digits).
+    """Aff-Wild2: `annotations_dir/<video>.txt` + `frames_dir/<video>/<00001>.jpg` (1-based, 5 digits), for the
+    expression (`task="expr"`, `label` a class index), valence-arousal (`"va"`, `label` [valence, arousal]) or
+    action-unit track (`"au"`, `label` 12 0/1 values).
 
-    `frame_stride` keeps every n-th frame and `max_frames_per_class` caps each class (a seeded random subset): the
-    paper's "reduced training data". Frames labelled -1 and annotated frames without an image are skipped and
-    counted. A wrong header, a bad line or a missing video folder is a `ValueError` naming the file and line.
+    `frame_stride` keeps every n-th frame and `max_frames_per_class` caps each class (a seeded random subset, EXPR
+    only): the paper's "reduced training data". Frames not annotated (-1, or -5 for VA) and annotated frames
+    without an image are skipped and counted. A wrong header, a bad line or a missing video folder is a
+    `ValueError` naming the file and line.
     """
     if frame_stride < 1:
         raise ValueError(f"frame_stride={frame_stride}; expected an integer >= 1")
+    if task not in ANNOTATION_READERS:
+        raise ValueError(f"task={task!r}; allowed: {sorted(ANNOTATION_READERS)}")
+    if max_frames_per_class is not None and task != "expr":
+        raise ValueError("max_frames_per_class caps expression classes: it applies to task='expr' only")
     report = ReadReport()
     paths, labels, videos, frames = [], [], [], []
-    for video, video_dir, video_labels, present in iter_affwild2_videos(annotations_dir, frames_dir):
+    for video, video_dir, video_labels, present in iter_affwild2_videos(annotations_dir, frames_dir, task):
         report.videos += 1
         for index, label in enumerate(video_labels):
-            if label < 0:
+            if not is_annotated(label):
                 report.ignored_unlabelled += 1
                 continue
             name = f"{index + 1:05d}.jpg"
@@ -119,14 +209,84 @@ def read_affwild2(
     keep = _cap_per_class(labels, max_frames_per_class, seed)
     report.dropped_by_cap = len(labels) - len(keep)
     if not keep:
-        raise ValueError(f"{annotations_dir}: no usable frame (a labelled frame 0..7 with its image in {frames_dir}): "
-                         f"{report.videos} videos read, {report.ignored_unlabelled} frames labelled -1, "
+        raise ValueError(f"{annotations_dir}: no usable frame (an annotated frame with its image in {frames_dir}): "
+                         f"{report.videos} videos read, {report.ignored_unlabelled} frames not annotated, "
                          f"{report.missing_images} annotated frames without an image, {report.dropped_by_stride} "
                          f"dropped by the frame stride")
     columns = {"image": [paths[i] for i in keep], "label": [labels[i] for i in keep],
                "video": [videos[i] for i in keep], "frame": [frames[i] for i in keep]}
     report.frames = len(keep)
-    report.class_counts = dict(sorted(Counter(columns["label"]).items()))
+    if task == "expr":
+        report.class_counts = dict(sorted(Counter(columns["label"]).items()))
+    elif task == "au":  # frames in which each action unit is present
+        report.class_counts = dict(zip(ABAW_ACTION_UNITS, np.sum(columns["label"], axis=0).astype(int).tolist()))
+    from datasets import Dataset
+
+    return Dataset.from_dict(columns), report
+
+
+MULTITASK_COLUMNS = ["image", *VALENCE_AROUSAL, "expression", *ABAW_ACTION_UNITS]
+
+
+def read_multitask_annotations(path: str | os.PathLike, images_dir: str | os.PathLike) -> tuple[Dataset, ReadReport]:
+    """ABAW7's multi-task annotations (s-Aff-Wild2: `training_set_annotations.txt`), one CSV of rows
+    `image,valence,arousal,expression,AU1,...,AU26` with images relative to `images_dir`: columns `image`,
+    `valence_arousal` (NaN where -5), `expression` (-1 where not annotated) and `action_units` (NaN throughout where
+    any is -1), so that each task's loss leaves out what was not annotated. Rows without an image are skipped and
+    counted; a missing column or a bad value is a `ValueError` naming the file and line."""
+    import csv
+
+    path, images_dir = Path(path), Path(images_dir)
+    if not path.is_file():
+        raise ValueError(f"multi-task annotation file {path} does not exist")
+    columns = {"image": [], "valence_arousal": [], "expression": [], "action_units": []}
+    report = ReadReport()
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        header = [name.strip() for name in next(reader, [])]
+        missing = [name for name in MULTITASK_COLUMNS if name not in header]
+        if missing:
+            raise ValueError(f"{path}, line 1: the header lacks the column{'s' * (len(missing) > 1)} "
+                             f"{', '.join(missing)}; expected {','.join(MULTITASK_COLUMNS)}")
+        at = {name: header.index(name) for name in MULTITASK_COLUMNS}
+        for number, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise ValueError(f"{path}, line {number}: {len(row)} values; expected {len(header)}, one per column "
+                                 f"of the header")
+            try:
+                valence_arousal = [float(row[at[name]]) for name in VALENCE_AROUSAL]
+                expression = int(row[at["expression"]])
+                units = [int(row[at[name]]) for name in ABAW_ACTION_UNITS]
+            except ValueError:
+                raise ValueError(f"{path}, line {number}: expected numbers for valence, arousal, expression and the "
+                                 f"12 action units, found {row!r}") from None
+            if -5 in valence_arousal:
+                valence_arousal = [float("nan")] * 2
+            elif not all(-1 <= value <= 1 for value in valence_arousal):
+                raise ValueError(f"{path}, line {number}: valence/arousal {valence_arousal} out of range; expected "
+                                 f"[-1, 1] or -5 (not annotated)")
+            if not -1 <= expression < len(ABAW_EXPRESSION_LABELS):
+                raise ValueError(f"{path}, line {number}: expression {expression} is out of range; expected -1..7")
+            if not all(unit in (-1, 0, 1) for unit in units):
+                raise ValueError(f"{path}, line {number}: action units {units}: expected 0, 1 or -1 each")
+            image = images_dir / row[at["image"]].strip()
+            if not image.is_file():
+                report.missing_images += 1
+                continue
+            if expression < 0 and min(units) < 0 and valence_arousal[0] != valence_arousal[0]:
+                report.ignored_unlabelled += 1
+                continue
+            columns["image"].append(str(image))
+            columns["valence_arousal"].append(valence_arousal)
+            columns["expression"].append(expression)
+            columns["action_units"].append([float(u) for u in units] if min(units) >= 0 else [float("nan")] * 12)
+    report.frames = len(columns["image"])
+    if not report.frames:
+        raise ValueError(f"{path}: no usable row (one with its image in {images_dir} and at least one annotated "
+                         f"task): {report.missing_images} rows without an image, {report.ignored_unlabelled} with "
+                         f"nothing annotated")
     from datasets import Dataset
 
     return Dataset.from_dict(columns), report
