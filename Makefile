@@ -8,6 +8,8 @@ STAMP := $(VENV)/.emotic-installed
 # timm (the parity tests' reference implementation) imports torchvision, and torchvision only imports beside the
 # torch build it was made for: torch 2.14.1 + torchvision 0.29.1 is that pair (both on this machine's wheel store).
 TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.1
+# pytest-xdist workers: one per core (`auto`); PYTEST_WORKERS=0 runs the suite in one process.
+PYTEST_WORKERS ?= auto
 TEST_ENV := HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 RUN_ENV := HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 OMP_NUM_THREADS=1
 
@@ -34,8 +36,9 @@ $(CHROMIUM):
 		echo "the browser test needs Chromium at $(CHROMIUM): sudo apt-get install chromium" >&2; \
 	fi
 
+# --maxschedchunk 1: workers take tests one at a time (a long test never waits behind another in a worker's queue)
 test: $(STAMP) | $(CHROMIUM)
-	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest -n $(PYTEST_WORKERS) --maxschedchunk 1 $(PYTEST_ARGS)
 
 # transformers' own common test suites (ModelTesterMixin, ConfigTester, ImageProcessingTestMixin) on emotic's classes,
 # from the sdist of the installed transformers (fetched once into ~/.cache/emotic); `make test` runs them too.

@@ -89,6 +89,20 @@ def hub_env(endpoint, tmp_path):
             "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1"}
 
 
+def pytest_collection_modifyitems(config, items):
+    """On pytest-xdist's workers (`make test`: one per core), the tests marked `minutes(n)` go first, the longest
+    first, so that no worker starts a long test while the others run out of work; the rest keep their order (the
+    sort is stable, and the same on every worker, as xdist requires). A plain `pytest` run keeps file order."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+
+    def minutes(item):
+        marker = item.get_closest_marker("minutes")
+        return marker.args[0] if marker else 0
+
+    items.sort(key=minutes, reverse=True)
+
+
 def pytest_terminal_summary(terminalreporter):
     """The bad-input suite's case count, printed at the end of every run that collected it."""
     outcomes = {}

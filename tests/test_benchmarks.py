@@ -10,7 +10,8 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.mark.parametrize("script", ["bench_models.py", "bench_gpu.py", "bench_video.py"])
+@pytest.mark.parametrize("script", ["bench_models.py", "bench_gpu.py",
+                                    pytest.param("bench_video.py", marks=pytest.mark.minutes(3.5))])
 def test_benchmark_script_runs_in_smoke_mode(script, tmp_path):
     extra = ["--json", str(tmp_path / "out.json")] if script != "bench_models.py" else []
     extra += ["--onnx"] if script == "bench_video.py" else []
