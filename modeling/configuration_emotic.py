@@ -11,12 +11,22 @@ from transformers.activations import ACT2FN
 
 # The 8 expression classes of Aff-Wild2 / ABAW, in the index order of the annotation files.
 ABAW_EXPRESSION_LABELS = ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other"]
+# The 12 action units of Aff-Wild2's AU track, in the column order of its annotation files.
+ABAW_ACTION_UNITS = ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26"]
 
 # The closed choices of the config; the command-line arguments and the converter reuse them (`get_args` lists them).
 FusionStrategy = Literal["none", "mean", "concat", "concat_linear", "attention"]
 Pooling = Literal["avg", "cls"]
 SmoothingMode = Literal["mean", "gaussian", "mode"]
 RegressionLoss = Literal["mse", "ccc"]
+# The ABAW track each head serves, by transformers' `problem_type`: expressions (also when unset), action units,
+# valence-arousal.
+TRACK_PROBLEM_TYPES = {"expr": "single_label_classification", "au": "multi_label_classification", "va": "regression"}
+
+
+def head_track(config) -> str:
+    """The ABAW track (`expr`, `au` or `va`) a classifier with this config serves, from its `problem_type`."""
+    return {problem: track for track, problem in TRACK_PROBLEM_TYPES.items()}.get(config.problem_type, "expr")
 
 
 def check_smoothing_window(window, name: str = "smoothing_window") -> int:
@@ -204,5 +214,6 @@ class EmoticConfig(PreTrainedConfig):
                     f"regression_range={bounds!r}; expected [low, high] with low < high")
 
 
-__all__ = ["ABAW_EXPRESSION_LABELS", "EmoticConfig",
-           "FusionStrategy", "Pooling", "RegressionLoss", "SmoothingMode", "check_smoothing_window"]
+__all__ = ["ABAW_ACTION_UNITS", "ABAW_EXPRESSION_LABELS", "EmoticConfig",
+           "FusionStrategy", "Pooling", "RegressionLoss", "SmoothingMode", "TRACK_PROBLEM_TYPES",
+           "check_smoothing_window", "head_track"]

@@ -190,7 +190,8 @@ def test_va_reader_skips_unannotated_frames_and_missing_images_for_both_subjects
 def test_au_reader_keeps_frames_with_every_unit_annotated_and_counts_each_units_frames(tmp_path):
     from emotic.training.readers import affwild2_annotations
 
-    lines = ["1,0,0,0,0,0,1,0,0,0,1,0", "0,0,0,0,0,0,1,0,0,0,0,-1", "0,1,0,0,0,0,1,0,0,0,0,1", "1,1,1,1,1,1,1,1,1,1,1,1"]
+    lines = ["1,0,0,0,0,0,1,0,0,0,1,0", "0,0,0,0,0,0,1,0,0,0,0,-1", "0,1,0,0,0,0,1,0,0,0,0,1",
+             "1,1,1,1,1,1,1,1,1,1,1,1"]
     write_track(tmp_path, "AU_Detection_Challenge", "v", AU_HEADER, lines, missing={3})
     dataset, report = read_affwild2(affwild2_annotations(tmp_path, "au", "Train_Set"), tmp_path / "cropped_aligned",
                                     task="au")

@@ -1,12 +1,13 @@
-"""Fine-tune the dual-view expression classifier (or the `fusion_strategy="none"` MAE-Face baseline).
+"""Fine-tune the dual-view classifier (or the `fusion_strategy="none"` MAE-Face baseline) for an ABAW track:
+expressions (`--task expr`, the default), action units (`--task au`) or valence-arousal (`--task va`).
 
     accelerate launch -m emotic.training.finetune --affwild2_root DATA --model_name_or_path PRETRAINED \\
         --output_dir runs/dual-view --num_train_epochs 10 --per_device_train_batch_size 64 --bf16
 
-Data: Aff-Wild2 EXPR (`--affwild2_root` with `annotations/{Train_Set,Validation_Set}` and `cropped_aligned`, or the
-four folders given one by one) or an image folder per split with one sub-folder per class (`--train_dir`,
-`--eval_dir`). A run resumes by itself from the last complete checkpoint in `--output_dir`: start the same command
-again after an interruption. The finished folder loads with `AutoModelForImageClassification` and `pipeline`.
+Data: Aff-Wild2 (`--affwild2_root` with the track's `<challenge folder>/{Train_Set,Validation_Set}` (EXPR also
+`annotations/`) and `cropped_aligned`, or the folders given one by one) or, for expressions, an image folder per
+split with one sub-folder per class (`--train_dir`, `--eval_dir`) or a `datasets` dataset. A run resumes by itself
+from the last complete checkpoint in `--output_dir`: start the same command again after an interruption. The finished folder loads with `AutoModelForImageClassification` and `pipeline`.
 """
 
 import json
@@ -14,20 +15,29 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from transformers import AutoImageProcessor, AutoModelForImageClassification, HfArgumentParser, set_seed
 
-from emotic.modeling.configuration_emotic import ABAW_EXPRESSION_LABELS, FusionStrategy
+from emotic.modeling.configuration_emotic import (
+    ABAW_ACTION_UNITS,
+    ABAW_EXPRESSION_LABELS,
+    TRACK_PROBLEM_TYPES,
+    FusionStrategy,
+    RegressionLoss,
+)
 from emotic.modeling.modeling_emotic import EmoticForImageClassification
 from emotic.processing.face_geometry import REGIONS
 from emotic.processing.image_processing_emotic import AuxLayout, EmoticImageProcessor, Geometry
 from emotic.training.arguments import EmoticTrainingArguments, ModelSize, build_config, refuse_unhonoured
-from emotic.training.metrics import expression_metrics
+from emotic.training.metrics import action_unit_metrics, choose_thresholds, expression_metrics, valence_arousal_metrics
 from emotic.training.labels import LabelSet, read_label_map
 from emotic.training.readers import (
+    affwild2_annotations,
     dataset_label,
     inverse_frequency_weights,
+    positive_weights,
     read_affwild2,
     read_dataset,
     read_image_folder,
@@ -38,8 +48,20 @@ from emotic.training.trainer import EmoticTrainer, EpochCallback, finish_distrib
 from emotic.training.transforms import ViewTransform
 
 
+# The ABAW tracks a model can be fine-tuned for: its labels and how its head is trained (transformers' problem type).
+Task = Literal["expr", "au", "va"]
+TASKS = {
+    "expr": {"labels": ABAW_EXPRESSION_LABELS, "problem_type": TRACK_PROBLEM_TYPES["expr"], "name": "Aff-Wild2 EXPR"},
+    "au": {"labels": ABAW_ACTION_UNITS, "problem_type": TRACK_PROBLEM_TYPES["au"], "name": "Aff-Wild2 AU"},
+    "va": {"labels": ["valence", "arousal"], "problem_type": TRACK_PROBLEM_TYPES["va"], "name": "Aff-Wild2 VA"},
+}
+
+
 @dataclass
 class ModelArguments:
+    task: Task = field(default="expr", metadata={
+        "help": "the ABAW track: expr (8 expressions, cross-entropy), au (12 action units, binary cross-entropy), "
+                "va (valence and arousal in [-1, 1], CCC or MSE)"})
     model_name_or_path: str | None = field(default=None, metadata={
         "help": "an emotic folder (pre-trained with `emotic pretrain`, converted from MAE-Face, or fine-tuned); "
                 "without it the encoder starts from random weights of --model_size"})
@@ -61,7 +83,12 @@ class ModelArguments:
                 "detector, or auto"})
     drop_path_rate: float | None = field(default=None, metadata={"help": "default: the model's [0.1]"})
     label_smoothing: float | None = field(default=None, metadata={"help": "default: the model's [0.0]"})
-    class_weights: bool = field(default=True, metadata={"help": "inverse-frequency weights from the training split"})
+    class_weights: bool = field(default=True, metadata={
+        "help": "weights from the training split: inverse class frequency (expr), negatives over positives per "
+                "action unit as BCE pos_weight (au); va has none"})
+    regression_loss: RegressionLoss | None = field(default=None, metadata={
+        "help": "va: ccc (1 - concordance correlation, per output) or mse; default: the model's, ccc for a new "
+                "va head"})
     lora_rank: int | None = field(default=None, metadata={
         "help": "train LoRA adapters of this rank (PEFT) on the encoder's attention projections instead of the whole "
                 "encoder; the fusion block, the final norm and the head train fully. The run folder holds the merged "
@@ -98,24 +125,28 @@ class DataArguments:
     color_jitter: float = field(default=0.2, metadata={"help": "brightness/contrast/saturation jitter in training"})
 
 
-def load_splits(data: DataArguments, label2id: dict, seed: int):
-    """(train, eval, reports) from Aff-Wild2 or image folders."""
+def load_splits(data: DataArguments, label2id: dict, seed: int, task: str = "expr"):
+    """(train, eval, reports, dataset name) from Aff-Wild2, image folders or a `datasets` dataset."""
     if data.affwild2_root:
         root = Path(data.affwild2_root)
-        data.train_annotations = data.train_annotations or str(root / "annotations" / "Train_Set")
-        data.eval_annotations = data.eval_annotations or str(root / "annotations" / "Validation_Set")
+        data.train_annotations = data.train_annotations or str(affwild2_annotations(root, task, "Train_Set"))
+        data.eval_annotations = data.eval_annotations or str(affwild2_annotations(root, task, "Validation_Set"))
         data.frames_dir = data.frames_dir or str(root / "cropped_aligned")
     if data.train_annotations:
         if not data.frames_dir:
             raise ValueError("--train_annotations needs --frames_dir (the cropped_aligned folder)")
-        if sorted(label2id, key=label2id.get) != ABAW_EXPRESSION_LABELS:
-            raise ValueError("Aff-Wild2 training needs the model's labels to be the 8 ABAW expressions in order")
+        if sorted(label2id, key=label2id.get) != TASKS[task]["labels"]:
+            raise ValueError(f"Aff-Wild2 {task.upper()} training needs the model's labels to be "
+                             f"{TASKS[task]['labels']} in order")
         train, train_report = read_affwild2(data.train_annotations, data.frames_dir, data.frame_stride,
-                                            data.max_frames_per_class, seed)
-        evaluation, eval_report = (read_affwild2(data.eval_annotations, data.frames_dir)
+                                            data.max_frames_per_class, seed, task=task)
+        evaluation, eval_report = (read_affwild2(data.eval_annotations, data.frames_dir, task=task)
                                    if data.eval_annotations else (None, None))
-        name = SYNTHETIC_DATASET_NAME if is_generated(Path(data.frames_dir).parent) else "Aff-Wild2 EXPR"
+        name = SYNTHETIC_DATASET_NAME if is_generated(Path(data.frames_dir).parent) else TASKS[task]["name"]
         return train, evaluation, {"train": train_report, "eval": eval_report}, name
+    if task != "expr" and (data.dataset_name or data.train_dir):
+        raise ValueError(f"--task {task}: reads Aff-Wild2 annotations (--affwild2_root, or --train_annotations with "
+                         f"--frames_dir); --dataset_name and --train_dir hold expression classes")
     if data.dataset_name:
         options = dict(label2id=label2id, config_name=data.dataset_config_name, image_column=data.image_column,
                        label_column=data.label_column, label_set=data.label_set,
@@ -132,40 +163,75 @@ def load_splits(data: DataArguments, label2id: dict, seed: int):
                      "--dataset_name")
 
 
-def compute_metrics(eval_prediction) -> dict:
-    logits = eval_prediction.predictions[0] if isinstance(eval_prediction.predictions, tuple) else \
-        eval_prediction.predictions
-    metrics = expression_metrics(np.argmax(logits, axis=-1), eval_prediction.label_ids,
-                                 num_classes=logits.shape[-1])
-    flat = {"macro_f1": metrics["macro_f1"], "accuracy": metrics["accuracy"]}
-    flat.update({f"f1_{name}": value for name, value in metrics["per_class_f1"].items()})
-    return flat
+def task_metrics(task: str, predictions, label_ids, thresholds=None) -> dict:
+    """The track's held-out scores from the head's outputs: macro-F1 (expr), mean AU F1 at `thresholds` (au, on
+    sigmoid probabilities) or the mean CCC (va)."""
+    if task == "au":
+        return action_unit_metrics(1 / (1 + np.exp(-predictions)), label_ids, thresholds)
+    if task == "va":
+        return valence_arousal_metrics(predictions, label_ids)
+    return expression_metrics(np.argmax(predictions, axis=-1), label_ids, num_classes=predictions.shape[-1])
+
+
+SCORES = {"expr": "macro_f1", "au": "au_score", "va": "va_score"}  # each track's score in `task_metrics`
+
+
+def metrics_for(task: str):
+    """Trainer's `compute_metrics` for the track: its score and the per-class (per-AU, per-dimension) details."""
+    def compute_metrics(eval_prediction) -> dict:
+        predictions = eval_prediction.predictions[0] if isinstance(eval_prediction.predictions, tuple) else \
+            eval_prediction.predictions
+        metrics = task_metrics(task, predictions, eval_prediction.label_ids)
+        if task == "expr":
+            flat = {"macro_f1": metrics["macro_f1"], "accuracy": metrics["accuracy"]}
+            flat.update({f"f1_{name}": value for name, value in metrics["per_class_f1"].items()})
+        elif task == "au":
+            flat = {"au_score": metrics["au_score"], **{f"f1_{n}": v for n, v in metrics["per_au_f1"].items()}}
+        else:
+            flat = {key: metrics[key] for key in ("va_score", "ccc_valence", "ccc_arousal")}
+        return flat
+
+    return compute_metrics
 
 
 def build_model(model_args: ModelArguments, train_labels):
+    task = TASKS[model_args.task]
     overrides = dict(
         fusion_strategy=model_args.fusion_strategy, fusion_layer=model_args.fusion_layer,
         share_encoder=model_args.share_encoder, drop_path_rate=model_args.drop_path_rate,
-        label_smoothing=model_args.label_smoothing,
+        label_smoothing=model_args.label_smoothing, regression_loss=model_args.regression_loss,
     )
+    head = dict(id2label=dict(enumerate(task["labels"])), label2id={n: i for i, n in enumerate(task["labels"])},
+                problem_type=task["problem_type"])
+    if model_args.task == "va":
+        head.update(regression_range=[-1.0, 1.0], regression_loss=model_args.regression_loss or "ccc")
     if model_args.model_name_or_path:
+        from transformers import AutoConfig
+
+        saved = AutoConfig.from_pretrained(model_args.model_name_or_path)
+        same_head = [saved.id2label[i] for i in range(saved.num_labels)] == task["labels"] and \
+            (saved.problem_type or "single_label_classification") == task["problem_type"]
+        # another track's head (or a pre-trained encoder's default one) is replaced: a new head for this track
         model = AutoModelForImageClassification.from_pretrained(
-            model_args.model_name_or_path, **{k: v for k, v in overrides.items() if v is not None})
+            model_args.model_name_or_path, **{k: v for k, v in overrides.items() if v is not None},
+            **({} if same_head else {**head, "ignore_mismatched_sizes": True}))
         try:
             processor = AutoImageProcessor.from_pretrained(model_args.model_name_or_path)
         except OSError:  # a converted checkpoint has no processor yet
             processor = EmoticImageProcessor(size=model.config.image_size)
     else:
         model = EmoticForImageClassification(build_config(model_args.model_size, image_size=model_args.image_size,
-                                                          **overrides))
+                                                          **{**overrides, **head}))
         processor = EmoticImageProcessor(size=model.config.image_size)
     if not isinstance(model, EmoticForImageClassification):
         raise ValueError(f"{model_args.model_name_or_path} is a {type(model).__name__}, not an emotic model")
     view = {"aux_regions": model_args.aux_regions, "aux_layout": model_args.aux_layout}
     if any(value is not None for value in view.values()):  # the processor checks them, and saves them with the run
         processor = EmoticImageProcessor(**{**processor.to_dict(), **{k: v for k, v in view.items() if v is not None}})
-    if model_args.class_weights:
+    if model_args.class_weights and model_args.task == "expr":
         model.config.class_weights = inverse_frequency_weights(train_labels, model.config.num_labels)
+    elif model_args.class_weights and model_args.task == "au":
+        model.config.pos_weight = positive_weights(train_labels)
     return model, processor
 
 
@@ -212,8 +278,9 @@ def train(argv=None) -> dict:
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     refuse_unhonoured(training_args)
     set_seed(training_args.seed)
-    labels = dict(zip(ABAW_EXPRESSION_LABELS, range(8)))
-    train, evaluation, reports, dataset_name = load_splits(data_args, labels, training_args.seed)
+    task = model_args.task
+    labels = {name: index for index, name in enumerate(TASKS[task]["labels"])}
+    train, evaluation, reports, dataset_name = load_splits(data_args, labels, training_args.seed, task)
     model, processor = build_model(model_args, list(train["label"]))
     parameters = {"total": model.num_parameters()}
     if model_args.lora_rank is not None:
@@ -242,7 +309,7 @@ def train(argv=None) -> dict:
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     trainer = EmoticTrainer(
         model=model, args=training_args, train_dataset=train, eval_dataset=evaluation,
-        processing_class=processor, compute_metrics=compute_metrics, callbacks=[EpochCallback(train_transform)],
+        processing_class=processor, compute_metrics=metrics_for(task), callbacks=[EpochCallback(train_transform)],
     )
     if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not trainer.is_fsdp_enabled \
             and training_args.process_index == 0:
@@ -252,20 +319,27 @@ def train(argv=None) -> dict:
     if resume and training_args.process_index == 0:
         print(f"resuming from {resume}")
     train_result = trainer.train(resume_from_checkpoint=resume)
-    if model_args.lora_rank is None:
-        trainer.save_model()  # model, config, code files and the processor, into output_dir
     trainer.save_metrics("train", train_result.metrics)
 
     results = {}
     if evaluation is not None:
         output = trainer.predict(evaluation, metric_key_prefix="eval")
-        results = expression_metrics(np.argmax(output.predictions, axis=-1), output.label_ids)
+        results = task_metrics(task, output.predictions, output.label_ids)
+        if task == "au":  # per-AU thresholds chosen on the held-out frames, stored with the model
+            thresholds = choose_thresholds(1 / (1 + np.exp(-output.predictions)), output.label_ids)
+            trainer.accelerator.unwrap_model(trainer.model).config.label_thresholds = thresholds
+            tuned = task_metrics(task, output.predictions, output.label_ids, thresholds)
+            results["tuned"] = {"au_score": tuned["au_score"], "per_au_f1": tuned["per_au_f1"],
+                                "thresholds": thresholds, "note": "thresholds chosen on these frames"}
         trainer.save_metrics("eval", output.metrics)
+    if model_args.lora_rank is None:
+        trainer.save_model()  # model, config (with AU thresholds), code files and the processor, into output_dir
     if model_args.lora_rank is not None and trainer.is_world_process_zero():
         save_lora_run(trainer.accelerator.unwrap_model(trainer.model), processor, training_args.output_dir)
     if trainer.is_world_process_zero():
         write_run_summary(training_args.output_dir, {
-            "task": "finetune", "dataset": dataset_name, "synthetic": dataset_name == SYNTHETIC_DATASET_NAME,
+            "task": "finetune", "track": task, "dataset": dataset_name,
+            "synthetic": dataset_name == SYNTHETIC_DATASET_NAME,
             "data": {split: vars(report) if report else None for split, report in reports.items()},
             "model": {"fusion_strategy": model.config.fusion_strategy, "fusion_layer": model.config.fusion_layer,
                       "aux_regions": processor.aux_regions, "aux_layout": processor.aux_layout,
@@ -273,6 +347,8 @@ def train(argv=None) -> dict:
                       "hidden_size": model.config.hidden_size, "num_hidden_layers": model.config.num_hidden_layers,
                       "image_size": model.config.image_size, "drop_path_rate": model.config.drop_path_rate,
                       "label_smoothing": model.config.label_smoothing, "class_weights": model.config.class_weights,
+                      "problem_type": model.config.problem_type, "pos_weight": model.config.pos_weight,
+                      "regression_loss": model.config.regression_loss if task == "va" else None,
                       "base_model": Path(model_args.model_name_or_path).name if model_args.model_name_or_path
                       else f"random init ({model_args.model_size})",
                       "lora_rank": model_args.lora_rank, "parameters": parameters},
@@ -281,7 +357,9 @@ def train(argv=None) -> dict:
             "unreadable_images": unreadable_summary(train_transform, eval_transform),
         })
         if results:
-            print(json.dumps({k: results[k] for k in ("macro_f1", "accuracy", "num_frames")}))
+            keys = {"expr": ("macro_f1", "accuracy"), "au": ("au_score",), "va": ("va_score", "ccc_valence",
+                                                                               "ccc_arousal")}[task]
+            print(json.dumps({k: results[k] for k in (*keys, "num_frames")}))
         if push_to_hub:
             push_finished_run(training_args)
     return results

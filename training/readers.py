@@ -15,12 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from emotic.modeling.configuration_emotic import ABAW_EXPRESSION_LABELS
+from emotic.modeling.configuration_emotic import ABAW_ACTION_UNITS, ABAW_EXPRESSION_LABELS
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 ANNOTATION_HEADER = ",".join(ABAW_EXPRESSION_LABELS)
-# The 12 action units of Aff-Wild2's AU annotations, in their column order, and the two VA columns.
-ABAW_ACTION_UNITS = ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26"]
 VALENCE_AROUSAL = ["valence", "arousal"]
 # Where each track's annotations live under an Aff-Wild2 root, as `<folder>/{Train_Set,Validation_Set}`: the
 # challenge folders (ABAW5 names the EXPR one `EXPR_Classification_Challenge`), and `annotations/` for the EXPR
@@ -418,6 +416,16 @@ def read_unlabelled_faces(roots) -> Dataset:
     from datasets import Dataset
 
     return Dataset.from_dict({"image": sorted(paths)})
+
+
+def positive_weights(labels) -> list[float]:
+    """Per action unit, negatives over positives in the training frames (BCE `pos_weight`: a rare unit's positives
+    weigh as much as its negatives); a unit never present gets the largest weight of the others."""
+    labels = np.asarray(labels, dtype=np.float64)
+    positives, negatives = (labels == 1).sum(0), (labels == 0).sum(0)
+    weights = np.where(positives > 0, negatives / np.maximum(positives, 1), 0.0)
+    weights[positives == 0] = weights.max() if (positives > 0).any() else 1.0
+    return [round(max(float(w), 1e-3), 6) for w in weights]
 
 
 def inverse_frequency_weights(labels, num_classes: int) -> list[float]:

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from emotic.commands import command_parser
-from emotic.modeling.configuration_emotic import ABAW_EXPRESSION_LABELS
+from emotic.modeling.configuration_emotic import ABAW_ACTION_UNITS, ABAW_EXPRESSION_LABELS
 from emotic.processing.face_geometry import CANONICAL_FIVE_POINTS
 
 # Per expression: brow lift, inner-brow drop, eye half-opening, mouth-corner drop, mouth opening, mouth width,
@@ -213,11 +213,56 @@ def region_truth_boxes(landmarks: np.ndarray) -> dict:
             "mouth": bbox(list(range(48, 60)))}
 
 
-def synthetic_video(rng: np.random.Generator, frames: int, size: int = 112):
-    """Yield (image, label, 68 landmarks in pixels) for the frames of one generated video: one person under a slowly
-    drifting pose and light, moving through expression segments of 6-10 frames that rise from neutral over 3
-    (every expression in turn, shuffled: identity cannot stand in for the label). A frame carries its segment's
-    expression from half intensity on, Neutral before."""
+# Valence and arousal of each expression at full intensity (Russell's circumplex, roughly where the ABAW annotators
+# place them); a frame's values scale with the intensity drawn, so they follow the face (a smile is positive, a
+# stronger expression more aroused).
+EXPRESSION_VALENCE_AROUSAL = {
+    "Neutral": (0.0, 0.0), "Anger": (-0.6, 0.7), "Disgust": (-0.65, 0.35), "Fear": (-0.55, 0.75),
+    "Happiness": (0.8, 0.45), "Sadness": (-0.7, -0.4), "Surprise": (0.25, 0.8), "Other": (0.05, 0.25),
+}
+assert list(EXPRESSION_VALENCE_AROUSAL) == ABAW_EXPRESSION_LABELS
+
+# The 12 Aff-Wild2 action units, each present when the drawing parameter that makes it visible passes a threshold.
+ACTION_UNIT_RULES = {
+    "AU1": lambda p: p["brow"] > 0.015 or p["brow_inner"] < -0.015,  # inner brow raiser (surprise, fear, sadness)
+    "AU2": lambda p: p["brow"] > 0.025,  # outer brow raiser
+    "AU4": lambda p: p["brow_inner"] > 0.012 or p["brow"] < -0.015,  # brow lowerer (anger, disgust)
+    "AU6": lambda p: p["corner"] < -0.02,  # cheek raiser (a full smile)
+    "AU7": lambda p: p["eye_open"] < 0.018,  # lid tightener (narrowed eyes)
+    "AU10": lambda p: p["upper_lip"] > 0.015,  # upper lip raiser (disgust)
+    "AU12": lambda p: p["corner"] < -0.012,  # lip corner puller (smile)
+    "AU15": lambda p: p["corner"] > 0.015,  # lip corner depressor
+    "AU23": lambda p: p["mouth_width"] < 0.9 and p["mouth_open"] < 0.02,  # lip tightener
+    "AU24": lambda p: p["mouth_width"] < 0.85 and p["mouth_open"] < 0.01,  # lip pressor
+    "AU25": lambda p: p["mouth_open"] > 0.01,  # lips part
+    "AU26": lambda p: p["mouth_open"] > 0.035,  # jaw drop
+}
+assert list(ACTION_UNIT_RULES) == ABAW_ACTION_UNITS
+
+
+def frame_affect(expression: int, intensity: float) -> tuple[list[float], list[int]]:
+    """The valence-arousal pair and the 12 action units (0/1, Aff-Wild2's order) of a face drawn with `expression`
+    at `intensity`: what the drawing shows, not the frame's expression label."""
+    valence, arousal = EXPRESSION_VALENCE_AROUSAL[ABAW_EXPRESSION_LABELS[expression]]
+    params = expression_parameters(expression, intensity)
+    return ([round(valence * intensity, 4), round(arousal * intensity, 4)],
+            [int(rule(params)) for rule in ACTION_UNIT_RULES.values()])
+
+
+@dataclass
+class SyntheticFrame:
+    image: Image.Image
+    label: int  # the frame's expression label (ABAW index)
+    landmarks: np.ndarray  # (68, 2) in pixels
+    expression: int  # the expression drawn, at `intensity` (the label is Neutral below half intensity)
+    intensity: float
+
+
+def synthetic_video_frames(rng: np.random.Generator, frames: int, size: int = 112):
+    """Yield a `SyntheticFrame` for each frame of one generated video: one person under a slowly drifting pose and
+    light, moving through expression segments of 6-10 frames that rise from neutral over 3 (every expression in
+    turn, shuffled: identity cannot stand in for the label). A frame carries its segment's expression from half
+    intensity on, Neutral before."""
     identity = Identity.random(rng)
     background = tuple(int(v) for v in rng.uniform(40, 230, 3))
     start_pose, end_pose = random_pose(rng), random_pose(rng)
@@ -236,7 +281,14 @@ def synthetic_video(rng: np.random.Generator, frames: int, size: int = 112):
             start_pose[2] + t * (end_pose[2] - start_pose[2]),)
         image, points = render_face(expression, intensity, identity, pose, rng, size=size, background=background,
                                     light=(light_angle + 0.3 * t, light_strength))
-        yield image, (expression if intensity >= 0.5 else 0), points
+        yield SyntheticFrame(image, expression if intensity >= 0.5 else 0, points, expression, float(intensity))
+
+
+def synthetic_video(rng: np.random.Generator, frames: int, size: int = 112):
+    """Yield (image, label, 68 landmarks in pixels) for the frames of one generated video
+    (`synthetic_video_frames`)."""
+    for frame in synthetic_video_frames(rng, frames, size):
+        yield frame.image, frame.label, frame.landmarks
 
 
 def write_video(path, images, fps: int = 25) -> int:
@@ -267,17 +319,21 @@ def write_synthetic_affwild2(
     root, num_videos: int = 16, frames_per_video: int = 60, size: int = 112, validation_videos: int = 4,
     seed: int = 0, unlabelled_fraction: float = 0.02, missing_fraction: float = 0.02,
 ) -> dict:
-    """Write a generated dataset in Aff-Wild2's EXPR layout and return a summary:
+    """Write a generated dataset in Aff-Wild2's layout and return a summary:
 
-        root/annotations/Train_Set/<video>.txt       header, then one label per frame (-1 = ignore)
+        root/annotations/Train_Set/<video>.txt       header, then one expression label per frame (-1 = ignore)
         root/annotations/Validation_Set/<video>.txt  held-out videos: other identities
+        root/VA_Estimation_Challenge/<split>/<video>.txt   valence,arousal per frame (-5,-5 = not annotated)
+        root/AU_Detection_Challenge/<split>/<video>.txt    12 action units 0/1 per frame (-1 = not annotated)
         root/cropped_aligned/<video>/00001.jpg       aligned face crops (some annotated frames have no image,
                                                      as in Aff-Wild2 where no face was detected)
         root/landmarks/<video>.npy                   (frames, 68, 2) landmarks that were drawn
 
     Each video is one person under a slowly drifting pose and light, moving through expression segments that
     ramp up from neutral (every expression in each video); a frame carries the segment's expression from half
-    intensity on, Neutral before.
+    intensity on, Neutral before. Its valence, arousal and action units follow the face drawn (`frame_affect`):
+    the expression's place in the circumplex scaled by the intensity, and the units its brows, eyes and mouth show.
+    The frames not annotated are the same in the three tracks.
     """
     import json
     from pathlib import Path
@@ -292,37 +348,44 @@ def write_synthetic_affwild2(
         video = f"synth-{video_index:03d}"
         frame_dir = root / "cropped_aligned" / video
         frame_dir.mkdir(parents=True, exist_ok=True)
-        labels, landmarks = [], []
-        for frame, (image, label, points) in enumerate(synthetic_video(rng, frames_per_video, size)):
+        labels, landmarks, valence_arousal, action_units = [], [], [], []
+        for index, frame in enumerate(synthetic_video_frames(rng, frames_per_video, size)):
+            label = frame.label
+            affect = frame_affect(frame.expression, frame.intensity)
             if rng.random() < unlabelled_fraction:
-                label = -1
+                label, affect = -1, ([-5, -5], [-1] * len(ABAW_ACTION_UNITS))
                 summary["unlabelled"] += 1
             if rng.random() < missing_fraction:
                 summary["missing_images"] += 1  # annotated, but the frame image is absent
             else:
-                image.save(frame_dir / f"{frame + 1:05d}.jpg", quality=95)
+                frame.image.save(frame_dir / f"{index + 1:05d}.jpg", quality=95)
             labels.append(label)
-            landmarks.append(points.astype(np.float32))
+            valence_arousal.append(affect[0])
+            action_units.append(affect[1])
+            landmarks.append(frame.landmarks.astype(np.float32))
             if label >= 0:
                 summary["labels"][label] += 1
-        annotation_dir = root / "annotations" / split
-        annotation_dir.mkdir(parents=True, exist_ok=True)
-        (annotation_dir / f"{video}.txt").write_text(
-            ",".join(ABAW_EXPRESSION_LABELS) + "\n" + "\n".join(str(v) for v in labels) + "\n")
+        for folder, header, rows in (
+                ("annotations", ",".join(ABAW_EXPRESSION_LABELS), [str(v) for v in labels]),
+                ("VA_Estimation_Challenge", "valence,arousal", [f"{v:g},{a:g}" for v, a in valence_arousal]),
+                ("AU_Detection_Challenge", ",".join(ABAW_ACTION_UNITS), [",".join(map(str, u)) for u in action_units])):
+            annotation_dir = root / folder / split
+            annotation_dir.mkdir(parents=True, exist_ok=True)
+            (annotation_dir / f"{video}.txt").write_text(header + "\n" + "\n".join(rows) + "\n")
         (root / "landmarks").mkdir(exist_ok=True)
         np.save(root / "landmarks" / f"{video}.npy", np.stack(landmarks))
         summary["videos"][split].append(video)
         summary["frames"] += frames_per_video
     (root / "README.txt").write_text(
-        "Generated by `emotic synth`: procedurally drawn faces in Aff-Wild2's EXPR layout. A smoke-scale\n"
-        "stand-in that exercises the pipeline; it is NOT facial-expression data and says nothing about how a\n"
-        "model does on real faces.\n")
+        "Generated by `emotic synth`: procedurally drawn faces in Aff-Wild2's layout (EXPR, VA and AU\n"
+        "annotations). A smoke-scale stand-in that exercises the pipeline; it is NOT facial-expression data\n"
+        "and says nothing about how a model does on real faces.\n")
     (root / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
 def main(argv=None):
-    parser = command_parser("emotic synth", "Write a generated dataset in Aff-Wild2's EXPR layout: drawn faces, not "
+    parser = command_parser("emotic synth", "Write a generated dataset in Aff-Wild2's layout: drawn faces, not "
                                              "expression data (see `write_synthetic_affwild2`).")
     parser.add_argument("--output_dir", required=True, help="the dataset root to write")
     parser.add_argument("--videos", type=int, default=16)

@@ -18,8 +18,8 @@ class ViewTransform:
     as an uninterrupted run does. `trainer.EpochCallback` keeps `epoch` current during training.
 
     An image that cannot be decoded does not stop a run: it is skipped and counted (`unreadable`: path -> reason,
-    reported by `EpochCallback` and the run summary). Its slot in the batch holds a blank image whose label is -1,
-    which the loss and the metrics ignore.
+    reported by `EpochCallback` and the run summary). Its slot in the batch holds a blank image whose label is -1
+    (NaN values for valence-arousal and action units), which the loss and the metrics ignore.
     """
 
     def __init__(self, processor, hflip: bool = False, main_view_only: bool = False, seed: int = 0,
@@ -77,8 +77,13 @@ class ViewTransform:
             for key in out:
                 out[key][torch.tensor(readable)] = views[key]
         if "label" in batch:
-            labels = [label if ok else -1 for label, ok in zip(batch["label"], readable)]  # -1: ignored
-            out["labels"] = torch.tensor(labels, dtype=torch.long)
+            labels = batch["label"]
+            if labels and isinstance(labels[0], (list, tuple)):  # values per frame (VA, AUs): NaN is ignored
+                out["labels"] = torch.tensor([label if ok else [float("nan")] * len(label)
+                                              for label, ok in zip(labels, readable)], dtype=torch.float32)
+            else:
+                out["labels"] = torch.tensor([label if ok else -1 for label, ok in zip(labels, readable)],
+                                             dtype=torch.long)  # -1: ignored
         return out
 
 
