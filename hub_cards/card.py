@@ -6,6 +6,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from emotic.modeling.configuration_emotic import head_track
+
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
 REPO_ID_PLACEHOLDER = "<namespace>/<repo>"  # replaced by `emotic push` with the repository pushed to
 TAGS = ["facial-expression-recognition", "emotion-recognition", "abaw", "aff-wild2", "mae-face", "vision-transformer",
@@ -20,13 +22,32 @@ def _dataset_slug(name: str, synthetic: bool) -> str:
     return name.lower().replace(" ", "-")
 
 
+# What each ABAW track's card says: the model-index task, and its scores (key in the run's `eval`, name, type).
+TRACKS = {
+    "expr": {"task_name": "Facial expression recognition"},
+    "au": {"task_name": "Facial action unit detection",
+           "scores": [("au_score", "Mean F1 over the 12 action units (per frame, threshold 0.5)", "f1")]},
+    "va": {"task_name": "Valence-arousal estimation",
+           "scores": [("va_score", "Mean CCC of valence and arousal (per frame)", "ccc"),
+                      ("ccc_valence", "CCC of valence (per frame)", "ccc"),
+                      ("ccc_arousal", "CCC of arousal (per frame)", "ccc")]},
+}
+
+
+def track_of(run: dict | None, config=None) -> str:
+    """The ABAW track of a run (its record's `track`; older records are EXPR), else of a model's problem type."""
+    if run and run.get("track"):
+        return run["track"]
+    return head_track(config) if config is not None else "expr"
+
+
 def evaluation_summary(run: dict | None, report: dict | None) -> dict | None:
     """The numbers the card shows: an `emotic evaluate` report (raw and smoothed) if given, else the run's own
-    held-out evaluation (raw only), else None."""
+    held-out evaluation (raw only), else None. Action-unit and valence-arousal runs carry their track's scores."""
     if report:
         smoothing = report["smoothing"]
         return {
-            "dataset": (run or {}).get("dataset") or report["dataset"],
+            "track": "expr", "dataset": (run or {}).get("dataset") or report["dataset"],
             "split": report["split"], "num_frames": report["raw"]["num_frames"],
             "raw_macro_f1": report["raw"]["macro_f1"], "raw_accuracy": report["raw"]["accuracy"],
             "smoothed_macro_f1": report["smoothed"]["macro_f1"], "smoothed_accuracy": report["smoothed"]["accuracy"],
@@ -34,12 +55,18 @@ def evaluation_summary(run: dict | None, report: dict | None) -> dict | None:
             "per_class_f1": report["raw"]["per_class_f1"], "source": "`emotic evaluate`",
         }
     if run and run.get("eval"):
-        evaluation = run["eval"]
+        evaluation, track = run["eval"], track_of(run)
+        common = {"track": track, "dataset": run["dataset"], "split": "held-out split of the run",
+                  "num_frames": evaluation["num_frames"], "source": "the fine-tuning run"}
+        if track != "expr":
+            scores = [(key, label, kind, evaluation[key]) for key, label, kind in TRACKS[track]["scores"]]
+            tuned = (evaluation.get("tuned") or {}).get("au_score")
+            return {**common, "scores": scores, "tuned_au_score": tuned,
+                    "per_class_f1": evaluation.get("per_au_f1"), "smoothed_macro_f1": None}
         return {
-            "dataset": run["dataset"], "split": "held-out split of the run", "num_frames": evaluation["num_frames"],
-            "raw_macro_f1": evaluation["macro_f1"], "raw_accuracy": evaluation["accuracy"],
+            **common, "raw_macro_f1": evaluation["macro_f1"], "raw_accuracy": evaluation["accuracy"],
             "smoothed_macro_f1": None, "smoothed_accuracy": None, "smoothing_window": None, "smoothing_mode": None,
-            "per_class_f1": evaluation["per_class_f1"], "source": "the fine-tuning run",
+            "per_class_f1": evaluation["per_class_f1"],
         }
     return None
 
@@ -55,11 +82,16 @@ def build_card(config, processor, run: dict | None = None, report: dict | None =
     synthetic = bool((run or {}).get("synthetic") or (report or {}).get("synthetic"))
     model_name = model_name or (repo_id.split("/")[-1] if repo_id else "emotic-expression-classifier")
     repo_id = repo_id or REPO_ID_PLACEHOLDER
+    track = evaluation["track"] if evaluation else track_of(run, config)
     eval_results = []
     if evaluation:
-        common = dict(task_type="image-classification", task_name="Facial expression recognition",
+        common = dict(task_type="image-classification", task_name=TRACKS[track]["task_name"],
                       dataset_type=_dataset_slug(evaluation["dataset"], synthetic), dataset_name=evaluation["dataset"],
                       dataset_split=evaluation["split"])
+    if evaluation and track != "expr":
+        eval_results += [EvalResult(metric_type=kind, metric_name=label, metric_value=round(value, 4), **common)
+                         for _, label, kind, value in evaluation["scores"]]
+    elif evaluation:
         eval_results.append(EvalResult(metric_type="f1", metric_name="Macro-F1 (per frame)",
                                        metric_value=round(evaluation["raw_macro_f1"], 4),
                                        metric_args={"average": "macro"}, **common))
@@ -76,13 +108,15 @@ def build_card(config, processor, run: dict | None = None, report: dict | None =
         library_name="transformers", pipeline_tag="image-classification", license=license,
         tags=TAGS + (["synthetic-data", "not-for-use"] if synthetic else []),
         datasets=[_dataset_slug(dataset, synthetic)] if dataset else None, base_model=base_model,
-        metrics=["f1", "accuracy"], model_name=model_name, eval_results=eval_results or None,
+        metrics={"expr": ["f1", "accuracy"], "au": ["f1"], "va": ["ccc"]}[track], model_name=model_name,
+        eval_results=eval_results or None,
     )
     run_view = None
     labels = [config.id2label[i] for i in range(config.num_labels)]
     if run:
         train = (run.get("data") or {}).get("train") or {}
-        counts = {labels[int(k)]: v for k, v in (train.get("class_counts") or {}).items() if 0 <= int(k) < len(labels)}
+        counts = {k if k in labels else labels[int(k)]: v for k, v in (train.get("class_counts") or {}).items()
+                  if k in labels or 0 <= int(k) < len(labels)}  # per class (EXPR) or per action unit (AU)
         run_view = {"dataset": run.get("dataset", "unknown"), "base_model": run.get("model", {}).get("base_model"),
                     "train_frames": train.get("frames"), "train_videos": train.get("videos"),
                     "class_counts": ", ".join(f"{k} {v}" for k, v in counts.items()),
@@ -90,5 +124,6 @@ def build_card(config, processor, run: dict | None = None, report: dict | None =
     return ModelCard.from_template(
         card_data, template_path=str(TEMPLATE), title=model_name, config=config, processor=processor, labels=labels,
         run=run_view, evaluation=evaluation, synthetic=synthetic, repo_id=repo_id, include_metric=include_metric,
+        track=track,
         num_parameters=f"{num_parameters / 1e6:.2f} M" if num_parameters else "unknown",
     )

@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 from emotic.commands import command_parser
-from emotic.hub_cards import METRIC_PATH
-from emotic.hub_cards.card import build_card
+from emotic.hub_cards import METRIC_PATHS
+from emotic.hub_cards.card import build_card, track_of
 from emotic.hub_cards.push import check_publishable, is_export_file
 
 REPORT_KEYS = {"dataset", "split", "raw", "smoothed", "smoothing"}  # of `emotic evaluate`'s metrics.json, the card reads
@@ -157,8 +157,9 @@ def export(run_dir, export_dir, evaluation=None, repo_id: str | None = None, lic
     model.save_pretrained(export_dir)  # safetensors, config with auto_map, modeling code
     processor.save_pretrained(export_dir)  # processor config and its code
     card.save(export_dir / "README.md")
-    if include_metric:
-        shutil.copyfile(METRIC_PATH / "abaw_expression.py", export_dir / "abaw_expression.py")
+    if include_metric:  # the track's metric module: abaw_expression.py, abaw_action_units.py, abaw_valence_arousal.py
+        module = METRIC_PATHS[track_of(run, model.config)]
+        shutil.copyfile(module / f"{module.name}.py", export_dir / f"{module.name}.py")
     check_publishable(export_dir, local_paths=[run_dir, export_dir])
     return export_dir
 
