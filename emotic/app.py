@@ -35,7 +35,7 @@ from emotic.inference.predict import (
 from emotic.inference.report import denormalise, fusion_maps, pyplot
 from emotic.inference.smoothing import smooth_probabilities
 from emotic.inference.sources import Source, UnreadableInput, VideoHeader, iter_frames
-from emotic.modeling.configuration_emotic import check_smoothing_window
+from emotic.modeling.configuration_emotic import check_smoothing_window, head_track
 from emotic.processing.face_geometry import FaceLandmarker, detector_available
 
 logger = logging.getLogger(__name__)
@@ -72,6 +72,10 @@ class Analyser:
     """A model and its processor, and what the page asks of them."""
 
     def __init__(self, model, processor, max_faces: int = 8, max_video_seconds: float = 60.0, batch_size: int = 16):
+        track = head_track(model.config)
+        if track != "expr":
+            raise ValueError(f"emotic app shows expression models; this one is a {track.upper()} model "
+                             f"(problem_type {model.config.problem_type!r}): use `emotic predict` for it")
         self.model, self.processor = model.eval(), processor
         self.predictor = FramePredictor(model, processor, batch_size=batch_size).quiet()
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]

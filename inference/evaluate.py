@@ -45,7 +45,7 @@ from emotic.inference.report import (
     write_report_md,
 )
 from emotic.inference.smoothing import smooth_probabilities
-from emotic.modeling.configuration_emotic import SmoothingMode, check_smoothing_window
+from emotic.modeling.configuration_emotic import SmoothingMode, check_smoothing_window, head_track
 from emotic.processing.image_processing_emotic import GEOMETRIES
 from emotic.training.metrics import expression_metrics
 from emotic.training.labels import LabelSet, read_label_map
@@ -168,6 +168,10 @@ def main(argv=None) -> int:
         model, processor = load_model(args.model, args.device, args.dtype, args.quantize, args.backend)
     except ValueError as error:
         parser.error(str(error))
+    track = head_track(model.config)
+    if track != "expr":
+        parser.error(f"emotic evaluate scores expression models; {args.model} is a {track.upper()} model: its "
+                     f"held-out scores are in the emotic_run.json of its fine-tuning run")
     mode = args.smoothing_mode or model.config.smoothing_mode
     class_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     try:

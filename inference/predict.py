@@ -1,5 +1,6 @@
-"""Video inference: per-frame expression probabilities over videos, frame folders and images, smoothed over a
-sliding window, written as a per-frame CSV and in the ABAW submission format.
+"""Video inference: per-frame expression probabilities (or an action-unit model's unit probabilities, a
+valence-arousal model's values) over videos, frame folders and images, smoothed over a sliding window, written as a
+per-frame CSV and in the ABAW submission format of the model's track.
 
     emotic predict MODEL INPUT... --output_dir predictions [--smoothing_window 15 --smoothing_mode mean]
 
@@ -11,8 +12,11 @@ the start of a video) and are counted. Each finished video is written at once (a
 interrupted and started again with the same command skips the videos it already finished.
 
 Outputs in `--output_dir`: `frames/<video>.csv` (per frame: location, status, raw and smoothed label, smoothed
-probabilities), `submission.txt` (header `image_location,Neutral,...,Other`, then `video/00001.jpg,<label>`) and
-`summary.json` (counts and what was skipped, with reasons).
+probabilities; see `frame_header` for the other tracks), `submission.txt` (header `image_location,Neutral,...,Other`,
+then `video/00001.jpg,<label>`; `image_location,AU1,...,AU26` then 12 0/1 at the model's `label_thresholds`;
+`image_location,valence,arousal` then the two values) and
+`summary.json` (counts and what was skipped, with reasons); with `--compound_submission`, `submission_compound.txt`
+(the 7 compound expressions, zero-shot from the expression probabilities: `emotic.inference.compound`).
 """
 
 import argparse
@@ -29,9 +33,10 @@ import numpy as np
 import torch
 
 from emotic.commands import command_parser
+from emotic.inference.compound import check_compound_labels, write_compound_submission
 from emotic.inference.smoothing import NeighbourFill, StreamingSmoother, smoothing_kernel
 from emotic.inference.sources import Source, UnreadableInput, collect_sources, frame_files, iter_frames
-from emotic.modeling.configuration_emotic import SmoothingMode
+from emotic.modeling.configuration_emotic import SmoothingMode, head_track
 from emotic.processing.image_processing_emotic import GEOMETRIES
 from emotic.training.transforms import open_image
 
@@ -97,17 +102,32 @@ class FramePredictor:
         return locations, statuses, inputs
 
     def _infer(self, locations, statuses, inputs):
-        probabilities = np.full((len(locations), self.model.config.num_labels), 1.0 / self.model.config.num_labels)
+        """(locations, statuses, outputs): per frame, the head's outputs as `head_outputs` gives them; frames without
+        an image hold a placeholder that `NeighbourFill` replaces."""
+        num_labels = self.model.config.num_labels
+        track = head_track(self.model.config)
+        placeholder = {"expr": 1.0 / num_labels, "au": 0.5, "va": 0.0}[track]
+        probabilities = np.full((len(locations), num_labels), placeholder)
         if inputs is not None:
             with torch.inference_mode():
                 logits = self.model(pixel_values=inputs["pixel_values"].to(self.device),
                                     pixel_values_aux=inputs["pixel_values_aux"].to(self.device)).logits
             readable = [i for i, status in enumerate(statuses) if status == FACE]
-            probabilities[readable] = logits.float().softmax(-1).cpu().numpy()
+            probabilities[readable] = head_outputs(logits.float(), track).cpu().numpy()
             for i, region in zip(readable, inputs["regions"]):
                 if region["geometry"] == "full_image":
                     statuses[i] = NO_FACE
         return locations, statuses, probabilities
+
+
+def head_outputs(logits: torch.Tensor, track: str) -> torch.Tensor:
+    """What predict writes and smooths of a head's outputs: softmax probabilities (expressions), each unit's sigmoid
+    probability (action units), the values themselves (valence-arousal, already bounded by the model)."""
+    if track == "au":
+        return logits.sigmoid()
+    if track == "va":
+        return logits
+    return logits.softmax(-1)
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -192,18 +212,40 @@ def predict_sequence(predictor: FramePredictor, frames, window: int, mode: str, 
 
 # -- emotic predict ---------------------------------------------------------------------------------------------------
 
-def frame_header(labels) -> list[str]:
-    """The columns of a per-frame CSV (`frames/<video>.csv`)."""
+def frame_header(labels, track: str = "expr") -> list[str]:
+    """The columns of a per-frame CSV (`frames/<video>.csv`): location and status, then for expressions the raw and
+    smoothed label and the smoothed probabilities; for action units the units present (`AU6+AU12`) raw and smoothed
+    and each unit's smoothed probability; for valence-arousal the raw and the smoothed values."""
+    if track == "au":
+        return ["image_location", "status", "raw_units", "units", *labels]
+    if track == "va":
+        return ["image_location", "status", *(f"raw_{name}" for name in labels), *labels]
     return ["image_location", "status", "raw_label", "label", *labels]
 
 
-def frame_row(location: str, status: str, raw, smoothed) -> list:
-    """One frame's CSV row: its location, status, raw and smoothed label, and smoothed probabilities."""
+def frame_row(location: str, status: str, raw, smoothed, track: str = "expr", labels=None, thresholds=None) -> list:
+    """One frame's CSV row in the columns of `frame_header` (action units: present where a probability reaches its
+    threshold, `thresholds` or 0.5 each)."""
+    if track == "au":
+        present = units_present(labels, thresholds)
+        return [location, status, present(raw), present(smoothed), *(f"{p:.6f}" for p in smoothed)]
+    if track == "va":
+        return [location, status, *(f"{v:.6f}" for v in raw), *(f"{v:.6f}" for v in smoothed)]
     return [location, status, int(np.argmax(raw)), int(np.argmax(smoothed)), *(f"{p:.6f}" for p in smoothed)]
+
+
+def units_present(labels, thresholds=None):
+    """`probabilities -> "AU6+AU12"`: the action units whose probability reaches their threshold (0.5 unless set)."""
+    thresholds = np.asarray(thresholds if thresholds is not None else [0.5] * len(labels))
+    return lambda probabilities: "+".join(name for name, on in zip(labels, np.asarray(probabilities) >= thresholds)
+                                          if on)
 
 
 def _write_source(source: Source, predictor, labels, window, mode, frames_dir: Path, show_progress: bool) -> dict:
     from tqdm.auto import tqdm
+
+    track = head_track(predictor.model.config)
+    thresholds = getattr(predictor.model.config, "label_thresholds", None)
 
     counts, notes = _new_counts(), {}
     final = frames_dir / f"{source.name}.csv"
@@ -214,13 +256,13 @@ def _write_source(source: Source, predictor, labels, window, mode, frames_dir: P
                 tqdm(total=len(files) if files is not None else None, desc=source.name, unit="frame",
                      disable=not show_progress, leave=False) as progress:
             writer = csv.writer(handle)
-            writer.writerow(frame_header(labels))
+            writer.writerow(frame_header(labels, track))
             frames = iter_frames(source, files, notes)
             for location, status, raw, smoothed in predict_sequence(predictor, frames, window, mode,
                                                                     source.sequential, progress):
                 counts["frames"] += 1
                 counts[status] += 1
-                writer.writerow(frame_row(location, status, raw, smoothed))
+                writer.writerow(frame_row(location, status, raw, smoothed, track, labels, thresholds))
         if counts["frames"] == 0:
             raise UnreadableInput(f"{source.path}: has no frames")
         if counts[UNREADABLE] == counts["frames"]:
@@ -276,9 +318,12 @@ def _read_summary(path: Path) -> dict:
         return {}
 
 
-def write_submission(sources, frames_dir: Path, labels, path: Path) -> int:
-    """The ABAW submission file from the per-video CSVs, streamed: header, then `location,label` per frame."""
+def write_submission(sources, frames_dir: Path, labels, path: Path, track: str = "expr", thresholds=None) -> int:
+    """The ABAW submission file of the track from the per-video CSVs, streamed: a header, then per frame
+    `location,label` (expressions), `location,` and 12 0/1 (action units, at `thresholds` or 0.5), or
+    `location,valence,arousal` (values clipped to [-1, 1])."""
     lines = 0
+    thresholds = np.asarray(thresholds if thresholds is not None else [0.5] * len(labels))
     with open(path, "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out, lineterminator="\n")  # quotes a location holding a comma ("interview, take 2")
         writer.writerow(["image_location", *labels])
@@ -288,7 +333,13 @@ def write_submission(sources, frames_dir: Path, labels, path: Path) -> int:
                 continue
             with open(csv_path, newline="", encoding="utf-8") as handle:
                 for row in csv.DictReader(handle):
-                    writer.writerow([row["image_location"], row["label"]])
+                    if track == "au":
+                        values = [int(float(row[name]) >= t) for name, t in zip(labels, thresholds)]
+                    elif track == "va":
+                        values = [f"{min(max(float(row[name]), -1.0), 1.0):.6f}" for name in labels]
+                    else:
+                        values = [row["label"]]
+                    writer.writerow([row["image_location"], *values])
                     lines += 1
     return lines
 
@@ -326,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "faces in each frame; default: the processor's (auto)")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     add_precision_options(parser)
+    parser.add_argument("--compound_submission", action="store_true",
+                        help="also write submission_compound.txt: the 7 compound expressions of the ABAW compound "
+                             "track, zero-shot from the expression probabilities (emotic.inference.compound)")
     parser.add_argument("--overwrite", action="store_true", help="redo videos already finished in --output_dir")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
@@ -350,6 +404,15 @@ def main(argv=None) -> int:
     except ValueError as error:
         parser.error(str(error))
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    track = head_track(model.config)
+    if track != "expr" and mode == "mode":
+        parser.error(f"--smoothing_mode mode is a majority vote of expression labels; this {track.upper()} model's "
+                     f"outputs are smoothed with mean or gaussian")
+    if args.compound_submission:
+        try:
+            check_compound_labels(labels)
+        except ValueError as error:
+            parser.error(f"--compound_submission: {error}")
 
     output = Path(args.output_dir)
     frames_dir = output / "frames"
@@ -394,7 +457,11 @@ def main(argv=None) -> int:
             summary["incomplete"][source.name] = counts.pop("incomplete")
             print(f"incomplete {source.name}: {summary['incomplete'][source.name]}", file=sys.stderr)
         summary["videos"][source.name] = counts
-    lines = write_submission(sources, frames_dir, labels, output / "submission.txt")
+    lines = write_submission(sources, frames_dir, labels, output / "submission.txt", track,
+                             getattr(model.config, "label_thresholds", None))
+    if args.compound_submission:
+        finished = [frames_dir / f"{source.name}.csv" for source in sources if source.name in summary["videos"]]
+        write_compound_submission(finished, labels, output / "submission_compound.txt")
     totals = {key: sum(counts[key] for counts in summary["videos"].values())
               for key in ("frames", FACE, NO_FACE, UNREADABLE)}
     summary["totals"] = {**totals, "videos": len(summary["videos"]), "skipped_videos": len(summary["skipped"]),

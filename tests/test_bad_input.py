@@ -593,6 +593,20 @@ def test_predict_refuses_an_even_window_and_a_missing_input_before_writing(model
     assert not (tmp_path / "out").exists()
 
 
+def test_predict_refuses_a_compound_submission_from_a_model_without_the_basic_expressions(tmp_path):
+    au_model = tmp_path / "au-model"
+    names = ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26"]
+    EmoticForImageClassification(EmoticConfig(**TINY, id2label=dict(enumerate(names)),
+                                              problem_type="multi_label_classification")).save_pretrained(au_model)
+    EmoticImageProcessor(size=32).save_pretrained(au_model)
+    (tmp_path / "frames").mkdir()
+    frames(1)[0].save(tmp_path / "frames" / "00001.jpg")
+    refused(predict(au_model, tmp_path / "frames", "--compound_submission", "--output-dir", tmp_path / "out"),
+            "--compound_submission: compound expressions are scored from the basic expressions ['Anger', 'Disgust'",
+            "use an expression (EXPR) model")
+    assert not (tmp_path / "out").exists()
+
+
 def test_predict_refuses_a_folder_made_with_other_settings(model_dir, tmp_path):
     (tmp_path / "frames").mkdir()
     frames(1)[0].save(tmp_path / "frames" / "00001.jpg")

@@ -133,7 +133,7 @@ def test_predict_writes_per_frame_csv_and_abaw_submission_for_a_video_and_a_fram
         image.save(tmp_path / "faces" / f"{index + 1}.png")
     out = tmp_path / "out"
     result = predict(model_dir, tmp_path / "clip.mp4", tmp_path / "faces", "--output-dir", out,
-                     "--smoothing_window", "5", "--geometry", "template")
+                     "--smoothing_window", "5", "--geometry", "template", "--compound_submission")
     assert result.returncode == 0, result.stderr
 
     lines = (out / "submission.txt").read_text().splitlines()
@@ -153,6 +153,82 @@ def test_predict_writes_per_frame_csv_and_abaw_submission_for_a_video_and_a_fram
     assert [row["label"] for row in rows] == [line.split(",")[1] for line in lines[1:21]]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["totals"]["frames"] == 31 and summary["settings"]["smoothing_window"] == 5
+
+    # the compound-expression track, zero-shot: each compound scores the mean of its two basic probabilities
+    compound = (out / "submission_compound.txt").read_text().splitlines()
+    assert compound[0] == ("image_location,Fearfully_Surprised,Happily_Surprised,Sadly_Surprised,"
+                           "Disgustedly_Surprised,Angrily_Surprised,Sadly_Fearful,Sadly_Angry")
+    assert len(compound) == 1 + 20 + 11 and [line.split(",")[0] for line in compound[1:]] == \
+        [line.split(",")[0] for line in lines[1:]]
+    pairs = [("Fear", "Surprise"), ("Happiness", "Surprise"), ("Sadness", "Surprise"), ("Disgust", "Surprise"),
+             ("Anger", "Surprise"), ("Sadness", "Fear"), ("Sadness", "Anger")]
+    for row, line in zip(rows, compound[1:21]):
+        scores = [float(row[a]) + float(row[b]) for a, b in pairs]
+        assert int(line.split(",")[1]) == int(np.argmax(scores))
+
+
+AU_NAMES = ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26"]
+
+
+@pytest.mark.parametrize("track", ["au", "va"])
+def test_predict_writes_each_tracks_columns_and_submission_for_au_and_va_models(tmp_path, track):
+    """An action-unit model's per-frame CSV holds each unit's sigmoid probability, smoothed, and the units present;
+    its submission 12 0/1 per frame at the model's thresholds. A valence-arousal model's holds the raw and smoothed
+    values, and its submission `valence,arousal` in [-1, 1]. Both equal the model's own outputs on the frames."""
+    from emotic import EmoticConfig, EmoticForImageClassification, EmoticImageProcessor
+    from emotic.inference import predict as predict_command
+    from emotic.inference.smoothing import smooth_probabilities
+
+    torch.manual_seed(0)
+    head = {"au": dict(id2label=dict(enumerate(AU_NAMES)), problem_type="multi_label_classification",
+                       label_thresholds=[0.3, 0.7] * 6),
+            "va": dict(id2label={0: "valence", 1: "arousal"}, problem_type="regression",
+                       regression_range=[-1.0, 1.0])}[track]
+    model = EmoticForImageClassification(EmoticConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                                      intermediate_size=64, image_size=32, patch_size=8,
+                                                      fusion_layer=1, **head)).eval()
+    with torch.no_grad():
+        model.classifier.weight.normal_(std=2.0 if track == "au" else 0.1)  # outputs that vary between frames
+    model.save_pretrained(tmp_path / "model")
+    processor = EmoticImageProcessor(size=32, geometry="template")
+    processor.save_pretrained(tmp_path / "model")
+    (tmp_path / "clip").mkdir()
+    pictures = generated_frames(12, size=32)
+    for index, image in enumerate(pictures):
+        image.save(tmp_path / "clip" / f"{index + 1:05d}.png")
+    assert predict_command.main([str(tmp_path / "model"), str(tmp_path / "clip"), "--output_dir", str(tmp_path / "out"),
+                                 "--smoothing_window", "3", "--quiet"]) == 0
+
+    with torch.no_grad():
+        outputs = model(**processor(pictures, return_tensors="pt")).logits
+    expected = (outputs.sigmoid() if track == "au" else outputs).numpy()
+    smoothed = smooth_probabilities(expected, 3)
+    rows = read_csv(tmp_path / "out" / "frames" / "clip.csv")
+    lines = (tmp_path / "out" / "submission.txt").read_text().splitlines()
+    assert len(rows) == 12 and len(lines) == 1 + 12
+    if track == "au":
+        assert list(rows[0]) == ["image_location", "status", "raw_units", "units", *AU_NAMES]
+        written = np.array([[float(row[name]) for name in AU_NAMES] for row in rows])
+        assert np.allclose(written, smoothed, atol=2e-6)
+        thresholds = np.array([0.3, 0.7] * 6)
+        assert rows[4]["units"] == "+".join(n for n, on in zip(AU_NAMES, written[4] >= thresholds) if on)
+        assert rows[4]["raw_units"] == "+".join(n for n, on in zip(AU_NAMES, expected[4] >= thresholds) if on)
+        assert lines[0] == "image_location," + ",".join(AU_NAMES)
+        submitted = np.array([[int(v) for v in line.split(",")[1:]] for line in lines[1:]])
+        assert np.array_equal(submitted, (written >= thresholds).astype(int))
+        assert 0 < submitted.mean() < 1
+    else:
+        assert list(rows[0]) == ["image_location", "status", "raw_valence", "raw_arousal", "valence", "arousal"]
+        raw = np.array([[float(row["raw_valence"]), float(row["raw_arousal"])] for row in rows])
+        written = np.array([[float(row["valence"]), float(row["arousal"])] for row in rows])
+        assert np.allclose(raw, expected, atol=2e-6) and np.allclose(written, smoothed, atol=2e-6)
+        assert lines[0] == "image_location,valence,arousal" and lines[1].startswith("clip/00001.png,")
+        submitted = np.array([[float(v) for v in line.split(",")[1:]] for line in lines[1:]])
+        assert np.allclose(submitted, written, atol=2e-6) and np.abs(submitted).max() <= 1
+        assert raw.std(0).min() > 1e-3  # the values follow the frames (no placeholder)
+        with pytest.raises(SystemExit):  # a majority vote of labels means nothing for values
+            predict_command.main([str(tmp_path / "model"), str(tmp_path / "clip"), "--output_dir",
+                                  str(tmp_path / "out2"), "--smoothing_mode", "mode", "--quiet"])
 
 
 @pytest.mark.parametrize("flags, device, expected", [
@@ -310,6 +386,7 @@ def test_the_emotic_command_reuses_freed_memory_unless_the_user_tuned_malloc():
     assert not runs["user's setting"][0] and min(runs["user's setting"][1]) > 8_000, runs  # 16,384 fresh pages each
 
 
+@pytest.mark.minutes(2.5)
 def test_memory_does_not_grow_with_the_length_of_the_stream(model_dir, tmp_path):
     pictures = generated_frames(48, size=32)
     peaks = {}
