@@ -12,8 +12,11 @@ from transformers import (
     AutoModel,
     AutoModelForImageClassification,
     AutoModelForPreTraining,
-    AutoVideoProcessor,
 )
+
+# the class itself: the top-level name is a placeholder that raises without torchvision, while pipeline() imports
+# this one whatever is installed
+from transformers.models.auto.video_processing_auto import AutoVideoProcessor
 
 from emotic.modeling import (
     ABAW_EXPRESSION_LABELS,
