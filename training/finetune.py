@@ -173,9 +173,6 @@ def task_metrics(task: str, predictions, label_ids, thresholds=None) -> dict:
     return expression_metrics(np.argmax(predictions, axis=-1), label_ids, num_classes=predictions.shape[-1])
 
 
-SCORES = {"expr": "macro_f1", "au": "au_score", "va": "va_score"}  # each track's score in `task_metrics`
-
-
 def metrics_for(task: str):
     """Trainer's `compute_metrics` for the track: its score and the per-class (per-AU, per-dimension) details."""
     def compute_metrics(eval_prediction) -> dict:
