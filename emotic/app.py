@@ -74,7 +74,7 @@ class Analyser:
     def __init__(self, model, processor, max_faces: int = 8, max_video_seconds: float = 60.0, batch_size: int = 16):
         track = head_track(model.config)
         if track != "expr":
-            raise ValueError(f"emotic app shows expression models; this one is a {track.upper()} model "
+            raise ValueError(f"emotic app shows expression models; this one serves the {track.upper()} track "
                              f"(problem_type {model.config.problem_type!r}): use `emotic predict` for it")
         self.model, self.processor = model.eval(), processor
         self.predictor = FramePredictor(model, processor, batch_size=batch_size).quiet()

@@ -170,8 +170,8 @@ def main(argv=None) -> int:
         parser.error(str(error))
     track = head_track(model.config)
     if track != "expr":
-        parser.error(f"emotic evaluate scores expression models; {args.model} is a {track.upper()} model: its "
-                     f"held-out scores are in the emotic_run.json of its fine-tuning run")
+        parser.error(f"emotic evaluate scores expression models; {args.model} serves the {track.upper()} track: "
+                     f"its held-out scores are in the emotic_run.json of its fine-tuning run")
     mode = args.smoothing_mode or model.config.smoothing_mode
     class_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     try:

@@ -607,6 +607,24 @@ def test_predict_refuses_a_compound_submission_from_a_model_without_the_basic_ex
     assert not (tmp_path / "out").exists()
 
 
+def test_evaluate_and_the_app_refuse_an_action_unit_model_instead_of_scoring_its_argmax(tmp_path, capsys):
+    from emotic.app import Analyser
+    from emotic.inference import evaluate
+
+    au_model = tmp_path / "au-model"
+    names = ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26"]
+    model = EmoticForImageClassification(EmoticConfig(**TINY, id2label=dict(enumerate(names)),
+                                                      problem_type="multi_label_classification"))
+    model.save_pretrained(au_model)
+    EmoticImageProcessor(size=32).save_pretrained(au_model)
+    (tmp_path / "data" / "annotations" / "Validation_Set").mkdir(parents=True)
+    with untouched(tmp_path), pytest.raises(SystemExit):
+        evaluate.main([str(au_model), str(tmp_path / "data"), "--output_dir", str(tmp_path / "report")])
+    assert "emotic evaluate scores expression models" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="emotic app shows expression models; this one serves the AU track"):
+        Analyser(model, EmoticImageProcessor(size=32))
+
+
 def test_predict_refuses_a_folder_made_with_other_settings(model_dir, tmp_path):
     (tmp_path / "frames").mkdir()
     frames(1)[0].save(tmp_path / "frames" / "00001.jpg")
