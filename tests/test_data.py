@@ -1,5 +1,7 @@
 """Dataset readers on files written in the real formats, the metrics, and the synthetic dataset writer."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,10 +14,10 @@ from emotic.training.synthetic import write_synthetic_affwild2
 HEADER = "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other"
 
 
-def write_video(root, video, labels, missing=(), header=HEADER):
-    """An Aff-Wild2 EXPR video: annotations/<video>.txt and cropped_aligned/<video>/<00001>.jpg."""
-    (root / "annotations").mkdir(parents=True, exist_ok=True)
-    (root / "annotations" / f"{video}.txt").write_text(header + "\n" + "\n".join(map(str, labels)) + "\n")
+def write_video(root, video, labels, missing=(), header=HEADER, annotations=Path("annotations")):
+    """An Aff-Wild2 video: <annotations>/<video>.txt (EXPR by default) and cropped_aligned/<video>/<00001>.jpg."""
+    (root / annotations).mkdir(parents=True, exist_ok=True)
+    (root / annotations / f"{video}.txt").write_text(header + "\n" + "\n".join(map(str, labels)) + "\n")
     frames = root / "cropped_aligned" / video
     frames.mkdir(parents=True, exist_ok=True)
     for index in range(len(labels)):
@@ -163,13 +165,7 @@ AU_HEADER = "AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26"
 
 def write_track(root, folder, video, header, lines, missing=()):
     """An Aff-Wild2 video of one track: <folder>/Train_Set/<video>.txt and cropped_aligned/<video>/<00001>.jpg."""
-    (root / folder / "Train_Set").mkdir(parents=True, exist_ok=True)
-    (root / folder / "Train_Set" / f"{video}.txt").write_text(header + "\n" + "\n".join(lines) + "\n")
-    frames = root / "cropped_aligned" / video
-    frames.mkdir(parents=True, exist_ok=True)
-    for index in range(len(lines)):
-        if index + 1 not in missing:
-            Image.new("RGB", (48, 48), (index * 10 % 255, 80, 120)).save(frames / f"{index + 1:05d}.jpg")
+    write_video(root, video, lines, missing, header, annotations=Path(folder) / "Train_Set")
 
 
 def test_va_reader_skips_unannotated_frames_and_missing_images_for_both_subjects_of_a_video(tmp_path):
