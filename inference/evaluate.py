@@ -2,7 +2,8 @@
 
     emotic evaluate MODEL DATASET --output_dir report [--split Validation_Set] [--save_smoothing]
 
-DATASET is an Aff-Wild2 EXPR root (`annotations/<split>/<video>.txt` and `cropped_aligned/<video>/*.jpg`), an image
+DATASET is an Aff-Wild2 EXPR root (`EXPR_Recognition_Challenge/<split>/<video>.txt`, ABAW5's
+`EXPR_Classification_Challenge/` or `emotic synth`'s `annotations/`, and `cropped_aligned/<video>/*.jpg`), an image
 folder with one sub-folder per class, or a `datasets` dataset (a Hub id or a folder `datasets.load_dataset` reads;
 labels matched to the model's by name: see `--label_set`, `--label_map`). On videos, every labelled frame is scored
 as in the ABAW challenge: frames without an image (and frames where no face is found) carry the nearest earlier
@@ -50,7 +51,9 @@ from emotic.processing.image_processing_emotic import GEOMETRIES
 from emotic.training.metrics import expression_metrics
 from emotic.training.labels import LabelSet, read_label_map
 from emotic.training.readers import (
+    CHALLENGE_FOLDERS,
     IMAGE_EXTENSIONS,
+    affwild2_annotations,
     dataset_label,
     iter_affwild2_videos,
     read_dataset,
@@ -69,10 +72,8 @@ def is_class_folder(root: Path) -> bool:
 
 def affwild2_videos(root: Path, split: str):
     """(video, labels, frame paths or None where the annotated frame has no image) per annotated video."""
-    if not (root / "annotations" / split).is_dir():
-        raise ValueError(f"{root}: no annotation folder annotations/{split} (expected an Aff-Wild2 EXPR root)")
-    for video, video_dir, labels, present in iter_affwild2_videos(root / "annotations" / split,
-                                                                  root / "cropped_aligned"):
+    annotations = affwild2_annotations(root, "expr", split)  # EXPR_Recognition_Challenge/<split>, or the others
+    for video, video_dir, labels, present in iter_affwild2_videos(annotations, root / "cropped_aligned"):
         names = [f"{i + 1:05d}.jpg" for i in range(len(labels))]
         yield video, np.array(labels), [video_dir / name if name in present else None for name in names]
 
@@ -161,7 +162,8 @@ def main(argv=None) -> int:
     if args.save_smoothing and not Path(args.model).is_dir():
         parser.error(f"--save_smoothing needs a local model folder; {args.model} is not one")
     dataset = Path(args.dataset)
-    kind = "affwild2" if (dataset / "annotations").is_dir() else "image folder" if is_class_folder(dataset) \
+    is_affwild2 = any((dataset / folder).is_dir() for folder in CHALLENGE_FOLDERS["expr"])
+    kind = "affwild2" if is_affwild2 else "image folder" if is_class_folder(dataset) \
         else "datasets"
 
     try:

@@ -647,7 +647,8 @@ def test_evaluate_refuses_a_split_with_no_image(model_dir, tmp_path):
 @pytest.mark.parametrize("args, words", [
     (["--smoothing_windows", "2,4"], "--smoothing_windows=2; allowed: an odd integer >= 1"),
     (["--smoothing-windows", "five"], "--smoothing_windows='five'; allowed: an odd integer >= 1"),
-    (["--split", "Test_Set"], "no annotation folder annotations/Test_Set"),
+    (["--split", "Test_Set"], "no EXPR annotation folder for Test_Set: expected one of ['annotations/Test_Set', "
+                              "'EXPR_Recognition_Challenge/Test_Set'"),
 ])
 def test_evaluate_refuses_bad_options_before_writing(model_dir, tmp_path, args, words):
     root = affwild2(tmp_path / "data", HEADER + "1\n2\n3\n")

@@ -453,6 +453,23 @@ def test_evaluate_refuses_a_folder_that_is_not_a_dataset(model_dir, tmp_path):
                        "--smoothing_windows", "2,4"])
 
 
+@pytest.mark.parametrize("folder", ["EXPR_Recognition_Challenge", "EXPR_Classification_Challenge"])
+def test_evaluate_reads_the_official_expression_folders_as_emotic_synths(model_dir, tmp_path, folder):
+    from emotic.training.synthetic import write_synthetic_affwild2
+
+    write_synthetic_affwild2(tmp_path / "data", num_videos=2, frames_per_video=8, size=32, validation_videos=1)
+    reference = evaluated_scores(model_dir, tmp_path / "data", tmp_path / "r1")
+    (tmp_path / "data" / "annotations").rename(tmp_path / "data" / folder)  # the layout Aff-Wild2 ships
+    assert evaluated_scores(model_dir, tmp_path / "data", tmp_path / "r2") == reference
+    assert reference["raw"]["num_frames"] > 0
+
+
+def evaluated_scores(model_dir, data, output):
+    assert evaluate.main([str(model_dir), str(data), "--output-dir", str(output), "--geometry", "template",
+                          "--smoothing_windows", "1,3", "--quiet"]) == 0
+    return {key: json.loads((output / "metrics.json").read_text())[key] for key in ("raw", "smoothed")}
+
+
 def test_evaluate_on_an_image_folder_scores_each_image_once_without_smoothing(model_dir, tmp_path):
     for name, seed in (("Happiness", 1), ("sadness", 2)):  # class folders match labels case-insensitively
         (tmp_path / "faces" / name).mkdir(parents=True)
