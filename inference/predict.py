@@ -59,6 +59,7 @@ class FramePredictor:
         self.model, self.processor = model.eval(), processor
         self.batch_size, self.geometry = batch_size, geometry
         self.device = model.device
+        self.track = head_track(model.config)  # what the head's outputs are: `head_outputs`
 
     def quiet(self):
         """Silence the processor's per-image "no face found" warning: the CLIs count and report those frames."""
@@ -105,15 +106,14 @@ class FramePredictor:
         """(locations, statuses, outputs): per frame, the head's outputs as `head_outputs` gives them; frames without
         an image hold a placeholder that `NeighbourFill` replaces."""
         num_labels = self.model.config.num_labels
-        track = head_track(self.model.config)
-        placeholder = {"expr": 1.0 / num_labels, "au": 0.5, "va": 0.0}[track]
+        placeholder = {"expr": 1.0 / num_labels, "au": 0.5, "va": 0.0}[self.track]
         probabilities = np.full((len(locations), num_labels), placeholder)
         if inputs is not None:
             with torch.inference_mode():
                 logits = self.model(pixel_values=inputs["pixel_values"].to(self.device),
                                     pixel_values_aux=inputs["pixel_values_aux"].to(self.device)).logits
             readable = [i for i, status in enumerate(statuses) if status == FACE]
-            probabilities[readable] = head_outputs(logits.float(), track).cpu().numpy()
+            probabilities[readable] = head_outputs(logits.float(), self.track).cpu().numpy()
             for i, region in zip(readable, inputs["regions"]):
                 if region["geometry"] == "full_image":
                     statuses[i] = NO_FACE
@@ -244,8 +244,7 @@ def units_present(labels, thresholds=None):
 def _write_source(source: Source, predictor, labels, window, mode, frames_dir: Path, show_progress: bool) -> dict:
     from tqdm.auto import tqdm
 
-    track = head_track(predictor.model.config)
-    thresholds = getattr(predictor.model.config, "label_thresholds", None)
+    track, thresholds = predictor.track, getattr(predictor.model.config, "label_thresholds", None)
 
     counts, notes = _new_counts(), {}
     final = frames_dir / f"{source.name}.csv"
