@@ -14,7 +14,8 @@ interrupted and started again with the same command skips the videos it already 
 Outputs in `--output_dir`: `frames/<video>.csv` (per frame: location, status, raw and smoothed label, smoothed
 probabilities; see `frame_header` for the other tracks), `submission.txt` (header `image_location,Neutral,...,Other`,
 then `video/00001.jpg,<label>`; `image_location,AU1,...,AU26` then 12 0/1 at the model's `label_thresholds`;
-`image_location,valence,arousal` then the two values) and
+`image_location,valence,arousal` then the two values; a multi-task model's `image,valence,arousal,expression,AU1,...`
+as ABAW7's multi-task challenge asks) and
 `summary.json` (counts and what was skipped, with reasons); with `--compound_submission`, `submission_compound.txt`
 (the 7 compound expressions, zero-shot from the expression probabilities: `emotic.inference.compound`).
 """
@@ -36,7 +37,7 @@ from emotic.commands import command_parser
 from emotic.inference.compound import check_compound_labels, write_compound_submission
 from emotic.inference.smoothing import NeighbourFill, StreamingSmoother, smoothing_kernel
 from emotic.inference.sources import Source, UnreadableInput, collect_sources, frame_files, iter_frames
-from emotic.modeling.configuration_emotic import SmoothingMode, head_track
+from emotic.modeling.configuration_emotic import SmoothingMode, head_parts, head_track
 from emotic.processing.image_processing_emotic import GEOMETRIES
 from emotic.training.transforms import open_image
 
@@ -59,7 +60,7 @@ class FramePredictor:
         self.model, self.processor = model.eval(), processor
         self.batch_size, self.geometry = batch_size, geometry
         self.device = model.device
-        self.track = head_track(model.config)  # what the head's outputs are: `head_outputs`
+        self.parts = head_parts(model.config)  # what the head's outputs are: `head_outputs`
 
     def quiet(self):
         """Silence the processor's per-image "no face found" warning: the CLIs count and report those frames."""
@@ -105,29 +106,35 @@ class FramePredictor:
     def _infer(self, locations, statuses, inputs):
         """(locations, statuses, outputs): per frame, the head's outputs as `head_outputs` gives them; frames without
         an image hold a placeholder that `NeighbourFill` replaces."""
-        num_labels = self.model.config.num_labels
-        placeholder = {"expr": 1.0 / num_labels, "au": 0.5, "va": 0.0}[self.track]
-        probabilities = np.full((len(locations), num_labels), placeholder)
+        probabilities = np.empty((len(locations), self.model.config.num_labels))
+        for track, span, _ in self.parts:
+            width = span.stop - span.start
+            probabilities[:, span] = {"expr": 1.0 / width, "au": 0.5, "va": 0.0}[track]
         if inputs is not None:
             with torch.inference_mode():
                 logits = self.model(pixel_values=inputs["pixel_values"].to(self.device),
                                     pixel_values_aux=inputs["pixel_values_aux"].to(self.device)).logits
             readable = [i for i, status in enumerate(statuses) if status == FACE]
-            probabilities[readable] = head_outputs(logits.float(), self.track).cpu().numpy()
+            probabilities[readable] = head_outputs(logits.float(), self.parts).cpu().numpy()
             for i, region in zip(readable, inputs["regions"]):
                 if region["geometry"] == "full_image":
                     statuses[i] = NO_FACE
         return locations, statuses, probabilities
 
 
-def head_outputs(logits: torch.Tensor, track: str) -> torch.Tensor:
-    """What predict writes and smooths of a head's outputs: softmax probabilities (expressions), each unit's sigmoid
-    probability (action units), the values themselves (valence-arousal, already bounded by the model)."""
-    if track == "au":
-        return logits.sigmoid()
-    if track == "va":
-        return logits
-    return logits.softmax(-1)
+ACTIVATIONS = {"expr": lambda logits: logits.softmax(-1), "au": torch.sigmoid, "va": lambda values: values}
+
+
+def head_outputs(logits: torch.Tensor, parts) -> torch.Tensor:
+    """What predict writes and smooths of a head's outputs, per part of `head_parts(config)`: softmax probabilities
+    (expressions), each unit's sigmoid probability (action units), the values themselves (valence-arousal, already
+    bounded by the model); a multi-task head's parts side by side, in its output order."""
+    return torch.cat([ACTIVATIONS[track](logits[..., span]) for track, span, _ in parts], dim=-1)
+
+
+def expression_parts(labels) -> list:
+    """`head_parts` of an expression head with these labels (the app's and evaluate's only kind)."""
+    return [("expr", slice(0, len(labels)), slice(0, 1))]
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -212,39 +219,52 @@ def predict_sequence(predictor: FramePredictor, frames, window: int, mode: str, 
 
 # -- emotic predict ---------------------------------------------------------------------------------------------------
 
-def frame_header(labels, track: str = "expr") -> list[str]:
-    """The columns of a per-frame CSV (`frames/<video>.csv`): location and status, then for expressions the raw and
-    smoothed label and the smoothed probabilities; for action units the units present (`AU6+AU12`) raw and smoothed
-    and each unit's smoothed probability; for valence-arousal the raw and the smoothed values."""
-    if track == "au":
-        return ["image_location", "status", "raw_units", "units", *labels]
-    if track == "va":
-        return ["image_location", "status", *(f"raw_{name}" for name in labels), *labels]
-    return ["image_location", "status", "raw_label", "label", *labels]
+def frame_header(labels, parts=None) -> list[str]:
+    """The columns of a per-frame CSV (`frames/<video>.csv`): location and status, then per part of the head
+    (`head_parts`; an expression head without): for expressions the raw and smoothed label and the smoothed
+    probabilities; for action units the units present (`AU6+AU12`) raw and smoothed and each unit's smoothed
+    probability; for valence-arousal the raw and the smoothed values. A multi-task head has its parts' columns side
+    by side."""
+    columns = ["image_location", "status"]
+    for track, span, _ in parts or expression_parts(labels):
+        names = labels[span]
+        columns += {"au": ["raw_units", "units", *names], "va": [*(f"raw_{name}" for name in names), *names],
+                    "expr": ["raw_label", "label", *names]}[track]
+    return columns
 
 
-def frame_row(location: str, status: str, raw, smoothed, track: str = "expr", labels=None, thresholds=None) -> list:
+def frame_row(location: str, status: str, raw, smoothed, parts=None, labels=None, thresholds=None) -> list:
     """One frame's CSV row in the columns of `frame_header` (action units: present where a probability reaches its
     threshold, `thresholds` or 0.5 each)."""
-    if track == "au":
-        present = units_present(labels, thresholds)
-        return [location, status, present(raw), present(smoothed), *(f"{p:.6f}" for p in smoothed)]
-    if track == "va":
-        return [location, status, *(f"{v:.6f}" for v in raw), *(f"{v:.6f}" for v in smoothed)]
-    return [location, status, int(np.argmax(raw)), int(np.argmax(smoothed)), *(f"{p:.6f}" for p in smoothed)]
+    row = [location, status]
+    for track, span, _ in parts or expression_parts(smoothed):
+        part_raw, part_smoothed = raw[span], smoothed[span]
+        if track == "au":
+            present = units_present(labels[span], thresholds)
+            row += [present(part_raw), present(part_smoothed), *(f"{p:.6f}" for p in part_smoothed)]
+        elif track == "va":
+            row += [*(f"{v:.6f}" for v in part_raw), *(f"{v:.6f}" for v in part_smoothed)]
+        else:
+            row += [int(np.argmax(part_raw)), int(np.argmax(part_smoothed)), *(f"{p:.6f}" for p in part_smoothed)]
+    return row
 
 
-def units_present(labels, thresholds=None):
+def unit_thresholds(names, thresholds=None) -> np.ndarray:
+    """Each action unit's decision threshold on its probability: the model's `label_thresholds`, or 0.5."""
+    return np.asarray(thresholds if thresholds is not None else [0.5] * len(names), dtype=np.float64)
+
+
+def units_present(names, thresholds=None):
     """`probabilities -> "AU6+AU12"`: the action units whose probability reaches their threshold (0.5 unless set)."""
-    thresholds = np.asarray(thresholds if thresholds is not None else [0.5] * len(labels))
-    return lambda probabilities: "+".join(name for name, on in zip(labels, np.asarray(probabilities) >= thresholds)
+    thresholds = unit_thresholds(names, thresholds)
+    return lambda probabilities: "+".join(name for name, on in zip(names, np.asarray(probabilities) >= thresholds)
                                           if on)
 
 
 def _write_source(source: Source, predictor, labels, window, mode, frames_dir: Path, show_progress: bool) -> dict:
     from tqdm.auto import tqdm
 
-    track, thresholds = predictor.track, getattr(predictor.model.config, "label_thresholds", None)
+    parts, thresholds = predictor.parts, getattr(predictor.model.config, "label_thresholds", None)
 
     counts, notes = _new_counts(), {}
     final = frames_dir / f"{source.name}.csv"
@@ -255,13 +275,13 @@ def _write_source(source: Source, predictor, labels, window, mode, frames_dir: P
                 tqdm(total=len(files) if files is not None else None, desc=source.name, unit="frame",
                      disable=not show_progress, leave=False) as progress:
             writer = csv.writer(handle)
-            writer.writerow(frame_header(labels, track))
+            writer.writerow(frame_header(labels, parts))
             frames = iter_frames(source, files, notes)
             for location, status, raw, smoothed in predict_sequence(predictor, frames, window, mode,
                                                                     source.sequential, progress):
                 counts["frames"] += 1
                 counts[status] += 1
-                writer.writerow(frame_row(location, status, raw, smoothed, track, labels, thresholds))
+                writer.writerow(frame_row(location, status, raw, smoothed, parts, labels, thresholds))
         if counts["frames"] == 0:
             raise UnreadableInput(f"{source.path}: has no frames")
         if counts[UNREADABLE] == counts["frames"]:
@@ -317,28 +337,46 @@ def _read_summary(path: Path) -> dict:
         return {}
 
 
-def write_submission(sources, frames_dir: Path, labels, path: Path, track: str = "expr", thresholds=None) -> int:
-    """The ABAW submission file of the track from the per-video CSVs, streamed: a header, then per frame
-    `location,label` (expressions), `location,` and 12 0/1 (action units, at `thresholds` or 0.5), or
-    `location,valence,arousal` (values clipped to [-1, 1])."""
+def submission_header(labels, parts=None) -> list[str]:
+    """The header of the track's ABAW submission: `image_location,Neutral,...,Other` (expressions),
+    `image_location,AU1,...,AU26`, `image_location,valence,arousal`; a multi-task head's (ABAW7)
+    `image,valence,arousal,expression,AU1,...,AU26`."""
+    parts = parts or expression_parts(labels)
+    if len(parts) == 1:
+        return ["image_location", *labels]
+    return ["image", *(name for track, span, _ in parts for name in (["expression"] if track == "expr"
+                                                                     else labels[span]))]
+
+
+def submission_values(row: dict, labels, parts=None, thresholds=None) -> list:
+    """One frame's values in a submission, from its per-frame CSV row: the smoothed expression label, 0/1 per action
+    unit (at `thresholds` or 0.5), valence and arousal clipped to [-1, 1]; a multi-task head's side by side."""
+    values = []
+    for track, span, _ in parts or expression_parts(labels):
+        names = labels[span]
+        if track == "au":
+            values += [int(float(row[name]) >= t) for name, t in zip(names, unit_thresholds(names, thresholds))]
+        elif track == "va":
+            values += [f"{min(max(float(row[name]), -1.0), 1.0):.6f}" for name in names]
+        else:
+            values.append(row["label"])
+    return values
+
+
+def write_submission(sources, frames_dir: Path, labels, path: Path, parts=None, thresholds=None) -> int:
+    """The ABAW submission file of the head's track (`head_parts`; an expression head without) from the per-video
+    CSVs, streamed: `submission_header`, then per frame its location and `submission_values`."""
     lines = 0
-    thresholds = np.asarray(thresholds if thresholds is not None else [0.5] * len(labels))
     with open(path, "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out, lineterminator="\n")  # quotes a location holding a comma ("interview, take 2")
-        writer.writerow(["image_location", *labels])
+        writer.writerow(submission_header(labels, parts))
         for source in sources:
             csv_path = frames_dir / f"{source.name}.csv"
             if not csv_path.is_file():
                 continue
             with open(csv_path, newline="", encoding="utf-8") as handle:
                 for row in csv.DictReader(handle):
-                    if track == "au":
-                        values = [int(float(row[name]) >= t) for name, t in zip(labels, thresholds)]
-                    elif track == "va":
-                        values = [f"{min(max(float(row[name]), -1.0), 1.0):.6f}" for name in labels]
-                    else:
-                        values = [row["label"]]
-                    writer.writerow([row["image_location"], *values])
+                    writer.writerow([row["image_location"], *submission_values(row, labels, parts, thresholds)])
                     lines += 1
     return lines
 
@@ -456,7 +494,7 @@ def main(argv=None) -> int:
             summary["incomplete"][source.name] = counts.pop("incomplete")
             print(f"incomplete {source.name}: {summary['incomplete'][source.name]}", file=sys.stderr)
         summary["videos"][source.name] = counts
-    lines = write_submission(sources, frames_dir, labels, output / "submission.txt", track,
+    lines = write_submission(sources, frames_dir, labels, output / "submission.txt", predictor.parts,
                              getattr(model.config, "label_thresholds", None))
     if args.compound_submission:
         finished = [frames_dir / f"{source.name}.csv" for source in sources if source.name in summary["videos"]]

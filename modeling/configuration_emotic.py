@@ -22,11 +22,40 @@ RegressionLoss = Literal["mse", "ccc"]
 # The ABAW track each head serves, by transformers' `problem_type`: expressions (also when unset), action units,
 # valence-arousal.
 TRACK_PROBLEM_TYPES = {"expr": "single_label_classification", "au": "multi_label_classification", "va": "regression"}
+# Each track's outputs (the head's labels) and its columns in the labels of a multi-task model: the expression is one
+# class index; valence-arousal and the action units a value each.
+TRACK_LABELS = {"va": ["valence", "arousal"], "expr": ABAW_EXPRESSION_LABELS, "au": ABAW_ACTION_UNITS}
+TRACK_TARGETS = {"va": 2, "expr": 1, "au": len(ABAW_ACTION_UNITS)}
+# ABAW7's multi-task challenge: valence-arousal, expression and action units, in the column order of its files
+MULTITASK_TRACKS = ["va", "expr", "au"]
 
 
 def head_track(config) -> str:
-    """The ABAW track (`expr`, `au` or `va`) a classifier with this config serves, from its `problem_type`."""
+    """The ABAW track a classifier with this config serves: `multitask` where `config.tasks` is set, otherwise
+    `expr`, `au` or `va` from its `problem_type`."""
+    if getattr(config, "tasks", None):
+        return "multitask"
     return {problem: track for track, problem in TRACK_PROBLEM_TYPES.items()}.get(config.problem_type, "expr")
+
+
+def head_parts(config) -> list[tuple[str, slice, slice]]:
+    """(track, its outputs, its label columns) for each track of the head, in order: one part spanning everything
+    for a single-track head; for a multi-task head, e.g. `("va", slice(0, 2), slice(0, 2))`,
+    `("expr", slice(2, 10), slice(2, 3))`, `("au", slice(10, 22), slice(3, 15))`."""
+    if not getattr(config, "tasks", None):
+        everything = slice(0, config.num_labels)
+        return [(head_track(config), everything, everything)]
+    parts, output, column = [], 0, 0
+    for track in config.tasks:
+        width, targets = len(TRACK_LABELS[track]), TRACK_TARGETS[track]
+        parts.append((track, slice(output, output + width), slice(column, column + targets)))
+        output, column = output + width, column + targets
+    return parts
+
+
+def multitask_labels(tasks) -> list[str]:
+    """The outputs of a multi-task head over `tasks`, in order: `valence, arousal, Neutral, ..., AU26`."""
+    return [name for track in tasks for name in TRACK_LABELS[track]]
 
 
 def check_smoothing_window(window, name: str = "smoothing_window") -> int:
@@ -90,6 +119,13 @@ class EmoticConfig(PreTrainedConfig):
             or `"ccc"` (1 - the concordance correlation coefficient of each output over the batch, averaged).
         regression_range (`list[float]`, *optional*): `[low, high]`: regression outputs are squashed into this range
             by a scaled tanh (`[-1, 1]` for valence and arousal); unbounded when unset.
+        tasks (`list[str]`, *optional*): a multi-task head (ABAW7's multi-task challenge: `["va", "expr", "au"]`):
+            the tracks it serves, in output order, over one trunk. Its outputs are each track's (valence, arousal; the
+            8 expression logits; the 12 action-unit logits), its labels each track's columns (valence, arousal; the
+            expression index; the 12 units: 15 for ABAW7, the order of its annotation files), and its loss the sum of
+            the tracks' losses, each leaving out its unannotated values. `class_weights` are then the expressions'
+            (8), `pos_weight` and `label_thresholds` the action units' (12), `regression_range` bounds valence and
+            arousal. Leave `problem_type` unset.
         smoothing_window (`int`, defaults to 1): odd number of frames over which `emotic predict` smooths the
             per-frame probabilities of a video (1 = none); `emotic evaluate --save_smoothing` stores the best one.
         smoothing_mode (`str`, defaults to `"mean"`): `"mean"`, `"gaussian"` or `"mode"` (majority vote).
@@ -145,6 +181,8 @@ class EmoticConfig(PreTrainedConfig):
     label_thresholds: list | None = None
     regression_loss: RegressionLoss = "mse"
     regression_range: list | None = None
+    # a multi-task head: the tracks it serves, in output order
+    tasks: list | None = None
     # video inference (`emotic predict`): sliding-window smoothing of per-frame probabilities
     smoothing_window: int = 1
     smoothing_mode: SmoothingMode = "mean"
@@ -152,7 +190,7 @@ class EmoticConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         # Default to the 8 ABAW expressions unless the caller chose labels (by map or by count).
         if self.id2label is None and kwargs.get("num_labels") is None:
-            self.id2label = dict(enumerate(ABAW_EXPRESSION_LABELS))
+            self.id2label = dict(enumerate(multitask_labels(self.tasks) if self.tasks else ABAW_EXPRESSION_LABELS))
             self.label2id = {label: index for index, label in self.id2label.items()}
         super().__post_init__(**kwargs)
         self.validate_emotic()
@@ -196,17 +234,34 @@ class EmoticConfig(PreTrainedConfig):
             check_smoothing_window(self.smoothing_window)
         except ValueError as error:
             require(False, str(error))
+        # per-label options count the labels of their track (the expressions, the action units) in a multi-task head
+        classes, units, class_name, unit_name = self.num_labels, self.num_labels, "label", "label"
+        if self.tasks is not None:
+            require(isinstance(self.tasks, (list, tuple)) and len(self.tasks) >= 2
+                    and all(isinstance(t, str) and t in TRACK_LABELS for t in self.tasks)
+                    and len(set(self.tasks)) == len(self.tasks),
+                    f"tasks={self.tasks!r}; expected two or more different tracks of {list(TRACK_LABELS)}, in output "
+                    f"order (ABAW7's multi-task challenge: {MULTITASK_TRACKS})")
+            self.tasks = list(self.tasks)
+            expected = multitask_labels(self.tasks)
+            require([self.id2label[i] for i in range(self.num_labels)] == expected,
+                    f"a multi-task head over {self.tasks} has the {len(expected)} outputs {expected}; got "
+                    f"{self.num_labels} labels {[self.id2label[i] for i in range(self.num_labels)]}")
+            require(self.problem_type is None, f"problem_type={self.problem_type!r}: a multi-task head takes each "
+                                               f"track's own loss; leave problem_type unset")
+            classes, units = len(TRACK_LABELS["expr"]), len(TRACK_LABELS["au"])
+            class_name, unit_name = "expression", "action unit"
         if self.class_weights is not None:
-            require(len(self.class_weights) == self.num_labels and all(w >= 0 for w in self.class_weights),
-                    f"class_weights has {len(self.class_weights)} entries; expected {self.num_labels} "
-                    f"non-negative numbers, one per label")
+            require(len(self.class_weights) == classes and all(w >= 0 for w in self.class_weights),
+                    f"class_weights has {len(self.class_weights)} entries; expected {classes} "
+                    f"non-negative numbers, one per {class_name}")
         for name, low, high, what in (("pos_weight", 0.0, float("inf"), "positive numbers"),
                                       ("label_thresholds", 0.0, 1.0, "numbers strictly between 0 and 1")):
             values = getattr(self, name)
             if values is not None:
-                require(isinstance(values, (list, tuple)) and len(values) == self.num_labels
+                require(isinstance(values, (list, tuple)) and len(values) == units
                         and all(isinstance(v, numbers.Real) and low < v < high for v in values),
-                        f"{name}={values!r}; expected {self.num_labels} {what}, one per label")
+                        f"{name}={values!r}; expected {units} {what}, one per {unit_name}")
         if self.regression_range is not None:
             bounds = self.regression_range
             require(isinstance(bounds, (list, tuple)) and len(bounds) == 2
@@ -214,6 +269,6 @@ class EmoticConfig(PreTrainedConfig):
                     f"regression_range={bounds!r}; expected [low, high] with low < high")
 
 
-__all__ = ["ABAW_ACTION_UNITS", "ABAW_EXPRESSION_LABELS", "EmoticConfig",
-           "FusionStrategy", "Pooling", "RegressionLoss", "SmoothingMode", "TRACK_PROBLEM_TYPES",
-           "check_smoothing_window", "head_track"]
+__all__ = ["ABAW_ACTION_UNITS", "ABAW_EXPRESSION_LABELS", "EmoticConfig", "MULTITASK_TRACKS",
+           "FusionStrategy", "Pooling", "RegressionLoss", "SmoothingMode", "TRACK_LABELS", "TRACK_PROBLEM_TYPES",
+           "TRACK_TARGETS", "check_smoothing_window", "head_parts", "head_track", "multitask_labels"]

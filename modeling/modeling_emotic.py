@@ -25,7 +25,7 @@ from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .configuration_emotic import EmoticConfig
+from .configuration_emotic import EmoticConfig, head_parts
 
 # `auto_map` entries written by `save_pretrained`, so every Auto class loads a saved folder with remote code.
 AUTO_MAP = {
@@ -719,7 +719,7 @@ def expression_cross_entropy(labels, logits, config, num_items_in_batch=None, **
     if config.class_weights is not None:
         weight = torch.tensor(config.class_weights, dtype=logits.dtype, device=logits.device)
     losses = F.cross_entropy(
-        logits.view(-1, config.num_labels).float(), labels.masked_fill(labels < 0, -100),
+        logits.reshape(-1, logits.shape[-1]).float(), labels.masked_fill(labels < 0, -100),
         weight=weight if weight is None else weight.float(), ignore_index=-100,
         label_smoothing=config.label_smoothing, reduction="none",
     )
@@ -777,9 +777,36 @@ def regression_loss(labels, logits, config, **kwargs):
     return torch.stack(losses).mean() if losses else predictions.sum() * 0.0  # 0, on the graph
 
 
+def multitask_loss(labels, logits, config, **kwargs):
+    """A multi-task head's loss (`config.tasks`): the sum of each track's loss on its outputs and its label columns
+    (`head_parts`), each leaving out what was not annotated: NaN values, an expression below 0 or NaN. A frame
+    annotated for one track only trains that track's outputs."""
+    parts = head_parts(config)
+    width = parts[-1][2].stop
+    if labels.dim() != 2 or labels.shape != (logits.shape[0], width):
+        raise ValueError(f"labels of shape {tuple(labels.shape)}: a multi-task head over {config.tasks} takes "
+                         f"({logits.shape[0]}, {width}) values per batch, each track's columns in order "
+                         f"({', '.join(f'{track} {columns.stop - columns.start}' for track, _, columns in parts)})")
+    labels = labels.to(device=logits.device, dtype=torch.float32)
+    total = logits.sum() * 0.0  # on the graph, also for a batch with nothing annotated
+    for track, outputs, columns in parts:
+        part_logits, part_labels = logits[:, outputs], labels[:, columns]
+        if track == "expr":
+            classes = torch.nan_to_num(part_labels[:, 0], nan=-1.0).long()
+            total = total + expression_cross_entropy(classes, part_logits, config)
+        elif track == "au":
+            total = total + multi_label_cross_entropy(part_labels, part_logits, config)
+        else:
+            total = total + regression_loss(part_labels, part_logits, config)
+    return total
+
+
 def emotic_loss(labels, logits, config, num_items_in_batch=None, **kwargs):
     """The head's loss for its `problem_type` (or, unset, the one these labels imply): cross-entropy for
-    expressions, binary cross-entropy for action units, MSE or CCC for valence and arousal."""
+    expressions, binary cross-entropy for action units, MSE or CCC for valence and arousal; for a multi-task head
+    (`config.tasks`), the sum of its tracks' losses."""
+    if getattr(config, "tasks", None):
+        return multitask_loss(labels, logits, config)
     problem_type = config.problem_type or infer_problem_type(labels, logits, config.num_labels)
     if problem_type == "multi_label_classification":
         return multi_label_cross_entropy(labels, logits, config)
@@ -789,12 +816,19 @@ def emotic_loss(labels, logits, config, num_items_in_batch=None, **kwargs):
 
 
 def bound_outputs(outputs: torch.Tensor, config) -> torch.Tensor:
-    """A regression head's outputs squashed into `config.regression_range` by a scaled tanh (unchanged without a
-    range, and for classification)."""
-    if config.problem_type != "regression" or config.regression_range is None:
+    """A regression head's outputs (a multi-task head's valence and arousal) squashed into
+    `config.regression_range` by a scaled tanh; unchanged without a range, and for classification."""
+    if config.regression_range is None:
         return outputs
     low, high = config.regression_range
-    return (low + high) / 2 + (high - low) / 2 * torch.tanh(outputs)
+
+    def squash(values):
+        return (low + high) / 2 + (high - low) / 2 * torch.tanh(values)
+
+    if getattr(config, "tasks", None):
+        return torch.cat([squash(outputs[..., span]) if track == "va" else outputs[..., span]
+                          for track, span, _ in head_parts(config)], dim=-1)
+    return squash(outputs) if config.problem_type == "regression" else outputs
 
 
 class EmoticForImageClassification(EmoticPreTrainedModel):
@@ -942,7 +976,9 @@ class EmoticForImageClassification(EmoticPreTrainedModel):
             `(batch_size, num_labels)`, *optional*):
             Expressions: class indices, negative values (Aff-Wild2's -1) ignored by the loss. Action units
             (`problem_type="multi_label_classification"`): 0/1 per label, negative or NaN ignored. Valence and
-            arousal (`problem_type="regression"`): one value per output, NaN ignored.
+            arousal (`problem_type="regression"`): one value per output, NaN ignored. A multi-task head
+            (`config.tasks`): each track's columns in order (ABAW7: valence, arousal, the expression index, the 12
+            units; 15 values per frame), each track's unannotated values (NaN, an expression below 0) ignored.
         """
         output_hidden_states = self.config.output_hidden_states if output_hidden_states is None \
             else output_hidden_states

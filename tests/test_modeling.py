@@ -336,6 +336,81 @@ def test_valence_arousal_loss_leaves_unannotated_values_out(tiny_config, loss):
         assert value.item() == pytest.approx(1 - scores["va_score"], abs=1e-5)
 
 
+def multitask_classifier(tiny_config, **overrides):
+    return classifier(tiny_config, tasks=["va", "expr", "au"], regression_range=[-1.0, 1.0], **overrides)
+
+
+def test_a_multitask_head_has_each_tracks_outputs_and_bounds_only_valence_and_arousal(tiny_config):
+    from emotic.modeling.configuration_emotic import ABAW_ACTION_UNITS, ABAW_EXPRESSION_LABELS, head_parts
+
+    model = multitask_classifier(tiny_config)
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    assert names == ["valence", "arousal", *ABAW_EXPRESSION_LABELS, *ABAW_ACTION_UNITS]
+    assert [(track, outputs.start, outputs.stop, columns.start, columns.stop)
+            for track, outputs, columns in head_parts(model.config)] == [
+        ("va", 0, 2, 0, 2), ("expr", 2, 10, 2, 3), ("au", 10, 22, 3, 15)]  # ABAW7's file columns
+    with torch.no_grad():
+        model.classifier.bias.fill_(40.0)
+        logits = model(images(4), images(4, seed=1)).logits
+    assert logits.shape == (4, 22)
+    assert (logits[:, :2] <= 1).all() and logits[:, :2].max() > 0.99  # valence-arousal squashed into [-1, 1]
+    assert (logits[:, 2:] > 30).all()  # the logits of the classification tracks untouched
+
+
+def test_multitask_loss_is_the_sum_of_the_tracks_losses_and_ignores_unannotated_values(tiny_config):
+    from emotic.modeling.modeling_emotic import expression_cross_entropy, multi_label_cross_entropy, regression_loss
+
+    model = multitask_classifier(tiny_config, regression_loss="ccc", class_weights=[1.0, 2.0] * 4,
+                                 pos_weight=[3.0] * 12)
+    nan = float("nan")
+    labels = torch.full((4, 15), nan)
+    labels[0, :2], labels[1, :2], labels[3, :2] = torch.tensor([0.5, -0.2]), torch.tensor([-0.4, 0.6]), \
+        torch.tensor([0.1, 0.0])  # frame 2: no valence-arousal
+    labels[:, 2] = torch.tensor([4.0, -1.0, 6.0, nan])  # frames 1 and 3: no expression
+    labels[1, 3:], labels[2, 3:] = torch.randint(0, 2, (2, 12)).float()  # frames 0 and 3: no action units
+    loss, gradient = _head_gradients(model, labels)
+
+    logits = model(images(4), images(4, seed=1)).logits.detach()
+    expected = (regression_loss(labels[[0, 1, 3], :2], logits[[0, 1, 3], :2], model.config)
+                + expression_cross_entropy(torch.tensor([4, 6]), logits[[0, 2], 2:10], model.config)
+                + multi_label_cross_entropy(labels[1:3, 3:], logits[1:3, 10:], model.config))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)  # each track on its annotated frames, summed
+    # nothing flows from what was not annotated; everything annotated pulls
+    assert (gradient[2, :2] == 0).all() and (gradient[[1, 3], 2:10] == 0).all()
+    assert (gradient[[0, 3], 10:] == 0).all()
+    assert (gradient[[0, 1, 3], :2] != 0).all() and (gradient[[0, 2], 2:10] != 0).all()
+    assert (gradient[1:3, 10:] != 0).all()
+    marked = labels.clone()
+    marked[3, 2] = -1.0  # Aff-Wild2's "not annotated" expression: as NaN
+    assert model.loss_function(marked, logits, model.config).item() == pytest.approx(loss.item(), rel=1e-6)
+
+
+def test_multitask_head_trains_from_full_model_gradients_on_partly_annotated_frames(tiny_config):
+    model = multitask_classifier(tiny_config).train()
+    labels = torch.full((4, 15), float("nan"))
+    labels[:2, 2] = torch.tensor([1.0, 3.0])  # only two expressions annotated in the whole batch
+    model(images(4), images(4, seed=1), labels=labels).loss.backward()
+    head = model.classifier.weight.grad
+    assert (head[2:10] != 0).any() and (head[:2] == 0).all() and (head[10:] == 0).all()
+    assert model.emotic.embeddings.patch_embeddings.projection.weight.grad.abs().sum() > 0  # the trunk learns
+
+
+def test_multitask_labels_of_the_wrong_width_and_bad_configs_are_refused(tiny_config):
+    model = multitask_classifier(tiny_config)
+    with pytest.raises(ValueError, match=r"\(4, 15\) values per batch.*va 2, expr 1, au 12"):
+        model(images(4), images(4, seed=1), labels=torch.zeros(4, 22))
+    with pytest.raises(ValueError, match="two or more different tracks"):
+        tiny_config(tasks=["va", "va"])
+    with pytest.raises(ValueError, match="leave problem_type unset"):
+        tiny_config(tasks=["va", "expr", "au"], problem_type="regression")
+    with pytest.raises(ValueError, match="class_weights has 22 entries; expected 8 .* one per expression"):
+        tiny_config(tasks=["va", "expr", "au"], class_weights=[1.0] * 22)
+    with pytest.raises(ValueError, match="pos_weight=.*expected 12 positive numbers, one per action unit"):
+        tiny_config(tasks=["va", "expr", "au"], pos_weight=[1.0] * 22)
+    with pytest.raises(ValueError, match="has the 22 outputs"):
+        tiny_config(tasks=["va", "expr", "au"], num_labels=8)
+
+
 def test_regression_range_bounds_the_outputs_and_the_pipeline_returns_them_unchanged(tiny_config, tmp_path):
     from transformers import pipeline
 
