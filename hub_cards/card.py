@@ -31,6 +31,11 @@ TRACKS = {
            "scores": [("va_score", "Mean CCC of valence and arousal (per frame)", "ccc"),
                       ("ccc_valence", "CCC of valence (per frame)", "ccc"),
                       ("ccc_arousal", "CCC of arousal (per frame)", "ccc")]},
+    "multitask": {"task_name": "Multi-task facial affect (valence-arousal, expression, action units)",
+                  "scores": [("mtl_score", "ABAW multi-task score P_VA + P_EXPR + P_AU (per frame)", "abaw_mtl"),
+                             ("va_score", "Mean CCC of valence and arousal (per frame)", "ccc"),
+                             ("expr_score", "Macro-F1 over the 8 expressions (per frame)", "f1"),
+                             ("au_score", "Mean F1 over the 12 action units (per frame, threshold 0.5)", "f1")]},
 }
 
 
@@ -61,8 +66,9 @@ def evaluation_summary(run: dict | None, report: dict | None) -> dict | None:
         if track != "expr":
             scores = [(key, label, kind, evaluation[key]) for key, label, kind in TRACKS[track]["scores"]]
             tuned = (evaluation.get("tuned") or {}).get("au_score")
-            return {**common, "scores": scores, "tuned_au_score": tuned,
-                    "per_class_f1": evaluation.get("per_au_f1"), "smoothed_macro_f1": None}
+            per_au_f1 = evaluation.get("per_au_f1") or (evaluation.get("au") or {}).get("per_au_f1")
+            return {**common, "scores": scores, "tuned_au_score": tuned, "per_class_f1": per_au_f1,
+                    "smoothed_macro_f1": None}
         return {
             **common, "raw_macro_f1": evaluation["macro_f1"], "raw_accuracy": evaluation["accuracy"],
             "smoothed_macro_f1": None, "smoothed_accuracy": None, "smoothing_window": None, "smoothing_mode": None,
@@ -105,10 +111,14 @@ def build_card(config, processor, run: dict | None = None, report: dict | None =
         eval_results.append(EvalResult(metric_type="accuracy", metric_name="Accuracy (per frame)",
                                        metric_value=round(evaluation["raw_accuracy"], 4), **common))
     card_data = ModelCardData(
-        library_name="transformers", pipeline_tag="image-classification", license=license,
+        # a multi-task head's outputs are three tracks': the image-classification pipeline's one softmax over them
+        # means nothing, so the Hub is not told to run it
+        library_name="transformers", pipeline_tag=None if track == "multitask" else "image-classification",
+        license=license,
         tags=TAGS + (["synthetic-data", "not-for-use"] if synthetic else []),
         datasets=[_dataset_slug(dataset, synthetic)] if dataset else None, base_model=base_model,
-        metrics={"expr": ["f1", "accuracy"], "au": ["f1"], "va": ["ccc"]}[track], model_name=model_name,
+        metrics={"expr": ["f1", "accuracy"], "au": ["f1"], "va": ["ccc"], "multitask": ["ccc", "f1"]}[track],
+        model_name=model_name,
         eval_results=eval_results or None,
     )
     run_view = None

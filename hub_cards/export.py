@@ -157,7 +157,7 @@ def export(run_dir, export_dir, evaluation=None, repo_id: str | None = None, lic
     model.save_pretrained(export_dir)  # safetensors, config with auto_map, modeling code
     processor.save_pretrained(export_dir)  # processor config and its code
     card.save(export_dir / "README.md")
-    if include_metric:  # the track's metric module: abaw_expression.py, abaw_action_units.py, abaw_valence_arousal.py
+    if include_metric:  # the track's metric module: abaw_expression.py, abaw_action_units.py, ..., abaw_multitask.py
         module = METRIC_PATHS[track_of(run, model.config)]
         shutil.copyfile(module / f"{module.name}.py", export_dir / f"{module.name}.py")
     check_publishable(export_dir, local_paths=[run_dir, export_dir])

@@ -226,6 +226,10 @@ def test_multitask_reader_masks_each_tasks_unannotated_values_and_counts_missing
     assert dataset["valence_arousal"][0] == [0.5, 0.25] and all(np.isnan(dataset["valence_arousal"][1]))
     assert dataset["action_units"][0][3] == 1 and dataset["action_units"][0][6] == 1
     assert all(np.isnan(dataset["action_units"][1]))  # one AU not annotated: the frame's AUs are left out
+    first, second = np.array(dataset["label"][0]), np.array(dataset["label"][1])  # a multi-task head's 15 labels
+    assert first.tolist() == [0.5, 0.25, 4.0, *[1.0 if i in (3, 6) else 0.0 for i in range(12)]]
+    assert np.isnan(second[:2]).all() and second[2] == 2 and np.isnan(second[3:]).all()
+    assert dataset["video"] == ["batch1/1", "batch1/1"] and dataset["frame"] == ["00001.jpg", "00003.jpg"]
 
 
 def _sklearn_free_ccc(x, y):
@@ -299,7 +303,37 @@ def test_au_metric_module_equals_scikit_learn_and_thresholds_are_chosen_per_unit
     assert tuned["au_score"] > all_positive
 
 
-def test_multitask_score_is_the_sum_of_the_three_track_scores():
-    from emotic.training.metrics import multitask_score
+def test_multitask_module_equals_an_independent_sum_of_the_three_scores_over_each_tracks_annotated_frames():
+    from sklearn.metrics import f1_score
 
-    assert multitask_score({"va_score": 0.5}, {"macro_f1": 0.25}, {"au_score": 0.5}) == pytest.approx(1.25)
+    from emotic.training.metrics import abaw_metric, multitask_metrics
+
+    rng = np.random.default_rng(3)
+    frames = 300
+    truth_va = np.clip(rng.normal(0, 0.4, (frames, 2)), -1, 1)
+    truth_expr = rng.integers(0, 8, frames)
+    truth_au = rng.integers(0, 2, (frames, 12))
+    references = np.concatenate([truth_va, truth_expr[:, None], truth_au], axis=1).astype(float)
+    references[:40, :2] = -5  # not annotated, as in ABAW7's files
+    references[30:90, 2] = -1
+    references[60:140, 3] = -1  # one unit missing: the frame's units are left out
+    outputs = np.concatenate([np.clip(truth_va + rng.normal(0, 0.3, (frames, 2)), -1, 1),
+                              rng.dirichlet(np.ones(8), frames) + np.eye(8)[truth_expr] * rng.random((frames, 1)),
+                              np.clip(truth_au * 0.6 + rng.random((frames, 12)) * 0.5, 0, 1)], axis=1)
+    result = multitask_metrics(outputs, references)
+
+    va = [_sklearn_free_ccc(outputs[40:, i].tolist(), truth_va[40:, i].tolist()) for i in (0, 1)]
+    keep = np.r_[0:30, 90:frames]
+    expr = f1_score(truth_expr[keep], outputs[keep, 2:10].argmax(1), labels=range(8), average="macro",
+                    zero_division=0)
+    units = np.r_[0:60, 140:frames]
+    au = f1_score(truth_au[units], outputs[units, 10:] >= 0.5, average="macro", zero_division=0)
+    assert result["va_score"] == pytest.approx(np.mean(va)) and result["expr_score"] == pytest.approx(expr)
+    assert result["au_score"] == pytest.approx(au)
+    assert result["mtl_score"] == pytest.approx(np.mean(va) + expr + au)
+    assert (result["va_frames"], result["expr_frames"], result["au_frames"]) == (260, 240, 220)
+    # the same as the three tracks' own modules, which it is written apart from
+    assert result["mtl_score"] == pytest.approx(result["va"]["va_score"] + result["expr"]["macro_f1"]
+                                                + result["au"]["au_score"])
+    with pytest.raises(ValueError, match="expected two arrays of shape \\(frames, 15\\)"):
+        abaw_metric("multitask").compute(predictions=[[0.0] * 14], references=[[0.0] * 14])

@@ -1,13 +1,16 @@
 """Fine-tune the dual-view classifier (or the `fusion_strategy="none"` MAE-Face baseline) for an ABAW track:
-expressions (`--task expr`, the default), action units (`--task au`) or valence-arousal (`--task va`).
+expressions (`--task expr`, the default), action units (`--task au`), valence-arousal (`--task va`) or all three
+with one trunk (`--task multitask`, ABAW7's multi-task challenge).
 
     accelerate launch -m emotic.training.finetune --affwild2_root DATA --model_name_or_path PRETRAINED \\
         --output_dir runs/dual-view --num_train_epochs 10 --per_device_train_batch_size 64 --bf16
 
 Data: Aff-Wild2 (`--affwild2_root` with the track's `<challenge folder>/{Train_Set,Validation_Set}` (EXPR also
 `annotations/`) and `cropped_aligned`, or the folders given one by one) or, for expressions, an image folder per
-split with one sub-folder per class (`--train_dir`, `--eval_dir`) or a `datasets` dataset. A run resumes by itself
-from the last complete checkpoint in `--output_dir`: start the same command again after an interruption. The finished folder loads with `AutoModelForImageClassification` and `pipeline`.
+split with one sub-folder per class (`--train_dir`, `--eval_dir`) or a `datasets` dataset; multi-task: ABAW7's
+`training_set_annotations.txt` and `validation_set_annotations.txt` beside `cropped_aligned` (`--affwild2_root`). A
+run resumes by itself from the last complete checkpoint in `--output_dir`: start the same command again after an
+interruption. The finished folder loads with `AutoModelForImageClassification` and `pipeline`.
 """
 
 import json
@@ -23,15 +26,24 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification, Hf
 from emotic.modeling.configuration_emotic import (
     ABAW_ACTION_UNITS,
     ABAW_EXPRESSION_LABELS,
+    MULTITASK_TRACKS,
     TRACK_PROBLEM_TYPES,
     FusionStrategy,
     RegressionLoss,
+    head_track,
+    multitask_labels,
 )
 from emotic.modeling.modeling_emotic import EmoticForImageClassification
 from emotic.processing.face_geometry import REGIONS
 from emotic.processing.image_processing_emotic import AuxLayout, EmoticImageProcessor, Geometry
 from emotic.training.arguments import EmoticTrainingArguments, ModelSize, build_config, refuse_unhonoured
-from emotic.training.metrics import action_unit_metrics, choose_thresholds, expression_metrics, valence_arousal_metrics
+from emotic.training.metrics import (
+    action_unit_metrics,
+    choose_thresholds,
+    expression_metrics,
+    multitask_metrics,
+    valence_arousal_metrics,
+)
 from emotic.training.labels import LabelSet, read_label_map
 from emotic.training.readers import (
     affwild2_annotations,
@@ -41,6 +53,7 @@ from emotic.training.readers import (
     read_affwild2,
     read_dataset,
     read_image_folder,
+    read_multitask_annotations,
 )
 from emotic.training.run_summary import training_hyperparameters, unreadable_summary, write_run_summary
 from emotic.training.synthetic import SYNTHETIC_DATASET_NAME, is_generated
@@ -49,11 +62,12 @@ from emotic.training.transforms import ViewTransform
 
 
 # The ABAW tracks a model can be fine-tuned for: its labels and how its head is trained (transformers' problem type).
-Task = Literal["expr", "au", "va"]
+Task = Literal["expr", "au", "va", "multitask"]
 TASKS = {
     "expr": {"labels": ABAW_EXPRESSION_LABELS, "problem_type": TRACK_PROBLEM_TYPES["expr"], "name": "Aff-Wild2 EXPR"},
     "au": {"labels": ABAW_ACTION_UNITS, "problem_type": TRACK_PROBLEM_TYPES["au"], "name": "Aff-Wild2 AU"},
     "va": {"labels": ["valence", "arousal"], "problem_type": TRACK_PROBLEM_TYPES["va"], "name": "Aff-Wild2 VA"},
+    "multitask": {"labels": multitask_labels(MULTITASK_TRACKS), "problem_type": None, "name": "s-Aff-Wild2 MTL"},
 }
 
 
@@ -61,7 +75,8 @@ TASKS = {
 class ModelArguments:
     task: Task = field(default="expr", metadata={
         "help": "the ABAW track: expr (8 expressions, cross-entropy), au (12 action units, binary cross-entropy), "
-                "va (valence and arousal in [-1, 1], CCC or MSE)"})
+                "va (valence and arousal in [-1, 1], CCC or MSE), multitask (all three on one trunk, ABAW7: the sum "
+                "of the three losses, each over its annotated frames)"})
     model_name_or_path: str | None = field(default=None, metadata={
         "help": "an emotic folder (pre-trained with `emotic pretrain`, converted from MAE-Face, or fine-tuned); "
                 "without it the encoder starts from random weights of --model_size"})
@@ -85,10 +100,10 @@ class ModelArguments:
     label_smoothing: float | None = field(default=None, metadata={"help": "default: the model's [0.0]"})
     class_weights: bool = field(default=True, metadata={
         "help": "weights from the training split: inverse class frequency (expr), negatives over positives per "
-                "action unit as BCE pos_weight (au); va has none"})
+                "action unit as BCE pos_weight (au); both for multitask; va has none"})
     regression_loss: RegressionLoss | None = field(default=None, metadata={
-        "help": "va: ccc (1 - concordance correlation, per output) or mse; default: the model's, ccc for a new "
-                "va head"})
+        "help": "va and multitask: ccc (1 - concordance correlation, per output) or mse; default: the model's, ccc "
+                "for a new head"})
     lora_rank: int | None = field(default=None, metadata={
         "help": "train LoRA adapters of this rank (PEFT) on the encoder's attention projections instead of the whole "
                 "encoder; the fusion block, the final norm and the head train fully. The run folder holds the merged "
@@ -127,6 +142,8 @@ class DataArguments:
 
 def load_splits(data: DataArguments, label2id: dict, seed: int, task: str = "expr"):
     """(train, eval, reports, dataset name) from Aff-Wild2, image folders or a `datasets` dataset."""
+    if task == "multitask":
+        return load_multitask_splits(data)
     if data.affwild2_root:
         root = Path(data.affwild2_root)
         data.train_annotations = data.train_annotations or str(affwild2_annotations(root, task, "Train_Set"))
@@ -163,9 +180,42 @@ def load_splits(data: DataArguments, label2id: dict, seed: int, task: str = "exp
                      "--dataset_name")
 
 
+def load_multitask_splits(data: DataArguments):
+    """ABAW7's multi-task files (`--affwild2_root`, or `--train_annotations` / `--eval_annotations` files with
+    `--frames_dir`): (train, eval, reports, dataset name)."""
+    if data.frame_stride != 1 or data.max_frames_per_class is not None:
+        raise ValueError("--frame_stride and --max_frames_per_class thin video annotations; ABAW7's multi-task files "
+                         "list sampled frames already: leave them unset with --task multitask")
+    if data.affwild2_root:
+        root = Path(data.affwild2_root)
+        data.train_annotations = data.train_annotations or str(affwild2_annotations(root, "multitask", "Train_Set"))
+        data.eval_annotations = data.eval_annotations or str(
+            affwild2_annotations(root, "multitask", "Validation_Set"))
+        data.frames_dir = data.frames_dir or str(root / "cropped_aligned")
+    if not (data.train_annotations and data.frames_dir):
+        raise ValueError("--task multitask reads ABAW7's multi-task files: pass --affwild2_root (holding "
+                         "training_set_annotations.txt, validation_set_annotations.txt and cropped_aligned), or "
+                         "--train_annotations FILE with --frames_dir")
+    train, train_report = read_multitask_annotations(data.train_annotations, data.frames_dir)
+    evaluation, eval_report = (read_multitask_annotations(data.eval_annotations, data.frames_dir)
+                               if data.eval_annotations else (None, None))
+    name = SYNTHETIC_DATASET_NAME if is_generated(Path(data.frames_dir).parent) else TASKS["multitask"]["name"]
+    return train, evaluation, {"train": train_report, "eval": eval_report}, name
+
+
+def multitask_outputs(logits) -> np.ndarray:
+    """A multi-task head's logits (ABAW7's layout) as its outputs: values, expression softmax, unit sigmoids."""
+    logits = np.asarray(logits, dtype=np.float64)
+    expressions = np.exp(logits[:, 2:10] - logits[:, 2:10].max(1, keepdims=True))
+    return np.concatenate([logits[:, :2], expressions / expressions.sum(1, keepdims=True),
+                           1 / (1 + np.exp(-logits[:, 10:]))], axis=1)
+
+
 def task_metrics(task: str, predictions, label_ids, thresholds=None) -> dict:
     """The track's held-out scores from the head's outputs: macro-F1 (expr), mean AU F1 at `thresholds` (au, on
-    sigmoid probabilities) or the mean CCC (va)."""
+    sigmoid probabilities), the mean CCC (va) or their sum (multitask, each track's metrics beside it)."""
+    if task == "multitask":
+        return multitask_metrics(multitask_outputs(predictions), label_ids, thresholds)
     if task == "au":
         return action_unit_metrics(1 / (1 + np.exp(-predictions)), label_ids, thresholds)
     if task == "va":
@@ -184,6 +234,8 @@ def metrics_for(task: str):
             flat.update({f"f1_{name}": value for name, value in metrics["per_class_f1"].items()})
         elif task == "au":
             flat = {"au_score": metrics["au_score"], **{f"f1_{n}": v for n, v in metrics["per_au_f1"].items()}}
+        elif task == "multitask":
+            flat = {key: metrics[key] for key in ("mtl_score", "va_score", "expr_score", "au_score")}
         else:
             flat = {key: metrics[key] for key in ("va_score", "ccc_valence", "ccc_arousal")}
         return flat
@@ -200,14 +252,15 @@ def build_model(model_args: ModelArguments, train_labels):
     )
     head = dict(id2label=dict(enumerate(task["labels"])), label2id={n: i for i, n in enumerate(task["labels"])},
                 problem_type=task["problem_type"])
-    if model_args.task == "va":
+    head["tasks"] = MULTITASK_TRACKS if model_args.task == "multitask" else None
+    if model_args.task in ("va", "multitask"):
         head.update(regression_range=[-1.0, 1.0], regression_loss=model_args.regression_loss or "ccc")
     if model_args.model_name_or_path:
         from transformers import AutoConfig
 
         saved = AutoConfig.from_pretrained(model_args.model_name_or_path)
         same_head = [saved.id2label[i] for i in range(saved.num_labels)] == task["labels"] and \
-            (saved.problem_type or "single_label_classification") == task["problem_type"]
+            head_track(saved) == model_args.task
         # another track's head (or a pre-trained encoder's default one) is replaced: a new head for this track
         model = AutoModelForImageClassification.from_pretrained(
             model_args.model_name_or_path, **{k: v for k, v in overrides.items() if v is not None},
@@ -229,6 +282,12 @@ def build_model(model_args: ModelArguments, train_labels):
         model.config.class_weights = inverse_frequency_weights(train_labels, model.config.num_labels)
     elif model_args.class_weights and model_args.task == "au":
         model.config.pos_weight = positive_weights(train_labels)
+    elif model_args.class_weights and model_args.task == "multitask":  # from each track's annotated frames
+        rows = np.asarray(train_labels, dtype=np.float64)
+        expressions = np.nan_to_num(rows[:, 2], nan=-1.0)
+        model.config.class_weights = inverse_frequency_weights(expressions[expressions >= 0].astype(np.int64),
+                                                               len(ABAW_EXPRESSION_LABELS))
+        model.config.pos_weight = positive_weights(rows[:, 3:])
     return model, processor
 
 
@@ -322,12 +381,17 @@ def train(argv=None) -> dict:
     if evaluation is not None:
         output = trainer.predict(evaluation, metric_key_prefix="eval")
         results = task_metrics(task, output.predictions, output.label_ids)
-        if task == "au":  # per-AU thresholds chosen on the held-out frames, stored with the model
-            thresholds = choose_thresholds(1 / (1 + np.exp(-output.predictions)), output.label_ids)
+        if task in ("au", "multitask"):  # per-AU thresholds chosen on the held-out frames, stored with the model
+            units = slice(10, 22) if task == "multitask" else slice(None)
+            unit_labels = output.label_ids[:, 3:] if task == "multitask" else output.label_ids
+            thresholds = choose_thresholds(1 / (1 + np.exp(-output.predictions[:, units])), unit_labels)
             trainer.accelerator.unwrap_model(trainer.model).config.label_thresholds = thresholds
             tuned = task_metrics(task, output.predictions, output.label_ids, thresholds)
-            results["tuned"] = {"au_score": tuned["au_score"], "per_au_f1": tuned["per_au_f1"],
+            tuned_units = tuned["au"] if task == "multitask" else tuned
+            results["tuned"] = {"au_score": tuned_units["au_score"], "per_au_f1": tuned_units["per_au_f1"],
                                 "thresholds": thresholds, "note": "thresholds chosen on these frames"}
+            if task == "multitask":
+                results["tuned"]["mtl_score"] = tuned["mtl_score"]
         trainer.save_metrics("eval", output.metrics)
     if model_args.lora_rank is None:
         trainer.save_model()  # model, config (with AU thresholds), code files and the processor, into output_dir
@@ -345,7 +409,8 @@ def train(argv=None) -> dict:
                       "image_size": model.config.image_size, "drop_path_rate": model.config.drop_path_rate,
                       "label_smoothing": model.config.label_smoothing, "class_weights": model.config.class_weights,
                       "problem_type": model.config.problem_type, "pos_weight": model.config.pos_weight,
-                      "regression_loss": model.config.regression_loss if task == "va" else None,
+                      "regression_loss": model.config.regression_loss if task in ("va", "multitask") else None,
+                      "tasks": model.config.tasks,
                       "base_model": Path(model_args.model_name_or_path).name if model_args.model_name_or_path
                       else f"random init ({model_args.model_size})",
                       "lora_rank": model_args.lora_rank, "parameters": parameters},
@@ -354,8 +419,9 @@ def train(argv=None) -> dict:
             "unreadable_images": unreadable_summary(train_transform, eval_transform),
         })
         if results:
-            keys = {"expr": ("macro_f1", "accuracy"), "au": ("au_score",), "va": ("va_score", "ccc_valence",
-                                                                               "ccc_arousal")}[task]
+            keys = {"expr": ("macro_f1", "accuracy"), "au": ("au_score",),
+                    "va": ("va_score", "ccc_valence", "ccc_arousal"),
+                    "multitask": ("mtl_score", "va_score", "expr_score", "au_score")}[task]
             print(json.dumps({k: results[k] for k in (*keys, "num_frames")}))
         if push_to_hub:
             push_finished_run(training_args)

@@ -1,5 +1,5 @@
 """The ABAW scores, computed through emotic's own `evaluate` metric modules (`hub_cards/abaw_expression/`,
-`abaw_action_units/`, `abaw_valence_arousal/`, shipped in the package, loaded offline by path, published beside a
+`abaw_action_units/`, `abaw_valence_arousal/`, `abaw_multitask/`, shipped in the package, loaded offline by path, published beside a
 model by `emotic export --include_metric`): the one implementation behind every score emotic reports."""
 
 from functools import cache
@@ -11,7 +11,7 @@ from emotic.hub_cards import METRIC_PATH, METRIC_PATHS  # noqa: F401  (METRIC_PA
 
 @cache
 def abaw_metric(task: str = "expr"):
-    """The metric module of `task` (`expr`, `au` or `va`), loaded once per process (`import evaluate` takes
+    """The metric module of `task` (`expr`, `au`, `va` or `multitask`), loaded once per process (`import evaluate` takes
     seconds, so only when a score is due), keeping its predictions in memory (no cache files written per score)."""
     import evaluate
 
@@ -62,9 +62,26 @@ def choose_thresholds(probabilities, labels, candidates=np.linspace(0.05, 0.95, 
     return chosen
 
 
-def multitask_score(va: dict, expr: dict, au: dict) -> float:
-    """The ABAW multi-task score: P_VA + P_EXPR + P_AU, from the three metrics' results."""
-    return va["va_score"] + expr["macro_f1"] + au["au_score"]
+def multitask_metrics(outputs, labels, thresholds=None) -> dict:
+    """The ABAW multi-task score (P_VA + P_EXPR + P_AU) of a multi-task head's outputs in ABAW7's layout (valence,
+    arousal, the 8 expression probabilities, the 12 unit probabilities) against labels in its file's columns
+    (valence, arousal, expression, 12 units; NaN, -5 or -1 where not annotated): the submission's values (the
+    expression's argmax, each unit at its threshold, 0.5 unless given) scored by the multi-task module, with each
+    track's own metrics under `va`, `expr` and `au`."""
+    outputs, labels = np.asarray(outputs, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    if outputs.ndim != 2 or outputs.shape[1] != 22 or labels.shape != (len(outputs), 15):
+        raise ValueError(f"outputs {outputs.shape} and labels {labels.shape}: expected (frames, 22) head outputs and "
+                         f"(frames, 15) labels (valence, arousal, expression, 12 action units)")
+    probabilities = outputs[:, 10:]
+    cut = np.asarray(0.5 if thresholds is None else thresholds, dtype=np.float64)
+    rows = np.concatenate([outputs[:, :2], outputs[:, 2:10].argmax(1)[:, None], probabilities >= cut], axis=1)
+    result = abaw_metric("multitask").compute(predictions=rows.tolist(), references=labels.tolist())
+    expressions = np.nan_to_num(labels[:, 2], nan=-1.0).astype(np.int64)
+    result["va"] = valence_arousal_metrics(outputs[:, :2], labels[:, :2])
+    result["expr"] = expression_metrics(rows[:, 2].astype(np.int64), expressions)
+    result["au"] = action_unit_metrics(probabilities, labels[:, 3:], thresholds)
+    result["num_frames"] = len(outputs)
+    return result
 
 
 def _float_rows(predictions, labels, width: int | None = None):

@@ -28,6 +28,8 @@ CHALLENGE_FOLDERS = {
     "va": ("VA_Estimation_Challenge",),
     "au": ("AU_Detection_Challenge",),
 }
+# ABAW7's multi-task challenge (s-Aff-Wild2): one file per split beside `cropped_aligned/`, images relative to it
+MULTITASK_FILES = {"Train_Set": "training_set_annotations.txt", "Validation_Set": "validation_set_annotations.txt"}
 
 
 @dataclass
@@ -134,7 +136,13 @@ def is_annotated(label) -> bool:
 
 def affwild2_annotations(root: str | os.PathLike, task: str, split: str) -> Path:
     """The annotation folder of `task` (`expr`, `va` or `au`) and `split` under an Aff-Wild2 root:
-    `<challenge folder>/<split>` (both spellings of the EXPR folder), or `annotations/<split>` for EXPR."""
+    `<challenge folder>/<split>` (both spellings of the EXPR folder), or `annotations/<split>` for EXPR; for
+    `multitask`, ABAW7's file of the split (`training_set_annotations.txt`, `validation_set_annotations.txt`)."""
+    if task == "multitask":
+        path = Path(root) / MULTITASK_FILES.get(split, split)
+        if not path.is_file():
+            raise ValueError(f"{root}: no multi-task annotation file for {split}: expected {path}")
+        return path
     folders = CHALLENGE_FOLDERS[task]
     for folder in folders:
         if (Path(root) / folder / split).is_dir():
@@ -230,14 +238,15 @@ def read_multitask_annotations(path: str | os.PathLike, images_dir: str | os.Pat
     """ABAW7's multi-task annotations (s-Aff-Wild2: `training_set_annotations.txt`), one CSV of rows
     `image,valence,arousal,expression,AU1,...,AU26` with images relative to `images_dir`: columns `image`,
     `valence_arousal` (NaN where -5), `expression` (-1 where not annotated) and `action_units` (NaN throughout where
-    any is -1), so that each task's loss leaves out what was not annotated. Rows without an image are skipped and
-    counted; a missing column or a bad value is a `ValueError` naming the file and line."""
+    any is -1), so that each task's loss leaves out what was not annotated, and `label`, the three side by side
+    (15 values: a multi-task head's labels); `video` and `frame` split the image's path. Rows without an image are
+    skipped and counted; a missing column or a bad value is a `ValueError` naming the file and line."""
     import csv
 
     path, images_dir = Path(path), Path(images_dir)
     if not path.is_file():
         raise ValueError(f"multi-task annotation file {path} does not exist")
-    columns = {"image": [], "valence_arousal": [], "expression": [], "action_units": []}
+    columns = {"image": [], "valence_arousal": [], "expression": [], "action_units": [], "video": [], "frame": []}
     report = ReadReport()
     with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle)
@@ -280,7 +289,14 @@ def read_multitask_annotations(path: str | os.PathLike, images_dir: str | os.Pat
             columns["valence_arousal"].append(valence_arousal)
             columns["expression"].append(expression)
             columns["action_units"].append([float(u) for u in units] if min(units) >= 0 else [float("nan")] * 12)
+            relative = Path(row[at["image"]].strip())
+            columns["video"].append(relative.parent.as_posix())
+            columns["frame"].append(relative.name)
+    columns["label"] = [[*va, float(e), *au] for va, e, au in
+                        zip(columns["valence_arousal"], columns["expression"], columns["action_units"])]
     report.frames = len(columns["image"])
+    report.videos = len(set(columns["video"]))
+    report.class_counts = dict(sorted(Counter(e for e in columns["expression"] if e >= 0).items()))
     if not report.frames:
         raise ValueError(f"{path}: no usable row (one with its image in {images_dir} and at least one annotated "
                          f"task): {report.missing_images} rows without an image, {report.ignored_unlabelled} with "
