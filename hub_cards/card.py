@@ -49,6 +49,16 @@ def track_of(run: dict | None, config=None) -> str:
 def evaluation_summary(run: dict | None, report: dict | None) -> dict | None:
     """The numbers the card shows: an `emotic evaluate` report (raw and smoothed) if given, else the run's own
     held-out evaluation (raw only), else None. Action-unit and valence-arousal runs carry their track's scores."""
+    if report and report.get("track", "expr") != "expr":  # the track's scores, raw, from `emotic evaluate`
+        track = report["track"]
+        units_result = report["raw"].get("au") or report["raw"]
+        tuned = any(value != 0.5 for value in units_result.get("thresholds") or [])  # evaluate used the stored ones
+        scores = [(key, label.replace("threshold 0.5", "thresholds in config.label_thresholds") if tuned else label,
+                   kind, report["raw"][key]) for key, label, kind in TRACKS[track]["scores"]]
+        units = units_result.get("per_au_f1")
+        return {"track": track, "dataset": (run or {}).get("dataset") or report["dataset"], "split": report["split"],
+                "num_frames": report["counts"]["frames"], "source": "`emotic evaluate`", "scores": scores,
+                "tuned_au_score": None, "per_class_f1": units, "smoothed_macro_f1": None}
     if report:
         smoothing = report["smoothing"]
         return {

@@ -1,22 +1,27 @@
-"""Evaluate an expression model on a labelled dataset and write a report people can look at.
+"""Evaluate a model on a labelled dataset for its ABAW track and write a report people can look at.
 
     emotic evaluate MODEL DATASET --output_dir report [--split Validation_Set] [--save_smoothing]
 
-DATASET is an Aff-Wild2 EXPR root (`EXPR_Recognition_Challenge/<split>/<video>.txt`, ABAW5's
-`EXPR_Classification_Challenge/` or `emotic synth`'s `annotations/`, and `cropped_aligned/<video>/*.jpg`), an image
-folder with one sub-folder per class, or a `datasets` dataset (a Hub id or a folder `datasets.load_dataset` reads;
-labels matched to the model's by name: see `--label_set`, `--label_map`). On videos, every labelled frame is scored
-as in the ABAW challenge: frames without an image (and frames where no face is found) carry the nearest earlier
-frame's prediction. Per-frame
-probabilities are smoothed over each video with every window of `--smoothing_windows`; the best window by macro-F1
-is reported beside the raw score and, with `--save_smoothing`, stored in the model folder's config so that
-`emotic predict` uses it by default. The window is chosen on the data evaluated here: choose it on a validation
-split, then apply it to a test split.
+For an expression model, DATASET is an Aff-Wild2 EXPR root (`EXPR_Recognition_Challenge/<split>/<video>.txt`,
+ABAW5's `EXPR_Classification_Challenge/` or `emotic synth`'s `annotations/`, and `cropped_aligned/<video>/*.jpg`),
+an image folder with one sub-folder per class, or a `datasets` dataset (a Hub id or a folder `datasets.load_dataset`
+reads; labels matched to the model's by name: see `--label_set`, `--label_map`). An action-unit or valence-arousal
+model is scored on an Aff-Wild2 root's `AU_Detection_Challenge/<split>` or `VA_Estimation_Challenge/<split>`, a
+multi-task model on ABAW7's `training_set_annotations.txt` / `validation_set_annotations.txt` beside
+`cropped_aligned` (`--split Train_Set` or `Validation_Set`; each video's listed frames in order). On videos, every
+labelled frame is scored as in the ABAW challenge: frames without an image (and frames where no face is found) carry
+the nearest earlier frame's prediction. Per-frame outputs (probabilities, or valence and arousal) are smoothed over
+each video with every window of `--smoothing_windows`; the best window by the track's score (macro-F1, mean AU F1,
+mean CCC, or P_VA + P_EXPR + P_AU) is reported beside the raw score and, with `--save_smoothing`, stored in the model
+folder's config so that `emotic predict` uses it by default. The window is chosen on the data evaluated here:
+choose it on a validation split, then apply it to a test split.
 
-The report folder holds `metrics.json`, `confusion_matrix.png`, `per_class_f1.png`, `smoothing.png` (macro-F1
-against window, best marked), `examples.png` (frames beside their auxiliary views, true and predicted labels, and
-where the model has one, the fusion block's attention drawn over the auxiliary view) and
-`report.md` tying them together.
+The report folder holds `metrics.json`, `smoothing.png` (the score against window, best marked) and `report.md`
+tying the figures together; per track: `confusion_matrix.png`, `per_class_f1.png` and `examples.png` (frames beside
+their auxiliary views, true and predicted labels, and where the model has one, the fusion block's attention drawn
+over the auxiliary view) for expressions; `per_au_f1.png` for action units; `va_scatter.png` (predicted against
+annotated valence and arousal) for valence-arousal; all of `per_class_f1.png`, `per_au_f1.png` and `va_scatter.png`
+for a multi-task model.
 """
 
 import json
@@ -43,12 +48,19 @@ from emotic.inference.report import (
     plot_examples,
     plot_per_class_f1,
     plot_smoothing,
+    plot_valence_arousal,
+    write_affect_report_md,
     write_report_md,
 )
 from emotic.inference.smoothing import smooth_probabilities
 from emotic.modeling.configuration_emotic import SmoothingMode, check_smoothing_window, head_track
 from emotic.processing.image_processing_emotic import GEOMETRIES
-from emotic.training.metrics import expression_metrics
+from emotic.training.metrics import (
+    action_unit_metrics,
+    expression_metrics,
+    multitask_metrics,
+    valence_arousal_metrics,
+)
 from emotic.training.labels import LabelSet, read_label_map
 from emotic.training.readers import (
     CHALLENGE_FOLDERS,
@@ -58,10 +70,14 @@ from emotic.training.readers import (
     iter_affwild2_videos,
     read_dataset,
     read_image_folder,
+    read_multitask_annotations,
 )
 from emotic.training.synthetic import is_generated
 
 SMOOTHING_WINDOWS = (1, 3, 5, 9, 15, 21, 31, 45, 61)  # tried by default
+# each track's score, the key of its metrics that picks the best smoothing window
+SCORES = {"expr": "macro_f1", "au": "au_score", "va": "va_score", "multitask": "mtl_score"}
+SCORE_NAMES = {"expr": "macro-F1", "au": "mean AU F1", "va": "mean CCC", "multitask": "P_VA + P_EXPR + P_AU"}
 
 
 def is_class_folder(root: Path) -> bool:
@@ -70,12 +86,29 @@ def is_class_folder(root: Path) -> bool:
                                                         for entry in child.iterdir()) for child in root.iterdir())
 
 
-def affwild2_videos(root: Path, split: str):
-    """(video, labels, frame paths or None where the annotated frame has no image) per annotated video."""
-    annotations = affwild2_annotations(root, "expr", split)  # EXPR_Recognition_Challenge/<split>, or the others
-    for video, video_dir, labels, present in iter_affwild2_videos(annotations, root / "cropped_aligned"):
+def affwild2_videos(root: Path, split: str, track: str = "expr"):
+    """(video, labels, frame paths or None where the annotated frame has no image) per annotated video of the
+    track's annotations: expression indices (-1: not annotated), or values per frame (NaN: not annotated)."""
+    if track == "multitask":
+        yield from multitask_videos(root, split)
+        return
+    annotations = affwild2_annotations(root, track, split)  # e.g. EXPR_Recognition_Challenge/<split>
+    for video, video_dir, labels, present in iter_affwild2_videos(annotations, root / "cropped_aligned", track):
         names = [f"{i + 1:05d}.jpg" for i in range(len(labels))]
-        yield video, np.array(labels), [video_dir / name if name in present else None for name in names]
+        yield video, np.array(labels, dtype=np.int64 if track == "expr" else np.float64), \
+            [video_dir / name if name in present else None for name in names]
+
+
+def multitask_videos(root: Path, split: str):
+    """ABAW7's multi-task file of `split` as videos: each video's listed frames in name order, with their 15
+    labels. Rows without an image are left out (the reader counts them): the file lists sampled frames."""
+    dataset, _ = read_multitask_annotations(affwild2_annotations(root, "multitask", split), root / "cropped_aligned")
+    by_video = {}
+    for video, frame, image, label in zip(dataset["video"], dataset["frame"], dataset["image"], dataset["label"]):
+        by_video.setdefault(video, []).append((frame, image, label))
+    for video, rows in sorted(by_video.items()):
+        rows.sort()
+        yield video, np.array([label for _, _, label in rows], dtype=np.float64), [Path(image) for _, image, _ in rows]
 
 
 def predict_videos(predictor: FramePredictor, videos, show_progress: bool = True, sequential: bool = True):
@@ -96,14 +129,23 @@ def predict_videos(predictor: FramePredictor, videos, show_progress: bool = True
     return results, counts
 
 
-def sweep_windows(results, windows, mode: str, num_classes: int, class_names) -> dict:
-    """Metrics of the smoothed predictions for each window (labelled frames only)."""
+def track_metrics(track: str, outputs, labels, class_names, thresholds=None) -> dict:
+    """The track's metrics of per-frame head outputs (as `head_outputs` gives them) against labels."""
+    if track == "au":
+        return action_unit_metrics(outputs, labels, thresholds, class_names)
+    if track == "va":
+        return valence_arousal_metrics(outputs, labels)
+    if track == "multitask":
+        return multitask_metrics(outputs, labels, thresholds)
+    return expression_metrics(outputs.argmax(1), labels, len(class_names), class_names)
+
+
+def sweep_windows(results, windows, mode: str, class_names, track: str = "expr", thresholds=None) -> dict:
+    """Metrics of the smoothed predictions for each window (annotated frames only)."""
     labels = np.concatenate([video_labels for _, video_labels, _ in results])
-    by_window = {}
-    for window in windows:
-        predictions = np.concatenate([smooth_probabilities(p, window, mode).argmax(1) for _, _, p in results])
-        by_window[window] = expression_metrics(predictions, labels, num_classes, class_names)
-    return by_window
+    return {window: track_metrics(track, np.concatenate([smooth_probabilities(p, window, mode) for _, _, p in results]),
+                                  labels, class_names, thresholds)
+            for window in windows}
 
 
 def pick_examples(results, paths_by_video, smoothed_by_video, class_names, count: int):
@@ -121,6 +163,44 @@ def pick_examples(results, paths_by_video, smoothed_by_video, class_names, count
                 picks.append((paths_by_video[video][index], class_names[label],
                               class_names[int(smoothed_by_video[video][index])]))
     return picks
+
+
+def write_affect_figures(output: Path, metrics: dict, results, window: int, mode: str, names, model_name: str):
+    """The figures and `report.md` of an action-unit, valence-arousal or multi-task evaluation."""
+    track = metrics["track"]
+    figures = ["smoothing.png"]
+    plot_smoothing(output / "smoothing.png", metrics, SCORE_NAMES[track])
+    raw, best = metrics["raw"], metrics["smoothed"]
+    if track in ("au", "multitask"):
+        units = (lambda result: result["au"]) if track == "multitask" else (lambda result: result)
+        plot_per_class_f1(output / "per_au_f1.png", {"raw": units(raw), "smoothed": units(best),
+                                                      "smoothing": metrics["smoothing"]},
+                          list(units(raw)["per_au_f1"]), key="per_au_f1", title="Per-action-unit F1")
+        figures.append("per_au_f1.png")
+    if track == "multitask":
+        plot_per_class_f1(output / "per_class_f1.png", {"raw": raw["expr"], "smoothed": best["expr"],
+                                                         "smoothing": metrics["smoothing"]},
+                          list(raw["expr"]["per_class_f1"]), title="Per-expression F1")
+        figures.append("per_class_f1.png")
+    if track in ("va", "multitask"):
+        values = slice(0, 2)
+        labels = np.concatenate([video_labels for _, video_labels, _ in results])[:, values]
+        predicted = np.concatenate([smooth_probabilities(p, window, mode) for _, _, p in results])[:, values]
+        plot_valence_arousal(output / "va_scatter.png", predicted, labels, window)
+        figures.append("va_scatter.png")
+    write_affect_report_md(output / "report.md", metrics, model_name, figures)
+
+
+def save_smoothing(args, window: int, mode: str) -> None:
+    """With `--save_smoothing`, the best window and the mode into the model folder's config."""
+    if not args.save_smoothing:
+        return
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(args.model)
+    config.smoothing_window, config.smoothing_mode = window, mode
+    config.save_pretrained(args.model)
+    print(f"wrote smoothing_window={window}, smoothing_mode={mode!r} into {args.model}")
 
 
 def main(argv=None) -> int:
@@ -162,25 +242,31 @@ def main(argv=None) -> int:
     if args.save_smoothing and not Path(args.model).is_dir():
         parser.error(f"--save_smoothing needs a local model folder; {args.model} is not one")
     dataset = Path(args.dataset)
-    is_affwild2 = any((dataset / folder).is_dir() for folder in CHALLENGE_FOLDERS["expr"])
-    kind = "affwild2" if is_affwild2 else "image folder" if is_class_folder(dataset) \
-        else "datasets"
 
     try:
         model, processor = load_model(args.model, args.device, args.dtype, args.quantize, args.backend)
     except ValueError as error:
         parser.error(str(error))
     track = head_track(model.config)
-    if track != "expr":
-        parser.error(f"emotic evaluate scores expression models; {args.model} serves the {track.upper()} track: "
-                     f"its held-out scores are in the emotic_run.json of its fine-tuning run")
+    is_affwild2 = any((dataset / folder).is_dir() for folder in CHALLENGE_FOLDERS["expr"])
+    kind = "affwild2" if is_affwild2 else "image folder" if is_class_folder(dataset) \
+        else "datasets"
+    if track != "expr":  # the other tracks' annotations come in Aff-Wild2's layouts only
+        kind = "affwild2"
+        if not dataset.is_dir():
+            parser.error(f"{args.model} serves the {track.upper()} track: evaluate it on an Aff-Wild2 root with its "
+                         f"annotations; {dataset} is not a folder")
     mode = args.smoothing_mode or model.config.smoothing_mode
+    if track != "expr" and mode == "mode":
+        parser.error(f"--smoothing_mode mode is a majority vote of expression labels; this {track.upper()} model's "
+                     f"outputs are smoothed with mean or gaussian")
+    thresholds = getattr(model.config, "label_thresholds", None)
     class_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     try:
         predictor = FramePredictor(model, processor, args.batch_size, args.geometry).quiet()
         if kind == "affwild2":
             split = args.split or "Validation_Set"
-            videos = list(affwild2_videos(dataset, split))
+            videos = list(affwild2_videos(dataset, split, track))
         elif kind == "image folder":  # each image on its own, nothing to smooth
             images, _ = read_image_folder(dataset, model.config.label2id)
             videos = [("images", np.array(list(images["label"])), [Path(path) for path in images["image"]])]
@@ -204,21 +290,30 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
 
-    by_window = sweep_windows(results, windows, mode, model.config.num_labels, class_names)
-    best_window = max(windows, key=lambda w: (round(by_window[w]["macro_f1"], 10), -w))  # ties: the smaller
-    raw = by_window[1] if 1 in by_window else sweep_windows(results, [1], mode, model.config.num_labels,
-                                                            class_names)[1]
+    score = SCORES[track]
+    by_window = sweep_windows(results, windows, mode, class_names, track, thresholds)
+    best_window = max(windows, key=lambda w: (round(by_window[w][score], 10), -w))  # ties: the smaller
+    raw = by_window[1] if 1 in by_window else sweep_windows(results, [1], mode, class_names, track, thresholds)[1]
     metrics = {
         "model": str(args.model), "precision": precision_of(model, args.quantize),
         "dataset": dataset_label(args.dataset), "synthetic": is_generated(dataset),
-        "split": split, "counts": counts,
+        "track": track, "score": score, "split": split, "counts": counts,
         "raw": raw, "smoothed": by_window[best_window],
         "smoothing": {"mode": mode, "window": best_window,
-                      "macro_f1_by_window": {str(w): by_window[w]["macro_f1"] for w in windows}},
+                      f"{score}_by_window": {str(w): by_window[w][score] for w in windows}},
     }
+    if track in ("va", "multitask"):  # each CCC over the windows too
+        metrics["smoothing"]["components"] = {name: [by_window[w][name] for w in windows]
+                                              for name in ("ccc_valence", "ccc_arousal")}
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if track != "expr":
+        write_affect_figures(output, metrics, results, best_window, mode, class_names, Path(str(args.model)).name)
+        save_smoothing(args, best_window, mode)
+        print(f"{SCORE_NAMES[track]} raw {raw[score]:.4f}, smoothed {by_window[best_window][score]:.4f} ({mode}, "
+              f"window {best_window}); report in {output / 'report.md'}")
+        return 0
 
     paths_by_video = {video: paths for video, _, paths in videos}
     smoothed = {video: smooth_probabilities(p, best_window, mode).argmax(1) for video, _, p in results}
@@ -230,13 +325,7 @@ def main(argv=None) -> int:
         plot_examples(output / "examples.png", examples, processor, args.geometry, model)
     write_report_md(output / "report.md", metrics, Path(str(args.model)).name, metrics["dataset"], class_names)
 
-    if args.save_smoothing:
-        from transformers import AutoConfig
-
-        config = AutoConfig.from_pretrained(args.model)
-        config.smoothing_window, config.smoothing_mode = best_window, mode
-        config.save_pretrained(args.model)
-        print(f"wrote smoothing_window={best_window}, smoothing_mode={mode!r} into {args.model}")
+    save_smoothing(args, best_window, mode)
     print(f"macro-F1 raw {raw['macro_f1']:.4f}, smoothed {by_window[best_window]['macro_f1']:.4f} ({mode}, window "
           f"{best_window}); accuracy {raw['accuracy']:.4f} -> {by_window[best_window]['accuracy']:.4f}; "
           f"{raw['num_frames']} labelled frames; report in {output / 'report.md'}")

@@ -73,37 +73,64 @@ def plot_confusion_matrices(path: Path, metrics: dict, class_names) -> None:
     save_figure(figure, path)
 
 
-def plot_per_class_f1(path: Path, metrics: dict, class_names) -> None:
-    """F1 of each class, raw beside smoothed."""
+def plot_per_class_f1(path: Path, metrics: dict, class_names, key: str = "per_class_f1",
+                      title: str = "Per-class F1") -> None:
+    """F1 of each class (or action unit: `key="per_au_f1"`), raw beside smoothed."""
     raw, best = metrics["raw"], metrics["smoothed"]
     figure, axis = pyplot().subplots(figsize=(9, 4.5))
     positions = np.arange(len(class_names))
-    axis.bar(positions - 0.2, [raw["per_class_f1"][name] for name in class_names], 0.4, label="raw")
-    axis.bar(positions + 0.2, [best["per_class_f1"][name] for name in class_names], 0.4,
+    axis.bar(positions - 0.2, [raw[key][name] for name in class_names], 0.4, label="raw")
+    axis.bar(positions + 0.2, [best[key][name] for name in class_names], 0.4,
              label=f"smoothed (window {metrics['smoothing']['window']})")
     axis.set_xticks(positions, class_names, rotation=30, ha="right")
     axis.set_ylim(0, 1)
     axis.set_ylabel("F1")
-    axis.set_title("Per-class F1")
+    axis.set_title(title)
     axis.legend()
     save_figure(figure, path)
 
 
-def plot_smoothing(path: Path, metrics: dict) -> None:
-    """Macro-F1 against the smoothing window, the best one marked, the raw score as a line."""
+def plot_smoothing(path: Path, metrics: dict, score_name: str = "macro-F1") -> None:
+    """The track's score (`metrics["score"]`, macro-F1 for expressions) against the smoothing window, the best one
+    marked, the raw score as a line; for valence-arousal also the CCC of each."""
+    score = metrics.get("score", "macro_f1")
     raw, best = metrics["raw"], metrics["smoothed"]
     window, mode = metrics["smoothing"]["window"], metrics["smoothing"]["mode"]
-    curve = metrics["smoothing"]["macro_f1_by_window"]
+    curve = metrics["smoothing"][f"{score}_by_window"]
     windows = [int(w) for w in curve]
     figure, axis = pyplot().subplots(figsize=(7, 4.5))
     axis.plot(windows, list(curve.values()), marker="o", label=f"{mode} smoothing")
-    axis.scatter([window], [best["macro_f1"]], s=160, marker="*", color="crimson", zorder=3,
-                 label=f"best: window {window}, macro-F1 {best['macro_f1']:.3f}")
-    axis.axhline(raw["macro_f1"], linestyle="--", color="grey", label=f"raw {raw['macro_f1']:.3f}")
+    for name in ("ccc_valence", "ccc_arousal"):
+        if name in (metrics["smoothing"].get("components") or {}):
+            axis.plot(windows, metrics["smoothing"]["components"][name], marker=".", linestyle=":",
+                      label=name.replace("ccc_", "CCC "))
+    axis.scatter([window], [best[score]], s=160, marker="*", color="crimson", zorder=3,
+                 label=f"best: window {window}, {score_name} {best[score]:.3f}")
+    axis.axhline(raw[score], linestyle="--", color="grey", label=f"raw {raw[score]:.3f}")
     axis.set_xlabel("window (frames)")
-    axis.set_ylabel("macro-F1")
-    axis.set_title("Macro-F1 against smoothing window")
+    axis.set_ylabel(score_name)
+    axis.set_title(f"{score_name[0].upper()}{score_name[1:]} against smoothing window")
     axis.legend()
+    save_figure(figure, path)
+
+
+def plot_valence_arousal(path: Path, predicted, annotated, window: int) -> None:
+    """Predicted against annotated valence and arousal (annotated frames), one panel each, with their CCC."""
+    from emotic.training.metrics import valence_arousal_metrics
+
+    scores = valence_arousal_metrics(predicted, annotated)
+    figure, axes = pyplot().subplots(1, 2, figsize=(10, 4.8))
+    for column, (axis, name) in enumerate(zip(axes, ("valence", "arousal"))):
+        keep = np.isfinite(annotated[:, column]) & (annotated[:, column] != -5)
+        axis.scatter(annotated[keep, column], predicted[keep, column], s=6, alpha=0.4)
+        axis.plot([-1, 1], [-1, 1], linestyle="--", color="grey", label="prediction = annotation")
+        axis.set_xlim(-1.05, 1.05)
+        axis.set_ylim(-1.05, 1.05)
+        axis.set_aspect("equal")
+        axis.set_xlabel(f"annotated {name}")
+        axis.set_ylabel(f"predicted {name}" + (f" (smoothed, window {window})" if window > 1 else ""))
+        axis.set_title(f"{name}: CCC {scores[f'ccc_{name}']:.3f} over {int(keep.sum())} frames")
+        axis.legend(loc="upper left")
     save_figure(figure, path)
 
 
@@ -134,6 +161,52 @@ def plot_examples(path: Path, examples, processor, geometry, model) -> None:
     figure.suptitle("Main view | auxiliary view" + (" | fusion attention over it" if maps is not None else ""),
                     fontsize=10)
     save_figure(figure, path)
+
+
+AFFECT_FIGURES = {
+    "smoothing.png": ("Smoothing", "The score against the smoothing window (best marked). The window was chosen on "
+                                   "the data evaluated here: choose it on a validation split, apply it to a test "
+                                   "split."),
+    "per_au_f1.png": ("Per-action-unit F1", "F1 of each action unit at the model's thresholds (0.5 unless "
+                                             "`label_thresholds` are stored), raw beside smoothed."),
+    "per_class_f1.png": ("Per-expression F1", "F1 of each expression, raw beside smoothed."),
+    "va_scatter.png": ("Valence and arousal", "Predicted (smoothed at the best window) against annotated values of "
+                                              "the annotated frames."),
+}
+
+
+def write_affect_report_md(path: Path, metrics: dict, model_name: str, figures) -> None:
+    """`report.md` of an action-unit, valence-arousal or multi-task evaluation: the scores raw and smoothed, the
+    smoothing sweep, per-unit F1 where there are units, the counts and the figures."""
+    raw, best, smoothing, counts = metrics["raw"], metrics["smoothed"], metrics["smoothing"], metrics["counts"]
+    score = metrics["score"]
+    keys = {"au": ["au_score"], "va": ["va_score", "ccc_valence", "ccc_arousal"],
+            "multitask": ["mtl_score", "va_score", "ccc_valence", "ccc_arousal", "expr_score", "au_score"]}
+    keys = keys[metrics["track"]]
+    units = raw.get("per_au_f1") or (raw.get("au") or {}).get("per_au_f1")
+    best_units = best.get("per_au_f1") or (best.get("au") or {}).get("per_au_f1")
+    lines = [
+        f"# Evaluation of `{model_name}` ({metrics['track'].upper()} track)", "",
+        f"Dataset: `{metrics['dataset']}` ({metrics['split']}, {counts['videos']} videos), {counts['frames']} annotated "
+        f"frames; each score is over the frames annotated for it.", "",
+        f"| | {' | '.join(keys)} |", f"| --- |{' --- |' * len(keys)}",
+        f"| raw (per frame) | {' | '.join(f'{raw[k]:.4f}' for k in keys)} |",
+        f"| smoothed ({smoothing['mode']}, window {smoothing['window']}) | "
+        f"{' | '.join(f'{best[k]:.4f}' for k in keys)} |", "",
+        f"`{score}` for each window: " + ", ".join(f"{w}: {v:.4f}" for w, v in smoothing[f"{score}_by_window"].items())
+        + ".", "",
+    ]
+    if units:
+        lines += ["| action unit | F1 raw | F1 smoothed |", "| --- | --- | --- |",
+                  *[f"| {name} | {value:.4f} | {best_units[name]:.4f} |" for name, value in units.items()], ""]
+    lines += [f"Frames without an image: {counts['missing_images']}; without a detected face: {counts['no_face']}; "
+              f"unreadable: {counts['unreadable']}. Each carried the prediction of the nearest earlier frame with a "
+              f"face and is scored, as in the ABAW challenge.", ""]
+    for figure in figures:
+        title, text = AFFECT_FIGURES[figure]
+        lines += [f"## {title}", "", text, "", f"![{title}]({figure})", ""]
+    lines += ["Files: `metrics.json` holds every number above.", ""]
+    path.write_text("\n".join(lines))
 
 
 def write_report_md(path: Path, metrics: dict, model_name: str, dataset: str, class_names) -> None:

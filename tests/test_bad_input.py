@@ -607,7 +607,7 @@ def test_predict_refuses_a_compound_submission_from_a_model_without_the_basic_ex
     assert not (tmp_path / "out").exists()
 
 
-def test_evaluate_and_the_app_refuse_an_action_unit_model_instead_of_scoring_its_argmax(tmp_path, capsys):
+def test_evaluate_asks_an_action_unit_model_for_its_annotations_and_the_app_refuses_it(tmp_path, capsys):
     from emotic.app import Analyser
     from emotic.inference import evaluate
 
@@ -618,9 +618,13 @@ def test_evaluate_and_the_app_refuse_an_action_unit_model_instead_of_scoring_its
     model.save_pretrained(au_model)
     EmoticImageProcessor(size=32).save_pretrained(au_model)
     (tmp_path / "data" / "annotations" / "Validation_Set").mkdir(parents=True)
-    with untouched(tmp_path), pytest.raises(SystemExit):
+    with untouched(tmp_path), pytest.raises(SystemExit):  # expression annotations only: not scored as AUs
         evaluate.main([str(au_model), str(tmp_path / "data"), "--output_dir", str(tmp_path / "report")])
-    assert "emotic evaluate scores expression models" in capsys.readouterr().err
+    assert "no AU annotation folder for Validation_Set: expected one of ['AU_Detection_Challenge/Validation_Set']" \
+        in capsys.readouterr().err
+    with untouched(tmp_path), pytest.raises(SystemExit):
+        evaluate.main([str(au_model), str(tmp_path / "missing"), "--output_dir", str(tmp_path / "report")])
+    assert "serves the AU track: evaluate it on an Aff-Wild2 root with its annotations" in capsys.readouterr().err
     with pytest.raises(ValueError, match="emotic app shows expression models; this one serves the AU track"):
         Analyser(model, EmoticImageProcessor(size=32))
 

@@ -464,6 +464,88 @@ def test_evaluate_reads_the_official_expression_folders_as_emotic_synths(model_d
     assert reference["raw"]["num_frames"] > 0
 
 
+TRACK_HEADS = {
+    "au": dict(id2label=dict(enumerate(AU_NAMES)), problem_type="multi_label_classification",
+               label_thresholds=[0.3, 0.7] * 6),
+    "va": dict(id2label={0: "valence", 1: "arousal"}, problem_type="regression", regression_range=[-1.0, 1.0]),
+    "multitask": dict(tasks=["va", "expr", "au"], regression_range=[-1.0, 1.0], label_thresholds=[0.4] * 12),
+}
+
+
+@pytest.mark.parametrize("track", ["au", "va", "multitask"])
+def test_evaluate_scores_each_track_as_its_metric_scores_predicts_outputs_and_draws_its_figures(tmp_path, track):
+    """`emotic evaluate` on an action-unit, valence-arousal or multi-task model reads the track's annotations (the
+    challenge folders, or ABAW7's multi-task file), and its raw and smoothed scores are the track's metric of what
+    `emotic predict` writes for the same frames (window 1 and 3) against the annotations; the report has the
+    track's figures (per-AU F1 bars, the VA scatter, the score and each CCC over the smoothing window)."""
+    from emotic import EmoticConfig, EmoticForImageClassification, EmoticImageProcessor
+    from emotic.inference.evaluate import track_metrics
+    from emotic.training.readers import affwild2_annotations, read_affwild2, read_multitask_annotations
+
+    data = tmp_path / "data"
+    write_synthetic_affwild2(data, num_videos=3, frames_per_video=24, size=64, validation_videos=2, seed=5,
+                             missing_fraction=0.0, unlabelled_fraction=0.1)
+    torch.manual_seed(0)
+    model = EmoticForImageClassification(EmoticConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                                      intermediate_size=64, image_size=32, patch_size=8,
+                                                      fusion_layer=1, **TRACK_HEADS[track]))
+    with torch.no_grad():  # outputs that vary between frames, valence and arousal well inside the tanh's range
+        model.classifier.weight.normal_(std=1.0 if track == "au" else 0.1)
+    model.save_pretrained(tmp_path / "model")
+    EmoticImageProcessor(size=32, geometry="template").save_pretrained(tmp_path / "model")
+    report = tmp_path / "report"
+    assert evaluate.main([str(tmp_path / "model"), str(data), "--output-dir", str(report), "--smoothing_windows",
+                          "1,3", "--quiet"]) == 0
+    metrics = json.loads((report / "metrics.json").read_text())
+    score = {"au": "au_score", "va": "va_score", "multitask": "mtl_score"}[track]
+    assert metrics["track"] == track and metrics["score"] == score
+    figures = {"au": ["per_au_f1.png"], "va": ["va_scatter.png"],
+               "multitask": ["per_au_f1.png", "per_class_f1.png", "va_scatter.png"]}[track]
+    for name in ("smoothing.png", *figures):
+        with Image.open(report / name) as image:
+            image.load()
+            assert image.format == "PNG" and min(image.size) > 100
+        assert f"({name})" in (report / "report.md").read_text()
+    if track != "au":
+        assert len(metrics["smoothing"]["components"]["ccc_valence"]) == 2  # each CCC over the windows
+
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    videos = ["synth-001", "synth-002"]  # the validation videos
+    if track == "multitask":
+        held_out, _ = read_multitask_annotations(affwild2_annotations(data, "multitask", "Validation_Set"),
+                                                 data / "cropped_aligned")
+        labels, keep = np.array(held_out["label"]), {f"{v}/{f}" for v, f in zip(held_out["video"], held_out["frame"])}
+    else:
+        held_out, _ = read_affwild2(affwild2_annotations(data, track, "Validation_Set"), data / "cropped_aligned",
+                                    task=track)  # the annotated frames
+        labels, keep = np.array(held_out["label"]), {f"{v}/{f}" for v, f in zip(held_out["video"], held_out["frame"])}
+    for window in (1, 3) if track != "multitask" else (1,):  # ABAW7's file lists sampled frames: raw only
+        out = tmp_path / f"predicted-{window}"
+        assert predict_command.main([str(tmp_path / "model"), *(str(data / "cropped_aligned" / v) for v in videos),
+                                     "--output_dir", str(out), "--smoothing_window", str(window), "--quiet"]) == 0
+        rows = [row for v in videos for row in read_csv(out / "frames" / f"{v}.csv") if row["image_location"] in keep]
+        outputs = np.array([[float(row[name]) for name in names] for row in rows])
+        if track != "au":  # the CCCs compare values that vary, not saturated ones
+            assert outputs[:, :2].std(0).min() > 1e-3
+        expected = track_metrics(track, outputs, labels, names, model.config.label_thresholds)
+        assert metrics["smoothing"][f"{score}_by_window"][str(window)] == pytest.approx(expected[score], abs=1e-5)
+    best = metrics["smoothing"]["window"]
+    assert metrics["raw"][score] == metrics["smoothing"][f"{score}_by_window"]["1"] != 0
+    assert metrics["smoothed"][score] == max(metrics["smoothing"][f"{score}_by_window"].values()) == \
+        metrics["smoothing"][f"{score}_by_window"][str(best)]
+
+    # the report goes into the card: the track's scores, as measured here
+    import yaml
+
+    from emotic.hub_cards.export import export
+
+    card = (export(tmp_path / "model", tmp_path / "export", evaluation=report / "metrics.json") / "README.md")
+    (result,) = yaml.safe_load(card.read_text().split("---\n")[1])["model-index"][0]["results"]
+    assert round(metrics["raw"][score], 4) == result["metrics"][0]["value"]
+    if track == "au":
+        assert result["metrics"][0]["name"].endswith("thresholds in config.label_thresholds)")  # evaluate used them
+
+
 def evaluated_scores(model_dir, data, output):
     assert evaluate.main([str(model_dir), str(data), "--output-dir", str(output), "--geometry", "template",
                           "--smoothing_windows", "1,3", "--quiet"]) == 0
