@@ -4,6 +4,7 @@ images are decoded lazily and augmentation is seeded by row, so in-memory images
 
 import io
 import json
+import re
 import subprocess
 import sys
 
@@ -201,3 +202,79 @@ def test_pretrain_reads_the_images_of_a_dataset_name(affectnet_folder, tmp_path)
 def test_a_dataset_that_is_not_there_is_a_clear_error_naming_it(tmp_path):
     with pytest.raises(ValueError, match="no-such-folder: neither a local dataset nor one that can be loaded"):
         read_dataset(str(tmp_path / "no-such-folder"), "train", LABEL2ID)
+
+
+def value_parquet(root, columns: dict, splits=("train", "validation")):
+    """A parquet dataset of coloured images with the given label columns (the same rows in each split)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (root / "data").mkdir(parents=True)
+    rows = len(next(iter(columns.values())))
+    images = [{"bytes": png_bytes(coloured(20 * row)), "path": None} for row in range(rows)]
+    for split in splits:
+        pq.write_table(pa.table({"image": images, **columns}), root / "data" / f"{split}-00000-of-00001.parquet")
+    return root
+
+
+@pytest.mark.parametrize("form", ["columns", "sequence"])
+def test_valence_arousal_and_action_units_read_from_value_columns_or_one_sequence_column(tmp_path, form):
+    from emotic.training.readers import read_value_dataset
+
+    nan = float("nan")
+    va = [[0.5, -0.25], [-5.0, -5.0], [nan, 0.75], [1.0, -1.0]]  # row 1 not annotated at all: skipped, counted
+    units = [[1, 0] * 6, [-1] * 12, [0] * 11 + [-1], [1] * 12]
+    if form == "columns":
+        va_columns = {"valence": [row[0] for row in va], "arousal": [row[1] for row in va]}
+        au_columns = {name: [row[i] for row in units] for i, name in enumerate(
+            ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26"])}
+    else:
+        va_columns, au_columns = {"label": va}, {"label": units}
+    dataset, report = read_value_dataset(str(value_parquet(tmp_path / "va", va_columns)), "train", "va")
+    assert report.frames == 3 and report.ignored_unlabelled == 1
+    labels = np.array(dataset["label"])
+    assert labels[0].tolist() == [0.5, -0.25] and np.isnan(labels[1, 0]) and labels[1, 1] == 0.75
+    assert dataset["index"] == [0, 1, 2] and set(dataset.column_names) == {"image", "label", "index"}
+    dataset, report = read_value_dataset(str(value_parquet(tmp_path / "au", au_columns)), "train", "au")
+    labels = np.array(dataset["label"])
+    assert report.frames == 3 and labels[0].tolist() == [1.0, 0.0] * 6
+    assert np.isnan(labels[1, 11]) and (labels[1, :11] == 0).all()  # one unit not annotated, the others kept
+    batch = ViewTransform(EmoticImageProcessor(size=32, geometry="template"))(dataset[:2])  # the loss's float targets
+    assert batch["labels"].shape == (2, 12) and batch["labels"].isnan().sum() == 1
+
+
+@pytest.mark.parametrize("column, values, words", [
+    ("valence", [0.5, 1.5], "row 1: valence 1.5 is out of range; expected [-1, 1], or -5 (not annotated)"),
+    ("AU1", [1, 2], "row 1: AU1 2: expected 0 or 1, or -1 (not annotated)"),
+    ("label", [[0.1, 0.2], [0.3]], "row 1: column 'label' holds [0.3]; expected 2 values (valence, arousal)"),
+])
+def test_a_value_dataset_with_a_bad_value_is_refused_naming_row_and_column(tmp_path, column, values, words):
+    from emotic.training.readers import read_value_dataset
+
+    task = "au" if column.startswith("AU") else "va"
+    columns = {column: values}
+    if column == "valence":
+        columns["arousal"] = [0.0, 0.0]
+    if task == "au":
+        columns.update({name: [0, 0] for name in ["AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24",
+                                                  "AU25", "AU26"]})
+    with pytest.raises(ValueError, match=re.escape(f"bad (train), {words}")):
+        read_value_dataset(str(value_parquet(tmp_path / "bad", columns)), "train", task)
+
+
+def test_finetune_trains_a_multitask_head_on_a_dataset_with_abaw7s_columns(tmp_path):
+    from emotic.training import finetune
+
+    rng = np.random.default_rng(0)
+    columns = {"valence": rng.uniform(-1, 1, 8).tolist(), "arousal": [-5.0] * 2 + rng.uniform(-1, 1, 6).tolist(),
+               "expression": [4, -1, 0, 2, 6, 4, 1, 3],
+               **{name: rng.integers(0, 2, 8).tolist() for name in
+                  ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26"]}}
+    data = value_parquet(tmp_path / "mtl", columns)
+    results = finetune.main(["--task", "multitask", "--dataset_name", str(data), "--output_dir", str(tmp_path / "run"),
+                             "--model_size", "tiny", "--image_size", "32", "--max_steps", "2",
+                             "--per_device_train_batch_size", "4", "--geometry", "template", "--report_to", "none",
+                             "--disable_tqdm", "true", "--save_strategy", "no", "--dataloader_num_workers", "0"])
+    assert results["num_frames"] == 8 and results["expr_frames"] == 7 and results["va_frames"] == 6
+    record = json.loads((tmp_path / "run" / "emotic_run.json").read_text())
+    assert record["track"] == "multitask" and record["dataset"] == "mtl"

@@ -54,6 +54,7 @@ from emotic.training.readers import (
     read_dataset,
     read_image_folder,
     read_multitask_annotations,
+    read_value_dataset,
 )
 from emotic.training.run_summary import training_hyperparameters, unreadable_summary, write_run_summary
 from emotic.training.synthetic import SYNTHETIC_DATASET_NAME, is_generated
@@ -142,6 +143,13 @@ class DataArguments:
 
 def load_splits(data: DataArguments, label2id: dict, seed: int, task: str = "expr"):
     """(train, eval, reports, dataset name) from Aff-Wild2, image folders or a `datasets` dataset."""
+    if task != "expr" and data.dataset_name:  # values per image: valence-arousal, action units, all three
+        options = dict(config_name=data.dataset_config_name, image_column=data.image_column,
+                       label_column=data.label_column)
+        train, train_report = read_value_dataset(data.dataset_name, data.train_split, task, **options)
+        evaluation, eval_report = read_value_dataset(data.dataset_name, data.eval_split, task, **options) \
+            if data.eval_split else (None, None)
+        return train, evaluation, {"train": train_report, "eval": eval_report}, dataset_label(data.dataset_name)
     if task == "multitask":
         return load_multitask_splits(data)
     if data.affwild2_root:
@@ -161,9 +169,10 @@ def load_splits(data: DataArguments, label2id: dict, seed: int, task: str = "exp
                                    if data.eval_annotations else (None, None))
         name = SYNTHETIC_DATASET_NAME if is_generated(Path(data.frames_dir).parent) else TASKS[task]["name"]
         return train, evaluation, {"train": train_report, "eval": eval_report}, name
-    if task != "expr" and (data.dataset_name or data.train_dir):
+    if task != "expr" and data.train_dir:
         raise ValueError(f"--task {task}: reads Aff-Wild2 annotations (--affwild2_root, or --train_annotations with "
-                         f"--frames_dir); --dataset_name and --train_dir hold expression classes")
+                         f"--frames_dir) or a `datasets` dataset (--dataset_name); --train_dir holds expression "
+                         f"classes")
     if data.dataset_name:
         options = dict(label2id=label2id, config_name=data.dataset_config_name, image_column=data.image_column,
                        label_column=data.label_column, label_set=data.label_set,

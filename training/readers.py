@@ -411,6 +411,85 @@ def read_dataset(name: str, split: str, label2id: dict, config_name: str | None 
     return dataset, report
 
 
+# The label columns a `datasets` dataset holds for each value track, and each column's "not annotated" marker and
+# allowed values: valence and arousal in [-1, 1] (-5), action units 0/1 (-1), the expression an index (-1).
+VALUE_COLUMNS = {"va": VALENCE_AROUSAL, "au": ABAW_ACTION_UNITS,
+                 "multitask": [*VALENCE_AROUSAL, "expression", *ABAW_ACTION_UNITS]}
+
+
+def _check_value(column: str, value) -> float:
+    """One annotated value as a float, NaN where it says "not annotated"; a `ValueError` (without the row) when
+    it is neither allowed nor the marker."""
+    if value is None or (isinstance(value, float) and value != value):
+        return float("nan")
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{value!r} is not a number")
+    value = float(value)
+    if column in VALENCE_AROUSAL:
+        if value == -5:
+            return float("nan")
+        if not -1 <= value <= 1:
+            raise ValueError(f"{column} {value:g} is out of range; expected [-1, 1], or -5 (not annotated)")
+    elif column == "expression":
+        if value not in range(-1, len(ABAW_EXPRESSION_LABELS)):
+            raise ValueError(f"expression {value:g}: expected a class index 0..7, or -1 (not annotated)")
+    elif value == -1:
+        return float("nan")
+    elif value not in (0, 1):
+        raise ValueError(f"{column} {value:g}: expected 0 or 1, or -1 (not annotated)")
+    return value
+
+
+def read_value_dataset(name: str, split: str, task: str, config_name: str | None = None, image_column: str = "image",
+                       label_column: str = "label") -> tuple[Dataset, ReadReport]:
+    """A split of a `datasets` dataset for the action-unit (`task="au"`), valence-arousal (`"va"`) or multi-task
+    track, its labels in either form: one column per value named as the track's (`valence`, `arousal`;
+    `AU1` ... `AU26`; ABAW7's `valence, arousal, expression, AU1 ...` for multi-task), or one sequence column
+    (`label_column`) of those values in that order. Aff-Wild2's markers (-5, -1) and missing values are "not
+    annotated" (NaN; -1 for the expression) and left out of the loss; a row with nothing annotated is skipped and
+    counted; another value is a `ValueError` naming the dataset, the row and the column. Columns `image` (decoded
+    lazily), `label` and `index`."""
+    columns = VALUE_COLUMNS[task]
+    dataset = _load_split(name, split, config_name, {image_column: "--image_column"})
+    table = dataset.with_format(None)
+    if all(column in dataset.column_names for column in columns):
+        rows = zip(*(table[column] for column in columns))
+        source = f"columns {', '.join(columns)}"
+    elif label_column in dataset.column_names:
+        rows, source = table[label_column], f"column {label_column!r}"
+    else:
+        raise ValueError(f"{name} ({split}) has neither a column per value ({', '.join(columns)}) nor a sequence column "
+                         f"{label_column!r} (--label_column) of {len(columns)} values; its columns are "
+                         f"{dataset.column_names}")
+    labels, keep, report = [], [], ReadReport()
+    for row, values in enumerate(rows):
+        if not isinstance(values, (list, tuple)) or len(values) != len(columns):
+            raise ValueError(f"{name} ({split}), row {row}: {source} holds {values!r}; expected {len(columns)} values "
+                             f"({', '.join(columns)})")
+        try:
+            label = [_check_value(column, value) for column, value in zip(columns, values)]
+        except ValueError as error:
+            raise ValueError(f"{name} ({split}), row {row}: {error}") from None
+        if "expression" in columns:
+            at = columns.index("expression")
+            label[at] = -1.0 if label[at] != label[at] else label[at]
+        annotated = [value == value and not (column == "expression" and value < 0)
+                     for column, value in zip(columns, label)]
+        if not any(annotated):
+            report.ignored_unlabelled += 1
+            continue
+        labels.append(label)
+        keep.append(row)
+    if not keep:
+        raise ValueError(f"{name} ({split}): no row has an annotated value ({report.ignored_unlabelled} rows without)")
+    dataset = _images_only(dataset, image_column)
+    if len(keep) < len(dataset):
+        dataset = dataset.select(keep)
+    dataset = dataset.add_column("label", labels).add_column("index", list(range(len(labels))))
+    report.frames = len(labels)
+    return dataset, report
+
+
 def read_unlabelled_dataset(name: str, split: str = "train", config_name: str | None = None,
                             image_column: str = "image") -> Dataset:
     """The images of a `datasets` dataset split, for MAE pre-training: columns `image` (decoded by the transform,
