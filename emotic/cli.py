@@ -1,5 +1,5 @@
-"""The `emotic` command: `emotic synth|pretrain|finetune|predict|evaluate|export|push|export-onnx|app|ablate|demo
-...`; each forwards its arguments."""
+"""The `emotic` command: `emotic synth|pretrain|finetune|predict|features|evaluate|export|push|export-onnx|app|ablate|
+demo ...`; each forwards its arguments."""
 
 import ctypes
 import os
@@ -10,6 +10,7 @@ COMMANDS = {
     "pretrain": ("emotic.training.pretrain", "MAE pre-training on face folders"),
     "finetune": ("emotic.training.finetune", "fine-tune the dual-view classifier"),
     "predict": ("emotic.inference.predict", "expressions of videos, frame folders and images, smoothed over time"),
+    "features": ("emotic.inference.features", "per-frame embeddings (the head's input) as Parquet, per video"),
     "evaluate": ("emotic.inference.evaluate", "metrics and a report of a model on a labelled dataset"),
     "export": ("emotic.hub_cards.export", "a Hub-ready folder (weights, config, code, card) from a run"),
     "push": ("emotic.hub_cards.push", "upload an exported folder to the Hub in one commit"),

@@ -103,19 +103,28 @@ class FramePredictor:
             if images else None
         return locations, statuses, inputs
 
-    def _infer(self, locations, statuses, inputs):
-        """(locations, statuses, outputs): per frame, the head's outputs as `head_outputs` gives them; frames without
-        an image hold a placeholder that `NeighbourFill` replaces."""
-        probabilities = np.empty((len(locations), self.model.config.num_labels))
+    def _placeholder(self, count: int) -> np.ndarray:
+        """Rows for frames without an image (replaced by `NeighbourFill`): uniform probabilities, 0.5 per unit, 0."""
+        rows = np.empty((count, self.model.config.num_labels))
         for track, span, _ in self.parts:
-            width = span.stop - span.start
-            probabilities[:, span] = {"expr": 1.0 / width, "au": 0.5, "va": 0.0}[track]
+            rows[:, span] = {"expr": 1.0 / (span.stop - span.start), "au": 0.5, "va": 0.0}[track]
+        return rows
+
+    def _outputs(self, pixel_values, pixel_values_aux) -> torch.Tensor:
+        """The head's outputs of one batch of views, as `head_outputs` gives them."""
+        logits = self.model(pixel_values=pixel_values, pixel_values_aux=pixel_values_aux).logits
+        return head_outputs(logits.float(), self.parts)
+
+    def _infer(self, locations, statuses, inputs):
+        """(locations, statuses, outputs): per frame, `_outputs`; frames without an image hold a placeholder that
+        `NeighbourFill` replaces."""
+        probabilities = self._placeholder(len(locations))
         if inputs is not None:
             with torch.inference_mode():
-                logits = self.model(pixel_values=inputs["pixel_values"].to(self.device),
-                                    pixel_values_aux=inputs["pixel_values_aux"].to(self.device)).logits
+                outputs = self._outputs(inputs["pixel_values"].to(self.device),
+                                        inputs["pixel_values_aux"].to(self.device))
             readable = [i for i, status in enumerate(statuses) if status == FACE]
-            probabilities[readable] = head_outputs(logits.float(), self.parts).cpu().numpy()
+            probabilities[readable] = outputs.float().cpu().numpy()
             for i, region in zip(readable, inputs["regions"]):
                 if region["geometry"] == "full_image":
                     statuses[i] = NO_FACE
@@ -330,6 +339,18 @@ def _lock_output(output: Path):
     return handle
 
 
+def keep_settings(path: Path, settings: dict, overwrite: bool, parser, what: str) -> None:
+    """Record the settings of a run in `path`; a folder holding `what` made with other settings is refused (unless
+    `overwrite`), naming the settings that changed, so that one folder never mixes two runs."""
+    if path.is_file() and not overwrite:
+        previous = json.loads(path.read_text())
+        if previous != settings:
+            changed = sorted(key for key in settings if previous.get(key) != settings[key])
+            parser.error(f"{path.parent} holds {what} made with other settings ({', '.join(changed)}); pass "
+                         f"--overwrite to redo them or choose another --output_dir")
+    path.write_text(json.dumps(settings, indent=2))
+
+
 def _read_summary(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -463,14 +484,7 @@ def main(argv=None) -> int:
     settings = {"model": str(args.model), "precision": precision_of(model, args.quantize),
                 "smoothing_window": window, "smoothing_mode": mode,
                 "geometry": args.geometry or processor.geometry, "labels": labels}
-    settings_path = output / "predict_settings.json"
-    if settings_path.is_file() and not args.overwrite:
-        previous = json.loads(settings_path.read_text())
-        if previous != settings:
-            changed = sorted(key for key in settings if previous.get(key) != settings[key])
-            parser.error(f"{output} holds predictions made with other settings ({', '.join(changed)}); pass "
-                         f"--overwrite to redo them or choose another --output_dir")
-    settings_path.write_text(json.dumps(settings, indent=2))
+    keep_settings(output / "predict_settings.json", settings, args.overwrite, parser, "predictions")
 
     summary = {"settings": settings, "videos": {}, "skipped": {}, "incomplete": {}}
     summary_path = output / "summary.json"
