@@ -142,7 +142,7 @@ def head_outputs(logits: torch.Tensor, parts) -> torch.Tensor:
 
 
 def expression_parts(labels) -> list:
-    """`head_parts` of an expression head with these labels (the app's and evaluate's only kind)."""
+    """`head_parts` of an expression head with these labels: what the CSV writers assume unless told."""
     return [("expr", slice(0, len(labels)), slice(0, 1))]
 
 

@@ -187,8 +187,8 @@ def write_affect_report_md(path: Path, metrics: dict, model_name: str, figures) 
     best_units = best.get("per_au_f1") or (best.get("au") or {}).get("per_au_f1")
     lines = [
         f"# Evaluation of `{model_name}` ({metrics['track'].upper()} track)", "",
-        f"Dataset: `{metrics['dataset']}` ({metrics['split']}, {counts['videos']} videos), {counts['frames']} annotated "
-        f"frames; each score is over the frames annotated for it.", "",
+        f"Dataset: `{metrics['dataset']}` ({metrics['split']}, {counts['videos']} videos), {counts['frames']} "
+        f"annotated frames; each score is over the frames annotated for it.", "",
         f"| | {' | '.join(keys)} |", f"| --- |{' --- |' * len(keys)}",
         f"| raw (per frame) | {' | '.join(f'{raw[k]:.4f}' for k in keys)} |",
         f"| smoothed ({smoothing['mode']}, window {smoothing['window']}) | "

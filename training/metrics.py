@@ -1,6 +1,7 @@
 """The ABAW scores, computed through emotic's own `evaluate` metric modules (`hub_cards/abaw_expression/`,
-`abaw_action_units/`, `abaw_valence_arousal/`, `abaw_multitask/`, shipped in the package, loaded offline by path, published beside a
-model by `emotic export --include_metric`): the one implementation behind every score emotic reports."""
+`abaw_action_units/`, `abaw_valence_arousal/`, `abaw_multitask/`, shipped in the package, loaded offline by path,
+published beside a model by `emotic export --include_metric`): the one implementation behind every score emotic
+reports."""
 
 from functools import cache
 

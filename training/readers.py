@@ -458,8 +458,8 @@ def read_value_dataset(name: str, split: str, task: str, config_name: str | None
     elif label_column in dataset.column_names:
         rows, source = table[label_column], f"column {label_column!r}"
     else:
-        raise ValueError(f"{name} ({split}) has neither a column per value ({', '.join(columns)}) nor a sequence column "
-                         f"{label_column!r} (--label_column) of {len(columns)} values; its columns are "
+        raise ValueError(f"{name} ({split}) has neither a column per value ({', '.join(columns)}) nor a sequence "
+                         f"column {label_column!r} (--label_column) of {len(columns)} values; its columns are "
                          f"{dataset.column_names}")
     labels, keep, report = [], [], ReadReport()
     for row, values in enumerate(rows):
