@@ -248,13 +248,16 @@ def test_finetune_multitask_learns_every_track_on_partly_annotated_frames_and_pr
 
     videos = sorted({video for video in held_out["video"]})[:2]
     assert emotic(["predict", str(run), *(str(affect_data / "cropped_aligned" / v) for v in videos),
-                   "--output_dir", str(tmp_path / "predictions"), "--geometry", "template", "--quiet"]) == 0
+                   "--output_dir", str(tmp_path / "predictions"), "--geometry", "template", "--quiet",
+                   "--compound_submission"]) == 0
     with open(tmp_path / "predictions" / "submission.txt", newline="") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == ["image", "valence", "arousal", "expression", *(model.config.id2label[i] for i in range(10, 22))]
     frames = sum(len(list((affect_data / "cropped_aligned" / v).glob("*.jpg"))) for v in videos)
     assert len(rows) - 1 == frames and all(len(row) == 16 for row in rows)
     assert all(-1 <= float(row[1]) <= 1 and 0 <= int(row[3]) < 8 and set(row[4:]) <= {"0", "1"} for row in rows[1:])
+    compound = (tmp_path / "predictions" / "submission_compound.txt").read_text().splitlines()
+    assert len(compound) == 1 + frames  # the compound track, zero-shot from the head's expression probabilities
 
     exported = export(run, tmp_path / "export", repo_id="someone/emotic-mtl", include_metric=True)
     assert (exported / "abaw_multitask.py").is_file()
