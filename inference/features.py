@@ -25,20 +25,19 @@ import torch
 from emotic.commands import command_parser
 from emotic.inference.predict import (
     FACE,
-    LOCK_NAME,
     MODEL_HELP,
     NO_FACE,
     UNREADABLE,
     FramePredictor,
-    _lock_output,
     _read_summary,
     add_precision_options,
-    keep_settings,
+    claim_output,
     load_model,
     precision_of,
     predict_sequence,
 )
-from emotic.inference.sources import Source, UnreadableInput, collect_sources, frame_files, iter_frames
+from emotic.inference.processes import Processes, merge_shares, report_problems, work_share
+from emotic.inference.sources import Source, check_decoded, collect_sources, frame_files, iter_frames
 from emotic.processing.image_processing_emotic import GEOMETRIES
 
 ROWS_PER_GROUP = 256  # rows held before they are written: a Parquet row group
@@ -98,15 +97,9 @@ def write_features(source: Source, extractor: FeatureExtractor, features_dir: Pa
                 if len(rows["location"]) >= ROWS_PER_GROUP:
                     flush(writer)
             flush(writer)
-        if counts["frames"] == 0:
-            raise UnreadableInput(f"{source.path}: has no frames")
-        if counts[UNREADABLE] == counts["frames"]:
-            raise UnreadableInput(f"{source.path or source.name}: none of its {counts['frames']} frames could be "
-                                  f"decoded as an image")
-        declared = notes.get("declared_frames", 0)
-        if declared > counts["frames"]:  # decoding ended early without an error: a file cut off mid-way
-            counts["incomplete"] = (f"{source.path}: {counts['frames']} frames decoded where its header declares "
-                                    f"{declared} or more (a truncated file?); features cover those frames only")
+        incomplete = check_decoded(source, counts["frames"], counts[UNREADABLE], notes, "features")
+        if incomplete:
+            counts["incomplete"] = incomplete
         os.replace(partial, final)  # only a finished video has its .parquet: a restarted run skips it
     finally:
         partial.unlink(missing_ok=True)
@@ -130,59 +123,37 @@ def main(argv=None) -> int:
     if args.backend != "pytorch":
         parser.error("--backend onnxruntime runs the exported classifier, whose graph ends in the head's logits; "
                      "features come from the PyTorch model")
+    processes = Processes()  # under `accelerate launch`, this process's share of the inputs
     try:
         sources = collect_sources(args.inputs)
-        model, processor = load_model(args.model, args.device, args.dtype, args.quantize)
+        model, processor = load_model(args.model, args.device or processes.device, args.dtype, args.quantize)
         extractor = FeatureExtractor(model, processor, args.batch_size, args.geometry).quiet()
     except ValueError as error:
         parser.error(str(error))
 
     output = Path(args.output_dir)
     features_dir = output / "features"
-    features_dir.mkdir(parents=True, exist_ok=True)
-    lock = _lock_output(output)  # held until the process ends: one run per output folder
-    if lock is None:
-        parser.error(f"{output} is in use by another emotic run (lock {output / LOCK_NAME}); wait for it to finish "
-                     f"or choose another --output_dir")
-    for stale in features_dir.glob("*.parquet.*.partial"):  # left by a run that was killed mid-video
-        stale.unlink()
     settings = {"model": str(args.model), "precision": precision_of(model, args.quantize),
                 "geometry": args.geometry or processor.geometry, "hidden_size": model.config.hidden_size}
-    keep_settings(output / "features_settings.json", settings, args.overwrite, parser, "features")
+    if processes.is_main:  # held until the process ends: one run per output folder
+        lock = claim_output(output, features_dir, "*.parquet.*.partial", "features_settings.json", settings,
+                            args.overwrite, parser, "features", "emotic run")
+    processes.wait()
 
-    summary, already = {"settings": settings, "videos": {}, "skipped": {}, "incomplete": {}}, 0
     earlier = {} if args.overwrite else _read_summary(output / "summary.json")
-    for source in sources:
-        done = features_dir / f"{source.name}.parquet"
-        if done.is_file() and not args.overwrite:
-            summary["videos"][source.name] = count_written(done)
-            if source.name in earlier.get("incomplete", {}):  # still partial: say so again
-                summary["incomplete"][source.name] = earlier["incomplete"][source.name]
-            already += 1
-            continue
-        try:
-            counts = write_features(source, extractor, features_dir, not args.quiet)
-        except UnreadableInput as error:
-            summary["skipped"][source.name] = str(error)
-            print(f"skipped {source.name}: {error}", file=sys.stderr)
-            continue
-        if "incomplete" in counts:
-            summary["incomplete"][source.name] = counts.pop("incomplete")
-            print(f"incomplete {source.name}: {summary['incomplete'][source.name]}", file=sys.stderr)
-        summary["videos"][source.name] = counts
-    summary["totals"] = {"videos": len(summary["videos"]), "skipped_videos": len(summary["skipped"]),
-                         "incomplete_videos": len(summary["incomplete"]), "already_done": already,
-                         "frames": sum(counts.get("frames", 0) for counts in summary["videos"].values())}
-    (output / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"features of {len(summary['videos'])} of {len(sources)} inputs ({already} already done), "
-          f"{summary['totals']['frames']} frames of {model.config.hidden_size} values, in {features_dir}")
-    if summary["skipped"]:
-        print(f"{len(summary['skipped'])} inputs could not be read: {', '.join(summary['skipped'])} (reasons in "
-              f"{output / 'summary.json'})", file=sys.stderr)
-    if summary["incomplete"]:
-        print(f"{len(summary['incomplete'])} videos have features of part of their frames only: "
-              f"{', '.join(summary['incomplete'])} (reasons in {output / 'summary.json'})", file=sys.stderr)
-    return 1 if summary["skipped"] or summary["incomplete"] else 0
+    mine = work_share(processes, sources, lambda source: features_dir / f"{source.name}.parquet", count_written,
+                      lambda source: write_features(source, extractor, features_dir, not args.quiet), earlier,
+                      args.overwrite)
+    summary = merge_shares(processes.gather(mine), sources, settings)
+    code = 1 if summary["skipped"] or summary["incomplete"] else 0
+    if processes.is_main:
+        (output / "summary.json").write_text(json.dumps(summary, indent=2))
+        print(f"features of {len(summary['videos'])} of {len(sources)} inputs ({summary['totals']['already_done']} "
+              f"already done), {summary['totals']['frames']} frames of {model.config.hidden_size} values, in "
+              f"{features_dir}")
+        report_problems(summary, output / "summary.json", "given features of part of their frames only")
+    processes.close()
+    return code
 
 
 def count_written(path: Path) -> dict:

@@ -35,8 +35,9 @@ import torch
 
 from emotic.commands import command_parser
 from emotic.inference.compound import check_compound_labels, write_compound_submission
+from emotic.inference.processes import Processes, merge_shares, report_problems, work_share
 from emotic.inference.smoothing import NeighbourFill, StreamingSmoother, smoothing_kernel
-from emotic.inference.sources import Source, UnreadableInput, collect_sources, frame_files, iter_frames
+from emotic.inference.sources import Source, check_decoded, collect_sources, frame_files, iter_frames
 from emotic.modeling.configuration_emotic import SmoothingMode, head_parts, head_track
 from emotic.processing.image_processing_emotic import GEOMETRIES
 from emotic.training.transforms import open_image
@@ -291,15 +292,9 @@ def _write_source(source: Source, predictor, labels, window, mode, frames_dir: P
                 counts["frames"] += 1
                 counts[status] += 1
                 writer.writerow(frame_row(location, status, raw, smoothed, parts, labels, thresholds))
-        if counts["frames"] == 0:
-            raise UnreadableInput(f"{source.path}: has no frames")
-        if counts[UNREADABLE] == counts["frames"]:
-            raise UnreadableInput(f"{source.path or source.name}: none of its {counts['frames']} frames could be "
-                                  f"decoded as an image")
-        declared = notes.get("declared_frames", 0)
-        if declared > counts["frames"]:  # decoding ended early without an error: a file cut off mid-way
-            counts["incomplete"] = (f"{source.path}: {counts['frames']} frames decoded where its header declares "
-                                    f"{declared} or more (a truncated file?); predictions cover those frames only")
+        incomplete = check_decoded(source, counts["frames"], counts[UNREADABLE], notes, "predictions")
+        if incomplete:
+            counts["incomplete"] = incomplete
         os.replace(partial, final)  # only a finished video has a .csv: a restarted run skips it
     finally:
         partial.unlink(missing_ok=True)
@@ -337,6 +332,22 @@ def _lock_output(output: Path):
         handle.close()
         return None
     return handle
+
+
+def claim_output(output: Path, files_dir: Path, partial_files: str, settings_file: str, settings: dict,
+                 overwrite: bool, parser, what: str, command: str):
+    """The main process's claim on an output folder, before any process works in it: its lock (returned: hold it
+    until the end; another run is refused), the partial files (`partial_files` in `files_dir`) a killed run left,
+    removed, and the run's settings kept (`keep_settings`)."""
+    files_dir.mkdir(parents=True, exist_ok=True)
+    lock = _lock_output(output)
+    if lock is None:
+        parser.error(f"{output} is in use by another {command} (lock {output / LOCK_NAME}); wait for it to finish or "
+                     f"choose another --output_dir")
+    for stale in files_dir.glob(partial_files):  # left by a run that was killed mid-video (we hold the lock)
+        stale.unlink()
+    keep_settings(output / settings_file, settings, overwrite, parser, what)
+    return lock
 
 
 def keep_settings(path: Path, settings: dict, overwrite: bool, parser, what: str) -> None:
@@ -450,8 +461,10 @@ def main(argv=None) -> int:
         sources = collect_sources(args.inputs)
     except ValueError as error:
         parser.error(str(error))
+    processes = Processes()  # under `accelerate launch`, this process's share of the inputs
     try:
-        model, processor = load_model(args.model, args.device, args.dtype, args.quantize, args.backend)
+        model, processor = load_model(args.model, args.device or processes.device, args.dtype, args.quantize,
+                                      args.backend)
     except ValueError as error:
         parser.error(str(error))
     window = args.smoothing_window if args.smoothing_window is not None else model.config.smoothing_window
@@ -474,61 +487,38 @@ def main(argv=None) -> int:
 
     output = Path(args.output_dir)
     frames_dir = output / "frames"
-    frames_dir.mkdir(parents=True, exist_ok=True)
-    lock = _lock_output(output)  # held until the process ends: one predict per output folder
-    if lock is None:
-        parser.error(f"{output} is in use by another `emotic predict` (lock {output / LOCK_NAME}); wait for it to "
-                     f"finish or choose another --output_dir")
-    for stale in frames_dir.glob("*.csv.*.partial"):  # left by a run that was killed mid-video (we hold the lock)
-        stale.unlink()
     settings = {"model": str(args.model), "precision": precision_of(model, args.quantize),
                 "smoothing_window": window, "smoothing_mode": mode,
                 "geometry": args.geometry or processor.geometry, "labels": labels}
-    keep_settings(output / "predict_settings.json", settings, args.overwrite, parser, "predictions")
+    if processes.is_main:  # held until the process ends: one predict per output folder
+        lock = claim_output(output, frames_dir, "*.csv.*.partial", "predict_settings.json", settings, args.overwrite,
+                            parser, "predictions", "`emotic predict`")
+    processes.wait()
 
-    summary = {"settings": settings, "videos": {}, "skipped": {}, "incomplete": {}}
     summary_path = output / "summary.json"
     earlier = _read_summary(summary_path) if not args.overwrite else {}
-    already = 0
-    for source in sources:
-        done = frames_dir / f"{source.name}.csv"
-        if done.is_file() and not args.overwrite:
-            summary["videos"][source.name] = _count_written(done)
-            if source.name in earlier.get("incomplete", {}):  # still partial: say so again
-                summary["incomplete"][source.name] = earlier["incomplete"][source.name]
-            already += 1
-            continue
-        try:
-            counts = _write_source(source, predictor, labels, window, mode, frames_dir, not args.quiet)
-        except UnreadableInput as error:
-            summary["skipped"][source.name] = str(error)
-            print(f"skipped {source.name}: {error}", file=sys.stderr)
-            continue
-        if "incomplete" in counts:
-            summary["incomplete"][source.name] = counts.pop("incomplete")
-            print(f"incomplete {source.name}: {summary['incomplete'][source.name]}", file=sys.stderr)
-        summary["videos"][source.name] = counts
+    mine = work_share(processes, sources, lambda source: frames_dir / f"{source.name}.csv", _count_written,
+                      lambda source: _write_source(source, predictor, labels, window, mode, frames_dir,
+                                                   not args.quiet), earlier, args.overwrite)
+    summary = merge_shares(processes.gather(mine), sources, settings, ("frames", FACE, NO_FACE, UNREADABLE))
+    totals, already = summary["totals"], summary["totals"]["already_done"]
+    code = 1 if summary["skipped"] or summary["incomplete"] else 0
+    if not processes.is_main:
+        processes.close()
+        return code
     lines = write_submission(sources, frames_dir, labels, output / "submission.txt", predictor.parts,
                              getattr(model.config, "label_thresholds", None))
     if args.compound_submission:
         finished = [frames_dir / f"{source.name}.csv" for source in sources if source.name in summary["videos"]]
         write_compound_submission(finished, labels, output / "submission_compound.txt")
-    totals = {key: sum(counts[key] for counts in summary["videos"].values())
-              for key in ("frames", FACE, NO_FACE, UNREADABLE)}
-    summary["totals"] = {**totals, "videos": len(summary["videos"]), "skipped_videos": len(summary["skipped"]),
-                         "already_done": already}
-    summary["totals"]["incomplete_videos"] = len(summary["incomplete"])
     summary_path.write_text(json.dumps(summary, indent=2))
-    print(f"{len(summary['videos'])} of {len(sources)} inputs predicted ({already} already done), {totals['frames']} "
+    print(f"{len(summary['videos'])} of {len(sources)} inputs predicted ({already} already done"
+          + (f", {processes.count} processes" if processes.count > 1 else "") + f"), {totals['frames']} "
           f"frames: {totals[NO_FACE]} without a face and {totals[UNREADABLE]} unreadable carried a neighbour's "
           f"prediction; smoothing {mode} over {window} frames; {lines} lines in {output / 'submission.txt'}")
-    if summary["skipped"]:
-        print(f"{len(summary['skipped'])} inputs could not be read: {', '.join(summary['skipped'])} "
-              f"(reasons in {summary_path})", file=sys.stderr)
-    if summary["incomplete"]:
-        print(f"{len(summary['incomplete'])} videos were predicted only in part: {', '.join(summary['incomplete'])} "
-              f"(reasons in {summary_path})", file=sys.stderr)
-    return 1 if summary["skipped"] or summary["incomplete"] else 0
+    report_problems(summary, summary_path, "predicted only in part")
+    processes.close()
+    return code
 
 
 if __name__ == "__main__":

@@ -14,6 +14,22 @@ class UnreadableInput(Exception):
     """A video or folder that yields no frames: reported, counted and skipped."""
 
 
+def check_decoded(source, frames: int, unreadable: int, notes: dict, what: str = "predictions") -> str | None:
+    """After a source was read through: `UnreadableInput` when it gave no frame or none could be decoded; the
+    reason its output is partial when decoding ended before the frames its header declares (a file cut off
+    mid-way), else None."""
+    if frames == 0:
+        raise UnreadableInput(f"{source.path}: has no frames")
+    if unreadable == frames:
+        raise UnreadableInput(f"{source.path or source.name}: none of its {frames} frames could be decoded as an "
+                              f"image")
+    declared = notes.get("declared_frames", 0)
+    if declared > frames:
+        return (f"{source.path}: {frames} frames decoded where its header declares {declared} or more (a truncated "
+                f"file?); {what} cover those frames only")
+    return None
+
+
 @dataclass
 class Source:
     """One unit of prediction: a video file, a folder of frames, or the loose images given on the command line."""
