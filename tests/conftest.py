@@ -46,6 +46,23 @@ def tiny_config():
     return make
 
 
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny expression classifier (32 wide, 2 blocks, 32 px) with its processor, saved once per module: what the
+    inference commands' tests run."""
+    import torch
+
+    from emotic import EmoticConfig, EmoticForImageClassification, EmoticImageProcessor
+
+    folder = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    EmoticForImageClassification(EmoticConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                              intermediate_size=64, image_size=32, patch_size=8,
+                                              fusion_layer=1)).save_pretrained(folder)
+    EmoticImageProcessor(size=32).save_pretrained(folder)
+    return folder
+
+
 MINIHUB = Path(__file__).with_name("minihub.py")
 TOKEN = "hf_" + "T0kenThatMustNeverBeWrittenAnywhere42"
 

@@ -131,21 +131,6 @@ def test_finetune_trains_on_a_dataset_name_and_records_its_labels(affectnet_fold
     assert record["eval"]["num_frames"] == 1
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    import torch
-
-    from emotic import EmoticConfig, EmoticForImageClassification
-
-    folder = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    EmoticForImageClassification(EmoticConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                              intermediate_size=64, image_size=32, patch_size=8,
-                                              fusion_layer=1)).save_pretrained(folder)
-    EmoticImageProcessor(size=32).save_pretrained(folder)
-    return folder
-
-
 def test_evaluate_scores_a_dataset_name_split_with_its_label_set(model_dir, fer2013_parquet, tmp_path):
     from emotic.inference import evaluate
 

@@ -12,25 +12,12 @@ from emotic.inference import features as features_command
 from emotic.training.synthetic import synthetic_video, write_video
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    from emotic import EmoticConfig, EmoticForImageClassification, EmoticImageProcessor
-
-    folder = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    EmoticForImageClassification(EmoticConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                              intermediate_size=64, image_size=32, patch_size=8,
-                                              fusion_layer=1)).save_pretrained(folder)
-    EmoticImageProcessor(size=32, geometry="template").save_pretrained(folder)
-    return folder
-
-
 def frames(count, seed=0):
     return [image for image, _, _ in synthetic_video(np.random.default_rng(seed), count, 64)]
 
 
 def run(model_dir, *args):
-    return features_command.main([str(model_dir), *map(str, args), "--quiet"])
+    return features_command.main([str(model_dir), *map(str, args), "--quiet", "--geometry", "template"])
 
 
 def test_features_are_the_heads_input_per_frame_and_load_with_datasets(model_dir, tmp_path):
@@ -56,7 +43,7 @@ def test_features_are_the_heads_input_per_frame_and_load_with_datasets(model_dir
     model = EmoticForImageClassification.from_pretrained(model_dir).eval()
     processor = EmoticImageProcessor.from_pretrained(model_dir)
     with torch.no_grad():
-        views = processor(pictures, return_tensors="pt")
+        views = processor(pictures, return_tensors="pt", geometry="template")
         expected = model.forward_head(model.forward_features(views["pixel_values"], views["pixel_values_aux"]),
                                       pre_logits=True).numpy()
     assert values.shape == (8, 32) and np.allclose(values[:7], expected, atol=1e-5)
@@ -111,7 +98,7 @@ def launch(module, *args, tmp_path):
     return subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
          "--main_process_port", str(free_port()), "--mixed_precision", "no", "--dynamo_backend", "no", "-m", module,
-         *map(str, args), "--quiet"],
+         *map(str, args), "--quiet", "--geometry", "template"],
         capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
         # TMPDIR: torch elastic's per-launch log folder lands in this test's folder, not left in /tmp
         env={**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)})
@@ -132,7 +119,7 @@ def test_two_processes_split_the_videos_and_write_what_one_process_writes(model_
             image.save(folder / f"{frame + 1:05d}.png")
         inputs.append(folder)
     assert predict_command.main([str(model_dir), *map(str, inputs), "--output_dir", str(tmp_path / "one"),
-                                 "--smoothing_window", "3", "--quiet"]) == 0
+                                 "--smoothing_window", "3", "--quiet", "--geometry", "template"]) == 0
     assert run(model_dir, *inputs, "--output_dir", tmp_path / "one-features") == 0
     result = launch("emotic.inference.predict", model_dir, *inputs, "--output_dir", tmp_path / "two",
                     "--smoothing_window", "3", tmp_path=tmp_path)
@@ -176,7 +163,7 @@ def test_a_process_killed_mid_run_loses_only_its_unfinished_video_and_a_rerun_co
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--main_process_port", str(free_port()), "--mixed_precision", "no",
                "--dynamo_backend", "no", "-m", "emotic.inference.predict", str(model_dir), *map(str, inputs),
-               "--output_dir", str(out), "--quiet"]
+               "--output_dir", str(out), "--quiet", "--geometry", "template"]
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
     launcher = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 stdin=subprocess.DEVNULL, env=env)
@@ -195,7 +182,7 @@ def test_a_process_killed_mid_run_loses_only_its_unfinished_video_and_a_rerun_co
     assert 0 < len(finished) < 6  # killed mid-run: some videos done, not all
 
     assert predict_command.main([str(model_dir), *map(str, inputs), "--output_dir", str(tmp_path / "one"),
-                                 "--quiet"]) == 0
+                                 "--quiet", "--geometry", "template"]) == 0
     for name in finished:  # what was finished before the kill is whole and right
         assert filecmp.cmp(out / "frames" / name, tmp_path / "one" / "frames" / name, shallow=False), name
     command[command.index("--main_process_port") + 1] = str(free_port())

@@ -99,19 +99,6 @@ def test_frames_without_a_face_carry_the_nearest_earlier_prediction():
 
 # -- emotic predict ---------------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    from emotic import EmoticConfig, EmoticForImageClassification, EmoticImageProcessor
-
-    folder = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    config = EmoticConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                          image_size=32, patch_size=8, fusion_layer=1)
-    EmoticForImageClassification(config).save_pretrained(folder)
-    EmoticImageProcessor(size=32).save_pretrained(folder)
-    return folder
-
-
 def generated_frames(count, size=64, seed=0):
     return [image for image, _, _ in synthetic_video(np.random.default_rng(seed), count, size)]
 
