@@ -55,12 +55,7 @@ from emotic.inference.report import (
 from emotic.inference.smoothing import smooth_probabilities
 from emotic.modeling.configuration_emotic import SmoothingMode, check_smoothing_window, head_track
 from emotic.processing.image_processing_emotic import GEOMETRIES
-from emotic.training.metrics import (
-    action_unit_metrics,
-    expression_metrics,
-    multitask_metrics,
-    valence_arousal_metrics,
-)
+from emotic.training.metrics import track_metrics
 from emotic.training.labels import LabelSet, read_label_map
 from emotic.training.readers import (
     CHALLENGE_FOLDERS,
@@ -129,17 +124,6 @@ def predict_videos(predictor: FramePredictor, videos, show_progress: bool = True
     return results, counts
 
 
-def track_metrics(track: str, outputs, labels, class_names, thresholds=None) -> dict:
-    """The track's metrics of per-frame head outputs (as `head_outputs` gives them) against labels."""
-    if track == "au":
-        return action_unit_metrics(outputs, labels, thresholds, class_names)
-    if track == "va":
-        return valence_arousal_metrics(outputs, labels)
-    if track == "multitask":
-        return multitask_metrics(outputs, labels, thresholds)
-    return expression_metrics(outputs.argmax(1), labels, len(class_names), class_names)
-
-
 def sweep_windows(results, windows, mode: str, class_names, track: str = "expr", thresholds=None) -> dict:
     """Metrics of the smoothed predictions for each window (annotated frames only)."""
     labels = np.concatenate([video_labels for _, video_labels, _ in results])
@@ -165,7 +149,7 @@ def pick_examples(results, paths_by_video, smoothed_by_video, class_names, count
     return picks
 
 
-def write_affect_figures(output: Path, metrics: dict, results, window: int, mode: str, names, model_name: str):
+def write_affect_figures(output: Path, metrics: dict, results, window: int, mode: str, model_name: str):
     """The figures and `report.md` of an action-unit, valence-arousal or multi-task evaluation."""
     track = metrics["track"]
     figures = ["smoothing.png"]
@@ -248,10 +232,10 @@ def main(argv=None) -> int:
     except ValueError as error:
         parser.error(str(error))
     track = head_track(model.config)
-    is_affwild2 = any((dataset / folder).is_dir() for folder in CHALLENGE_FOLDERS["expr"])
-    kind = "affwild2" if is_affwild2 else "image folder" if is_class_folder(dataset) \
-        else "datasets"
-    if track != "expr":  # the other tracks' annotations come in Aff-Wild2's layouts only
+    if track == "expr":
+        is_affwild2 = any((dataset / folder).is_dir() for folder in CHALLENGE_FOLDERS["expr"])
+        kind = "affwild2" if is_affwild2 else "image folder" if is_class_folder(dataset) else "datasets"
+    else:  # the other tracks' annotations come in Aff-Wild2's layouts only
         kind = "affwild2"
         if not dataset.is_dir():
             parser.error(f"{args.model} serves the {track.upper()} track: evaluate it on an Aff-Wild2 root with its "
@@ -309,7 +293,7 @@ def main(argv=None) -> int:
     output.mkdir(parents=True, exist_ok=True)
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if track != "expr":
-        write_affect_figures(output, metrics, results, best_window, mode, class_names, Path(str(args.model)).name)
+        write_affect_figures(output, metrics, results, best_window, mode, Path(str(args.model)).name)
         save_smoothing(args, best_window, mode)
         print(f"{SCORE_NAMES[track]} raw {raw[score]:.4f}, smoothed {by_window[best_window][score]:.4f} ({mode}, "
               f"window {best_window}); report in {output / 'report.md'}")

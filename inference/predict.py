@@ -39,6 +39,7 @@ from emotic.inference.processes import Processes, merge_shares, report_problems,
 from emotic.inference.smoothing import NeighbourFill, StreamingSmoother, smoothing_kernel
 from emotic.inference.sources import Source, check_decoded, collect_sources, frame_files, iter_frames
 from emotic.modeling.configuration_emotic import SmoothingMode, head_parts, head_track
+from emotic.modeling.modeling_emotic import head_outputs
 from emotic.processing.image_processing_emotic import GEOMETRIES
 from emotic.training.transforms import open_image
 
@@ -130,16 +131,6 @@ class FramePredictor:
                 if region["geometry"] == "full_image":
                     statuses[i] = NO_FACE
         return locations, statuses, probabilities
-
-
-ACTIVATIONS = {"expr": lambda logits: logits.softmax(-1), "au": torch.sigmoid, "va": lambda values: values}
-
-
-def head_outputs(logits: torch.Tensor, parts) -> torch.Tensor:
-    """What predict writes and smooths of a head's outputs, per part of `head_parts(config)`: softmax probabilities
-    (expressions), each unit's sigmoid probability (action units), the values themselves (valence-arousal, already
-    bounded by the model); a multi-task head's parts side by side, in its output order."""
-    return torch.cat([ACTIVATIONS[track](logits[..., span]) for track, span, _ in parts], dim=-1)
 
 
 def expression_parts(labels) -> list:

@@ -831,6 +831,17 @@ def bound_outputs(outputs: torch.Tensor, config) -> torch.Tensor:
     return squash(outputs) if config.problem_type == "regression" else outputs
 
 
+ACTIVATIONS = {"expr": lambda logits: logits.softmax(-1), "au": torch.sigmoid, "va": lambda values: values}
+
+
+def head_outputs(logits: torch.Tensor, parts) -> torch.Tensor:
+    """A head's logits as what they mean, per part of `head_parts(config)`: softmax probabilities (expressions),
+    each unit's sigmoid probability (action units), the values themselves (valence-arousal, already bounded by the
+    model); a multi-task head's parts side by side, in its output order. What predict writes and smooths, and what
+    every score is computed from."""
+    return torch.cat([ACTIVATIONS[track](logits[..., span]) for track, span, _ in parts], dim=-1)
+
+
 class EmoticForImageClassification(EmoticPreTrainedModel):
     """Dual-view expression classifier: the auxiliary view (eyes, mouth, nose) is fused into the main view.
 

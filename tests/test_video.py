@@ -466,7 +466,7 @@ def test_evaluate_scores_each_track_as_its_metric_scores_predicts_outputs_and_dr
     `emotic predict` writes for the same frames (window 1 and 3) against the annotations; the report has the
     track's figures (per-AU F1 bars, the VA scatter, the score and each CCC over the smoothing window)."""
     from emotic import EmoticConfig, EmoticForImageClassification, EmoticImageProcessor
-    from emotic.inference.evaluate import track_metrics
+    from emotic.training.metrics import track_metrics
     from emotic.training.readers import affwild2_annotations, read_affwild2, read_multitask_annotations
 
     data = tmp_path / "data"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import torch
 from transformers import AutoImageProcessor, AutoModelForImageClassification, HfArgumentParser, set_seed
 
 from emotic.modeling.configuration_emotic import (
@@ -30,20 +31,15 @@ from emotic.modeling.configuration_emotic import (
     TRACK_PROBLEM_TYPES,
     FusionStrategy,
     RegressionLoss,
+    head_parts,
     head_track,
     multitask_labels,
 )
-from emotic.modeling.modeling_emotic import EmoticForImageClassification
+from emotic.modeling.modeling_emotic import EmoticForImageClassification, head_outputs
 from emotic.processing.face_geometry import REGIONS
 from emotic.processing.image_processing_emotic import AuxLayout, EmoticImageProcessor, Geometry
 from emotic.training.arguments import EmoticTrainingArguments, ModelSize, build_config, refuse_unhonoured
-from emotic.training.metrics import (
-    action_unit_metrics,
-    choose_thresholds,
-    expression_metrics,
-    multitask_metrics,
-    valence_arousal_metrics,
-)
+from emotic.training.metrics import choose_thresholds, track_metrics
 from emotic.training.labels import LabelSet, read_label_map
 from emotic.training.readers import (
     affwild2_annotations,
@@ -212,32 +208,20 @@ def load_multitask_splits(data: DataArguments):
     return train, evaluation, {"train": train_report, "eval": eval_report}, name
 
 
-def multitask_outputs(logits) -> np.ndarray:
-    """A multi-task head's logits (ABAW7's layout) as its outputs: values, expression softmax, unit sigmoids."""
-    logits = np.asarray(logits, dtype=np.float64)
-    expressions = np.exp(logits[:, 2:10] - logits[:, 2:10].max(1, keepdims=True))
-    return np.concatenate([logits[:, :2], expressions / expressions.sum(1, keepdims=True),
-                           1 / (1 + np.exp(-logits[:, 10:]))], axis=1)
+def outputs_of(logits, config) -> np.ndarray:
+    """The head's logits (Trainer's predictions) as `head_outputs` gives them: probabilities and values."""
+    return head_outputs(torch.as_tensor(np.asarray(logits, dtype=np.float32)), head_parts(config)).double().numpy()
 
 
-def task_metrics(task: str, predictions, label_ids, thresholds=None) -> dict:
-    """The track's held-out scores from the head's outputs: macro-F1 (expr), mean AU F1 at `thresholds` (au, on
-    sigmoid probabilities), the mean CCC (va) or their sum (multitask, each track's metrics beside it)."""
-    if task == "multitask":
-        return multitask_metrics(multitask_outputs(predictions), label_ids, thresholds)
-    if task == "au":
-        return action_unit_metrics(1 / (1 + np.exp(-predictions)), label_ids, thresholds)
-    if task == "va":
-        return valence_arousal_metrics(predictions, label_ids)
-    return expression_metrics(np.argmax(predictions, axis=-1), label_ids, num_classes=predictions.shape[-1])
+def metrics_for(config):
+    """Trainer's `compute_metrics` for the head's track: its score and the per-class (per-AU, per-dimension)
+    details."""
+    task = head_track(config)
 
-
-def metrics_for(task: str):
-    """Trainer's `compute_metrics` for the track: its score and the per-class (per-AU, per-dimension) details."""
     def compute_metrics(eval_prediction) -> dict:
         predictions = eval_prediction.predictions[0] if isinstance(eval_prediction.predictions, tuple) else \
             eval_prediction.predictions
-        metrics = task_metrics(task, predictions, eval_prediction.label_ids)
+        metrics = track_metrics(task, outputs_of(predictions, config), eval_prediction.label_ids)
         if task == "expr":
             flat = {"macro_f1": metrics["macro_f1"], "accuracy": metrics["accuracy"]}
             flat.update({f"f1_{name}": value for name, value in metrics["per_class_f1"].items()})
@@ -374,7 +358,8 @@ def train(argv=None) -> dict:
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     trainer = EmoticTrainer(
         model=model, args=training_args, train_dataset=train, eval_dataset=evaluation,
-        processing_class=processor, compute_metrics=metrics_for(task), callbacks=[EpochCallback(train_transform)],
+        processing_class=processor, compute_metrics=metrics_for(model.config),
+        callbacks=[EpochCallback(train_transform)],
     )
     if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not trainer.is_fsdp_enabled \
             and training_args.process_index == 0:
@@ -389,13 +374,14 @@ def train(argv=None) -> dict:
     results = {}
     if evaluation is not None:
         output = trainer.predict(evaluation, metric_key_prefix="eval")
-        results = task_metrics(task, output.predictions, output.label_ids)
+        config = trainer.accelerator.unwrap_model(trainer.model).config
+        outputs = outputs_of(output.predictions, config)
+        results = track_metrics(task, outputs, output.label_ids)
         if task in ("au", "multitask"):  # per-AU thresholds chosen on the held-out frames, stored with the model
-            units = slice(10, 22) if task == "multitask" else slice(None)
-            unit_labels = output.label_ids[:, 3:] if task == "multitask" else output.label_ids
-            thresholds = choose_thresholds(1 / (1 + np.exp(-output.predictions[:, units])), unit_labels)
-            trainer.accelerator.unwrap_model(trainer.model).config.label_thresholds = thresholds
-            tuned = task_metrics(task, output.predictions, output.label_ids, thresholds)
+            units, columns = next((span, labels) for track, span, labels in head_parts(config) if track == "au")
+            thresholds = choose_thresholds(outputs[:, units], output.label_ids[:, columns])
+            config.label_thresholds = thresholds
+            tuned = track_metrics(task, outputs, output.label_ids, thresholds=thresholds)
             tuned_units = tuned["au"] if task == "multitask" else tuned
             results["tuned"] = {"au_score": tuned_units["au_score"], "per_au_f1": tuned_units["per_au_f1"],
                                 "thresholds": thresholds, "note": "thresholds chosen on these frames"}

@@ -85,6 +85,21 @@ def multitask_metrics(outputs, labels, thresholds=None) -> dict:
     return result
 
 
+def track_metrics(track: str, outputs, labels, class_names=None, thresholds=None) -> dict:
+    """The metrics of the ABAW track (`head_track`) from per-frame head outputs as `head_outputs` gives them
+    (probabilities, values) against labels; `class_names` name the classes or units (the head's labels),
+    `thresholds` the units' decision thresholds (0.5 unless given)."""
+    outputs = np.asarray(outputs)
+    if track == "au":
+        return action_unit_metrics(outputs, labels, thresholds, class_names)
+    if track == "va":
+        return valence_arousal_metrics(outputs, labels)
+    if track == "multitask":
+        return multitask_metrics(outputs, labels, thresholds)
+    return expression_metrics(outputs.argmax(-1), labels, len(class_names) if class_names else outputs.shape[-1],
+                              class_names)
+
+
 def _float_rows(predictions, labels, width: int | None = None):
     predictions, labels = np.asarray(predictions, dtype=np.float64), np.asarray(labels, dtype=np.float64)
     if width is not None:
