@@ -1,8 +1,8 @@
 """emotic: facial expression recognition with a MAE-Face encoder and dual-view attention fusion.
 
 Importing `emotic` registers its classes with the transformers Auto classes, so `AutoConfig`, `AutoModel`,
-`AutoModelForPreTraining`, `AutoModelForImageClassification` and `AutoImageProcessor` load emotic folders without
-remote code, and marks them for `save_pretrained` to copy their code and write `auto_map` (for users loading with
+`AutoModelForPreTraining`, `AutoModelForImageClassification` and `AutoImageProcessor` load emotic folders (and
+`AutoConfig` / `AutoModel` the temporal head's, `EmoticTemporalModel`) without remote code, and marks them for `save_pretrained` to copy their code and write `auto_map` (for users loading with
 `trust_remote_code=True` where emotic is not installed).
 """
 
@@ -25,6 +25,8 @@ from emotic.modeling import (
     EmoticForPreTraining,
     EmoticModel,
     EmoticPreTrainedModel,
+    EmoticTemporalConfig,
+    EmoticTemporalModel,
 )
 from emotic.processing import EmoticImageProcessor
 
@@ -34,6 +36,8 @@ AutoConfig.register(EmoticConfig.model_type, EmoticConfig)
 AutoModel.register(EmoticConfig, EmoticModel)
 AutoModelForPreTraining.register(EmoticConfig, EmoticForPreTraining)
 AutoModelForImageClassification.register(EmoticConfig, EmoticForImageClassification)
+AutoConfig.register(EmoticTemporalConfig.model_type, EmoticTemporalConfig)
+AutoModel.register(EmoticTemporalConfig, EmoticTemporalModel)
 # One class for both backend keys: it needs neither torchvision nor transformers' backend machinery.
 AutoImageProcessor.register(
     EmoticConfig, image_processor_classes={"pil": EmoticImageProcessor, "torchvision": EmoticImageProcessor}
@@ -49,6 +53,8 @@ EmoticModel.register_for_auto_class("AutoModel")
 EmoticForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 EmoticForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 EmoticImageProcessor.register_for_auto_class("AutoImageProcessor")
+EmoticTemporalConfig.register_for_auto_class()
+EmoticTemporalModel.register_for_auto_class("AutoModel")
 
 __all__ = [
     "ABAW_EXPRESSION_LABELS",
@@ -58,4 +64,6 @@ __all__ = [
     "EmoticImageProcessor",
     "EmoticModel",
     "EmoticPreTrainedModel",
+    "EmoticTemporalConfig",
+    "EmoticTemporalModel",
 ]

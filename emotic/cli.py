@@ -1,5 +1,5 @@
-"""The `emotic` command: `emotic synth|pretrain|finetune|predict|features|evaluate|export|push|export-onnx|app|ablate|
-demo ...`; each forwards its arguments."""
+"""The `emotic` command: `emotic synth|pretrain|finetune|finetune-temporal|predict|features|evaluate|export|push|
+export-onnx|app|ablate|demo ...`; each forwards its arguments."""
 
 import ctypes
 import os
@@ -9,6 +9,7 @@ COMMANDS = {
     "synth": ("emotic.training.synthetic", "write a generated dataset in Aff-Wild2's layout"),
     "pretrain": ("emotic.training.pretrain", "MAE pre-training on face folders"),
     "finetune": ("emotic.training.finetune", "fine-tune the dual-view classifier"),
+    "finetune-temporal": ("emotic.training.temporal", "train a temporal head on a frame model's features"),
     "predict": ("emotic.inference.predict", "expressions of videos, frame folders and images, smoothed over time"),
     "features": ("emotic.inference.features", "per-frame embeddings (the head's input) as Parquet, per video"),
     "evaluate": ("emotic.inference.evaluate", "metrics and a report of a model on a labelled dataset"),
@@ -54,7 +55,7 @@ def keep_freed_memory() -> bool:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in COMMANDS:
-        lines = [f"  {name:10s} {summary}" for name, (_, summary) in COMMANDS.items()]
+        lines = [f"  {name:17s} {summary}" for name, (_, summary) in COMMANDS.items()]
         print("usage: emotic COMMAND [ARGS]\n\ncommands:\n" + "\n".join(lines), file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     import importlib

@@ -198,8 +198,10 @@ def load_model(model_name_or_path: str, device: str | None = None, dtype: str = 
 
 def predict_sequence(predictor: FramePredictor, frames, window: int, mode: str, sequential: bool = True,
                      progress=None):
-    """Yield (location, status, raw probabilities, smoothed probabilities) per frame, in order, streaming."""
-    fill = NeighbourFill() if sequential else None
+    """Yield (location, status, raw probabilities, smoothed probabilities) per frame, in order, streaming. Frames
+    without a usable face carry the nearest face frame's outputs, unless the predictor gives every frame its own
+    (`fills_frames`: a temporal head's outputs come from the frames around them)."""
+    fill = NeighbourFill() if sequential and not getattr(predictor, "fills_frames", False) else None
     smoother = StreamingSmoother(window if sequential else 1, mode)
     waiting = deque()  # (location, status, raw) of rows not yet final
     for locations, statuses, probabilities in predictor(frames):
@@ -437,6 +439,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "faces in each frame; default: the processor's (auto)")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     add_precision_options(parser)
+    parser.add_argument("--temporal_model", default=None, metavar="TEMPORAL",
+                        help="a temporal head (`emotic finetune-temporal`) over MODEL's features: MODEL gives each "
+                             "frame's features, the head the predictions, from windows of frames (videos and frame "
+                             "folders only)")
     parser.add_argument("--compound_submission", action="store_true",
                         help="also write submission_compound.txt: the 7 compound expressions of the ABAW compound "
                              "track, zero-shot from the expression probabilities (emotic.inference.compound)")
@@ -458,15 +464,30 @@ def main(argv=None) -> int:
                                       args.backend)
     except ValueError as error:
         parser.error(str(error))
-    window = args.smoothing_window if args.smoothing_window is not None else model.config.smoothing_window
-    mode = args.smoothing_mode or model.config.smoothing_mode
+    head = model.config  # whose outputs are written: the frame model's, or the temporal head's
     try:
+        if args.temporal_model:
+            from emotic.inference.temporal import TemporalPredictor, load_temporal_model
+
+            separate = [source.name for source in sources if not source.sequential]
+            if separate:
+                raise ValueError(f"--temporal_model predicts each frame from the frames around it: it takes videos "
+                                 f"and frame folders only, not separate images ({', '.join(separate[:3])})")
+            if args.backend != "pytorch":
+                raise ValueError("--temporal_model runs on the PyTorch frame model's features; leave --backend at "
+                                 "pytorch")
+            temporal = load_temporal_model(args.temporal_model, model)
+            head = temporal.config
+            predictor = TemporalPredictor(model, processor, temporal, args.batch_size, args.geometry).quiet()
+        else:
+            predictor = FramePredictor(model, processor, args.batch_size, args.geometry).quiet()
+        window = args.smoothing_window if args.smoothing_window is not None else head.smoothing_window
+        mode = args.smoothing_mode or head.smoothing_mode
         smoothing_kernel(window, mode)
-        predictor = FramePredictor(model, processor, args.batch_size, args.geometry).quiet()
     except ValueError as error:
         parser.error(str(error))
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    track = head_track(model.config)
+    labels = [head.id2label[i] for i in range(head.num_labels)]
+    track = head_track(head)
     if track != "expr" and mode == "mode":
         parser.error(f"--smoothing_mode mode is a majority vote of expression labels; this {track.upper()} model's "
                      f"outputs are smoothed with mean or gaussian")
@@ -478,7 +499,8 @@ def main(argv=None) -> int:
 
     output = Path(args.output_dir)
     frames_dir = output / "frames"
-    settings = {"model": str(args.model), "precision": precision_of(model, args.quantize),
+    settings = {"model": str(args.model), "temporal_model": args.temporal_model and str(args.temporal_model),
+                "precision": precision_of(model, args.quantize),
                 "smoothing_window": window, "smoothing_mode": mode,
                 "geometry": args.geometry or processor.geometry, "labels": labels}
     if processes.is_main:  # held until the process ends: one predict per output folder
@@ -498,7 +520,7 @@ def main(argv=None) -> int:
         processes.close()
         return code
     lines = write_submission(sources, frames_dir, labels, output / "submission.txt", predictor.parts,
-                             getattr(model.config, "label_thresholds", None))
+                             getattr(head, "label_thresholds", None))
     if args.compound_submission:
         finished = [frames_dir / f"{source.name}.csv" for source in sources if source.name in summary["videos"]]
         write_compound_submission(finished, labels, output / "submission_compound.txt")

@@ -1,12 +1,14 @@
-"""emotic.modeling: the config, the models and the checkpoint converter."""
+"""emotic.modeling: the configs, the frame models, the temporal head and the checkpoint converter."""
 
 from .configuration_emotic import ABAW_EXPRESSION_LABELS, EmoticConfig
+from .configuration_emotic_temporal import EmoticTemporalConfig
 from .modeling_emotic import (
     EmoticForImageClassification,
     EmoticForPreTraining,
     EmoticModel,
     EmoticPreTrainedModel,
 )
+from .modeling_emotic_temporal import EmoticTemporalModel
 
 __all__ = [
     "ABAW_EXPRESSION_LABELS",
@@ -15,4 +17,6 @@ __all__ = [
     "EmoticForPreTraining",
     "EmoticModel",
     "EmoticPreTrainedModel",
+    "EmoticTemporalConfig",
+    "EmoticTemporalModel",
 ]

@@ -65,6 +65,61 @@ def check_smoothing_window(window, name: str = "smoothing_window") -> int:
     return int(window)
 
 
+def default_labels(config, kwargs) -> None:
+    """Before `PreTrainedConfig.__post_init__`: the head's labels default to the 8 ABAW expressions (a multi-task
+    head's, to its tracks' outputs) unless the caller chose labels, by map or by count."""
+    if config.id2label is None and kwargs.get("num_labels") is None:
+        config.id2label = dict(enumerate(multitask_labels(config.tasks) if config.tasks else ABAW_EXPRESSION_LABELS))
+        config.label2id = {label: index for index, label in config.id2label.items()}
+
+
+def check_head(config, require) -> None:
+    """The rules of a head's options, shared by `EmoticConfig` and `EmoticTemporalConfig` (whose heads serve the
+    same tracks): `require(ok, message)` raises the config's `ValueError`. A multi-task head's per-label options
+    count the labels of their track (the expressions, the action units)."""
+    for name, choices in (("smoothing_mode", SmoothingMode), ("regression_loss", RegressionLoss)):
+        value = getattr(config, name)
+        require(value in get_args(choices), f"{name}={value!r}; allowed: {list(get_args(choices))}")
+    require(0.0 <= config.label_smoothing < 1.0, f"label_smoothing={config.label_smoothing!r}; allowed: [0, 1)")
+    try:
+        check_smoothing_window(config.smoothing_window)
+    except ValueError as error:
+        require(False, str(error))
+    # per-label options count the labels of their track (the expressions, the action units) in a multi-task head
+    classes, units, class_name, unit_name = config.num_labels, config.num_labels, "label", "label"
+    if config.tasks is not None:
+        require(isinstance(config.tasks, (list, tuple)) and len(config.tasks) >= 2
+                and all(isinstance(t, str) and t in TRACK_LABELS for t in config.tasks)
+                and len(set(config.tasks)) == len(config.tasks),
+                f"tasks={config.tasks!r}; expected two or more different tracks of {list(TRACK_LABELS)}, in output "
+                f"order (ABAW7's multi-task challenge: {MULTITASK_TRACKS})")
+        config.tasks = list(config.tasks)
+        expected = multitask_labels(config.tasks)
+        require([config.id2label[i] for i in range(config.num_labels)] == expected,
+                f"a multi-task head over {config.tasks} has the {len(expected)} outputs {expected}; got "
+                f"{config.num_labels} labels {[config.id2label[i] for i in range(config.num_labels)]}")
+        require(config.problem_type is None, f"problem_type={config.problem_type!r}: a multi-task head takes "
+                                             f"each track's own loss; leave problem_type unset")
+        classes, units = len(TRACK_LABELS["expr"]), len(TRACK_LABELS["au"])
+        class_name, unit_name = "expression", "action unit"
+    if config.class_weights is not None:
+        require(len(config.class_weights) == classes and all(w >= 0 for w in config.class_weights),
+                f"class_weights has {len(config.class_weights)} entries; expected {classes} "
+                f"non-negative numbers, one per {class_name}")
+    for name, low, high, what in (("pos_weight", 0.0, float("inf"), "positive numbers"),
+                                  ("label_thresholds", 0.0, 1.0, "numbers strictly between 0 and 1")):
+        values = getattr(config, name)
+        if values is not None:
+            require(isinstance(values, (list, tuple)) and len(values) == units
+                    and all(isinstance(v, numbers.Real) and low < v < high for v in values),
+                    f"{name}={values!r}; expected {units} {what}, one per {unit_name}")
+    if config.regression_range is not None:
+        bounds = config.regression_range
+        require(isinstance(bounds, (list, tuple)) and len(bounds) == 2
+                and all(isinstance(v, numbers.Real) for v in bounds) and bounds[0] < bounds[1],
+                f"regression_range={bounds!r}; expected [low, high] with low < high")
+
+
 class EmoticConfig(PreTrainedConfig):
     r"""
     Configuration of [`EmoticModel`], [`EmoticForPreTraining`] and [`EmoticForImageClassification`]. Like
@@ -189,9 +244,7 @@ class EmoticConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         # Default to the 8 ABAW expressions unless the caller chose labels (by map or by count).
-        if self.id2label is None and kwargs.get("num_labels") is None:
-            self.id2label = dict(enumerate(multitask_labels(self.tasks) if self.tasks else ABAW_EXPRESSION_LABELS))
-            self.label2id = {label: index for index, label in self.id2label.items()}
+        default_labels(self, kwargs)
         super().__post_init__(**kwargs)
         self.validate_emotic()
 
@@ -220,8 +273,7 @@ class EmoticConfig(PreTrainedConfig):
                 f"decoder_hidden_size={self.decoder_hidden_size}")
         require(self.image_size % self.patch_size == 0,
                 f"patch_size={self.patch_size} must divide image_size={self.image_size}")
-        for name, choices in (("pooling", Pooling), ("fusion_strategy", FusionStrategy),
-                              ("smoothing_mode", SmoothingMode), ("regression_loss", RegressionLoss)):
+        for name, choices in (("pooling", Pooling), ("fusion_strategy", FusionStrategy)):
             value = getattr(self, name)
             require(value in get_args(choices), f"{name}={value!r}; allowed: {list(get_args(choices))}")
         require(isinstance(self.fusion_layer, int) and 0 <= self.fusion_layer <= self.num_hidden_layers,
@@ -229,46 +281,10 @@ class EmoticConfig(PreTrainedConfig):
                 f"(num_hidden_layers)")
         require(0.0 <= self.mask_ratio < 1.0, f"mask_ratio={self.mask_ratio!r}; allowed: 0 <= mask_ratio < 1")
         require(0.0 <= self.drop_path_rate < 1.0, f"drop_path_rate={self.drop_path_rate!r}; allowed: [0, 1)")
-        require(0.0 <= self.label_smoothing < 1.0, f"label_smoothing={self.label_smoothing!r}; allowed: [0, 1)")
-        try:
-            check_smoothing_window(self.smoothing_window)
-        except ValueError as error:
-            require(False, str(error))
-        # per-label options count the labels of their track (the expressions, the action units) in a multi-task head
-        classes, units, class_name, unit_name = self.num_labels, self.num_labels, "label", "label"
-        if self.tasks is not None:
-            require(isinstance(self.tasks, (list, tuple)) and len(self.tasks) >= 2
-                    and all(isinstance(t, str) and t in TRACK_LABELS for t in self.tasks)
-                    and len(set(self.tasks)) == len(self.tasks),
-                    f"tasks={self.tasks!r}; expected two or more different tracks of {list(TRACK_LABELS)}, in output "
-                    f"order (ABAW7's multi-task challenge: {MULTITASK_TRACKS})")
-            self.tasks = list(self.tasks)
-            expected = multitask_labels(self.tasks)
-            require([self.id2label[i] for i in range(self.num_labels)] == expected,
-                    f"a multi-task head over {self.tasks} has the {len(expected)} outputs {expected}; got "
-                    f"{self.num_labels} labels {[self.id2label[i] for i in range(self.num_labels)]}")
-            require(self.problem_type is None, f"problem_type={self.problem_type!r}: a multi-task head takes each "
-                                               f"track's own loss; leave problem_type unset")
-            classes, units = len(TRACK_LABELS["expr"]), len(TRACK_LABELS["au"])
-            class_name, unit_name = "expression", "action unit"
-        if self.class_weights is not None:
-            require(len(self.class_weights) == classes and all(w >= 0 for w in self.class_weights),
-                    f"class_weights has {len(self.class_weights)} entries; expected {classes} "
-                    f"non-negative numbers, one per {class_name}")
-        for name, low, high, what in (("pos_weight", 0.0, float("inf"), "positive numbers"),
-                                      ("label_thresholds", 0.0, 1.0, "numbers strictly between 0 and 1")):
-            values = getattr(self, name)
-            if values is not None:
-                require(isinstance(values, (list, tuple)) and len(values) == units
-                        and all(isinstance(v, numbers.Real) and low < v < high for v in values),
-                        f"{name}={values!r}; expected {units} {what}, one per {unit_name}")
-        if self.regression_range is not None:
-            bounds = self.regression_range
-            require(isinstance(bounds, (list, tuple)) and len(bounds) == 2
-                    and all(isinstance(v, numbers.Real) for v in bounds) and bounds[0] < bounds[1],
-                    f"regression_range={bounds!r}; expected [low, high] with low < high")
+        check_head(self, require)
 
 
 __all__ = ["ABAW_ACTION_UNITS", "ABAW_EXPRESSION_LABELS", "EmoticConfig", "MULTITASK_TRACKS",
            "FusionStrategy", "Pooling", "RegressionLoss", "SmoothingMode", "TRACK_LABELS", "TRACK_PROBLEM_TYPES",
-           "TRACK_TARGETS", "check_smoothing_window", "head_parts", "head_track", "multitask_labels"]
+           "TRACK_TARGETS", "check_head", "check_smoothing_window", "default_labels", "head_parts", "head_track",
+           "multitask_labels"]

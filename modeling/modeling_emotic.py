@@ -312,10 +312,13 @@ class EmoticAttention(nn.Module):
         self.proj_dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(
-        self, hidden_states: torch.Tensor, context: torch.Tensor | None = None, **kwargs
+        self, hidden_states: torch.Tensor, context: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None, **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`(B, Tq, D)` queries (and keys/values from `context`, `(B, Tk, D)`, if given) → the attention output
-        `(B, Tq, D)` and its weights `(B, heads, Tq, Tk)` (None where the attention function gives none, as SDPA)."""
+        `(B, Tq, D)` and its weights `(B, heads, Tq, Tk)` (None where the attention function gives none, as SDPA).
+        `attention_mask`, added to the scores: `(B, 1, 1, Tk)`, 0 for keys attended to and the dtype's minimum for
+        padding (the temporal head's padded frames; images have none)."""
         batch_size, query_length, hidden_size = hidden_states.shape  # [B, Tq, D]
         if context is None:
             qkv = self.qkv(hidden_states)  # [B, T, 3D]
@@ -339,7 +342,7 @@ class EmoticAttention(nn.Module):
             heads(query),
             heads(key),
             heads(value),
-            None,
+            attention_mask,
             dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
             scaling=self.scaling,
             **kwargs,

@@ -629,6 +629,77 @@ def test_evaluate_asks_an_action_unit_model_for_its_annotations_and_the_app_refu
         Analyser(model, EmoticImageProcessor(size=32))
 
 
+def temporal_head(folder, feature_size):
+    """A temporal head over features of `feature_size` values, saved as `emotic finetune-temporal` leaves it."""
+    from emotic import EmoticTemporalConfig, EmoticTemporalModel
+
+    EmoticTemporalModel(EmoticTemporalConfig(feature_size=feature_size, hidden_size=16, num_hidden_layers=1,
+                                             num_attention_heads=2, intermediate_size=32, window_size=8,
+                                             window_stride=4)).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("case", ["another width", "a frame model", "separate images"])
+def test_predict_refuses_a_temporal_head_it_cannot_run_before_writing(case, model_dir, tmp_path):
+    video = tmp_path / "video"
+    video.mkdir()
+    for index, image in enumerate(frames(3)):
+        image.save(video / f"{index + 1:05d}.jpg")
+    width, words = {
+        "another width": (48, ["takes features of 48 values per frame", "the frame model gives 32"]),
+        "a frame model": (None, ["is a EmoticConfig model", "expected an emotic temporal head"]),
+        "separate images": (32, ["videos and frame folders only", "not separate images"]),
+    }[case]
+    head = model_dir if width is None else temporal_head(tmp_path / "head", width)
+    inputs = [video / "00001.jpg", video / "00002.jpg"] if case == "separate images" else [video]
+    with untouched(tmp_path / "video", model_dir):
+        refused(predict(model_dir, *inputs, "--temporal_model", head, "--output_dir", tmp_path / "out"), *words)
+    assert not (tmp_path / "out" / "frames").exists() or not any((tmp_path / "out" / "frames").iterdir())
+
+
+def features_folder(folder, widths: dict):
+    """An `emotic features` output folder: `features/<video>.parquet` of `widths[video]` values a frame (0 frames
+    where the width is negative: an empty video), and annotations for them in `data/`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (folder / "features").mkdir(parents=True)
+    for split in ("Train_Set", "Validation_Set"):
+        (folder / "data" / "annotations" / split).mkdir(parents=True)
+    for index, (video, width) in enumerate(widths.items()):
+        count = 0 if width < 0 else 6
+        width = abs(width)
+        values = np.random.default_rng(0).normal(size=count * width).astype(np.float32)
+        pq.write_table(pa.table({
+            "video": [video] * count, "frame": list(range(count)),
+            "image_location": [f"{video}/{i + 1:05d}.jpg" for i in range(count)], "status": ["face"] * count,
+            "features": pa.FixedSizeListArray.from_arrays(pa.array(values, pa.float32()), width)}),
+            folder / "features" / f"{video}.parquet")
+        split = "Validation_Set" if index == len(widths) - 1 else "Train_Set"
+        (folder / "data" / "annotations" / split / f"{video}.txt").write_text(
+            ",".join(EmoticConfig().id2label.values()) + "\n" + "\n".join(["1"] * 6) + "\n")
+    return folder
+
+
+@pytest.mark.parametrize("widths, words", [
+    ({"a": 32, "b": 16, "c": 32}, ["b.parquet: features of 16 values per frame", "the others (and the model) have 32"]),
+    ({"a": 32, "b": -32, "c": 32}, ["b.parquet: 0 rows", "one row per frame"]),
+])
+def test_finetune_temporal_refuses_features_of_two_widths_and_an_empty_video_naming_the_file(widths, words, tmp_path):
+    folder = features_folder(tmp_path, widths)
+    with untouched(folder / "features", folder / "data"):
+        result = emotic_cli("finetune-temporal", "--features_dir", folder, "--affwild2_root", folder / "data",
+                            "--output_dir", tmp_path / "run", "--window_size", "4", "--window_stride", "2")
+    refused(result, *words)
+    assert not (tmp_path / "run").exists()
+
+
+def test_finetune_temporal_refuses_a_folder_that_is_not_features(tmp_path):
+    (tmp_path / "data" / "annotations" / "Train_Set").mkdir(parents=True)
+    refused(emotic_cli("finetune-temporal", "--features_dir", tmp_path / "data", "--affwild2_root", tmp_path / "data",
+                       "--output_dir", tmp_path / "run"), "no features/ folder", "the --output_dir of `emotic features`")
+
+
 def test_predict_refuses_a_folder_made_with_other_settings(model_dir, tmp_path):
     (tmp_path / "frames").mkdir()
     frames(1)[0].save(tmp_path / "frames" / "00001.jpg")

@@ -22,6 +22,7 @@ LAYERS = [
 ]
 # copied verbatim into Hub repositories for `trust_remote_code`: the standard library, these packages and siblings
 REMOTE_CODE = ["modeling/configuration_emotic.py", "modeling/modeling_emotic.py",
+               "modeling/configuration_emotic_temporal.py", "modeling/modeling_emotic_temporal.py",
                "processing/image_processing_emotic.py", "processing/face_geometry.py"]
 REMOTE_CODE_PACKAGES = {"torch", "transformers", "numpy", "PIL",
                         "dlib", "face_recognition_models"}  # the optional face detector: imported only when installed

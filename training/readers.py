@@ -529,3 +529,61 @@ def inverse_frequency_weights(labels, num_classes: int) -> list[float]:
     weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
     weights[counts == 0] = weights.max() if (counts > 0).any() else 1.0
     return [round(float(w), 6) for w in weights]
+
+
+def annotations_by_video(root: str | os.PathLike, task: str, split: str) -> dict[str, np.ndarray]:
+    """Per video of `split`, its labels by frame index (0 = the frame `00001.jpg`): expression indices (-1: not
+    annotated) for `expr`; values per frame with NaN where not annotated for `va` and `au`; for `multitask`, ABAW7's
+    15 columns per frame of its file (every other frame NaN throughout: not listed). What a video's frame
+    features are matched against."""
+    path = affwild2_annotations(root, task, split)
+    if task == "multitask":
+        dataset, _ = read_multitask_annotations(path, Path(root) / "cropped_aligned")
+        rows = {}
+        for video, frame, label in zip(dataset["video"], dataset["frame"], dataset["label"]):
+            rows.setdefault(video, {})[int(Path(frame).stem) - 1] = label
+        by_video = {}
+        for video, frames in rows.items():
+            values = np.full((max(frames) + 1, 15), np.nan)
+            for index, label in frames.items():
+                values[index] = label
+            by_video[video] = values
+        return by_video
+    if not path.is_dir() or not any(path.glob("*.txt")):
+        raise ValueError(f"annotation folder {path} has no <video>.txt files")
+    return {annotation.stem: np.asarray(ANNOTATION_READERS[task](annotation),
+                                        dtype=np.int64 if task == "expr" else np.float64)
+            for annotation in sorted(path.glob("*.txt"))}
+
+
+def annotation_index(location: str, frame: int) -> int:
+    """The annotation line (0-based) of a frame that `emotic features`/`predict` wrote as `location` (`video/00042.jpg`:
+    the frame folder's file, or the decoded video frame's 1-based number) and `frame` (its position): the number in
+    the file name, less one; the position where the name has none."""
+    stem = Path(location).stem
+    return int(stem) - 1 if stem.isdigit() else frame
+
+
+def read_video_features(path: str | os.PathLike) -> dict:
+    """One video's features as `emotic features` writes them (`features/<video>.parquet`): `locations`, `frames`
+    (positions), `statuses` and `features` (`(frames, width)` float32). A file that is not such a table is a
+    `ValueError` naming it."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except Exception as error:  # pyarrow raises its own errors for files that are not Parquet
+        raise ValueError(f"{path}: not a readable Parquet file ({error})") from None
+    missing = {"image_location", "frame", "status", "features"} - set(table.column_names)
+    if missing:
+        raise ValueError(f"{path}: lacks the column(s) {sorted(missing)}; expected the files `emotic features` "
+                         f"writes (video, frame, image_location, status, features)")
+    values = table.column("features").combine_chunks()
+    width = getattr(values.type, "list_size", None)
+    if width is None or table.num_rows == 0:
+        raise ValueError(f"{path}: {table.num_rows} rows of {values.type}; expected one row per frame with a "
+                         f"fixed-size list of features")
+    features = values.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(table.num_rows, width)
+    return {"locations": table.column("image_location").to_pylist(), "frames": table.column("frame").to_pylist(),
+            "statuses": table.column("status").to_pylist(), "features": features}

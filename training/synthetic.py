@@ -284,6 +284,35 @@ def synthetic_video_frames(rng: np.random.Generator, frames: int, size: int = 11
         yield SyntheticFrame(image, expression if intensity >= 0.5 else 0, points, expression, float(intensity))
 
 
+def occlude(image: Image.Image, landmarks: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """The face with its brows, eyes and mouth hidden (a hand or an object in front of it): a flat, noisy patch
+    over the landmarks' box, widened a little. What the frame showed is then only in the frames around it."""
+    (x0, y0), (x1, y1) = landmarks[17:].min(0), landmarks[17:].max(0)
+    margin = 0.08 * image.width
+    colour = tuple(int(v) for v in rng.uniform(60, 200, 3))
+    covered = image.copy()
+    ImageDraw.Draw(covered).rectangle([x0 - margin, y0 - margin, x1 + margin, y1 + margin], fill=colour)
+    pixels = np.asarray(covered, dtype=np.float32) + rng.normal(0, 3.0, (image.height, image.width, 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def occluded_runs(rng: np.random.Generator, frames: int, fraction: float) -> np.ndarray:
+    """Which of `frames` frames are occluded: runs of 2-6 frames (mean 4) starting at random, about `fraction` of
+    the frames in all."""
+    hidden = np.zeros(frames, dtype=bool)
+    if fraction <= 0:
+        return hidden
+    start_probability = fraction / (4 * (1 - fraction))  # a frame outside a run starts one
+    frame = 0
+    while frame < frames:
+        if rng.random() < start_probability:
+            length = int(rng.integers(2, 7))
+            hidden[frame:frame + length] = True
+            frame += length
+        frame += 1
+    return hidden
+
+
 def synthetic_video(rng: np.random.Generator, frames: int, size: int = 112):
     """Yield (image, label, 68 landmarks in pixels) for the frames of one generated video
     (`synthetic_video_frames`)."""
@@ -318,7 +347,7 @@ def write_video(path, images, fps: int = 25) -> int:
 def write_synthetic_affwild2(
     root, num_videos: int = 16, frames_per_video: int = 60, size: int = 112, validation_videos: int = 4,
     seed: int = 0, unlabelled_fraction: float = 0.02, missing_fraction: float = 0.02,
-    multitask_gap_fraction: float = 0.15,
+    multitask_gap_fraction: float = 0.15, occluded_fraction: float = 0.0,
 ) -> dict:
     """Write a generated dataset in Aff-Wild2's layout and return a summary:
 
@@ -339,6 +368,11 @@ def write_synthetic_affwild2(
     the expression's place in the circumplex scaled by the intensity, and the units its brows, eyes and mouth show.
     The frames not annotated are the same in the three tracks; the multi-task files also leave out one track of
     `multitask_gap_fraction` of the other frames (drawn from their own generator: the other files do not change).
+
+    `occluded_fraction` of the frames (0 by default) are hidden in runs of 2-6 frames (`occlude`: a patch over brows,
+    eyes and mouth) and keep their segment's labels, as an annotator watching the video gives them: what such a frame
+    shows is only in its neighbours, which a temporal model over several frames can use and a frame model cannot.
+    The runs come from their own generator, so the faces drawn are the same with or without them.
     """
     import json
     from pathlib import Path
@@ -346,16 +380,20 @@ def write_synthetic_affwild2(
     root = Path(root)
     rng = np.random.default_rng(seed)
     gaps = np.random.default_rng([seed, 7])  # the multi-task files' missing tracks
+    occlusions = np.random.default_rng([seed, 11])  # which frames are hidden, and by what
     multitask_rows = {"Train_Set": [], "Validation_Set": []}
     summary = {"generator": GENERATOR, "videos": {"Train_Set": [], "Validation_Set": []}, "frames": 0,
                "labels": [0] * 8,
-               "unlabelled": 0, "missing_images": 0}
+               "unlabelled": 0, "missing_images": 0, "occluded": 0, "occluded_frames": {}}
     for video_index in range(num_videos):
         split = "Validation_Set" if video_index >= num_videos - validation_videos else "Train_Set"
         video = f"synth-{video_index:03d}"
         frame_dir = root / "cropped_aligned" / video
         frame_dir.mkdir(parents=True, exist_ok=True)
         labels, landmarks, valence_arousal, action_units = [], [], [], []
+        hidden = occluded_runs(occlusions, frames_per_video, occluded_fraction)
+        if hidden.any():  # 0-based frame indices (the frame `00001.jpg` is 0)
+            summary["occluded_frames"][video] = np.flatnonzero(hidden).tolist()
         for index, frame in enumerate(synthetic_video_frames(rng, frames_per_video, size)):
             label = frame.label
             affect = frame_affect(frame.expression, frame.intensity)
@@ -365,7 +403,9 @@ def write_synthetic_affwild2(
             if rng.random() < missing_fraction:
                 summary["missing_images"] += 1  # annotated, but the frame image is absent
             else:
-                frame.image.save(frame_dir / f"{index + 1:05d}.jpg", quality=95)
+                image = occlude(frame.image, frame.landmarks, occlusions) if hidden[index] else frame.image
+                summary["occluded"] += int(hidden[index])
+                image.save(frame_dir / f"{index + 1:05d}.jpg", quality=95)
             labels.append(label)
             valence_arousal.append(affect[0])
             action_units.append(affect[1])
@@ -411,13 +451,19 @@ def main(argv=None):
     parser.add_argument("--validation_videos", type=int, default=4)
     parser.add_argument("--size", type=int, default=112, help="side of the aligned crops (Aff-Wild2: 112)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--occluded_fraction", type=float, default=0.0,
+                        help="share of frames hidden in runs of 2-6 (their labels kept): what a temporal model can "
+                             "recover from the frames around them")
     args = parser.parse_args(argv)
+    if not 0 <= args.occluded_fraction < 0.9:
+        parser.error(f"--occluded_fraction {args.occluded_fraction}: expected a share in [0, 0.9)")
     if not 0 <= args.validation_videos < args.videos:
         parser.error("--validation_videos must be at least 0 and fewer than --videos")
     summary = write_synthetic_affwild2(args.output_dir, args.videos, args.frames, args.size, args.validation_videos,
-                                       args.seed)
+                                       args.seed, occluded_fraction=args.occluded_fraction)
     print(f"wrote {summary['frames']} frames of {args.videos} videos to {args.output_dir} "
           f"(train {len(summary['videos']['Train_Set'])}, validation {len(summary['videos']['Validation_Set'])}); "
           f"labels per class {summary['labels']}; {summary['unlabelled']} frames labelled -1, "
-          f"{summary['missing_images']} without an image")
+          f"{summary['missing_images']} without an image" + (f", {summary['occluded']} occluded"
+                                                            if summary["occluded"] else ""))
     return 0

@@ -1,0 +1,280 @@
+"""The temporal head: `EmoticTemporalModel` (windows, padding, the loss, the Auto classes), and the two-stage recipe
+end to end on generated videos where context matters (a frame model, its features, `emotic finetune-temporal`,
+`emotic predict --temporal_model`), against the best smoothing window of the same frame model."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emotic import EmoticTemporalConfig, EmoticTemporalModel
+from emotic.modeling.modeling_emotic import emotic_loss
+from emotic.modeling.modeling_emotic_temporal import window_starts
+
+SMALL = dict(feature_size=16, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+             window_size=12, window_stride=5, hidden_dropout_prob=0.0)
+
+
+def small_model(seed=0, **overrides) -> EmoticTemporalModel:
+    """A small temporal head whose temporal path is not at its zero start (so that every test sees it work)."""
+    torch.manual_seed(seed)
+    model = EmoticTemporalModel(EmoticTemporalConfig(**{**SMALL, **overrides})).eval()
+    with torch.no_grad():
+        model.classifier.weight.normal_(0, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("length, window, stride, expected", [
+    (10, 12, 5, [0]), (12, 12, 5, [0]), (13, 12, 5, [0, 1]), (30, 12, 5, [0, 5, 10, 15, 18]), (27, 12, 5, [0, 5, 10, 15]),
+])
+def test_windows_cover_every_frame_and_end_at_the_last(length, window, stride, expected):
+    starts = window_starts(length, window, stride)
+    assert starts == expected
+    covered = np.zeros(length, dtype=bool)
+    for start in starts:
+        covered[start:start + window] = True
+    assert covered.all() and starts[-1] + min(window, length) == length
+
+
+def test_a_video_is_the_mean_of_its_overlapping_windows():
+    model = small_model()
+    features = torch.randn(30, 16)
+    logits = model.video_logits(features)
+    starts = window_starts(30, 12, 5)
+    total, counts = torch.zeros(30, 8), torch.zeros(30, 1)
+    with torch.no_grad():
+        for start in starts:
+            total[start:start + 12] += model(features[None, start:start + 12]).logits[0]
+            counts[start:start + 12] += 1
+    torch.testing.assert_close(logits, total / counts)
+    # a video shorter than a window is one window of its own length; another stride changes the windows
+    torch.testing.assert_close(model.video_logits(features[:7]), model(features[None, :7]).logits[0].detach())
+    assert not torch.allclose(model.video_logits(features, stride=12), logits)
+
+
+def test_padding_changes_nothing_for_the_real_frames_and_is_left_out_of_the_loss():
+    model = small_model()
+    features, labels = torch.randn(2, 12, 16), torch.randint(0, 8, (2, 12))
+    mask = torch.ones(2, 12, dtype=torch.long)
+    mask[1, 7:] = 0
+    padded = model(features, attention_mask=mask, labels=labels)
+    alone = model(features[1:, :7])
+    torch.testing.assert_close(padded.logits[1, :7], alone.logits[0])
+    changed = labels.clone()
+    changed[1, 7:] = (changed[1, 7:] + 1) % 8  # other labels, and other features, under the padding
+    features[1, 7:] = 100.0
+    again = model(features, attention_mask=mask, labels=changed)
+    torch.testing.assert_close(again.loss, padded.loss)
+    torch.testing.assert_close(again.logits[1, :7], padded.logits[1, :7])
+    expected = emotic_loss(labels[mask.bool()], padded.logits[mask.bool()], model.config)
+    torch.testing.assert_close(padded.loss, expected)
+    # unannotated frames (-1) add nothing either
+    unannotated = labels.clone()
+    unannotated[0, :3] = -1
+    torch.testing.assert_close(model(features, attention_mask=mask, labels=unannotated).loss,
+                               emotic_loss(unannotated[mask.bool()], padded.logits[mask.bool()], model.config))
+
+
+def test_the_eager_and_sdpa_attention_agree_with_padding():
+    model = small_model()
+    features = torch.randn(2, 12, 16)
+    mask = torch.ones(2, 12, dtype=torch.long)
+    mask[0, 9:] = 0
+    sdpa = model(features, attention_mask=mask).logits
+    model.config._attn_implementation = "eager"
+    eager = model(features, attention_mask=mask, output_attentions=True)
+    torch.testing.assert_close(eager.logits, sdpa)
+    assert len(eager.attentions) == 2 and eager.attentions[0].shape == (2, 2, 12, 12)
+    assert torch.all(eager.attentions[0][0, :, :, 9:] == 0)  # no frame attends to padding
+
+
+def test_a_new_head_starts_as_its_frame_head_and_learns_from_the_frames_around():
+    torch.manual_seed(0)
+    model = EmoticTemporalModel(EmoticTemporalConfig(**SMALL))
+    features = torch.randn(3, 12, 16)
+    torch.testing.assert_close(model(features).logits, model.frame_head(features))
+    # a label that only the previous frame shows: the frame head cannot learn it, the temporal path can
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(150):
+        features = torch.randn(16, 12, 16)
+        labels = (features[:, :, 0] > 0).long().roll(1, dims=1)
+        labels[:, 0] = -1
+        loss = model(features, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    features = torch.randn(64, 12, 16)
+    labels = (features[:, :, 0] > 0).long().roll(1, dims=1)
+    accuracy = (model(features).logits.argmax(-1)[:, 1:] == labels[:, 1:]).float().mean().item()
+    assert accuracy > 0.9, accuracy
+
+
+@pytest.mark.parametrize("track", ["au", "va", "multitask"])
+def test_every_frame_models_head_has_a_temporal_head(track):
+    from emotic.modeling.configuration_emotic import MULTITASK_TRACKS, TRACK_PROBLEM_TYPES, multitask_labels
+    from emotic.training.finetune import TASKS
+
+    head = dict(id2label=dict(enumerate(TASKS[track]["labels"])), problem_type=TASKS[track]["problem_type"],
+                tasks=MULTITASK_TRACKS if track == "multitask" else None,
+                regression_range=[-1.0, 1.0] if track != "au" else None)
+    model = small_model(**head)
+    features = torch.randn(2, 12, 16)
+    width = {"au": 12, "va": 2, "multitask": 15}[track]
+    labels = torch.rand(2, 12, width)
+    if track == "multitask":
+        labels[..., 2] = torch.randint(0, 8, (2, 12)).float()
+        labels[0, :4, 3:] = float("nan")  # units not annotated on four frames
+    out = model(features, labels=labels)
+    assert out.logits.shape == (2, 12, len(multitask_labels(MULTITASK_TRACKS)) if track == "multitask" else
+                                len(TASKS[track]["labels"]))
+    torch.testing.assert_close(out.loss, emotic_loss(labels.reshape(24, width), out.logits.reshape(24, -1),
+                                                     model.config))
+    if track != "au":  # valence-arousal stays in [-1, 1]
+        assert out.logits[..., :2].abs().max() <= 1
+    assert TRACK_PROBLEM_TYPES.get(track) == model.config.problem_type
+
+
+def test_the_auto_classes_and_remote_code_load_a_saved_head(tmp_path):
+    import subprocess
+    import sys
+
+    from transformers import AutoConfig, AutoModel
+
+    model = small_model()
+    model.save_pretrained(tmp_path / "temporal")
+    saved = json.loads((tmp_path / "temporal" / "config.json").read_text())
+    assert saved["model_type"] == "emotic_temporal"
+    assert saved["auto_map"]["AutoModel"] == "modeling_emotic_temporal.EmoticTemporalModel"
+    assert {p.name for p in (tmp_path / "temporal").iterdir()} >= {
+        "model.safetensors", "configuration_emotic_temporal.py", "modeling_emotic_temporal.py",
+        "configuration_emotic.py", "modeling_emotic.py"}
+    assert isinstance(AutoConfig.from_pretrained(tmp_path / "temporal"), EmoticTemporalConfig)
+    loaded = AutoModel.from_pretrained(tmp_path / "temporal")
+    features = torch.randn(1, 12, 16)
+    torch.testing.assert_close(loaded(features).logits, model(features).logits)
+    # where emotic is not installed: the folder's own code (a fresh process, emotic hidden from imports)
+    script = (
+        "import sys, torch; sys.modules['emotic'] = None\n"
+        "from transformers import AutoModel\n"
+        f"m = AutoModel.from_pretrained({str(tmp_path / 'temporal')!r}, trust_remote_code=True)\n"
+        "assert type(m).__module__.startswith('transformers_modules'), type(m).__module__\n"
+        f"torch.manual_seed(1); x = torch.randn(1, 12, 16)\n"
+        "print(m(x).logits.sum().item())\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    torch.manual_seed(1)
+    assert abs(float(run.stdout.strip().splitlines()[-1]) - model(torch.randn(1, 12, 16)).logits.sum().item()) < 1e-4
+
+
+def test_bad_features_are_refused_naming_them():
+    model = small_model()
+    for features, words in ((torch.randn(1, 12, 15), "15 values per frame; this temporal model takes 16"),
+                            (torch.randn(1, 13, 16), "13 frames; this model's windows hold at most 12"),
+                            (torch.randn(12, 16), "expected a float tensor (batch_size, frames, 16)"),
+                            (torch.zeros(1, 12, 16, dtype=torch.long), "expected a float tensor")):
+        with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            model(features)
+    with pytest.raises(ValueError, match="at least one frame"):
+        model.video_logits(torch.zeros(0, 16))
+    with pytest.raises(ValueError, match="labels of shape"):
+        model(torch.randn(2, 12, 16), labels=torch.zeros(2, 11, dtype=torch.long))
+    for fields, words in (({"window_stride": 13}, "window_stride=13 is longer than window_size=12"),
+                          ({"kernel_size": 4}, "kernel_size=4"), ({"feature_size": 0}, "feature_size=0"),
+                          ({"num_attention_heads": 3}, "must divide hidden_size=16")):
+        with pytest.raises(ValueError, match=words):
+            EmoticTemporalConfig(**{**SMALL, **fields})
+
+
+# -- the two-stage recipe on videos where context matters ----------------------------------------------------------
+
+FAST = ["--model_size", "tiny", "--per_device_train_batch_size", "32", "--disable_tqdm", "true", "--report_to", "none",
+        "--drop_path_rate", "0.0", "--save_strategy", "no", "--eval_strategy", "no"]
+
+
+@pytest.fixture(scope="module")
+def two_stage(tmp_path_factory):
+    """Generated videos (160 people, 48 frames at 64 px, 32 held out) with 30% of the frames occluded in runs of 2-6
+    (their labels kept, as annotators label from the video), a tiny frame model fine-tuned on 100 frames per
+    class, and its features of every video (aligned crops: the template geometry, as in training)."""
+    from emotic.inference import features
+    from emotic.training import finetune
+    from emotic.training.synthetic import write_synthetic_affwild2
+
+    root = tmp_path_factory.mktemp("two-stage")
+    data = root / "data"
+    write_synthetic_affwild2(data, num_videos=160, frames_per_video=48, size=64, validation_videos=32, seed=8,
+                             occluded_fraction=0.3)
+    finetune.main(["--affwild2_root", str(data), "--output_dir", str(root / "frames"), *FAST, "--num_train_epochs",
+                   "12", "--learning_rate", "3e-3", "--layer_decay", "0.9", "--max_frames_per_class", "100"])
+    assert features.main([str(root / "frames"), str(data / "cropped_aligned"), "--output_dir",
+                          str(root / "features"), "--geometry", "template", "--quiet"]) == 0
+    return root
+
+
+def read_predictions(folder: Path, labels):
+    """Per frame of `emotic predict`'s CSVs: (video, annotation index, probabilities)."""
+    rows = []
+    for path in sorted((folder / "frames").glob("*.csv")):
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                rows.append((path.stem, int(Path(row["image_location"]).stem) - 1,
+                             np.array([float(row[name]) for name in labels])))
+    return rows
+
+
+@pytest.mark.minutes(2)
+def test_the_temporal_head_beats_the_best_smoothing_window_of_its_frame_model(two_stage, tmp_path):
+    from emotic.inference import predict
+    from emotic.inference.smoothing import smooth_probabilities
+    from emotic.modeling.configuration_emotic import ABAW_EXPRESSION_LABELS
+    from emotic.training import temporal
+    from emotic.training.metrics import expression_metrics
+    from emotic.training.readers import annotations_by_video
+
+    data = two_stage / "data"
+    results = temporal.main(["--features_dir", str(two_stage / "features"), "--affwild2_root", str(data),
+                             "--output_dir", str(tmp_path / "temporal"), "--hidden_size", "32",
+                             "--num_hidden_layers", "1", "--num_attention_heads", "2", "--window_size", "32",
+                             "--window_stride", "16", "--train_stride", "4", "--num_train_epochs", "40",
+                             "--learning_rate", "1e-3", "--disable_tqdm", "true", "--save_strategy", "no",
+                             "--eval_strategy", "no"])
+    record = json.loads((tmp_path / "temporal" / "emotic_run.json").read_text())
+    assert record["track"] == "expr" and record["frame_head"] == "from the frame model frames"
+    assert record["data"]["eval"]["videos"] == 32 and not record["data"]["train"]["without_features"]
+    assert str(tmp_path) not in json.dumps(record)
+
+    # end to end on the held-out videos' frame folders: the frame model alone, and with the temporal head
+    annotations = annotations_by_video(data, "expr", "Validation_Set")
+    folders = [str(data / "cropped_aligned" / video) for video in annotations]
+    options = ["--geometry", "template", "--quiet"]
+    assert predict.main([str(two_stage / "frames"), *folders, "--output_dir", str(tmp_path / "alone"),
+                         "--smoothing_window", "1", *options]) == 0
+    assert predict.main([str(two_stage / "frames"), *folders, "--output_dir", str(tmp_path / "both"),
+                         "--temporal_model", str(tmp_path / "temporal"), *options]) == 0
+    alone = read_predictions(tmp_path / "alone", ABAW_EXPRESSION_LABELS)
+    both = read_predictions(tmp_path / "both", ABAW_EXPRESSION_LABELS)
+    assert [row[:2] for row in alone] == [row[:2] for row in both]
+    labels = np.array([annotations[video][index] for video, index, _ in alone])
+
+    def score(probabilities):
+        return expression_metrics(probabilities.argmax(1), labels)["macro_f1"]
+
+    videos = [video for video, _, _ in alone]
+    by_window = {}
+    for window in (1, 3, 5, 9, 15, 21):
+        smoothed = [smooth_probabilities(np.stack([p for v, _, p in alone if v == video]), window, "mean")
+                    for video in dict.fromkeys(videos)]
+        by_window[window] = score(np.concatenate(smoothed))
+    best = max(by_window.values())
+    head = score(np.stack([p for _, _, p in both]))
+    print(f"macro-F1 on held-out videos: frame model by smoothing window "
+          f"{ {w: round(f, 3) for w, f in by_window.items()} }, temporal head {head:.3f} "
+          f"(finetune-temporal measured {results['macro_f1']:.3f})")
+    assert abs(head - results["macro_f1"]) < 0.02  # predict runs the head as training scored it
+    assert head > best + 0.03, (head, by_window)
