@@ -2,8 +2,9 @@
 
 Importing `emotic` registers its classes with the transformers Auto classes, so `AutoConfig`, `AutoModel`,
 `AutoModelForPreTraining`, `AutoModelForImageClassification` and `AutoImageProcessor` load emotic folders (and
-`AutoConfig` / `AutoModel` the temporal head's, `EmoticTemporalModel`) without remote code, and marks them for `save_pretrained` to copy their code and write `auto_map` (for users loading with
-`trust_remote_code=True` where emotic is not installed).
+`AutoConfig` / `AutoModel` the temporal head's, `EmoticTemporalModel`) without remote code, and marks them for
+`save_pretrained` to copy their code and write `auto_map` (for users loading with `trust_remote_code=True` where
+emotic is not installed).
 """
 
 from transformers import (

@@ -56,6 +56,7 @@ class EmoticTemporalPreTrainedModel(PreTrainedModel):
     config_class = EmoticTemporalConfig
     base_model_prefix = "temporal"
     main_input_name = "features"
+    _input_embed_layer = "projection"  # get_input_embeddings(): the first layer on the features (PEFT hooks it)
     supports_gradient_checkpointing = True
     _no_split_modules = ["EmoticLayer"]
     _supports_sdpa = True

@@ -697,7 +697,8 @@ def test_finetune_temporal_refuses_features_of_two_widths_and_an_empty_video_nam
 def test_finetune_temporal_refuses_a_folder_that_is_not_features(tmp_path):
     (tmp_path / "data" / "annotations" / "Train_Set").mkdir(parents=True)
     refused(emotic_cli("finetune-temporal", "--features_dir", tmp_path / "data", "--affwild2_root", tmp_path / "data",
-                       "--output_dir", tmp_path / "run"), "no features/ folder", "the --output_dir of `emotic features`")
+                       "--output_dir", tmp_path / "run"),
+            "no features/ folder", "the --output_dir of `emotic features`")
 
 
 def test_predict_refuses_a_folder_made_with_other_settings(model_dir, tmp_path):

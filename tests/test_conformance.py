@@ -8,6 +8,12 @@ image processor gives it);
 The mixins come from the sdist of the installed transformers (`tests/conformance/transformers_tests.py` fetches it
 once into a cache outside the repository); `make conformance` runs this file alone and prints the counts.
 
+`ModelTesterMixin` and `ConfigTester` also run on the temporal head, `EmoticTemporalModel`, over windows of frame
+features (with padded windows). Its `test_enable_input_require_grads_with_gradient_checkpointing` finds no
+gradient at the input projection of a new model and passes over it: the temporal path's output layer starts at zero
+(a new head predicts as its frame head), so that gradient appears from the first step on (`tests/test_temporal.py`
+trains it).
+
 Skipped here, each as a model inside transformers may skip it (ViT and ViTMAE skip the same):
 - `test_inputs_embeds`, `test_inputs_embeds_matches_input_ids`: emotic takes images, not token embeddings;
 - `test_resize_embeddings` (`test_resize_embeddings = False`): there is no vocabulary to resize.
@@ -30,6 +36,8 @@ from emotic import (  # noqa: E402
     EmoticForPreTraining,
     EmoticImageProcessor,
     EmoticModel,
+    EmoticTemporalConfig,
+    EmoticTemporalModel,
 )
 
 # The mixins pick their inputs and labels by looking a class up in the Auto name tables (for models inside
@@ -38,6 +46,9 @@ from emotic import (  # noqa: E402
 modeling_auto.MODEL_MAPPING_NAMES.setdefault("emotic", "EmoticModel")
 modeling_auto.MODEL_FOR_PRETRAINING_MAPPING_NAMES.setdefault("emotic", "EmoticForPreTraining")
 modeling_auto.MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES.setdefault("emotic", "EmoticForImageClassification")
+# the temporal head classifies every frame of a window, as a token classifier every token: listed there, the training
+# tests give it per-frame labels (under the base-model names they would skip it)
+modeling_auto.MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES.setdefault("emotic_temporal", "EmoticTemporalModel")
 
 from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING  # noqa: E402
 from transformers_tests.test_configuration_common import ConfigTester  # noqa: E402
@@ -172,6 +183,63 @@ EmoticClassifierConcatSeparateEncoderTest = classifier_test(
     "EmoticClassifierConcatSeparateEncoderTest", fusion_strategy="concat", share_encoder=False)
 EmoticClassifierMeanSeparateEncoderTest = classifier_test(
     "EmoticClassifierMeanSeparateEncoderTest", fusion_strategy="mean", share_encoder=False)
+
+
+class EmoticTemporalModelTester:
+    """The temporal head over windows of frame features: `features` `(batch_size, seq_length, feature_size)`."""
+
+    def __init__(self, parent, batch_size=13, seq_length=7, feature_size=24, hidden_size=32, num_hidden_layers=2,
+                 num_attention_heads=4, intermediate_size=37, num_labels=3):
+        self.parent = parent
+        self.is_training = True
+        self.batch_size, self.seq_length, self.feature_size = batch_size, seq_length, feature_size
+        self.hidden_size, self.num_hidden_layers = hidden_size, num_hidden_layers
+        self.num_attention_heads, self.intermediate_size, self.num_labels = (num_attention_heads, intermediate_size,
+                                                                             num_labels)
+        self.expected_num_hidden_layers = num_hidden_layers + 1  # the projected input, then every block
+
+    def get_config(self):
+        return EmoticTemporalConfig(
+            feature_size=self.feature_size, hidden_size=self.hidden_size, num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads, intermediate_size=self.intermediate_size,
+            hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, window_size=16, window_stride=8,
+            num_labels=self.num_labels)
+
+    def prepare_config_and_inputs_for_common(self):
+        features = floats_tensor([self.batch_size, self.seq_length, self.feature_size])
+        mask = torch.ones(self.batch_size, self.seq_length, dtype=torch.long)
+        mask[: self.batch_size // 2, -2:] = 0  # windows of shorter videos, padded
+        return self.get_config(), {"features": features, "attention_mask": mask}
+
+
+class EmoticTemporalModelTest(ModelTesterMixin, unittest.TestCase):
+    """`EmoticTemporalModel`, the temporal head, as a model inside transformers is tested."""
+
+    all_model_classes = (EmoticTemporalModel,)
+    test_resize_embeddings = False  # frame features, no vocabulary
+    test_can_init_all_missing_weights_before_2023 = True
+
+    def setUp(self):
+        self.model_tester = EmoticTemporalModelTester(self)
+        self.config_tester = ConfigTester(self, config_class=EmoticTemporalConfig, has_text_modality=False,
+                                          hidden_size=37, num_attention_heads=1)
+
+    def test_config(self):
+        self.config_tester.run_common_tests()
+
+    @unittest.skip(reason="the temporal head takes frame features, not inputs_embeds")
+    def test_inputs_embeds(self):
+        pass
+
+    @unittest.skip(reason="the temporal head takes frame features, not input_ids or inputs_embeds")
+    def test_inputs_embeds_matches_input_ids(self):
+        pass
+
+    def test_model_get_set_embeddings(self):
+        config, _ = self.model_tester.prepare_config_and_inputs_for_common()
+        model = EmoticTemporalModel(config)
+        self.assertIs(model.get_input_embeddings(), model.projection)  # the first layer on the features
+        self.assertIsNone(model.get_output_embeddings())
 
 
 

@@ -67,6 +67,11 @@ TASKS = {
     "multitask": {"labels": multitask_labels(MULTITASK_TRACKS), "problem_type": None, "name": "s-Aff-Wild2 MTL"},
 }
 
+# what a finished run prints of its held-out metrics, per track
+HEADLINE_METRICS = {"expr": ("macro_f1", "accuracy"), "au": ("au_score",),
+                    "va": ("va_score", "ccc_valence", "ccc_arousal"),
+                    "multitask": ("mtl_score", "va_score", "expr_score", "au_score")}
+
 
 @dataclass
 class ModelArguments:
@@ -414,10 +419,7 @@ def train(argv=None) -> dict:
             "unreadable_images": unreadable_summary(train_transform, eval_transform),
         })
         if results:
-            keys = {"expr": ("macro_f1", "accuracy"), "au": ("au_score",),
-                    "va": ("va_score", "ccc_valence", "ccc_arousal"),
-                    "multitask": ("mtl_score", "va_score", "expr_score", "au_score")}[task]
-            print(json.dumps({k: results[k] for k in (*keys, "num_frames")}))
+            print(json.dumps({k: results[k] for k in (*HEADLINE_METRICS[task], "num_frames")}))
         if push_to_hub:
             push_finished_run(training_args)
     return results

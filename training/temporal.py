@@ -9,14 +9,13 @@ stage of the two-stage recipe.
 Each video's features (`feats/features/<video>.parquet`) are matched to its annotations by frame number (the
 `00042.jpg` of its rows) in the track's `Train_Set` and `Validation_Set` (ABAW7's files for `--task multitask`);
 videos without features are counted and left out. Training windows of `--window_size` frames start every
-`--train_stride` frames (the last ones padded); the held-out score is computed as `emotic predict` runs the head: windows
-every `--window_stride` frames over each whole video, overlapping logits averaged, and kept in `emotic_run.json`
+`--train_stride` frames (the last ones padded); the held-out score is computed as `emotic predict` runs the head:
+windows every `--window_stride` frames over each whole video, overlapping logits averaged, and kept in `emotic_run.json`
 (AU thresholds chosen on those frames are saved with the model). A run resumes from its last complete checkpoint
 when started again.
 """
 
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from emotic.modeling.configuration_emotic import head_parts, head_track
 from emotic.modeling.configuration_emotic_temporal import EmoticTemporalConfig
 from emotic.modeling.modeling_emotic_temporal import EmoticTemporalModel, window_starts
 from emotic.training.arguments import refuse_unhonoured
-from emotic.training.finetune import MULTITASK_TRACKS, TASKS, Task, metrics_for, outputs_of
+from emotic.training.finetune import HEADLINE_METRICS, MULTITASK_TRACKS, TASKS, Task, metrics_for, outputs_of
 from emotic.training.metrics import choose_thresholds, track_metrics
 from emotic.training.readers import (
     annotation_index,
@@ -41,6 +40,7 @@ from emotic.training.readers import (
 from emotic.training.run_summary import training_hyperparameters, write_run_summary
 from emotic.training.synthetic import SYNTHETIC_DATASET_NAME, is_generated
 from emotic.training.trainer import finish_distributed, last_complete_checkpoint
+
 
 @dataclass
 class TemporalArguments:
@@ -183,8 +183,8 @@ def build_temporal_model(args: TemporalArguments, width: int, train_labels: np.n
     config = EmoticTemporalConfig(
         feature_size=width, hidden_size=args.hidden_size, num_hidden_layers=args.num_hidden_layers,
         num_attention_heads=args.num_attention_heads, intermediate_size=args.intermediate_size or 4 * args.hidden_size,
-        hidden_dropout_prob=args.hidden_dropout_prob, kernel_size=args.kernel_size, window_size=args.window_size, window_stride=args.window_stride,
-        **head)
+        hidden_dropout_prob=args.hidden_dropout_prob, kernel_size=args.kernel_size, window_size=args.window_size,
+        window_stride=args.window_stride, **head)
     return EmoticTemporalModel(config)
 
 
@@ -244,8 +244,6 @@ def _train(args: TemporalArguments, training_args: TemporalTrainingArguments) ->
     model = build_temporal_model(args, width, np.concatenate([video["labels"] for video in train]))
     frame_model = args.frame_model or _settings(features_dir).get("model")
     frame_head = copy_frame_head(model, frame_model) if frame_model and frame_model != "none" else "new"
-    if os.environ.get("FREEZE"):
-        model.frame_head.requires_grad_(False)
     if training_args.process_index == 0:
         for split, report in (("train", train_report), ("eval", eval_report)):
             print(f"{split}: {report['videos']} videos, {report['frames']} frames ({report['annotated_frames']} "
@@ -277,7 +275,8 @@ def _train(args: TemporalArguments, training_args: TemporalTrainingArguments) ->
         trainer.save_model()
         name = SYNTHETIC_DATASET_NAME if is_generated(args.affwild2_root) else TASKS[args.task]["name"]
         summary = {
-            "task": "finetune-temporal", "track": args.task, "dataset": name, "synthetic": name == SYNTHETIC_DATASET_NAME,
+            "task": "finetune-temporal", "track": args.task, "dataset": name,
+            "synthetic": name == SYNTHETIC_DATASET_NAME,
             "data": {"train": train_report, "eval": eval_report},
             "features": {"frame_model": Path(frame_model).name if frame_model else None, "width": width},
             "frame_head": frame_head.replace(str(frame_model), Path(frame_model).name) if frame_model else frame_head,
@@ -288,9 +287,7 @@ def _train(args: TemporalArguments, training_args: TemporalTrainingArguments) ->
             "eval": results,
         }
         write_run_summary(training_args.output_dir, summary)
-        keys = {"expr": ("macro_f1", "accuracy"), "au": ("au_score",), "va": ("va_score", "ccc_valence", "ccc_arousal"),
-                "multitask": ("mtl_score", "va_score", "expr_score", "au_score")}[track]
-        print(json.dumps({key: results[key] for key in keys}))
+        print(json.dumps({key: results[key] for key in (*HEADLINE_METRICS[track], "num_frames")}))
     return results
 
 
