@@ -12,13 +12,20 @@ once. Each setting trains in its own sub-folder (`none`, `attention-L4`, ...) an
 settings and resumes the unfinished one from its last checkpoint. Under `accelerate launch -m emotic.ablate` every
 run is distributed like `finetune`; the evaluations run on the main process.
 
+With `--temporal`, the best setting (by per-frame macro-F1) also gets the two-stage recipe's second stage, in
+`temporal-<setting>/`: its features of every frame (`emotic features`), a temporal head trained on them (`emotic
+finetune-temporal`, with `--temporal_args`) and `emotic evaluate --temporal_model` on the same frames, so that the
+table gains a row per temporal setting: the frame model alone, at its best smoothing window, and with the temporal
+head. Its `ablation_result.json` marks it finished, as a setting's does.
+
 Outputs in `--output_dir`: `ablation.md` (macro-F1 per strategy and fusion layer, raw and smoothed, with the training
-cost of each setting), `ablation.json` (every number) and `ablation.png` (macro-F1 against fusion layer per strategy,
-and the training time of each setting).
+cost of each setting, and the temporal rows), `ablation.json` (every number) and `ablation.png` (macro-F1 against
+fusion layer per strategy, and the training time of each setting).
 """
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import get_args
@@ -91,7 +98,44 @@ def run_setting(data: Path, folder: Path, strategy: str, layer: int | None, args
     return json.loads((folder / RESULT).read_text())
 
 
-def write_table(path: Path, rows: list, fusion_layers, title: str, synthetic: bool) -> None:
+def run_temporal(data: Path, folder: Path, best: dict, args) -> dict:
+    """The second stage on the best setting's model: its features, a temporal head, and the evaluation of both on
+    the held-out split (resuming each step: features per video, the head from its checkpoints)."""
+    from accelerate import PartialState
+
+    from emotic.inference import features
+    from emotic.training import temporal
+
+    frame_model = folder.parent / best["setting"]
+    code = features.main([str(frame_model), str(data / "cropped_aligned"), "--output_dir", str(folder / "features"),
+                          "--geometry", args.geometry, "--quiet"])
+    if code != 0:
+        raise RuntimeError(f"emotic features of {frame_model} did not finish every video (exit status {code})")
+    temporal.train(["--features_dir", str(folder / "features"), "--affwild2_root", str(data), "--output_dir",
+                    str(folder / "head"), *shlex.split(args.temporal_args)])
+    state = PartialState()
+    if state.is_main_process:
+        report = folder / "report"
+        code = evaluate.main([str(frame_model), str(data), "--temporal_model", str(folder / "head"), "--output_dir",
+                              str(report), "--geometry", args.geometry, "--smoothing_windows",
+                              args.smoothing_windows, "--quiet"])
+        if code != 0:
+            raise RuntimeError(f"emotic evaluate of {folder / 'head'} failed (exit status {code})")
+        metrics = json.loads((report / "metrics.json").read_text())
+        result = {"setting": best["setting"], "frame_macro_f1": best["macro_f1"],
+                  "frame_smoothed_macro_f1": best["smoothed_macro_f1"],
+                  "frame_smoothing_window": best["smoothing_window"],
+                  "temporal_macro_f1": metrics["raw"]["macro_f1"],
+                  "temporal_smoothed_macro_f1": metrics["smoothed"]["macro_f1"],
+                  "temporal_smoothing_window": metrics["smoothing"]["window"], "temporal_args": args.temporal_args}
+        partial = folder / f"{RESULT}.partial"
+        partial.write_text(json.dumps(result, indent=2))
+        os.replace(partial, folder / RESULT)
+    state.wait_for_everyone()
+    return json.loads((folder / RESULT).read_text())
+
+
+def write_table(path: Path, rows: list, fusion_layers, title: str, synthetic: bool, temporal: dict | None = None):
     """`ablation.md`: macro-F1 per strategy (rows) and fusion layer (columns), raw / smoothed, then the costs."""
     by_key = {(row["fusion_strategy"], row["fusion_layer"]): row for row in rows}
     strategies = list(dict.fromkeys(row["fusion_strategy"] for row in rows))
@@ -116,6 +160,13 @@ def write_table(path: Path, rows: list, fusion_layers, title: str, synthetic: bo
         lines.append(f"| `{row['setting']}` | {row['macro_f1']:.4f} | {row['smoothed_macro_f1']:.4f} "
                      f"({row['smoothing_window']}) | {row['accuracy']:.4f} | {row['train_runtime_s']:.1f} s | "
                      f"{row['forward_gflops']:.3f} |")
+    if temporal:
+        lines += ["", f"Temporal settings of the best setting, `{temporal['setting']}` (macro-F1 on the same held-out "
+                      f"frames):", "", "| temporal setting | macro-F1 |", "| --- | --- |",
+                  f"| none (per frame) | {temporal['frame_macro_f1']:.4f} |",
+                  f"| best smoothing window ({temporal['frame_smoothing_window']}) | "
+                  f"{temporal['frame_smoothed_macro_f1']:.4f} |",
+                  f"| temporal head | {temporal['temporal_macro_f1']:.4f} |"]
     lines += ["", "![macro-F1 against fusion layer](ablation.png)", ""]
     path.write_text("\n".join(lines))
 
@@ -164,6 +215,10 @@ def main(argv=None) -> int:
     parser.add_argument("--geometry", choices=GEOMETRIES, default="template",
                         help="face geometry of the frames in training and evaluation (template: aligned crops)")
     parser.add_argument("--smoothing_windows", default="1,3,5,9,15,21,31", help="windows the evaluations try")
+    parser.add_argument("--temporal", action="store_true",
+                        help="also train and evaluate a temporal head on the best setting's features")
+    parser.add_argument("--temporal_args", default="",
+                        help="options for `emotic finetune-temporal`, in one string: \"--num_train_epochs 20 ...\"")
     args, finetune_args = parser.parse_known_args(argv)
     data, output = Path(args.data), Path(args.output_dir)
     try:
@@ -175,6 +230,7 @@ def main(argv=None) -> int:
         if not (data / "annotations" / "Train_Set").is_dir() or not (data / "annotations" / "Validation_Set").is_dir():
             raise ValueError(f"{data}: expected an Aff-Wild2 EXPR root with annotations/Train_Set and "
                              f"annotations/Validation_Set")
+        shlex.split(args.temporal_args)
     except ValueError as error:
         parser.error(str(error))
     for option in ("--output_dir", "--output-dir", "--fusion_strategy", "--fusion-strategy", "--fusion_layer",
@@ -202,14 +258,27 @@ def main(argv=None) -> int:
         say(f"{folder.name}: macro-F1 {rows[-1]['macro_f1']:.4f} (smoothed {rows[-1]['smoothed_macro_f1']:.4f}), "
             f"{rows[-1]['train_runtime_s']:.0f} s")
 
+    temporal = None
+    if args.temporal:
+        best = max(rows, key=lambda row: row["macro_f1"])
+        folder = output / f"temporal-{best['setting']}"
+        if (folder / RESULT).is_file():
+            temporal = json.loads((folder / RESULT).read_text())
+            say("temporal: finished earlier, kept")
+        else:
+            say(f"temporal: features of {best['setting']}, a temporal head, its evaluation")
+            temporal = run_temporal(data, folder, best, args)
+            say(f"temporal: macro-F1 {temporal['temporal_macro_f1']:.4f} against {best['macro_f1']:.4f} per frame "
+                f"and {best['smoothed_macro_f1']:.4f} smoothed")
+
     if main_process:
         title = f"`{data.name}`, starting from `{Path(args.model_name_or_path).name}`" if args.model_name_or_path \
             else f"`{data.name}`"
         synthetic = is_generated(data)
         (output / "ablation.json").write_text(json.dumps(
             {"data": data.name, "synthetic": synthetic, "model_name_or_path": args.model_name_or_path,
-             "finetune_options": finetune_args, "settings": rows}, indent=2))
-        write_table(output / "ablation.md", rows, fusion_layers, title, synthetic)
+             "finetune_options": finetune_args, "settings": rows, "temporal": temporal}, indent=2))
+        write_table(output / "ablation.md", rows, fusion_layers, title, synthetic, temporal)
         plot_ablation(output / "ablation.png", rows, fusion_layers)
         print((output / "ablation.md").read_text())
     finish_distributed()

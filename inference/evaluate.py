@@ -14,7 +14,9 @@ the nearest earlier frame's prediction. Per-frame outputs (probabilities, or val
 each video with every window of `--smoothing_windows`; the best window by the track's score (macro-F1, mean AU F1,
 mean CCC, or P_VA + P_EXPR + P_AU) is reported beside the raw score and, with `--save_smoothing`, stored in the model
 folder's config so that `emotic predict` uses it by default. The window is chosen on the data evaluated here:
-choose it on a validation split, then apply it to a test split.
+choose it on a validation split, then apply it to a test split. With `--temporal_model TEMPORAL` (a temporal head
+from `emotic finetune-temporal` over MODEL's features) the head's outputs are scored instead, on the same frames, and
+`--save_smoothing` writes into its folder.
 
 The report folder holds `metrics.json`, `smoothing.png` (the score against window, best marked) and `report.md`
 tying the figures together; per track: `confusion_matrix.png`, `per_class_f1.png` and `examples.png` (frames beside
@@ -176,15 +178,17 @@ def write_affect_figures(output: Path, metrics: dict, results, window: int, mode
 
 
 def save_smoothing(args, window: int, mode: str) -> None:
-    """With `--save_smoothing`, the best window and the mode into the model folder's config."""
+    """With `--save_smoothing`, the best window and the mode into the config of the model whose outputs were
+    smoothed: the model folder's, or the temporal head's (`--temporal_model`)."""
     if not args.save_smoothing:
         return
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(args.model)
+    folder = args.temporal_model or args.model
+    config = AutoConfig.from_pretrained(folder)
     config.smoothing_window, config.smoothing_mode = window, mode
-    config.save_pretrained(args.model)
-    print(f"wrote smoothing_window={window}, smoothing_mode={mode!r} into {args.model}")
+    config.save_pretrained(folder)
+    print(f"wrote smoothing_window={window}, smoothing_mode={mode!r} into {folder}")
 
 
 def main(argv=None) -> int:
@@ -213,6 +217,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--geometry", choices=GEOMETRIES, default=None,
                         help="default: the processor's; use template for aligned crops")
+    parser.add_argument("--temporal_model", default=None, metavar="TEMPORAL",
+                        help="score a temporal head (`emotic finetune-temporal`) over MODEL's features instead of "
+                             "MODEL alone, on the same frames (Aff-Wild2 videos)")
     parser.add_argument("--examples", type=int, default=6, help="frames shown in examples.png")
     parser.add_argument("--device", default=None)
     add_precision_options(parser)
@@ -223,15 +230,24 @@ def main(argv=None) -> int:
                           for w in args.smoothing_windows.split(",")})
     except ValueError as error:
         parser.error(f"{error}; give odd integers separated by commas")
-    if args.save_smoothing and not Path(args.model).is_dir():
-        parser.error(f"--save_smoothing needs a local model folder; {args.model} is not one")
+    if args.save_smoothing and not Path(args.temporal_model or args.model).is_dir():
+        parser.error(f"--save_smoothing needs a local model folder; {args.temporal_model or args.model} is not one")
     dataset = Path(args.dataset)
 
     try:
         model, processor = load_model(args.model, args.device, args.dtype, args.quantize, args.backend)
+        head, temporal = model.config, None  # whose outputs are scored
+        if args.temporal_model:
+            from emotic.inference.temporal import load_temporal_model
+
+            temporal = load_temporal_model(args.temporal_model, model)
+            head = temporal.config
     except ValueError as error:
         parser.error(str(error))
-    track = head_track(model.config)
+    track = head_track(head)
+    if temporal is not None and track == "expr" and not any((dataset / folder).is_dir()
+                                                            for folder in CHALLENGE_FOLDERS["expr"]):
+        parser.error(f"--temporal_model scores videos: {dataset} is not an Aff-Wild2 root with annotated videos")
     if track == "expr":
         is_affwild2 = any((dataset / folder).is_dir() for folder in CHALLENGE_FOLDERS["expr"])
         kind = "affwild2" if is_affwild2 else "image folder" if is_class_folder(dataset) else "datasets"
@@ -240,14 +256,19 @@ def main(argv=None) -> int:
         if not dataset.is_dir():
             parser.error(f"{args.model} serves the {track.upper()} track: evaluate it on an Aff-Wild2 root with its "
                          f"annotations; {dataset} is not a folder")
-    mode = args.smoothing_mode or model.config.smoothing_mode
+    mode = args.smoothing_mode or head.smoothing_mode
     if track != "expr" and mode == "mode":
         parser.error(f"--smoothing_mode mode is a majority vote of expression labels; this {track.upper()} model's "
                      f"outputs are smoothed with mean or gaussian")
-    thresholds = getattr(model.config, "label_thresholds", None)
-    class_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    thresholds = getattr(head, "label_thresholds", None)
+    class_names = [head.id2label[i] for i in range(head.num_labels)]
     try:
-        predictor = FramePredictor(model, processor, args.batch_size, args.geometry).quiet()
+        if temporal is not None:
+            from emotic.inference.temporal import TemporalPredictor
+
+            predictor = TemporalPredictor(model, processor, temporal, args.batch_size, args.geometry).quiet()
+        else:
+            predictor = FramePredictor(model, processor, args.batch_size, args.geometry).quiet()
         if kind == "affwild2":
             split = args.split or "Validation_Set"
             videos = list(affwild2_videos(dataset, split, track))
@@ -279,7 +300,8 @@ def main(argv=None) -> int:
     best_window = max(windows, key=lambda w: (round(by_window[w][score], 10), -w))  # ties: the smaller
     raw = by_window[1] if 1 in by_window else sweep_windows(results, [1], mode, class_names, track, thresholds)[1]
     metrics = {
-        "model": str(args.model), "precision": precision_of(model, args.quantize),
+        "model": str(args.model), "temporal_model": args.temporal_model and str(args.temporal_model),
+        "precision": precision_of(model, args.quantize),
         "dataset": dataset_label(args.dataset), "synthetic": is_generated(dataset),
         "track": track, "score": score, "split": split, "counts": counts,
         "raw": raw, "smoothed": by_window[best_window],
@@ -291,9 +313,10 @@ def main(argv=None) -> int:
                                               for name in ("ccc_valence", "ccc_arousal")}
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
+    model_name = Path(str(args.model)).name + (f" + {Path(str(args.temporal_model)).name}" if temporal else "")
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if track != "expr":
-        write_affect_figures(output, metrics, results, best_window, mode, Path(str(args.model)).name)
+        write_affect_figures(output, metrics, results, best_window, mode, model_name)
         save_smoothing(args, best_window, mode)
         print(f"{SCORE_NAMES[track]} raw {raw[score]:.4f}, smoothed {by_window[best_window][score]:.4f} ({mode}, "
               f"window {best_window}); report in {output / 'report.md'}")
@@ -307,7 +330,7 @@ def main(argv=None) -> int:
     plot_smoothing(output / "smoothing.png", metrics)
     if examples:
         plot_examples(output / "examples.png", examples, processor, args.geometry, model)
-    write_report_md(output / "report.md", metrics, Path(str(args.model)).name, metrics["dataset"], class_names)
+    write_report_md(output / "report.md", metrics, model_name, metrics["dataset"], class_names)
 
     save_smoothing(args, best_window, mode)
     print(f"macro-F1 raw {raw['macro_f1']:.4f}, smoothed {by_window[best_window]['macro_f1']:.4f} ({mode}, window "

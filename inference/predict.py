@@ -11,6 +11,10 @@ face, and unreadable frames, carry the prediction of the nearest earlier frame w
 the start of a video) and are counted. Each finished video is written at once (an atomic rename), so a run that was
 interrupted and started again with the same command skips the videos it already finished.
 
+With `--temporal_model TEMPORAL` (a temporal head from `emotic finetune-temporal`), MODEL gives each frame's
+features and the head the predictions, from windows of frames (`emotic.inference.temporal`): the files are the same,
+in the head's labels, thresholds and smoothing; each video's features are held while its windows run.
+
 Outputs in `--output_dir`: `frames/<video>.csv` (per frame: location, status, raw and smoothed label, smoothed
 probabilities; see `frame_header` for the other tracks), `submission.txt` (header `image_location,Neutral,...,Other`,
 then `video/00001.jpg,<label>`; `image_location,AU1,...,AU26` then 12 0/1 at the model's `label_thresholds`;

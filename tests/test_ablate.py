@@ -83,3 +83,28 @@ def test_the_ablation_refuses_bad_options_naming_them(data, tmp_path, args, word
         ablate.main([str(data), "--output_dir", str(tmp_path / "out"), *args])
     assert exit_status.value.code == 2 and words in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_ablation_adds_the_temporal_rows_of_its_best_setting(data, tmp_path):
+    out = tmp_path / "ablation"
+    temporal = ["--temporal", "--temporal_args", "--hidden_size 16 --num_hidden_layers 1 --num_attention_heads 2 "
+                "--window_size 8 --window_stride 4 --num_train_epochs 2 --disable_tqdm true --save_strategy no "
+                "--eval_strategy no"]
+    assert ablate.main([str(data), "--output_dir", str(out), "--strategies", "none,mean", "--fusion_layers", "1",
+                        *temporal, *TINY_RUN]) == 0
+    record = json.loads((out / "ablation.json").read_text())
+    best = max(record["settings"], key=lambda row: row["macro_f1"])
+    row = record["temporal"]
+    assert row["setting"] == best["setting"] and row["frame_macro_f1"] == best["macro_f1"]
+    report = json.loads((out / f"temporal-{best['setting']}" / "report" / "metrics.json").read_text())
+    assert report["temporal_model"].endswith("head") and report["raw"]["macro_f1"] == row["temporal_macro_f1"]
+    assert report["counts"]["frames"] == json.loads(
+        (out / best["setting"] / "report" / "metrics.json").read_text())["counts"]["frames"]  # the same frames
+    table = (out / "ablation.md").read_text()
+    assert f"| temporal head | {row['temporal_macro_f1']:.4f} |" in table
+    assert f"| best smoothing window ({best['smoothing_window']}) | {best['smoothed_macro_f1']:.4f} |" in table
+    # started again, it keeps the finished temporal run
+    kept = (out / f"temporal-{best['setting']}" / ablate.RESULT).stat().st_mtime_ns
+    assert ablate.main([str(data), "--output_dir", str(out), "--strategies", "none,mean", "--fusion_layers", "1",
+                        *temporal, *TINY_RUN]) == 0
+    assert (out / f"temporal-{best['setting']}" / ablate.RESULT).stat().st_mtime_ns == kept
