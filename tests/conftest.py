@@ -63,6 +63,34 @@ def model_dir(tmp_path_factory):
     return folder
 
 
+def write_features_folder(folder, widths: dict, frames: int = 6):
+    """An `emotic features` output folder: `features/<video>.parquet` of `frames` random feature rows of
+    `widths[video]` values (none where the width is negative: an empty video), and expression annotations for them in
+    `data/annotations/` (the last video held out)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from emotic import ABAW_EXPRESSION_LABELS
+
+    (folder / "features").mkdir(parents=True)
+    for split in ("Train_Set", "Validation_Set"):
+        (folder / "data" / "annotations" / split).mkdir(parents=True)
+    for index, (video, width) in enumerate(widths.items()):
+        count = 0 if width < 0 else frames
+        width = abs(width)
+        values = np.random.default_rng(index).normal(size=count * width).astype(np.float32)
+        pq.write_table(pa.table({
+            "video": [video] * count, "frame": list(range(count)),
+            "image_location": [f"{video}/{i + 1:05d}.jpg" for i in range(count)], "status": ["face"] * count,
+            "features": pa.FixedSizeListArray.from_arrays(pa.array(values, pa.float32()), width)}),
+            folder / "features" / f"{video}.parquet")
+        split = "Validation_Set" if index == len(widths) - 1 else "Train_Set"
+        (folder / "data" / "annotations" / split / f"{video}.txt").write_text(
+            ",".join(ABAW_EXPRESSION_LABELS) + "\n" + "\n".join(str(i % 8) for i in range(frames)) + "\n")
+    return folder
+
+
 MINIHUB = Path(__file__).with_name("minihub.py")
 TOKEN = "hf_" + "T0kenThatMustNeverBeWrittenAnywhere42"
 

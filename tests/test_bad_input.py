@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, TOKEN, emotic_cli, hub_env
+from conftest import TINY, TOKEN, emotic_cli, hub_env, write_features_folder
 from PIL import Image
 
 from emotic import EmoticConfig, EmoticForImageClassification, EmoticImageProcessor, EmoticModel
@@ -657,36 +657,12 @@ def test_predict_refuses_a_temporal_head_it_cannot_run_before_writing(case, mode
     assert not (tmp_path / "out" / "frames").exists() or not any((tmp_path / "out" / "frames").iterdir())
 
 
-def features_folder(folder, widths: dict):
-    """An `emotic features` output folder: `features/<video>.parquet` of `widths[video]` values a frame (0 frames
-    where the width is negative: an empty video), and annotations for them in `data/`."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    (folder / "features").mkdir(parents=True)
-    for split in ("Train_Set", "Validation_Set"):
-        (folder / "data" / "annotations" / split).mkdir(parents=True)
-    for index, (video, width) in enumerate(widths.items()):
-        count = 0 if width < 0 else 6
-        width = abs(width)
-        values = np.random.default_rng(0).normal(size=count * width).astype(np.float32)
-        pq.write_table(pa.table({
-            "video": [video] * count, "frame": list(range(count)),
-            "image_location": [f"{video}/{i + 1:05d}.jpg" for i in range(count)], "status": ["face"] * count,
-            "features": pa.FixedSizeListArray.from_arrays(pa.array(values, pa.float32()), width)}),
-            folder / "features" / f"{video}.parquet")
-        split = "Validation_Set" if index == len(widths) - 1 else "Train_Set"
-        (folder / "data" / "annotations" / split / f"{video}.txt").write_text(
-            ",".join(EmoticConfig().id2label.values()) + "\n" + "\n".join(["1"] * 6) + "\n")
-    return folder
-
-
 @pytest.mark.parametrize("widths, words", [
     ({"a": 32, "b": 16, "c": 32}, ["b.parquet: features of 16 values per frame", "the others (and the model) have 32"]),
     ({"a": 32, "b": -32, "c": 32}, ["b.parquet: 0 rows", "one row per frame"]),
 ])
 def test_finetune_temporal_refuses_features_of_two_widths_and_an_empty_video_naming_the_file(widths, words, tmp_path):
-    folder = features_folder(tmp_path, widths)
+    folder = write_features_folder(tmp_path, widths)
     with untouched(folder / "features", folder / "data"):
         result = emotic_cli("finetune-temporal", "--features_dir", folder, "--affwild2_root", folder / "data",
                             "--output_dir", tmp_path / "run", "--window_size", "4", "--window_stride", "2")

@@ -192,6 +192,27 @@ def test_bad_features_are_refused_naming_them():
             EmoticTemporalConfig(**{**SMALL, **fields})
 
 
+def test_finetune_temporal_stopped_and_started_again_resumes_from_its_last_checkpoint(tmp_path, capsys):
+    from conftest import write_features_folder
+
+    from emotic.training import temporal
+
+    folder = write_features_folder(tmp_path, {f"v{i}": 16 for i in range(4)}, frames=40)
+    command = ["--features_dir", str(folder), "--affwild2_root", str(folder / "data"), "--output_dir",
+               str(tmp_path / "run"), "--hidden_size", "16", "--num_hidden_layers", "1", "--num_attention_heads", "2",
+               "--window_size", "16", "--window_stride", "8", "--per_device_train_batch_size", "4",
+               "--save_strategy", "steps", "--save_steps", "3", "--eval_strategy", "no", "--disable_tqdm", "true",
+               "--frame_model", "none"]
+    temporal.main([*command, "--max_steps", "3"])  # interrupted after its first checkpoint
+    capsys.readouterr()
+    results = temporal.main([*command, "--max_steps", "6"])
+    assert f"resuming from {tmp_path / 'run' / 'checkpoint-3'}" in capsys.readouterr().out
+    state = json.loads((tmp_path / "run" / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6 and 0 <= results["macro_f1"] <= 1
+    record = json.loads((tmp_path / "run" / "emotic_run.json").read_text())
+    assert record["frame_head"] == "new" and record["data"]["train"]["frames"] == 120
+
+
 # -- the two-stage recipe on videos where context matters ----------------------------------------------------------
 
 FAST = ["--model_size", "tiny", "--per_device_train_batch_size", "32", "--disable_tqdm", "true", "--report_to", "none",
