@@ -213,6 +213,28 @@ def test_finetune_temporal_stopped_and_started_again_resumes_from_its_last_check
     assert record["frame_head"] == "new" and record["data"]["train"]["frames"] == 120
 
 
+def test_synth_hides_runs_of_frames_and_leaves_everything_else_as_it_was(tmp_path):
+    from emotic.training.synthetic import write_synthetic_affwild2
+
+    plain = write_synthetic_affwild2(tmp_path / "plain", num_videos=3, frames_per_video=40, size=32,
+                                     validation_videos=1)
+    hidden = write_synthetic_affwild2(tmp_path / "hidden", num_videos=3, frames_per_video=40, size=32,
+                                      validation_videos=1, occluded_fraction=0.3)
+    assert plain["occluded"] == 0 and 0.15 < hidden["occluded"] / hidden["frames"] < 0.45
+    for video, frames in hidden["occluded_frames"].items():
+        runs = np.split(frames, np.flatnonzero(np.diff(frames) > 1) + 1)
+        assert all(len(run) >= 2 for run in runs[:-1])  # runs of 2-6 (the last may be cut by the video's end)
+        for index in range(40):
+            name = f"cropped_aligned/{video}/{index + 1:05d}.jpg"
+            if not (tmp_path / "plain" / name).is_file():
+                continue
+            same = (tmp_path / "plain" / name).read_bytes() == (tmp_path / "hidden" / name).read_bytes()
+            assert same == (index not in frames), (video, index)
+    for annotation in (tmp_path / "plain").rglob("*.txt"):  # the labels are the same: hidden frames keep theirs
+        twin = tmp_path / "hidden" / annotation.relative_to(tmp_path / "plain")
+        assert annotation.read_bytes() == twin.read_bytes()
+
+
 # -- the two-stage recipe on videos where context matters ----------------------------------------------------------
 
 FAST = ["--model_size", "tiny", "--per_device_train_batch_size", "32", "--disable_tqdm", "true", "--report_to", "none",
