@@ -235,6 +235,48 @@ def test_synth_hides_runs_of_frames_and_leaves_everything_else_as_it_was(tmp_pat
         assert annotation.read_bytes() == twin.read_bytes()
 
 
+@pytest.mark.parametrize("task", ["au", "va", "multitask"])
+def test_finetune_temporal_trains_every_track_and_predict_writes_its_files(task, model_dir, tmp_path):
+    """Each track's annotations, loss, scores and files, from the features of a (tiny, untrained) frame model: the
+    run finishes with the track's metrics, AU thresholds are chosen and stored, and `emotic predict
+    --temporal_model` writes the track's CSV and submission columns for every frame."""
+    from transformers import AutoModel
+
+    from emotic.inference import features, predict
+    from emotic.training import temporal
+    from emotic.training.synthetic import write_synthetic_affwild2
+
+    data = tmp_path / "data"
+    write_synthetic_affwild2(data, num_videos=4, frames_per_video=16, size=32, validation_videos=1, seed=1)
+    assert features.main([str(model_dir), str(data / "cropped_aligned"), "--output_dir", str(tmp_path / "features"),
+                          "--geometry", "template", "--quiet"]) == 0
+    results = temporal.main(["--task", task, "--features_dir", str(tmp_path / "features"), "--affwild2_root",
+                             str(data), "--output_dir", str(tmp_path / "run"), "--hidden_size", "16",
+                             "--num_hidden_layers", "1", "--num_attention_heads", "2", "--window_size", "8",
+                             "--window_stride", "4", "--num_train_epochs", "2", "--save_strategy", "no",
+                             "--disable_tqdm", "true"])
+    score = {"au": "au_score", "va": "va_score", "multitask": "mtl_score"}[task]
+    assert np.isfinite(results[score])
+    head = AutoModel.from_pretrained(tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "emotic_run.json").read_text())
+    assert record["track"] == task and record["eval"][score] == results[score]
+    assert record["frame_head"].startswith("new: the frame model")  # an expression model's head is not this task's
+    if task != "va":
+        assert len(head.config.label_thresholds) == 12 and len(head.config.pos_weight) == 12
+    video = data / "cropped_aligned" / "synth-003"
+    assert predict.main([str(model_dir), str(video), "--temporal_model", str(tmp_path / "run"), "--output_dir",
+                         str(tmp_path / "out"), "--geometry", "template", "--quiet"]) == 0
+    with open(tmp_path / "out" / "frames" / "synth-003.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(list(video.glob("*.jpg")))
+    header = (tmp_path / "out" / "submission.txt").read_text().splitlines()[0]
+    units = ",".join(list(head.config.id2label.values())[-12:])  # the 12 action units: the last outputs
+    assert header == {"au": f"image_location,{units}", "va": "image_location,valence,arousal",
+                      "multitask": f"image,valence,arousal,expression,{units}"}[task]
+    if task != "au":
+        assert all(-1 <= float(row["valence"]) <= 1 for row in rows)
+
+
 # -- the two-stage recipe on videos where context matters ----------------------------------------------------------
 
 FAST = ["--model_size", "tiny", "--per_device_train_batch_size", "32", "--disable_tqdm", "true", "--report_to", "none",
