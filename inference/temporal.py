@@ -37,7 +37,23 @@ def load_temporal_model(name_or_path: str, frame_model, device=None):
     if not isinstance(model, EmoticTemporalModel):
         raise ValueError(f"--temporal_model {name_or_path} loaded as {type(model).__name__}; expected "
                          f"EmoticTemporalModel")
+    if config.frozen_frame_head and not same_head(model.frame_head, frame_model.classifier):
+        raise ValueError(f"--temporal_model {name_or_path} was trained on the features of another frame model: its "
+                         f"frame head is not this model's classifier; run it with the model its features came from")
     return model.to(device or frame_model.device).eval()
+
+
+def same_head(frame_head, classifier, tolerance: float = 0.05) -> bool:
+    """Whether a temporal head's frozen `frame_head` is this frame model's `classifier`, up to the rounding of a
+    lower precision or int8 quantization (relative difference of the weights below `tolerance`; another model's
+    head differs by about its own size)."""
+
+    def weight(layer):
+        value = layer.weight() if callable(layer.weight) else layer.weight  # a quantized layer's is a method
+        return (value.dequantize() if value.is_quantized else value).detach().float().cpu()
+
+    ours, theirs = weight(frame_head), weight(classifier)
+    return ours.shape == theirs.shape and bool((ours - theirs).norm() <= tolerance * theirs.norm())
 
 
 class TemporalPredictor:

@@ -39,6 +39,10 @@ class EmoticTemporalConfig(PreTrainedConfig):
         window_stride (`int`, defaults to 50): frames between the starts of consecutive windows when a whole video
             is run (`EmoticTemporalModel.video_logits`, `emotic predict --temporal_model`); where windows overlap,
             a frame's logits are the mean of its windows'. At most `window_size` (no frame left out).
+        frozen_frame_head (`bool`, defaults to `False`): `frame_head` is the frame model's `classifier`, copied in
+            and kept fixed in training (`emotic finetune-temporal` does so when the frame model has this head); the
+            commands that run the head with a frame model then check that model's classifier against it, so a head is
+            never run on another model's features.
         class_weights, label_smoothing, pos_weight, label_thresholds, regression_loss, regression_range, tasks,
         problem_type, id2label: the head and its loss, as in [`EmoticConfig`] (expressions, action units,
             valence-arousal, or a multi-task head); `emotic finetune-temporal` copies them from the frame model.
@@ -72,6 +76,7 @@ class EmoticTemporalConfig(PreTrainedConfig):
     kernel_size: int = 5
     window_size: int = 100
     window_stride: int = 50
+    frozen_frame_head: bool = False
     # the head: as EmoticConfig's (`check_head`)
     class_weights: list | None = None
     label_smoothing: float = 0.0

@@ -86,13 +86,14 @@ class EmoticTemporalModel(EmoticTemporalPreTrainedModel):
         logits = frame_head(features) + classifier(Transformer(projection(LayerNorm(features)) + positions))
 
     `frame_head` is a linear layer on each frame's own features, the frame model's head (`emotic finetune-temporal`
-    copies its `classifier` in); the temporal path is LayerNorm, a temporal convolution over `kernel_size` frames to
-    `hidden_size` (`projection`), learned position embeddings, `num_hidden_layers` pre-norm Transformer blocks
-    attending over the window, a final LayerNorm and a linear `classifier` that starts at zero, so that training
-    starts from the frame model's predictions and learns what time adds. (Measured on generated videos: without the
-    frame head the model must re-learn the frame classifier and lost to its frame model; without the convolution it
-    did not learn to take a hidden frame's neighbours.) The outputs are the frame model's: 8 expression logits, 12 action-unit logits,
-    valence-arousal (bounded by `regression_range`), or a multi-task head's."""
+    copies its `classifier` in and keeps it fixed: `config.frozen_frame_head`); the temporal path is LayerNorm, a
+    temporal convolution over `kernel_size` frames to `hidden_size` (`projection`), learned position embeddings,
+    `num_hidden_layers` pre-norm Transformer blocks attending over the window, a final LayerNorm and a linear
+    `classifier` that starts at zero, so that training starts from the frame model's predictions and learns what time
+    adds. (Measured on generated videos: without the frame head the model must re-learn the frame classifier and lost
+    to its frame model; without the convolution it did not learn to take a hidden frame's neighbours.) The outputs are
+    the frame model's: 8 expression logits, 12 action-unit logits, valence-arousal (bounded by `regression_range`), or
+    a multi-task head's."""
 
     def __init__(self, config: EmoticTemporalConfig):
         super().__init__(config)

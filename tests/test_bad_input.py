@@ -629,17 +629,19 @@ def test_evaluate_asks_an_action_unit_model_for_its_annotations_and_the_app_refu
         Analyser(model, EmoticImageProcessor(size=32))
 
 
-def temporal_head(folder, feature_size):
-    """A temporal head over features of `feature_size` values, saved as `emotic finetune-temporal` leaves it."""
+def temporal_head(folder, feature_size, frozen_frame_head=False):
+    """A temporal head over features of `feature_size` values, saved as `emotic finetune-temporal` leaves it (with
+    `frozen_frame_head`, as if its frame head were a frame model's classifier: here, no model's)."""
     from emotic import EmoticTemporalConfig, EmoticTemporalModel
 
     EmoticTemporalModel(EmoticTemporalConfig(feature_size=feature_size, hidden_size=16, num_hidden_layers=1,
                                              num_attention_heads=2, intermediate_size=32, window_size=8,
-                                             window_stride=4)).save_pretrained(folder)
+                                             window_stride=4, frozen_frame_head=frozen_frame_head)
+                        ).save_pretrained(folder)
     return folder
 
 
-@pytest.mark.parametrize("case", ["another width", "a frame model", "separate images"])
+@pytest.mark.parametrize("case", ["another width", "another frame model", "a frame model", "separate images"])
 def test_predict_refuses_a_temporal_head_it_cannot_run_before_writing(case, model_dir, tmp_path):
     video = tmp_path / "video"
     video.mkdir()
@@ -647,10 +649,12 @@ def test_predict_refuses_a_temporal_head_it_cannot_run_before_writing(case, mode
         image.save(video / f"{index + 1:05d}.jpg")
     width, words = {
         "another width": (48, ["takes features of 48 values per frame", "the frame model gives 32"]),
+        "another frame model": (32, ["was trained on the features of another frame model",
+                                     "its frame head is not this model's classifier"]),
         "a frame model": (None, ["is a EmoticConfig model", "expected an emotic temporal head"]),
         "separate images": (32, ["videos and frame folders only", "not separate images"]),
     }[case]
-    head = model_dir if width is None else temporal_head(tmp_path / "head", width)
+    head = model_dir if width is None else temporal_head(tmp_path / "head", width, case == "another frame model")
     inputs = [video / "00001.jpg", video / "00002.jpg"] if case == "separate images" else [video]
     with untouched(tmp_path / "video", model_dir):
         refused(predict(model_dir, *inputs, "--temporal_model", head, "--output_dir", tmp_path / "out"), *words)

@@ -173,6 +173,26 @@ def test_the_auto_classes_and_remote_code_load_a_saved_head(tmp_path):
     assert abs(float(run.stdout.strip().splitlines()[-1]) - model(torch.randn(1, 12, 16)).logits.sum().item()) < 1e-4
 
 
+def test_a_frozen_frame_head_is_recognised_in_its_frame_model_at_any_precision_and_another_is_not():
+    from emotic import EmoticConfig, EmoticForImageClassification
+    from emotic.inference.temporal import same_head
+
+    torch.manual_seed(0)
+    frame_model = EmoticForImageClassification(EmoticConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                                            intermediate_size=32, image_size=16, patch_size=8))
+    head = small_model()
+    with torch.no_grad():
+        head.frame_head.weight.copy_(frame_model.classifier.weight)
+        head.frame_head.bias.copy_(frame_model.classifier.bias)
+    assert same_head(head.frame_head, frame_model.classifier)
+    assert same_head(head.frame_head, frame_model.to(torch.bfloat16).classifier)
+    quantized = torch.ao.quantization.quantize_dynamic(frame_model.float(), {torch.nn.Linear}, dtype=torch.qint8)
+    assert same_head(head.frame_head, quantized.classifier)
+    torch.manual_seed(1)
+    other = EmoticForImageClassification(frame_model.config)
+    assert not same_head(head.frame_head, other.classifier)
+
+
 def test_bad_features_are_refused_naming_them():
     model = small_model()
     for features, words in ((torch.randn(1, 12, 15), "15 values per frame; this temporal model takes 16"),
@@ -331,6 +351,11 @@ def test_the_temporal_head_beats_the_best_smoothing_window_of_its_frame_model(tw
                              "--eval_strategy", "no"])
     record = json.loads((tmp_path / "temporal" / "emotic_run.json").read_text())
     assert record["track"] == "expr" and record["frame_head"] == "from the frame model frames"
+    from transformers import AutoModel, AutoModelForImageClassification
+
+    head = AutoModel.from_pretrained(tmp_path / "temporal")  # the frame model's head, kept as it was
+    classifier = AutoModelForImageClassification.from_pretrained(two_stage / "frames").classifier
+    assert head.config.frozen_frame_head and torch.equal(head.frame_head.weight, classifier.weight)
     assert record["data"]["eval"]["videos"] == 32 and not record["data"]["train"]["without_features"]
     assert str(tmp_path) not in json.dumps(record)
 

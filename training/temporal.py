@@ -189,9 +189,10 @@ def build_temporal_model(args: TemporalArguments, width: int, train_labels: np.n
 
 
 def copy_frame_head(model: EmoticTemporalModel, frame_model: str) -> str:
-    """Start `model.frame_head` from the frame model's `classifier` (its head on the same features), when that
-    model loads and has the same head (labels and track); what was done, in words, for the log and the run
-    record."""
+    """`model.frame_head` as the frame model's `classifier` (its head on the same features), kept fixed in training
+    (`frozen_frame_head`: measured as good as training it, and it lets predict check the frame model), when that
+    model loads and has the same head (labels and track); otherwise a new frame head, trained. What was done, in
+    words, for the log and the run record."""
     from transformers import AutoConfig, AutoModelForImageClassification
 
     try:
@@ -206,6 +207,8 @@ def copy_frame_head(model: EmoticTemporalModel, frame_model: str) -> str:
     with torch.no_grad():
         model.frame_head.weight.copy_(classifier.weight)
         model.frame_head.bias.copy_(classifier.bias)
+    model.frame_head.requires_grad_(False)
+    model.config.frozen_frame_head = True
     return f"from the frame model {Path(frame_model).name}"
 
 
