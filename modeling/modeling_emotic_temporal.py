@@ -14,10 +14,10 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import TokenClassifierOutput
-from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_emotic_temporal import EmoticTemporalConfig
-from .modeling_emotic import EmoticLayer, bound_outputs, emotic_loss
+from .modeling_emotic import EmoticLayer, EmoticPreTrainedModel, bound_outputs, emotic_loss
 
 AUTO_MAP = {"AutoConfig": "configuration_emotic_temporal.EmoticTemporalConfig",
             "AutoModel": "modeling_emotic_temporal.EmoticTemporalModel"}
@@ -61,10 +61,8 @@ class EmoticTemporalPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["EmoticLayer"]
     _supports_sdpa = True
     _supports_attention_backend = True
-    _can_record_outputs = {
-        "hidden_states": OutputRecorder(EmoticLayer, index=0, layer_name="layers"),
-        "attentions": OutputRecorder(EmoticLayer, index=1, layer_name="layers"),
-    }
+    # its blocks are the encoder's, in `layers`: the encoder's recorders capture their outputs and attention weights
+    _can_record_outputs = EmoticPreTrainedModel._can_record_outputs
 
     @torch.no_grad()
     def _init_weights(self, module):
