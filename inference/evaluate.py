@@ -55,6 +55,7 @@ from emotic.inference.report import (
     write_report_md,
 )
 from emotic.inference.smoothing import smooth_probabilities
+from emotic.inference.temporal import make_predictor
 from emotic.modeling.configuration_emotic import SmoothingMode, check_smoothing_window, head_track
 from emotic.processing.image_processing_emotic import GEOMETRIES
 from emotic.training.metrics import track_metrics
@@ -236,16 +237,13 @@ def main(argv=None) -> int:
 
     try:
         model, processor = load_model(args.model, args.device, args.dtype, args.quantize, args.backend)
-        head, temporal = model.config, None  # whose outputs are scored
-        if args.temporal_model:
-            from emotic.inference.temporal import load_temporal_model
-
-            temporal = load_temporal_model(args.temporal_model, model)
-            head = temporal.config
+        predictor = make_predictor(model, processor, args.temporal_model, args.backend, args.batch_size,
+                                   args.geometry)
+        head = predictor.model.config  # whose outputs are scored: the frame model's, or the temporal head's
     except ValueError as error:
         parser.error(str(error))
     track = head_track(head)
-    if temporal is not None and track == "expr" and not any((dataset / folder).is_dir()
+    if args.temporal_model and track == "expr" and not any((dataset / folder).is_dir()
                                                             for folder in CHALLENGE_FOLDERS["expr"]):
         parser.error(f"--temporal_model scores videos: {dataset} is not an Aff-Wild2 root with annotated videos")
     if track == "expr":
@@ -263,12 +261,6 @@ def main(argv=None) -> int:
     thresholds = getattr(head, "label_thresholds", None)
     class_names = [head.id2label[i] for i in range(head.num_labels)]
     try:
-        if temporal is not None:
-            from emotic.inference.temporal import TemporalPredictor
-
-            predictor = TemporalPredictor(model, processor, temporal, args.batch_size, args.geometry).quiet()
-        else:
-            predictor = FramePredictor(model, processor, args.batch_size, args.geometry).quiet()
         if kind == "affwild2":
             split = args.split or "Validation_Set"
             videos = list(affwild2_videos(dataset, split, track))
@@ -313,7 +305,8 @@ def main(argv=None) -> int:
                                               for name in ("ccc_valence", "ccc_arousal")}
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    model_name = Path(str(args.model)).name + (f" + {Path(str(args.temporal_model)).name}" if temporal else "")
+    model_name = Path(str(args.model)).name + (f" + {Path(str(args.temporal_model)).name}"
+                                               if args.temporal_model else "")
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if track != "expr":
         write_affect_figures(output, metrics, results, best_window, mode, model_name)

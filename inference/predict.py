@@ -468,23 +468,17 @@ def main(argv=None) -> int:
                                       args.backend)
     except ValueError as error:
         parser.error(str(error))
-    head = model.config  # whose outputs are written: the frame model's, or the temporal head's
     try:
         if args.temporal_model:
-            from emotic.inference.temporal import TemporalPredictor, load_temporal_model
-
             separate = [source.name for source in sources if not source.sequential]
             if separate:
                 raise ValueError(f"--temporal_model predicts each frame from the frames around it: it takes videos "
                                  f"and frame folders only, not separate images ({', '.join(separate[:3])})")
-            if args.backend != "pytorch":
-                raise ValueError("--temporal_model runs on the PyTorch frame model's features; leave --backend at "
-                                 "pytorch")
-            temporal = load_temporal_model(args.temporal_model, model)
-            head = temporal.config
-            predictor = TemporalPredictor(model, processor, temporal, args.batch_size, args.geometry).quiet()
-        else:
-            predictor = FramePredictor(model, processor, args.batch_size, args.geometry).quiet()
+        from emotic.inference.temporal import make_predictor  # (it builds on this module)
+
+        predictor = make_predictor(model, processor, args.temporal_model, args.backend, args.batch_size,
+                                   args.geometry)
+        head = predictor.model.config  # whose outputs are written: the frame model's, or the temporal head's
         window = args.smoothing_window if args.smoothing_window is not None else head.smoothing_window
         mode = args.smoothing_mode or head.smoothing_mode
         smoothing_kernel(window, mode)

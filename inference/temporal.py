@@ -8,9 +8,22 @@ import numpy as np
 import torch
 
 from emotic.inference.features import FeatureExtractor
-from emotic.inference.predict import predict_sequence
+from emotic.inference.predict import FramePredictor, predict_sequence
 from emotic.modeling.configuration_emotic import head_parts
 from emotic.modeling.modeling_emotic import head_outputs
+
+
+def make_predictor(model, processor, temporal_model: str | None, backend: str = "pytorch", batch_size: int = 32,
+                   geometry: str | None = None):
+    """What `emotic predict` and `emotic evaluate` run: the frame model alone (`FramePredictor`), or with the temporal
+    head `temporal_model` (`TemporalPredictor`, on the PyTorch frame model's features). `predictor.model.config` is
+    the config of the head whose outputs are written: its labels, thresholds and smoothing."""
+    if temporal_model is None:
+        return FramePredictor(model, processor, batch_size, geometry).quiet()
+    if backend != "pytorch":
+        raise ValueError("--temporal_model runs on the PyTorch frame model's features; leave --backend at pytorch")
+    temporal = load_temporal_model(temporal_model, model)
+    return TemporalPredictor(model, processor, temporal, batch_size, geometry).quiet()
 
 
 def load_temporal_model(name_or_path: str, frame_model, device=None):
