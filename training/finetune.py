@@ -248,11 +248,7 @@ def build_model(model_args: ModelArguments, train_labels):
         share_encoder=model_args.share_encoder, drop_path_rate=model_args.drop_path_rate,
         label_smoothing=model_args.label_smoothing, regression_loss=model_args.regression_loss,
     )
-    head = dict(id2label=dict(enumerate(task["labels"])), label2id={n: i for i, n in enumerate(task["labels"])},
-                problem_type=task["problem_type"])
-    head["tasks"] = MULTITASK_TRACKS if model_args.task == "multitask" else None
-    if model_args.task in ("va", "multitask"):
-        head.update(regression_range=[-1.0, 1.0], regression_loss=model_args.regression_loss or "ccc")
+    head = track_head(model_args.task, model_args.regression_loss)
     if model_args.model_name_or_path:
         from transformers import AutoConfig
 
@@ -276,17 +272,40 @@ def build_model(model_args: ModelArguments, train_labels):
     view = {"aux_regions": model_args.aux_regions, "aux_layout": model_args.aux_layout}
     if any(value is not None for value in view.values()):  # the processor checks them, and saves them with the run
         processor = EmoticImageProcessor(**{**processor.to_dict(), **{k: v for k, v in view.items() if v is not None}})
-    if model_args.class_weights and model_args.task == "expr":
-        model.config.class_weights = inverse_frequency_weights(train_labels, model.config.num_labels)
-    elif model_args.class_weights and model_args.task == "au":
-        model.config.pos_weight = positive_weights(train_labels)
-    elif model_args.class_weights and model_args.task == "multitask":  # from each track's annotated frames
-        rows = np.asarray(train_labels, dtype=np.float64)
-        expressions = np.nan_to_num(rows[:, 2], nan=-1.0)
-        model.config.class_weights = inverse_frequency_weights(expressions[expressions >= 0].astype(np.int64),
-                                                               len(ABAW_EXPRESSION_LABELS))
-        model.config.pos_weight = positive_weights(rows[:, 3:])
+    if model_args.class_weights:
+        for name, value in loss_weights(model_args.task, train_labels).items():
+            setattr(model.config, name, value)
     return model, processor
+
+
+def track_head(task: str, regression_loss: str | None = None) -> dict:
+    """The config options of a new head for the ABAW track `task`: its labels, problem type and tracks; for
+    valence-arousal (alone or in a multi-task head) the [-1, 1] range and the loss (CCC unless given). What
+    `finetune` gives a frame model and `finetune-temporal` a temporal head."""
+    labels = TASKS[task]["labels"]
+    head = dict(id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)},
+                problem_type=TASKS[task]["problem_type"], tasks=MULTITASK_TRACKS if task == "multitask" else None)
+    if task in ("va", "multitask"):
+        head.update(regression_range=[-1.0, 1.0], regression_loss=regression_loss or "ccc")
+    return head
+
+
+def loss_weights(task: str, train_labels) -> dict:
+    """The loss weights of the track's head from the training labels, each from its annotated values: inverse class
+    frequency (`class_weights`, expressions), negatives over positives per action unit (`pos_weight`), both for a
+    multi-task head; none for valence-arousal."""
+    if task == "va":
+        return {}
+    if task == "expr":
+        labels = np.asarray(train_labels, dtype=np.int64)
+        return {"class_weights": inverse_frequency_weights(labels[labels >= 0], len(ABAW_EXPRESSION_LABELS))}
+    rows = np.asarray(train_labels, dtype=np.float64)
+    if task == "au":
+        return {"pos_weight": positive_weights(rows)}
+    expressions = np.nan_to_num(rows[:, 2], nan=-1.0)
+    return {"class_weights": inverse_frequency_weights(expressions[expressions >= 0].astype(np.int64),
+                                                       len(ABAW_EXPRESSION_LABELS)),
+            "pos_weight": positive_weights(rows[:, 3:])}
 
 
 def add_lora(model, rank: int, alpha: int | None = None):

@@ -28,15 +28,17 @@ from emotic.modeling.configuration_emotic import head_parts, head_track
 from emotic.modeling.configuration_emotic_temporal import EmoticTemporalConfig
 from emotic.modeling.modeling_emotic_temporal import EmoticTemporalModel, window_starts
 from emotic.training.arguments import refuse_unhonoured
-from emotic.training.finetune import HEADLINE_METRICS, MULTITASK_TRACKS, TASKS, Task, metrics_for, outputs_of
-from emotic.training.metrics import choose_thresholds, track_metrics
-from emotic.training.readers import (
-    annotation_index,
-    annotations_by_video,
-    inverse_frequency_weights,
-    positive_weights,
-    read_video_features,
+from emotic.training.finetune import (
+    HEADLINE_METRICS,
+    TASKS,
+    Task,
+    loss_weights,
+    metrics_for,
+    outputs_of,
+    track_head,
 )
+from emotic.training.metrics import choose_thresholds, track_metrics
+from emotic.training.readers import annotation_index, annotations_by_video, read_video_features
 from emotic.training.run_summary import training_hyperparameters, write_run_summary
 from emotic.training.synthetic import SYNTHETIC_DATASET_NAME, is_generated
 from emotic.training.trainer import finish_distributed, last_complete_checkpoint
@@ -164,22 +166,11 @@ def window_metrics(config):
 
 
 def build_temporal_model(args: TemporalArguments, width: int, train_labels: np.ndarray) -> EmoticTemporalModel:
-    task = TASKS[args.task]
-    head = dict(id2label=dict(enumerate(task["labels"])), label2id={n: i for i, n in enumerate(task["labels"])},
-                problem_type=task["problem_type"], tasks=MULTITASK_TRACKS if args.task == "multitask" else None)
-    if args.task in ("va", "multitask"):
-        head.update(regression_range=[-1.0, 1.0], regression_loss=args.regression_loss or "ccc")
-    elif args.regression_loss:
+    if args.regression_loss and args.task not in ("va", "multitask"):
         raise ValueError(f"--regression_loss is for --task va or multitask, not {args.task}")
-    if args.class_weights and args.task == "expr":
-        head["class_weights"] = inverse_frequency_weights(train_labels[train_labels >= 0], len(task["labels"]))
-    elif args.class_weights and args.task == "au":
-        head["pos_weight"] = positive_weights(train_labels)
-    elif args.class_weights and args.task == "multitask":
-        expressions = np.nan_to_num(train_labels[:, 2], nan=-1.0)
-        head["class_weights"] = inverse_frequency_weights(expressions[expressions >= 0].astype(np.int64),
-                                                          len(TASKS["expr"]["labels"]))
-        head["pos_weight"] = positive_weights(train_labels[:, 3:])
+    head = track_head(args.task, args.regression_loss)
+    if args.class_weights:
+        head.update(loss_weights(args.task, train_labels))
     config = EmoticTemporalConfig(
         feature_size=width, hidden_size=args.hidden_size, num_hidden_layers=args.num_hidden_layers,
         num_attention_heads=args.num_attention_heads, intermediate_size=args.intermediate_size or 4 * args.hidden_size,
