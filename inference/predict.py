@@ -142,6 +142,7 @@ def expression_parts(labels) -> list:
     return [("expr", slice(0, len(labels)), slice(0, 1))]
 
 
+FACES = ("auto", "all", "largest")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 BACKENDS = ("pytorch", "onnxruntime")
 
@@ -226,13 +227,19 @@ def predict_sequence(predictor: FramePredictor, frames, window: int, mode: str, 
 
 # -- emotic predict ---------------------------------------------------------------------------------------------------
 
-def frame_header(labels, parts=None) -> list[str]:
-    """The columns of a per-frame CSV (`frames/<video>.csv`): location and status, then per part of the head
-    (`head_parts`; an expression head without): for expressions the raw and smoothed label and the smoothed
-    probabilities; for action units the units present (`AU6+AU12`) raw and smoothed and each unit's smoothed
-    probability; for valence-arousal the raw and the smoothed values. A multi-task head has its parts' columns side
-    by side."""
-    columns = ["image_location", "status"]
+# the columns of a tracked face (`--faces all`): its track id, box (the landmarks' bounding box, pixels), detector
+# score (empty between detections), quality record and reliability flag (`emotic.inference.tracking.Quality`)
+TRACK_COLUMNS = ["track", "x0", "y0", "x1", "y1", "score", "face_size", "yaw", "pitch", "sharpness", "reliable"]
+
+
+def frame_header(labels, parts=None, tracked: bool = False) -> list[str]:
+    """The columns of a per-frame CSV (`frames/<video>.csv`): location, frame (0-based index in the video) and time
+    (seconds: the index over the frame rate; empty where the rate is not known), with `tracked` faces
+    `TRACK_COLUMNS`, the status, then per part of the head (`head_parts`; an expression head without): for
+    expressions the raw and smoothed label and the smoothed probabilities; for action units the units present
+    (`AU6+AU12`) raw and smoothed and each unit's smoothed probability; for valence-arousal the raw and the smoothed
+    values. A multi-task head has its parts' columns side by side."""
+    columns = ["image_location", "frame", "time", *(TRACK_COLUMNS if tracked else ()), "status"]
     for track, span, _ in parts or expression_parts(labels):
         names = labels[span]
         columns += {"au": ["raw_units", "units", *names], "va": [*(f"raw_{name}" for name in names), *names],
@@ -240,10 +247,17 @@ def frame_header(labels, parts=None) -> list[str]:
     return columns
 
 
-def frame_row(location: str, status: str, raw, smoothed, parts=None, labels=None, thresholds=None) -> list:
+def frame_row(location: str, status: str, raw, smoothed, parts=None, labels=None, thresholds=None, frame=None,
+              time=None, face=None, tracked: bool = False) -> list:
     """One frame's CSV row in the columns of `frame_header` (action units: present where a probability reaches its
-    threshold, `thresholds` or 0.5 each)."""
-    row = [location, status]
+    threshold, `thresholds` or 0.5 each). `tracked`: the columns of `face` (a `TrackedFace`; None for a frame
+    without one, whose head columns are then empty too)."""
+    row = [location, "" if frame is None else frame, "" if time is None else f"{time:.3f}"]
+    if tracked:
+        row += face_columns(face)
+    row.append(status)
+    if raw is None:
+        return row + [""] * (len(frame_header(labels, parts)) - 4)
     for track, span, _ in parts or expression_parts(smoothed):
         part_raw, part_smoothed = raw[span], smoothed[span]
         if track == "au":
@@ -254,6 +268,16 @@ def frame_row(location: str, status: str, raw, smoothed, parts=None, labels=None
         else:
             row += [int(np.argmax(part_raw)), int(np.argmax(part_smoothed)), *(f"{p:.6f}" for p in part_smoothed)]
     return row
+
+
+def face_columns(face) -> list:
+    """A tracked face's values in `TRACK_COLUMNS` (empty ones for no face)."""
+    if face is None:
+        return [""] * len(TRACK_COLUMNS)
+    quality = face.quality
+    return [face.track, *(f"{v:.1f}" for v in face.box), "" if face.score is None else f"{face.score:.3f}",
+            f"{quality.face_size:.1f}", f"{quality.yaw:.1f}", f"{quality.pitch:.1f}", f"{quality.sharpness:.1f}",
+            int(quality.reliable)]
 
 
 def unit_thresholds(names, thresholds=None) -> np.ndarray:
@@ -268,41 +292,112 @@ def units_present(names, thresholds=None):
                                           if on)
 
 
-def _write_source(source: Source, predictor, labels, window, mode, frames_dir: Path, show_progress: bool) -> dict:
+def _write_source(source: Source, predictor, labels, window, mode, frames_dir: Path, show_progress: bool,
+                  fps: float | None = None, subjects=()) -> dict:
+    """Predict one source into `frames/<name>.csv` (renamed into place when finished): its counts for the summary.
+    `fps`: the frame rate of a frame folder (a video's own header gives its rate). A `TrackedPredictor` writes a row
+    per tracked face and records the video's tracks (`frames/<name>.json`, read back on a restart)."""
     from tqdm.auto import tqdm
 
     parts, thresholds = predictor.parts, getattr(predictor.model.config, "label_thresholds", None)
-
-    counts, notes = _new_counts(), {}
+    tracked = getattr(predictor, "tracks_faces", False)
+    counts, notes = _new_counts(tracked), {}
     final = frames_dir / f"{source.name}.csv"
     partial = frames_dir / f"{source.name}.csv.{os.getpid()}.partial"  # this process's own, never another's
+    record = frames_dir / f"{source.name}.json"
     files = frame_files(source)
     try:
         with open(partial, "w", newline="", encoding="utf-8") as handle, \
                 tqdm(total=len(files) if files is not None else None, desc=source.name, unit="frame",
                      disable=not show_progress, leave=False) as progress:
             writer = csv.writer(handle)
-            writer.writerow(frame_header(labels, parts))
+            writer.writerow(frame_header(labels, parts, tracked))
             frames = iter_frames(source, files, notes)
-            for location, status, raw, smoothed in predict_sequence(predictor, frames, window, mode,
-                                                                    source.sequential, progress):
-                counts["frames"] += 1
-                counts[status] += 1
-                writer.writerow(frame_row(location, status, raw, smoothed, parts, labels, thresholds))
+            if tracked:
+                from emotic.inference.tracking import predict_tracks
+
+                frames = _peek(frames)  # a video's rate is known once its first frame is decoded
+                rate = notes.get("fps") or fps or DEFAULT_FPS
+                rows = predict_tracks(predictor, frames, rate, window, mode, progress)
+                last = None
+                for location, frame, time, status, face, raw, smoothed in rows:
+                    if frame != last:
+                        counts["frames"] += 1
+                        counts[status] += 1
+                        last = frame
+                    counts["faces"] += face is not None
+                    counts["reliable"] += bool(face is not None and face.quality.reliable)
+                    writer.writerow(frame_row(location, status, raw, smoothed, parts, labels, thresholds, frame,
+                                              time, face, tracked=True))
+                counts["fps"], counts["dropped_faces"] = rate, predictor.dropped
+                counts["tracks"] = track_records(predictor.seen, source.name, subjects)
+            else:
+                rate = None
+                for index, (location, status, raw, smoothed) in enumerate(predict_sequence(
+                        predictor, frames, window, mode, source.sequential, progress)):
+                    if index == 0:
+                        rate = notes.get("fps") or fps
+                    counts["frames"] += 1
+                    counts[status] += 1
+                    writer.writerow(frame_row(location, status, raw, smoothed, parts, labels, thresholds,
+                                              index if source.sequential else None,
+                                              index / rate if rate and source.sequential else None))
         incomplete = check_decoded(source, counts["frames"], counts[UNREADABLE], notes, "predictions")
         if incomplete:
             counts["incomplete"] = incomplete
+        if tracked:  # before the CSV: a video with its CSV always has its record
+            record.write_text(json.dumps({key: value for key, value in counts.items() if key != "incomplete"},
+                                         indent=2))
+        else:
+            record.unlink(missing_ok=True)  # a tracked run's record of this video, redone (--overwrite)
         os.replace(partial, final)  # only a finished video has a .csv: a restarted run skips it
     finally:
         partial.unlink(missing_ok=True)
     return counts
 
 
-def _new_counts() -> dict:
-    return {"frames": 0, FACE: 0, NO_FACE: 0, UNREADABLE: 0}
+DEFAULT_FPS = 30.0  # the frame rate assumed for a frame folder without --fps (Aff-Wild2's videos are 30 fps)
+
+
+def _peek(frames):
+    """`frames` with its first item decoded before it is handed on (a video's notes are filled by then)."""
+    iterator = iter(frames)
+    try:
+        first = next(iterator)
+    except StopIteration:
+        return iter(())
+    return _chain_one(first, iterator)
+
+
+def _chain_one(first, rest):
+    yield first
+    yield from rest
+
+
+def track_records(seen: dict, video: str, subjects=()) -> list[dict]:
+    """The tracks of a video for its summary and submission: per track its id, `name` (the submission's
+    `<video>_<name>`: the id, or with `subjects` the given names, by the horizontal position of the first box,
+    left to right, for the tracks seen in the most frames), first and last frame, frames seen and first box."""
+    records = [{"track": track, "name": str(track), **info} for track, info in sorted(seen.items())]
+    if subjects:
+        named = sorted(records, key=lambda r: -r["frames"])[:len(subjects)]
+        for name, record in zip(subjects, sorted(named, key=lambda r: r["first_box"][0] + r["first_box"][2])):
+            record["name"] = name
+    for record in records:
+        record["submission_name"] = f"{video}_{record['name']}"
+    return records
+
+
+def _new_counts(tracked: bool = False) -> dict:
+    counts = {"frames": 0, FACE: 0, NO_FACE: 0, UNREADABLE: 0}
+    return {**counts, "faces": 0, "reliable": 0} if tracked else counts
 
 
 def _count_written(csv_path: Path) -> dict:
+    """The counts of a video finished by an earlier run: its record (tracked faces), else counted from its CSV."""
+    record = csv_path.with_suffix(".json")
+    if record.is_file():
+        return json.loads(record.read_text(encoding="utf-8"))
     counts = _new_counts()
     with open(csv_path, newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
@@ -394,7 +489,8 @@ def submission_values(row: dict, labels, parts=None, thresholds=None) -> list:
 
 def write_submission(sources, frames_dir: Path, labels, path: Path, parts=None, thresholds=None) -> int:
     """The ABAW submission file of the head's track (`head_parts`; an expression head without) from the per-video
-    CSVs, streamed: `submission_header`, then per frame its location and `submission_values`."""
+    CSVs, streamed: `submission_header`, then per frame its location and `submission_values`. A video of tracked
+    faces has rows per track, `<video>_<name>/<frame>` for every frame of the video (`tracked_submission_rows`)."""
     lines = 0
     with open(path, "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out, lineterminator="\n")  # quotes a location holding a comma ("interview, take 2")
@@ -403,11 +499,52 @@ def write_submission(sources, frames_dir: Path, labels, path: Path, parts=None, 
             csv_path = frames_dir / f"{source.name}.csv"
             if not csv_path.is_file():
                 continue
+            record = csv_path.with_suffix(".json")
+            if record.is_file():
+                for track in json.loads(record.read_text(encoding="utf-8"))["tracks"]:
+                    for location, values in tracked_submission_rows(csv_path, track, labels, parts, thresholds):
+                        writer.writerow([location, *values])
+                        lines += 1
+                continue
             with open(csv_path, newline="", encoding="utf-8") as handle:
                 for row in csv.DictReader(handle):
                     writer.writerow([row["image_location"], *submission_values(row, labels, parts, thresholds)])
                     lines += 1
     return lines
+
+
+def tracked_submission_rows(csv_path: Path, track: dict, labels, parts=None, thresholds=None):
+    """`(location, values)` of one track for every frame of its video, in order, from the tracked CSV: the
+    location's video part renamed `<video>_<name>` (as Aff-Wild2 names a video's subjects), the track's own values
+    where it is seen, elsewhere those of its nearest earlier frame (before its first, its first). Streams the CSV."""
+    key = str(track["track"])
+
+    def frames():  # (location, the track's values or None) per frame: the CSV's rows are in frame order
+        current = location = values = None
+        with open(csv_path, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                if row["frame"] != current:
+                    if current is not None:
+                        yield location, values
+                    current, location, values = row["frame"], row["image_location"], None
+                if row["track"] == key:
+                    values = submission_values(row, labels, parts, thresholds)
+        if current is not None:
+            yield location, values
+
+    def renamed(location):
+        return f"{track['submission_name']}/{location.rpartition('/')[2]}"
+
+    waiting, last = [], None  # the frames before the track's first
+    for location, values in frames():
+        if values is None and last is None:
+            waiting.append(location)
+            continue
+        if values is not None:
+            for early in waiting:
+                yield renamed(early), values
+            waiting, last = [], values
+        yield renamed(location), last
 
 
 def precision_of(model, quantize: str | None) -> str:
@@ -426,6 +563,31 @@ def add_precision_options(parser) -> None:
                         help="int8: every linear layer dynamically quantized (CPU)")
     parser.add_argument("--backend", choices=BACKENDS, default="pytorch",
                         help="onnxruntime: MODEL is a folder written by `emotic export-onnx` (CPU, float32)")
+
+
+def tracked_sources(sources, faces: str, geometry: str, temporal_model=None) -> set:
+    """The names of the sources whose faces are all tracked (`--faces`): with `all`, every video and frame folder;
+    with `auto`, the video files, unless the frames are aligned crops (`--geometry template`). Separate images are
+    never tracked."""
+    if faces not in FACES:
+        raise ValueError(f"--faces {faces!r}; allowed: {', '.join(FACES)}")
+    if faces == "largest" or (faces == "auto" and (geometry == "template" or temporal_model)):
+        return set()
+    if faces == "all" and geometry == "template":
+        raise ValueError("--faces all finds faces with the detector; --geometry template says the frames are aligned "
+                         "crops of one face: drop one of the two")
+    if faces == "all" and temporal_model:
+        raise ValueError("--temporal_model predicts one face per frame from its neighbours; with a temporal head "
+                         "use --faces largest")
+    from emotic.processing.face_geometry import detector_available
+
+    kinds = ("video",) if faces == "auto" else ("video", "frames")
+    chosen = {source.name for source in sources if source.kind in kinds}
+    if chosen and not detector_available():
+        if faces == "auto":
+            return set()  # nothing to find faces with: the largest-face behaviour, as the processor's template
+        raise ImportError("--faces all needs the face detector and landmark models: pip install 'emotic[faces]'")
+    return chosen
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -447,6 +609,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a temporal head (`emotic finetune-temporal`) over MODEL's features: MODEL gives each "
                              "frame's features, the head the predictions, from windows of frames (videos and frame "
                              "folders only)")
+    parser.add_argument("--faces", choices=FACES, default="auto",
+                        help="all: every face of each frame, tracked with stable ids (a row per frame and face; "
+                             "smoothing within each person; submissions per person); largest: the largest face only; "
+                             "auto: all for video files, largest for frame folders, images and --geometry template")
+    parser.add_argument("--max_faces", type=int, default=8, help="--faces all: the largest faces kept per frame")
+    parser.add_argument("--max_gap", type=float, default=2.0,
+                        help="--faces all: seconds a person may be out of sight and keep their id on return")
+    parser.add_argument("--detect_every", type=int, default=1,
+                        help="--faces all: detect faces on every n-th frame, follow them by landmarks in between "
+                             "(faster; see docs/inference.md)")
+    parser.add_argument("--subjects", default=None, metavar="NAMES",
+                        help="--faces all: names for a video's people by where they first appear, left to right "
+                             "(e.g. left,right as Aff-Wild2 names two subjects): submission rows <video>_<name>")
+    parser.add_argument("--fps", type=float, default=None,
+                        help=f"the frame rate of frame folders, for the time column and --max_gap (default "
+                             f"{DEFAULT_FPS:g}); a video's own header gives its rate")
     parser.add_argument("--compound_submission", action="store_true",
                         help="also write submission_compound.txt: the 7 compound expressions of the ABAW compound "
                              "track, zero-shot from the expression probabilities (emotic.inference.compound)")
@@ -495,12 +673,30 @@ def main(argv=None) -> int:
         except ValueError as error:
             parser.error(f"--compound_submission: {error}")
 
+    try:
+        tracked = tracked_sources(sources, args.faces, args.geometry or processor.geometry, args.temporal_model)
+        subjects = [name.strip() for name in args.subjects.split(",")] if args.subjects else []
+        if subjects and (len(set(subjects)) != len(subjects) or not all(subjects)
+                         or any("/" in name for name in subjects)):
+            raise ValueError(f"--subjects {args.subjects!r}: expected distinct names separated by commas, e.g. "
+                             f"left,right")
+        if args.fps is not None and not args.fps > 0:
+            raise ValueError(f"--fps {args.fps}: expected a frame rate > 0")
+        tracker = {"max_faces": args.max_faces, "max_gap": args.max_gap, "detect_every": args.detect_every}
+        if tracked:
+            from emotic.inference.tracking import tracked_predictor
+
+            people = tracked_predictor(model, processor, args.batch_size, tracker)
+    except (ValueError, ImportError) as error:
+        parser.error(str(error))
     output = Path(args.output_dir)
     frames_dir = output / "frames"
     settings = {"model": str(args.model), "temporal_model": args.temporal_model and str(args.temporal_model),
                 "precision": precision_of(model, args.quantize),
                 "smoothing_window": window, "smoothing_mode": mode,
-                "geometry": args.geometry or processor.geometry, "labels": labels}
+                "geometry": args.geometry or processor.geometry, "labels": labels, "fps": args.fps,
+                "faces": {"tracked": sorted(source.name for source in sources if source.name in tracked),
+                          **(tracker if tracked else {}), "subjects": subjects}}
     if processes.is_main:  # held until the process ends: one predict per output folder
         lock = claim_output(output, frames_dir, "*.csv.*.partial", "predict_settings.json", settings, args.overwrite,
                             parser, "predictions", "`emotic predict`")
@@ -509,9 +705,11 @@ def main(argv=None) -> int:
     summary_path = output / "summary.json"
     earlier = _read_summary(summary_path) if not args.overwrite else {}
     mine = work_share(processes, sources, lambda source: frames_dir / f"{source.name}.csv", _count_written,
-                      lambda source: _write_source(source, predictor, labels, window, mode, frames_dir,
-                                                   not args.quiet), earlier, args.overwrite)
-    summary = merge_shares(processes.gather(mine), sources, settings, ("frames", FACE, NO_FACE, UNREADABLE))
+                      lambda source: _write_source(source, people if source.name in tracked else predictor,
+                                                   labels, window, mode, frames_dir, not args.quiet, args.fps,
+                                                   subjects), earlier, args.overwrite)
+    summary = merge_shares(processes.gather(mine), sources, settings,
+                           ("frames", FACE, NO_FACE, UNREADABLE, "faces", "reliable", "dropped_faces"))
     totals, already = summary["totals"], summary["totals"]["already_done"]
     code = 1 if summary["skipped"] or summary["incomplete"] else 0
     if not processes.is_main:
@@ -523,10 +721,18 @@ def main(argv=None) -> int:
         finished = [frames_dir / f"{source.name}.csv" for source in sources if source.name in summary["videos"]]
         write_compound_submission(finished, labels, output / "submission_compound.txt")
     summary_path.write_text(json.dumps(summary, indent=2))
+    people_line = ""
+    if tracked:
+        found = [counts for name, counts in summary["videos"].items() if "tracks" in counts]
+        people_line = (f"; faces tracked in {len(found)} videos: {totals['faces']} faces in "
+                       f"{sum(len(counts['tracks']) for counts in found)} tracks, {totals['reliable']} reliable"
+                       + (f", {totals['dropped_faces']} beyond --max_faces {args.max_faces} left out"
+                          if totals["dropped_faces"] else ""))
     print(f"{len(summary['videos'])} of {len(sources)} inputs predicted ({already} already done"
           + (f", {processes.count} processes" if processes.count > 1 else "") + f"), {totals['frames']} "
-          f"frames: {totals[NO_FACE]} without a face and {totals[UNREADABLE]} unreadable carried a neighbour's "
-          f"prediction; smoothing {mode} over {window} frames; {lines} lines in {output / 'submission.txt'}")
+          f"frames: {totals[NO_FACE]} without a face and {totals[UNREADABLE]} unreadable"
+          + (" (one-face inputs: carried a neighbour's prediction)" if len(tracked) < len(sources) else "")
+          + f"{people_line}; smoothing {mode} over {window} frames; {lines} lines in {output / 'submission.txt'}")
     report_problems(summary, summary_path, "predicted only in part")
     processes.close()
     return code

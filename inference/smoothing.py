@@ -1,6 +1,7 @@
 """Smoothing per-frame class probabilities of a video over a centred sliding window (whole or streamed), and
 filling frames without a face from their neighbours."""
 
+from collections import deque
 from typing import get_args
 
 import numpy as np
@@ -115,3 +116,52 @@ class NeighbourFill:
     def finish(self) -> np.ndarray:
         out, self.pending = self.pending, []
         return np.array(out, dtype=np.float64).reshape(len(out), self.width)
+
+
+class TrackSmoother:
+    """Smoothing within each track of a multi-face stream, never across two: rows arrive in frame order, each of one
+    track (or of none: a frame without a face), and come back in the same order once smoothed over their own track's
+    rows (`StreamingSmoother` per track). A track unseen for more than half a window is finished there: when the
+    person comes back, smoothing starts again, as at the start of a video. Holds about a window of rows per track."""
+
+    def __init__(self, window: int, mode: str):
+        smoothing_kernel(window, mode)  # validates
+        self.window, self.mode, self.radius = window, mode, window // 2
+        self.smoothers, self.waiting, self.last_seen = {}, {}, {}
+        self.queue = deque()  # [item, smoothed, ready] in arrival order
+
+    def push(self, frame: int, track, row, item) -> list:
+        """Add one row (`row` None: nothing to smooth, as for a frame without a face); the (item, smoothed row or
+        None) pairs that are now final, in arrival order."""
+        entry = [item, None, track is None or row is None]
+        self.queue.append(entry)
+        if not entry[2]:
+            if track not in self.smoothers:
+                self.smoothers[track], self.waiting[track] = StreamingSmoother(self.window, self.mode), deque()
+            self.waiting[track].append(entry)
+            self._settle(track, self.smoothers[track].push(np.asarray(row, dtype=np.float64)[None]))
+            self.last_seen[track] = frame
+        for gone in [t for t, seen in self.last_seen.items() if frame - seen > self.radius]:
+            self._end(gone)
+        return self._ready()
+
+    def finish(self) -> list:
+        for track in list(self.smoothers):
+            self._end(track)
+        return self._ready()
+
+    def _settle(self, track, rows) -> None:
+        for smoothed in rows:
+            entry = self.waiting[track].popleft()
+            entry[1], entry[2] = smoothed, True
+
+    def _end(self, track) -> None:
+        self._settle(track, self.smoothers.pop(track).finish())
+        del self.waiting[track], self.last_seen[track]
+
+    def _ready(self) -> list:
+        out = []
+        while self.queue and self.queue[0][2]:
+            item, smoothed, _ = self.queue.popleft()
+            out.append((item, smoothed))
+        return out

@@ -128,7 +128,7 @@ def iter_frames(source: Source, files: list[Path] | None = None, notes: dict | N
     """(image_location, image or path) for each frame of a source, lazily (one decoded frame at a time). `files`:
     the source's `frame_files`, if already listed. For a video, `notes["declared_frames"]` receives the frame count
     its header declares (or its duration implies; 0 when neither is known), so that a file cut off mid-way is known
-    as such."""
+    as such, and `notes["fps"]` its average frame rate (None when the header has none)."""
     if source.kind != "video":
         prefix = "" if source.kind == "images" else f"{source.name}/"
         for path in files if files is not None else frame_files(source):
@@ -146,7 +146,8 @@ def iter_frames(source: Source, files: list[Path] | None = None, notes: dict | N
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             if notes is not None:  # without a count in the header, the duration's worth less 5% (variable rates)
-                notes["declared_frames"] = VideoHeader.read(container, stream).frames(share=0.95)
+                header = VideoHeader.read(container, stream)
+                notes["declared_frames"], notes["fps"] = header.frames(share=0.95), header.fps
             index = 0
             try:
                 for frame in container.decode(stream):

@@ -251,11 +251,17 @@ def detector_available() -> bool:
 
 
 def _predictor_path():
+    return face_model_path("shape_predictor_68_face_landmarks.dat")
+
+
+def face_model_path(name: str) -> str | None:
+    """The path of one of face_recognition_models' files (`shape_predictor_68_face_landmarks.dat`,
+    `dlib_face_recognition_resnet_model_v1.dat`), or None when the package or the file is missing."""
     # face_recognition_models' __init__ imports pkg_resources, gone from recent setuptools: find its data directly.
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = os.path.join(list(spec.submodule_search_locations)[0], "models", "shape_predictor_68_face_landmarks.dat")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "models", name)
     return path if os.path.isfile(path) else None
 
 
@@ -302,6 +308,12 @@ class FaceLandmarker:
 
     def all_faces(self, rgb: np.ndarray, limit: int | None = None) -> list[np.ndarray]:
         """`(68, 2)` landmarks of every face found (at most `limit`), largest first."""
+        return [landmarks for landmarks, _, _ in self.detect(rgb, limit)[0]]
+
+    def detect(self, rgb: np.ndarray, limit: int | None = None) -> tuple[list[tuple], int]:
+        """Every face found, largest first, as `((68, 2) landmarks, detector score, detector box)` (at most `limit`
+        of them; boxes `(x0, y0, x1, y1)` in pixels of `rgb`), and how many faces were found in all (more than
+        `limit` when some were left out)."""
         height, width = rgb.shape[:2]
         factor = min(1.0, self.detect_max_side / max(height, width))
         small = rgb
@@ -316,12 +328,23 @@ class FaceLandmarker:
         full = np.ascontiguousarray(rgb)
         found = []
         with self._calls:
-            faces = self.detector(small, upsample)
+            faces, scores, _ = self.detector.run(small, upsample)
             if len(faces) == 0 and upsample == 0:  # a small face in a large photo: look once more at twice the size
-                faces = self.detector(small, 1)
-            for face in sorted(faces, key=lambda r: r.width() * r.height(), reverse=True)[:limit]:
+                faces, scores, _ = self.detector.run(small, 1)
+            ranked = sorted(zip(faces, scores), key=lambda pair: pair[0].width() * pair[0].height(), reverse=True)
+            for face, score in ranked[:limit]:
                 rect = self._dlib.rectangle(int(face.left() / factor), int(face.top() / factor),
                                             int(face.right() / factor), int(face.bottom() / factor))
-                shape = self.predictor(full, rect)
-                found.append(np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64))
-        return found
+                found.append((self._shape(full, rect), float(score),
+                              (rect.left(), rect.top(), rect.right(), rect.bottom())))
+        return found, len(ranked)
+
+    def follow(self, rgb: np.ndarray, box) -> np.ndarray:
+        """`(68, 2)` landmarks fitted inside `box` `(x0, y0, x1, y1)` (a face's box in the previous frame, moved to
+        where it is expected): following a face between detections, at the cost of the landmark model only."""
+        rect = self._dlib.rectangle(*(int(round(value)) for value in box))
+        with self._calls:
+            return self._shape(np.ascontiguousarray(rgb), rect)
+
+    def _shape(self, full: np.ndarray, rect) -> np.ndarray:
+        return np.array([(p.x, p.y) for p in self.predictor(full, rect).parts()], dtype=np.float64)

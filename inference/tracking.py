@@ -1,0 +1,456 @@
+"""Every face of a video, followed: an online tracker that gives each person a stable id while the video is decoded,
+and a quality record per face that says how far its prediction can be trusted.
+
+`FaceTracker.update(rgb)` takes one frame at a time (no second pass; only the tracks seen in the last `max_gap`
+seconds are held, so memory stays flat over an hour of video) and returns the faces of that frame with their track
+ids:
+
+1. faces are found by dlib's HOG detector and 68-point landmark model (`emotic[faces]`) on every `detect_every`-th
+   frame, the largest `max_faces` of them; in the frames between, each track's landmarks are refitted inside its
+   last box (following a face costs the landmark model only);
+2. a face is matched to the track it overlaps most (box IoU of at least `min_iou`, one face per track, by
+   `scipy.optimize.linear_sum_assignment`), unless their face descriptors say they are two people;
+3. a face no track overlaps is matched by dlib's 128-d face descriptor (`dlib_face_recognition_resnet_model_v1`,
+   shipped in face_recognition_models) to a track seen in the last `max_gap` seconds: a person who leaves the picture
+   and comes back keeps the id; the descriptor distance must be under `max_distance` (dlib's model is trained so
+   that one person's faces lie within 0.6 of each other);
+4. any other face starts a new track. Ids are 1, 2, 3, ... in order of first appearance.
+
+Descriptors are computed only where they are needed: for faces no track overlaps, when two faces or tracks overlap
+(people crossing), and every `refresh_every` detections of a track, to keep its appearance current.
+
+The quality record (`Quality`): face size in pixels, head yaw and pitch (degrees, from the landmarks by a
+scaled-orthographic fit of a generic 3-D face), and sharpness (variance of the Laplacian of the face at 64x64).
+`Quality.reliable` flags faces smaller than `MIN_FACE_SIZE`, turned beyond `MAX_YAW` / `MAX_PITCH`, or blurred
+below `MIN_SHARPNESS`.
+"""
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+# What a reliable face is (`Quality.reliable`): at least this many pixels across, turned at most this far (degrees;
+# the frontal-to-profile range the training data mostly covers), and this sharp (variance of the Laplacian of the
+# grey face at 64x64, in 0-255 grey levels: a sharp photographed face scores several hundred, one blurred by a
+# 1.5-pixel Gaussian at that size under 100).
+MIN_FACE_SIZE = 48
+MAX_YAW = 45.0
+MAX_PITCH = 30.0
+MIN_SHARPNESS = 100.0
+
+# A generic 3-D face (x right, y up, z towards the camera; arbitrary units) at six of the 68 landmarks: nose tip,
+# chin, the eyes' outer corners and the mouth corners, as the image shows them (left first).
+_HEAD_POINTS = np.array([[0.0, 0.0, 0.0], [0.0, -330.0, -65.0], [-225.0, 170.0, -135.0], [225.0, 170.0, -135.0],
+                         [-150.0, -150.0, -125.0], [150.0, -150.0, -125.0]])
+_HEAD_INDICES = [30, 8, 36, 45, 48, 54]
+_HEAD_CENTRED = _HEAD_POINTS - _HEAD_POINTS.mean(0)
+_HEAD_SOLVE = np.linalg.pinv(_HEAD_CENTRED)  # (3, 6): the least-squares projection from the centred 2-D points
+
+
+def head_pose(landmarks: np.ndarray) -> tuple[float, float]:
+    """Yaw and pitch in degrees of a face from its `(68, 2)` landmarks (image pixels, y down): yaw > 0 when the face
+    turns towards the image's right, pitch > 0 when it looks up. A scaled-orthographic fit of `_HEAD_POINTS`: the
+    2x3 projection least-squares fitted, its rows made orthonormal, the angles read from the rotation."""
+    points = np.asarray(landmarks, dtype=np.float64)[_HEAD_INDICES] * [1.0, -1.0]  # y up, as the 3-D face
+    projection = (_HEAD_SOLVE @ (points - points.mean(0))).T  # (2, 3)
+    first = projection[0] / (np.linalg.norm(projection[0]) or 1.0)
+    second = projection[1] - (projection[1] @ first) * first
+    second /= np.linalg.norm(second) or 1.0
+    yaw = np.arcsin(np.clip(first[2], -1.0, 1.0))
+    pitch = np.arctan2(-second[2], second[1] * np.cos(yaw))
+    return float(np.degrees(yaw)), float(np.degrees(pitch))
+
+
+def sharpness(grey_face: np.ndarray) -> float:
+    """Variance of the Laplacian of a grey face `(64, 64)` in 0-255: low when the face is blurred."""
+    face = np.asarray(grey_face, dtype=np.float64)
+    laplacian = (face[:-2, 1:-1] + face[2:, 1:-1] + face[1:-1, :-2] + face[1:-1, 2:] - 4.0 * face[1:-1, 1:-1])
+    return float(laplacian.var())
+
+
+def landmark_box(landmarks: np.ndarray) -> tuple[float, float, float, float]:
+    """The face box of the tracker and the CSV: the bounding box of the 68 landmarks (brows to chin)."""
+    points = np.asarray(landmarks)
+    return (float(points[:, 0].min()), float(points[:, 1].min()), float(points[:, 0].max()),
+            float(points[:, 1].max()))
+
+
+@dataclass(frozen=True)
+class Quality:
+    """How far a face's prediction can be trusted; `reliable` by the thresholds at the top of this module."""
+
+    face_size: float  # the larger side of the face box, in pixels
+    yaw: float
+    pitch: float
+    sharpness: float
+
+    @classmethod
+    def of(cls, rgb: np.ndarray, landmarks: np.ndarray) -> "Quality":
+        from PIL import Image
+
+        x0, y0, x1, y1 = landmark_box(landmarks)
+        height, width = rgb.shape[:2]
+        crop = (max(0, int(x0)), max(0, int(y0)), min(width, int(np.ceil(x1))), min(height, int(np.ceil(y1))))
+        if crop[2] - crop[0] < 2 or crop[3] - crop[1] < 2:
+            grey = np.zeros((64, 64))
+        else:
+            grey = np.asarray(Image.fromarray(rgb).crop(crop).convert("L").resize((64, 64), Image.BILINEAR))
+        yaw, pitch = head_pose(landmarks)
+        return cls(max(x1 - x0, y1 - y0), yaw, pitch, sharpness(grey))
+
+    @property
+    def reliable(self) -> bool:
+        return (self.face_size >= MIN_FACE_SIZE and abs(self.yaw) <= MAX_YAW and abs(self.pitch) <= MAX_PITCH
+                and self.sharpness >= MIN_SHARPNESS)
+
+
+@dataclass
+class TrackedFace:
+    """One face of one frame: its track id, landmarks, box (`landmark_box`), detector score (None for a face
+    followed between detections) and `Quality`."""
+
+    track: int
+    landmarks: np.ndarray
+    box: tuple
+    score: float | None
+    quality: Quality
+
+
+@dataclass
+class _Track:
+    id: int
+    landmarks: np.ndarray
+    box: tuple  # landmark_box
+    detector_box: tuple  # where the landmark model is fitted when the face is followed
+    last_frame: int
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # box centre, pixels per frame
+    descriptors: deque = field(default_factory=lambda: deque(maxlen=8))
+    detections: int = 0
+
+    def expected_box(self, frame: int) -> tuple:
+        dx, dy = self.velocity * (frame - self.last_frame)
+        x0, y0, x1, y1 = self.box
+        return (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+
+    def distance(self, descriptor: np.ndarray) -> float:
+        return float(min(np.linalg.norm(known - descriptor) for known in self.descriptors)) \
+            if self.descriptors else np.inf
+
+
+def _ious(boxes_a, boxes_b) -> np.ndarray:
+    """IoU of every `(x0, y0, x1, y1)` box of `boxes_a` with every one of `boxes_b`: `(len(a), len(b))`."""
+    a, b = np.asarray(boxes_a, dtype=float).reshape(-1, 4), np.asarray(boxes_b, dtype=float).reshape(-1, 4)
+    width = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    height = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = width * height
+    area = lambda boxes: (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # noqa: E731
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def _assign(cost: np.ndarray, limit: float) -> list[tuple[int, int]]:
+    """Pairs (row, column) of the least-cost one-to-one assignment whose cost is under `limit`."""
+    from scipy.optimize import linear_sum_assignment
+
+    if cost.size == 0:
+        return []
+    rows, columns = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e9))
+    return [(r, c) for r, c in zip(rows, columns) if cost[r, c] < limit]
+
+
+class FaceDescriptor:
+    """dlib's 128-d face descriptor (ResNet, trained so that one person's faces lie within 0.6 of each other), from
+    the face's 68 landmarks. Its weights ship in face_recognition_models (`emotic[faces]`)."""
+
+    _shared = None
+    _lock = threading.Lock()
+
+    @classmethod
+    def shared(cls) -> "FaceDescriptor":
+        """One instance per process (the model is 22 MB)."""
+        with cls._lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+    def __init__(self):
+        import dlib
+
+        from emotic.processing.face_geometry import face_model_path
+
+        path = face_model_path("dlib_face_recognition_resnet_model_v1.dat")
+        if path is None:
+            raise ImportError("tracking faces needs face_recognition_models (dlib's face descriptor model): "
+                              "pip install 'emotic[faces]'")
+        self._dlib, self.model = dlib, dlib.face_recognition_model_v1(path)
+
+    def __call__(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        dlib = self._dlib
+        x0, y0, x1, y1 = (int(round(v)) for v in landmark_box(landmarks))
+        shape = dlib.full_object_detection(dlib.rectangle(x0, y0, x1, y1),
+                                           [dlib.point(int(round(x)), int(round(y))) for x, y in landmarks])
+        return np.asarray(self.model.compute_face_descriptor(np.ascontiguousarray(rgb), shape), dtype=np.float64)
+
+
+class FaceTracker:
+    """Stable track ids for every face of a video, frame by frame (see the module's docstring).
+
+    Args:
+        fps: the video's frame rate (`max_gap` is in seconds).
+        max_faces: the largest faces kept per frame; the others are counted in `dropped`.
+        max_gap: seconds a track may be unseen and still take back a face by its descriptor.
+        detect_every: detect faces on every n-th frame, follow them with landmarks in between.
+        min_iou, max_distance: the box overlap that continues a track, the descriptor distance that re-identifies.
+    """
+
+    def __init__(self, fps: float = 30.0, max_faces: int = 8, max_gap: float = 2.0, detect_every: int = 1,
+                 min_iou: float = 0.3, max_distance: float = 0.6, refresh_every: int = 5, landmarker=None,
+                 descriptor=None):
+        if not fps > 0:
+            raise ValueError(f"fps={fps}; expected a frame rate > 0")
+        if not max_gap >= 0:
+            raise ValueError(f"max_gap={max_gap}; expected seconds >= 0")
+        for name, value in (("max_faces", max_faces), ("detect_every", detect_every)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r}; expected an integer >= 1")
+        if landmarker is None:
+            from emotic.processing.face_geometry import FaceLandmarker
+
+            landmarker = FaceLandmarker.shared()
+        self.landmarker = landmarker
+        self.descriptor = descriptor or FaceDescriptor.shared()
+        self.fps, self.max_faces, self.detect_every = fps, max_faces, detect_every
+        self.max_gap_frames = max(1, int(round(max_gap * fps)))
+        # a track unseen for at most this many frames still continues by overlap (a detection missed now and then)
+        self.recent_frames = max(detect_every, int(round(0.25 * fps)))
+        self.min_iou, self.max_distance, self.refresh_every = min_iou, max_distance, refresh_every
+        self.tracks: dict[int, _Track] = {}  # the tracks seen in the last max_gap seconds
+        self.frame = -1
+        self.next_id = 1
+        self.seen = {}  # per track ever given: first and last frame, frames seen, first box (a few numbers each)
+        self.dropped = 0  # faces found beyond max_faces, over the video
+
+    def update(self, rgb: np.ndarray) -> list[TrackedFace]:
+        """The faces of the next frame (`(H, W, 3)` uint8 RGB), each with its track id, in the order of their ids."""
+        self.frame += 1
+        frame = self.frame
+        for track_id in [t.id for t in self.tracks.values() if frame - t.last_frame > self.max_gap_frames]:
+            del self.tracks[track_id]  # gone for longer than max_gap: its id is never given again
+        if frame % self.detect_every == 0:
+            found = self._detect(rgb)
+        else:
+            found = self._follow(rgb)
+        faces = [TrackedFace(track.id, track.landmarks, track.box, score, Quality.of(rgb, track.landmarks))
+                 for track, score in found]
+        for face in faces:
+            record = self.seen.setdefault(face.track, {"first_frame": frame, "first_box": [round(v, 1) for v in
+                                                                                            face.box], "frames": 0})
+            record["last_frame"], record["frames"] = frame, record["frames"] + 1
+        return sorted(faces, key=lambda face: face.track)
+
+    def skip(self) -> None:
+        """A frame that could not be decoded: time goes on, nobody is seen."""
+        self.frame += 1
+
+    # -- detection frames --------------------------------------------------------------------------------------------
+
+    def _detect(self, rgb):
+        detections, total = self.landmarker.detect(rgb, self.max_faces)
+        self.dropped += total - len(detections)
+        boxes = [landmark_box(landmarks) for landmarks, _, _ in detections]
+        descriptors = [None] * len(detections)
+
+        def describe(index):
+            if descriptors[index] is None:
+                descriptors[index] = self.descriptor(rgb, detections[index][0])
+            return descriptors[index]
+
+        recent = [t for t in self.tracks.values() if self.frame - t.last_frame <= self.recent_frames]
+        expected = [t.expected_box(self.frame) for t in recent]
+        ious = _ious(boxes, expected)
+        crowded = (_ious(boxes, boxes) > 0).sum(1) > 1 if boxes else np.zeros(0, bool)  # faces overlapping faces
+        crowded |= (ious > 0).sum(1) > 1 if recent else False  # a face overlapping two tracks: people crossing
+        matches = {}
+        for face, column in _assign(1.0 - ious, 1.0 - self.min_iou):
+            track = recent[column]
+            if (crowded[face] or ((ious[:, column] > 0).sum() > 1)) and track.descriptors \
+                    and track.distance(describe(face)) > self.max_distance:
+                continue  # it overlaps, but it is someone else
+            matches[face] = track
+        # faces no track overlaps: re-identified among the tracks not yet matched, seen in the last max_gap seconds
+        free = [i for i in range(len(detections)) if i not in matches]
+        taken = {track.id for track in matches.values()}
+        candidates = [t for t in self.tracks.values() if t.id not in taken and t.descriptors]
+        if free and candidates:
+            distance = np.array([[track.distance(describe(face)) for track in candidates] for face in free])
+            for row, column in _assign(distance, self.max_distance):
+                matches[free[row]] = candidates[column]
+        found = []
+        for index in sorted(range(len(detections)), key=lambda i: boxes[i][0]):  # new ids left to right
+            landmarks, score, detector_box = detections[index]
+            track = matches.get(index)
+            if track is None:
+                track = self.tracks[self.next_id] = _Track(self.next_id, landmarks, boxes[index], detector_box,
+                                                           self.frame)
+                self.next_id += 1
+                describe(index)
+            self._move(track, landmarks, boxes[index], detector_box)
+            track.detections += 1
+            if descriptors[index] is None and track.detections % self.refresh_every == 0:
+                describe(index)
+            if descriptors[index] is not None:
+                track.descriptors.append(descriptors[index])
+            found.append((track, score))
+        return found
+
+    def _move(self, track: _Track, landmarks, box, detector_box) -> None:
+        gap = self.frame - track.last_frame
+        if 0 < gap <= self.recent_frames:  # a continued track: its motion, for the next expected box
+            centre = lambda b: np.array([b[0] + b[2], b[1] + b[3]]) / 2  # noqa: E731
+            track.velocity = (centre(box) - centre(track.box)) / gap
+        elif gap > self.recent_frames:
+            track.velocity = np.zeros(2)  # re-identified after an absence: where it left says nothing
+        track.landmarks, track.box, track.detector_box, track.last_frame = landmarks, box, detector_box, self.frame
+
+    # -- frames between detections -------------------------------------------------------------------------------------
+
+    def _follow(self, rgb):
+        height, width = rgb.shape[:2]
+        found = []
+        for track in sorted(self.tracks.values(), key=lambda t: t.id):
+            if track.last_frame != self.frame - 1:
+                continue  # not seen in the last frame: only a detection brings it back
+            dx, dy = track.velocity
+            x0, y0, x1, y1 = track.detector_box
+            moved = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+            landmarks = self.landmarker.follow(rgb, moved)
+            box = landmark_box(landmarks)
+            centre_x, centre_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+            if not (0 <= centre_x < width and 0 <= centre_y < height):
+                continue  # followed out of the picture: lost until a detection finds it
+            if any(_ious([box], [other.box])[0, 0] > 0.5 for other, _ in found):
+                continue  # two tracks on one face: the older keeps it
+            shift = np.array([(box[0] + box[2]) - (track.box[0] + track.box[2]),
+                              (box[1] + box[3]) - (track.box[1] + track.box[3])]) / 2
+            scale = (box[2] - box[0]) / max(track.box[2] - track.box[0], 1.0)
+            cx, cy = (x0 + x1) / 2 + shift[0], (y0 + y1) / 2 + shift[1]
+            half_w, half_h = (x1 - x0) * scale / 2, (y1 - y0) * scale / 2
+            self._move(track, landmarks, box, (cx - half_w, cy - half_h, cx + half_w, cy + half_h))
+            found.append((track, None))
+        return found
+
+
+# -- prediction per tracked face ---------------------------------------------------------------------------------------
+
+def tracked_predictor(model, processor, batch_size: int = 32, tracker_options: dict | None = None):
+    """A `TrackedPredictor` (made here, so that `emotic.inference.predict` imports this module only when asked)."""
+    return TrackedPredictor(model, processor, batch_size, tracker_options or {})
+
+
+class TrackedPredictor:
+    """Every face of every frame through the model: `__call__(frames, fps)` yields batches of rows `(location, frame,
+    time, status, face or None, outputs or None)`, one per tracked face, and one per frame without any (status
+    `no_face`, `unreadable` or `missing`). The frames are decoded and tracked, and the faces' views built, in a
+    background thread while the model runs on the previous batch."""
+
+    tracks_faces = True
+    fills_frames = True  # frames without a face have no row of a person to fill: NeighbourFill does not apply
+
+    def __init__(self, model, processor, batch_size: int, tracker_options: dict):
+        from emotic.inference.predict import FramePredictor
+
+        self.frames = FramePredictor(model, processor, batch_size)  # its checks, outputs and placeholders
+        self.model, self.processor, self.parts = model, processor, self.frames.parts
+        self.batch_size, self.tracker_options = batch_size, tracker_options
+        self.tracker = FaceTracker(**tracker_options)  # its options checked, its models loaded, before any video
+
+    def quiet(self):
+        self.frames.quiet()
+        return self
+
+    def __call__(self, frames, fps: float):
+        from concurrent.futures import ThreadPoolExecutor
+        from itertools import islice
+
+        self.tracker = FaceTracker(**{**self.tracker_options, "fps": fps})
+        iterator, counter = iter(frames), iter(range(1 << 62))
+
+        def prepare_next():
+            batch = list(islice(iterator, self.batch_size))
+            return self._prepare(batch, counter, fps) if batch else None
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emotic-tracks") as worker:
+            pending = worker.submit(prepare_next)
+            while (prepared := pending.result()) is not None:
+                pending = worker.submit(prepare_next)
+                yield self._infer(*prepared)
+
+    def _prepare(self, batch, counter, fps):
+        from emotic.inference.predict import FACE, MISSING, NO_FACE, UNREADABLE
+        from emotic.training.transforms import open_image
+
+        rows, images, landmarks = [], [], []
+        for location, image in batch:
+            index = next(counter)
+            time = index / fps
+            if image is None:
+                self.tracker.skip()
+                rows.append([location, index, time, MISSING, None, None])
+                continue
+            try:
+                rgb = np.asarray(self.processor.to_rgb(open_image(image), location))
+            except (ValueError, OSError):
+                self.tracker.skip()
+                rows.append([location, index, time, UNREADABLE, None, None])
+                continue
+            faces = self.tracker.update(rgb)
+            if not faces:
+                rows.append([location, index, time, NO_FACE, None, None])
+            for face in faces:
+                rows.append([location, index, time, FACE, face, None])
+                images.append(rgb)
+                landmarks.append(face.landmarks)
+        inputs = self.processor(images, landmarks=landmarks, return_tensors="pt") if images else None
+        return rows, inputs
+
+    def _infer(self, rows, inputs):
+        if inputs is not None:
+            with torch.inference_mode():
+                outputs = self.frames._outputs(inputs["pixel_values"].to(self.frames.device),
+                                               inputs["pixel_values_aux"].to(self.frames.device))
+            outputs = iter(outputs.float().cpu().numpy())
+            for row in rows:
+                if row[4] is not None:
+                    row[5] = next(outputs)
+        return rows
+
+    @property
+    def seen(self) -> dict:
+        """The tracks of the last video: per id, first and last frame, frames seen and first box."""
+        return self.tracker.seen
+
+    @property
+    def dropped(self) -> int:
+        return self.tracker.dropped
+
+
+def predict_tracks(predictor: TrackedPredictor, frames, fps: float, window: int, mode: str, progress=None):
+    """Yield `(location, frame, time, status, face, raw, smoothed)` per row of `predictor`, in order, streaming; the
+    outputs smoothed within each track (`TrackSmoother`); None for a frame without a face."""
+    from emotic.inference.smoothing import TrackSmoother
+
+    smoother = TrackSmoother(window, mode)
+    last = None
+    for rows in predictor(frames, fps):
+        for location, frame, time, status, face, raw in rows:
+            if progress is not None and frame != last:
+                progress.update(1)
+                last = frame
+            for (row, smoothed) in smoother.push(frame, face and face.track, raw,
+                                                 (location, frame, time, status, face, raw)):
+                yield *row, smoothed
+    for row, smoothed in smoother.finish():
+        yield *row, smoothed
