@@ -317,7 +317,8 @@ def _write_source(source: Source, predictor, labels, window, mode, frames_dir: P
                 from emotic.inference.tracking import predict_tracks
 
                 frames = _peek(frames)  # a video's rate is known once its first frame is decoded
-                rate = notes.get("fps") or fps or DEFAULT_FPS
+                known = notes.get("fps") or fps  # the time column stays empty without a known rate
+                rate = known or DEFAULT_FPS
                 rows = predict_tracks(predictor, frames, rate, window, mode, progress)
                 last = None
                 for location, frame, time, status, face, raw, smoothed in rows:
@@ -328,8 +329,8 @@ def _write_source(source: Source, predictor, labels, window, mode, frames_dir: P
                     counts["faces"] += face is not None
                     counts["reliable"] += bool(face is not None and face.quality.reliable)
                     writer.writerow(frame_row(location, status, raw, smoothed, parts, labels, thresholds, frame,
-                                              time, face, tracked=True))
-                counts["fps"], counts["dropped_faces"] = rate, predictor.dropped
+                                              time if known else None, face, tracked=True))
+                counts["fps"], counts["dropped_faces"] = known, predictor.dropped
                 counts["tracks"] = track_records(predictor.seen, source.name, subjects)
             else:
                 rate = None
@@ -623,8 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="--faces all: names for a video's people by where they first appear, left to right "
                              "(e.g. left,right as Aff-Wild2 names two subjects): submission rows <video>_<name>")
     parser.add_argument("--fps", type=float, default=None,
-                        help=f"the frame rate of frame folders, for the time column and --max_gap (default "
-                             f"{DEFAULT_FPS:g}); a video's own header gives its rate")
+                        help=f"the frame rate of frame folders: fills their time column (empty without it) and "
+                             f"sets --max_gap in frames ({DEFAULT_FPS:g} fps assumed without it); a video's own header "
+                             f"gives its rate")
     parser.add_argument("--compound_submission", action="store_true",
                         help="also write submission_compound.txt: the 7 compound expressions of the ABAW compound "
                              "track, zero-shot from the expression probabilities (emotic.inference.compound)")

@@ -131,9 +131,12 @@ def test_predict_writes_per_frame_csv_and_abaw_submission_for_a_video_and_a_fram
     assert all(line.split(",")[1] in {str(i) for i in range(8)} for line in lines[1:])
 
     rows = read_csv(out / "frames" / "clip.csv")
-    assert list(rows[0]) == ["image_location", "status", "raw_label", "label", "Neutral", "Anger", "Disgust",
-                             "Fear", "Happiness", "Sadness", "Surprise", "Other"]
-    probabilities = np.array([[float(row[name]) for name in list(rows[0])[4:]] for row in rows])
+    assert list(rows[0]) == ["image_location", "frame", "time", "status", "raw_label", "label", "Neutral", "Anger",
+                             "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other"]
+    assert [(row["frame"], row["time"]) for row in rows[:2]] == [("0", "0.000"), ("1", "0.040")]  # 25 fps
+    folder = read_csv(out / "frames" / "faces.csv")  # a frame folder's rate is not known (no --fps): no time
+    assert [(row["frame"], row["time"]) for row in folder[9:11]] == [("9", ""), ("10", "")]
+    probabilities = np.array([[float(row[name]) for name in list(rows[0])[6:]] for row in rows])
     assert np.allclose(probabilities.sum(1), 1, atol=1e-4)
     labels = [int(row["label"]) for row in rows]
     assert np.all(probabilities[np.arange(len(rows)), labels] >= probabilities.max(1) - 1e-6)  # printed rounded
