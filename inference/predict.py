@@ -566,6 +566,19 @@ def add_precision_options(parser) -> None:
                         help="onnxruntime: MODEL is a folder written by `emotic export-onnx` (CPU, float32)")
 
 
+def draw_timelines(summary: dict, frames_dir: Path, folder: Path, labels) -> None:
+    """`timelines/<video>.png` for each tracked video with people in it (`report.plot_tracks`), unless already drawn
+    from its CSV as it is now."""
+    from emotic.inference.report import plot_tracks
+
+    for name, counts in summary["videos"].items():
+        csv_path, path = frames_dir / f"{name}.csv", folder / f"{name}.png"
+        if not counts.get("tracks") or (path.is_file() and path.stat().st_mtime >= csv_path.stat().st_mtime):
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        plot_tracks(path, csv_path, labels, counts["tracks"])
+
+
 def tracked_sources(sources, faces: str, geometry: str, temporal_model=None) -> set:
     """The names of the sources whose faces are all tracked (`--faces`): with `all`, every video and frame folder;
     with `auto`, the video files, unless the frames are aligned crops (`--geometry template`). Separate images are
@@ -722,6 +735,8 @@ def main(argv=None) -> int:
     if args.compound_submission:
         finished = [frames_dir / f"{source.name}.csv" for source in sources if source.name in summary["videos"]]
         write_compound_submission(finished, labels, output / "submission_compound.txt")
+    if track == "expr":
+        draw_timelines(summary, frames_dir, output / "timelines", labels)
     summary_path.write_text(json.dumps(summary, indent=2))
     people_line = ""
     if tracked:

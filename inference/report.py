@@ -246,3 +246,38 @@ def write_report_md(path: Path, metrics: dict, model_name: str, dataset: str, cl
         "Files: `metrics.json` holds every number above.", "",
     ]
     path.write_text("\n".join(lines))
+
+
+def plot_tracks(path: Path, csv_path: Path, labels, tracks: list[dict]) -> None:
+    """One timeline per person of a tracked video (`emotic predict --faces all`): each track's smoothed expression
+    label over time (seconds, or frames where the rate is not known), hollow where the face is not `reliable`, from
+    its per-frame CSV; `tracks` the video's records (their names label the rows)."""
+    import csv
+
+    plt = pyplot()
+    rows = {str(track["track"]): ([], [], []) for track in tracks}
+    timed = True
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if row["track"] in rows:
+                timed = timed and row["time"] != ""
+                when = float(row["time"]) if row["time"] else float(row["frame"])
+                for values, value in zip(rows[row["track"]], (when, int(row["label"]), row["reliable"] == "1")):
+                    values.append(value)
+    figure, axes = plt.subplots(max(len(tracks), 1), 1, figsize=(9, 1.6 * max(len(tracks), 1) + 0.6), sharex=True,
+                                squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for axis, track in zip(axes[:, 0], tracks):
+        when, label, reliable = (np.asarray(values) for values in rows[str(track["track"])])
+        if len(when):
+            colour = [colours(int(value) % 10) for value in label]
+            axis.scatter(when[reliable], label[reliable], c=[c for c, r in zip(colour, reliable) if r], s=12)
+            axis.scatter(when[~reliable], label[~reliable], facecolors="none",
+                         edgecolors=[c for c, r in zip(colour, reliable) if not r], s=12)
+        axis.set_yticks(range(len(labels)), labels, fontsize=7)
+        axis.set_ylim(-0.5, len(labels) - 0.5)
+        axis.set_ylabel(f"person {track['name']}", fontsize=8)
+        axis.grid(axis="y", alpha=0.3)
+    axes[-1, 0].set_xlabel("time (s)" if timed else "frame")
+    figure.suptitle(f"{csv_path.stem}: smoothed expression per person (hollow: not reliable)", fontsize=9)
+    save_figure(figure, path)

@@ -197,7 +197,7 @@ def test_predict_writes_each_tracks_columns_and_submission_for_au_and_va_models(
     lines = (tmp_path / "out" / "submission.txt").read_text().splitlines()
     assert len(rows) == 12 and len(lines) == 1 + 12
     if track == "au":
-        assert list(rows[0]) == ["image_location", "status", "raw_units", "units", *AU_NAMES]
+        assert list(rows[0]) == ["image_location", "frame", "time", "status", "raw_units", "units", *AU_NAMES]
         written = np.array([[float(row[name]) for name in AU_NAMES] for row in rows])
         assert np.allclose(written, smoothed, atol=2e-6)
         thresholds = np.array([0.3, 0.7] * 6)
@@ -208,7 +208,7 @@ def test_predict_writes_each_tracks_columns_and_submission_for_au_and_va_models(
         assert np.array_equal(submitted, (written >= thresholds).astype(int))
         assert 0 < submitted.mean() < 1
     else:
-        assert list(rows[0]) == ["image_location", "status", "raw_valence", "raw_arousal", "valence", "arousal"]
+        assert list(rows[0]) == ["image_location", "frame", "time", "status", "raw_valence", "raw_arousal", "valence", "arousal"]
         raw = np.array([[float(row["raw_valence"]), float(row["raw_arousal"])] for row in rows])
         written = np.array([[float(row["valence"]), float(row["arousal"])] for row in rows])
         assert np.allclose(raw, expected, atol=2e-6) and np.allclose(written, smoothed, atol=2e-6)
@@ -323,7 +323,7 @@ def test_frames_without_a_face_carry_the_previous_prediction_and_are_counted(mod
     frames = faces[:5] + [blank] * 3 + faces[5:]
     write_video(tmp_path / "gaps.mp4", frames)
     result = predict(model_dir, tmp_path / "gaps.mp4", "--output-dir", tmp_path / "out", "--geometry", "detector",
-                     "--smoothing_window", "1")
+                     "--smoothing_window", "1", "--faces", "largest")  # one person: the largest face's behaviour
     assert result.returncode == 0, result.stderr
     rows = read_csv(tmp_path / "out" / "frames" / "gaps.csv")
     assert [row["status"] for row in rows[5:8]] == ["no_face"] * 3

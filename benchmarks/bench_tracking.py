@@ -1,0 +1,126 @@
+"""Tracking every face: frames per second and id switches of `emotic predict --faces all` on a two-person 640x360
+video, detecting faces on every frame against `--detect_every 5` (landmarks follow the faces in between), in the
+same run.
+
+    python benchmarks/bench_tracking.py [--frames 300] [--json results.json]
+    python benchmarks/bench_tracking.py --smoke     # a few frames: checks the script, measures little
+
+The video: the two real people of the tests (scikit-image's astronaut, matplotlib's Grace Hopper) walking towards
+and away from the camera, crossing, one leaving for a second, at 30 fps (tests/people.py). Each setting is timed
+twice, alternating: the tracker alone on decoded frames (detection, landmarks, descriptors, quality), and the whole
+`emotic predict` in this process (decoding, tracking, views, a tiny model: the model's own cost is
+`bench_models.py`'s). An id switch is a frame where a person's track id differs from the one they had before (MOT's
+definition), with the person known from where they were placed. Compare ratios within one run, never absolute
+numbers across machines.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from people import compose_people  # noqa: E402
+
+
+def layout(frames: int):
+    """Per frame, where each person is: they sway, grow and shrink, cross once, and Grace is away for a second."""
+    placed = []
+    for index in range(frames):
+        phase = 2 * np.pi * index / max(frames, 1)
+        astronaut = (0, 200 + 220 * (0.5 - 0.5 * np.cos(phase)), 180, 150 + 60 * np.sin(phase))
+        grace = (1, 470 - 40 * np.sin(phase), 180 + 20 * np.sin(2 * phase), 210 - 50 * np.sin(phase))
+        away = int(0.6 * frames) <= index < int(0.6 * frames) + 30
+        placed.append([astronaut] if away else [grace, astronaut])  # the astronaut in front when they cross
+    return placed
+
+
+def id_switches(tracks_per_frame, placed_per_frame) -> int:
+    """Frames where a person's id differs from the id they last had."""
+    last, switches = {}, 0
+    for faces, placed in zip(tracks_per_frame, placed_per_frame):
+        for track, centre in faces:
+            person = min(placed, key=lambda p: abs(p[1] - centre))[0]
+            if person in last and last[person] != track:
+                switches += 1
+            last[person] = track
+    return switches
+
+
+def time_tracker(frames, placed, detect_every: int) -> tuple[float, int, int]:
+    from emotic.inference.tracking import FaceTracker
+
+    tracker = FaceTracker(fps=30, detect_every=detect_every)
+    start = time.perf_counter()
+    seen = [[(face.track, (face.box[0] + face.box[2]) / 2) for face in tracker.update(frame)] for frame in frames]
+    seconds = time.perf_counter() - start
+    return len(frames) / seconds, id_switches(seen, placed), sum(len(faces) for faces in seen)
+
+
+def time_predict(model: Path, video: Path, detect_every: int, output: Path) -> float:
+    from emotic.inference.predict import main
+
+    start = time.perf_counter()
+    code = main([str(model), str(video), "--output_dir", str(output), "--detect_every", str(detect_every),
+                 "--quiet", "--overwrite"])
+    if code != 0:
+        raise SystemExit(f"emotic predict failed on {video} ({code})")
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    frames_count = 40 if args.smoke else args.frames
+    import torch
+    from PIL import Image
+
+    from emotic import EmoticConfig, EmoticForImageClassification, EmoticImageProcessor
+    from emotic.training.synthetic import write_video
+
+    torch.set_num_threads(1)
+    placed = layout(frames_count)
+    frames = compose_people(placed)
+    results = {"frames": frames_count, "size": "640x360", "people": 2, "settings": {}}
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        video = folder / "two_people.mp4"
+        write_video(video, [Image.fromarray(frame) for frame in frames], fps=30)
+        torch.manual_seed(0)
+        EmoticForImageClassification(EmoticConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                                  intermediate_size=64, image_size=32, patch_size=8,
+                                                  fusion_layer=1)).save_pretrained(folder / "model")
+        EmoticImageProcessor(size=32).save_pretrained(folder / "model")
+        runs = {k: {"tracker_fps": [], "predict_fps": []} for k in (1, 5)}
+        for _ in range(1 if args.smoke else args.repeats):
+            for every in (1, 5):  # alternating, so that a slower moment of the machine hits both
+                speed, switches, faces = time_tracker(frames, placed, every)
+                runs[every]["tracker_fps"].append(speed)
+                runs[every].update(id_switches=switches, faces=faces)
+                seconds = time_predict(folder / "model", video, every, folder / f"out{every}")
+                runs[every]["predict_fps"].append(frames_count / seconds)
+    for every, run in runs.items():
+        results["settings"][f"detect_every_{every}"] = {
+            "tracker_frames_per_s": round(statistics.median(run["tracker_fps"]), 2),
+            "predict_frames_per_s": round(statistics.median(run["predict_fps"]), 2),
+            "id_switches": run["id_switches"], "faces_found": run["faces"]}
+    one, five = results["settings"]["detect_every_1"], results["settings"]["detect_every_5"]
+    results["speedup_tracker"] = round(five["tracker_frames_per_s"] / one["tracker_frames_per_s"], 2)
+    results["speedup_predict"] = round(five["predict_frames_per_s"] / one["predict_frames_per_s"], 2)
+    print(json.dumps(results, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
