@@ -182,8 +182,8 @@ class Analyser:
         with open(csv_path, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(frame_header(self.labels))
-            for row in zip(result.locations, result.statuses, result.raw, smoothed):
-                writer.writerow(frame_row(*row))
+            for index, row in enumerate(zip(result.locations, result.statuses, result.raw, smoothed)):
+                writer.writerow(frame_row(*row, frame=index, time=index / result.fps if result.fps else None))
         submission = folder / "submission.txt"
         write_submission([Source(result.name, "video")], frames_dir, self.labels, submission)
         return csv_path, submission

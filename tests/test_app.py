@@ -109,7 +109,7 @@ def read_csv(path):
 
 def test_the_video_files_are_those_of_emotic_predict_for_every_window(files, analyser, tmp_path):
     """Raw probabilities once, then any smoothing window: the per-frame CSV and the submission are byte for byte
-    those `emotic predict` writes with that window."""
+    those `emotic predict` writes with that window for the largest face (the video tab follows one person)."""
     result = analyser.video(str(files / "clip.webm"))
     assert len(result.locations) == 30 and result.fps == 10 and result.raw.shape == (30, 8)
     for window, mode in ((1, "mean"), (5, "gaussian")):
@@ -117,7 +117,7 @@ def test_the_video_files_are_those_of_emotic_predict_for_every_window(files, ana
                                                       tmp_path / f"app-{window}")
         out = tmp_path / f"predict-{window}"
         done = emotic_cli("predict", files / "model", files / "clip.webm", "--output_dir", out,
-                          "--smoothing_window", window, "--smoothing_mode", mode)
+                          "--smoothing_window", window, "--smoothing_mode", mode, "--faces", "largest")
         assert done.returncode == 0, done.stderr
         assert read_csv(csv_path) == read_csv(out / "frames" / "clip.csv")
         assert submission.read_bytes() == (out / "submission.txt").read_bytes()

@@ -10,7 +10,7 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.mark.parametrize("script", ["bench_models.py", "bench_gpu.py",
+@pytest.mark.parametrize("script", ["bench_models.py", "bench_gpu.py", "bench_tracking.py",
                                     pytest.param("bench_video.py", marks=pytest.mark.minutes(3.5))])
 def test_benchmark_script_runs_in_smoke_mode(script, tmp_path):
     extra = ["--json", str(tmp_path / "out.json")] if script != "bench_models.py" else []
@@ -33,6 +33,12 @@ def test_benchmark_script_runs_in_smoke_mode(script, tmp_path):
             for run in stream["runs"].values():  # a tiny model's few frames: the steady cost may be lost in noise
                 assert run["start_up_seconds"] > 0 and (run["steady_ms_per_frame"] or 0) >= 0
         assert {"decode", "views", "detect"} <= set(streams["512x512 photos, detector"]["breakdown_ms_per_frame"])
+    elif script == "bench_tracking.py":  # both settings timed, with their id switches
+        settings = json.loads((tmp_path / "out.json").read_text())["settings"]
+        assert set(settings) == {"detect_every_1", "detect_every_5"}
+        for run in settings.values():
+            assert run["tracker_frames_per_s"] > 0 and run["predict_frames_per_s"] > 0 and run["faces_found"] > 40
+            assert run["id_switches"] >= 0
     else:
         results = json.loads((tmp_path / "out.json").read_text())["results"]
         assert [row["batch_size"] for row in results] == [2, 4]

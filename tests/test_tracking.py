@@ -158,7 +158,6 @@ def test_smoothing_and_tracking_hold_flat_memory_over_a_long_stream():
 
         def detect(self, rgb, limit):
             self.frame += 1
-            person = self.frame // 100
             x = 50 + (self.frame % 100)
             landmarks = np.array([[x + 60 * (i % 9) / 8, 40 + 70 * (i // 9) / 7] for i in range(68)], float)
             return [(landmarks, 1.0, (x, 40, x + 60, 110))], 1
