@@ -33,8 +33,8 @@ def layout(frames: int):
     placed = []
     for index in range(frames):
         phase = 2 * np.pi * index / max(frames, 1)
-        astronaut = (0, 200 + 220 * (0.5 - 0.5 * np.cos(phase)), 180, 150 + 60 * np.sin(phase))
-        grace = (1, 470 - 40 * np.sin(phase), 180 + 20 * np.sin(2 * phase), 210 - 50 * np.sin(phase))
+        astronaut = (0, 200 + 220 * (0.5 - 0.5 * np.cos(phase)), 180, 200 + 40 * np.sin(phase))
+        grace = (1, 470 - 40 * np.sin(phase), 180 + 20 * np.sin(2 * phase), 220 - 40 * np.sin(phase))
         away = int(0.6 * frames) <= index < int(0.6 * frames) + 30
         placed.append([astronaut] if away else [grace, astronaut])  # the astronaut in front when they cross
     return placed

@@ -178,6 +178,32 @@ def write_affect_figures(output: Path, metrics: dict, results, window: int, mode
     write_affect_report_md(output / "report.md", metrics, model_name, figures)
 
 
+def reliable_scores(results, videos, processor, window: int, mode: str, class_names, track: str, thresholds,
+                    skip: bool = False) -> dict:
+    """The track's score raw and smoothed (at `window`) on the frames whose face is reliable
+    (`emotic.inference.tracking.frame_reliability`: found by the detector, large, frontal and sharp enough), beside
+    the score on all frames; the smoothing still runs over every frame. `{"computed": False, "why": ...}` when
+    skipped (`--no_reliability`, a `datasets` dataset's in-memory images) or without the face detector."""
+    from emotic.processing.face_geometry import detector_available
+
+    if skip:
+        return {"computed": False, "why": "skipped (--no_reliability, or images held in memory)"}
+    if not detector_available():
+        return {"computed": False, "why": "no face detector installed (pip install 'emotic[faces]')"}
+    from emotic.inference.tracking import frame_reliability
+
+    paths = {video: paths for video, _, paths in videos}
+    flags = np.concatenate([frame_reliability(paths[video], processor) for video, _, _ in results])
+    labels = np.concatenate([video_labels for _, video_labels, _ in results])
+    outputs = {"raw": np.concatenate([p for _, _, p in results]),
+               "smoothed": np.concatenate([smooth_probabilities(p, window, mode) for _, _, p in results])}
+    record = {"computed": True, "frames": int(flags.sum()), "of_frames": int(len(flags)), "window": window}
+    for name, values in outputs.items():
+        record[name] = track_metrics(track, values[flags], labels[flags], class_names, thresholds) \
+            if flags.any() else None
+    return record
+
+
 def save_smoothing(args, window: int, mode: str) -> None:
     """With `--save_smoothing`, the best window and the mode into the config of the model whose outputs were
     smoothed: the model folder's, or the temporal head's (`--temporal_model`)."""
@@ -221,6 +247,9 @@ def main(argv=None) -> int:
     parser.add_argument("--temporal_model", default=None, metavar="TEMPORAL",
                         help="score a temporal head (`emotic finetune-temporal`) over MODEL's features instead of "
                              "MODEL alone, on the same frames (Aff-Wild2 videos)")
+    parser.add_argument("--no_reliability", action="store_true",
+                        help="skip the score on reliable frames (it runs the face detector on every frame to judge "
+                             "each face's size, pose and sharpness)")
     parser.add_argument("--examples", type=int, default=6, help="frames shown in examples.png")
     parser.add_argument("--device", default=None)
     add_precision_options(parser)
@@ -300,6 +329,8 @@ def main(argv=None) -> int:
         "smoothing": {"mode": mode, "window": best_window,
                       f"{score}_by_window": {str(w): by_window[w][score] for w in windows}},
     }
+    metrics["reliable"] = reliable_scores(results, videos, processor, best_window, mode, class_names, track,
+                                          thresholds, args.no_reliability or not sequential and kind != "image folder")
     if track in ("va", "multitask"):  # each CCC over the windows too
         metrics["smoothing"]["components"] = {name: [by_window[w][name] for w in windows]
                                               for name in ("ccc_valence", "ccc_arousal")}
@@ -312,7 +343,8 @@ def main(argv=None) -> int:
         write_affect_figures(output, metrics, results, best_window, mode, model_name)
         save_smoothing(args, best_window, mode)
         print(f"{SCORE_NAMES[track]} raw {raw[score]:.4f}, smoothed {by_window[best_window][score]:.4f} ({mode}, "
-              f"window {best_window}); report in {output / 'report.md'}")
+              f"window {best_window}); {reliable_line(metrics, SCORE_NAMES[track])}report in "
+              f"{output / 'report.md'}")
         return 0
 
     paths_by_video = {video: paths for video, _, paths in videos}
@@ -328,8 +360,17 @@ def main(argv=None) -> int:
     save_smoothing(args, best_window, mode)
     print(f"macro-F1 raw {raw['macro_f1']:.4f}, smoothed {by_window[best_window]['macro_f1']:.4f} ({mode}, window "
           f"{best_window}); accuracy {raw['accuracy']:.4f} -> {by_window[best_window]['accuracy']:.4f}; "
-          f"{raw['num_frames']} labelled frames; report in {output / 'report.md'}")
+          f"{raw['num_frames']} labelled frames; {reliable_line(metrics, 'macro-F1')}report in "
+          f"{output / 'report.md'}")
     return 0
+
+
+def reliable_line(metrics: dict, score_name: str) -> str:
+    """`on the N of M frames with a reliable face: <score> raw x, smoothed y; ` (empty when not computed)."""
+    from emotic.inference.report import reliable_text
+
+    text = reliable_text(metrics, score_name)
+    return f"{text}; " if text else ""
 
 
 if __name__ == "__main__":

@@ -195,6 +195,7 @@ def write_affect_report_md(path: Path, metrics: dict, model_name: str, figures) 
         f"{' | '.join(f'{best[k]:.4f}' for k in keys)} |", "",
         f"`{score}` for each window: " + ", ".join(f"{w}: {v:.4f}" for w, v in smoothing[f"{score}_by_window"].items())
         + ".", "",
+        *_reliable_lines(metrics, score),
     ]
     if units:
         lines += ["| action unit | F1 raw | F1 smoothed |", "| --- | --- | --- |",
@@ -207,6 +208,30 @@ def write_affect_report_md(path: Path, metrics: dict, model_name: str, figures) 
         lines += [f"## {title}", "", text, "", f"![{title}]({figure})", ""]
     lines += ["Files: `metrics.json` holds every number above.", ""]
     path.write_text("\n".join(lines))
+
+
+def _reliable_lines(metrics: dict, score_name: str) -> list[str]:
+    text = reliable_text(metrics, score_name)
+    if not text:
+        return []
+    from emotic.inference.tracking import MAX_PITCH, MAX_YAW, MIN_FACE_SIZE
+
+    return [f"Reliable frames (a face the detector finds, at least {MIN_FACE_SIZE} pixels, turned at most "
+            f"{MAX_YAW:g}° yaw and {MAX_PITCH:g}° pitch, sharp): {text}.", ""]
+
+
+def reliable_text(metrics: dict, score_name: str) -> str | None:
+    """The score on reliable frames in words, or why it was not computed; None for a metrics record without it."""
+    record = metrics.get("reliable")
+    if not record:
+        return None
+    if not record["computed"]:
+        return f"score on reliable frames not computed: {record['why']}"
+    if record["raw"] is None:
+        return f"none of the {record['of_frames']} frames has a reliable face"
+    score = metrics["score"]
+    return (f"on the {record['frames']} of {record['of_frames']} frames with a reliable face: {score_name} raw "
+            f"{record['raw'][score]:.4f}, smoothed {record['smoothed'][score]:.4f}")
 
 
 def write_report_md(path: Path, metrics: dict, model_name: str, dataset: str, class_names) -> None:
@@ -230,6 +255,7 @@ def write_report_md(path: Path, metrics: dict, model_name: str, dataset: str, cl
         f"| raw (per frame) | {raw['macro_f1']:.4f} | {raw['accuracy']:.4f} |",
         f"| smoothed ({smoothing['mode']}, window {smoothing['window']}) | {best['macro_f1']:.4f} | "
         f"{best['accuracy']:.4f} |", "",
+        *_reliable_lines(metrics, "macro-F1"),
         "| class | F1 raw | F1 smoothed |", "| --- | --- | --- |",
         *[f"| {name} | {raw['per_class_f1'][name]:.4f} | {best['per_class_f1'][name]:.4f} |" for name in class_names],
         "",

@@ -124,9 +124,13 @@ class _Track:
     id: int
     landmarks: np.ndarray
     box: tuple  # landmark_box
-    detector_box: tuple  # where the landmark model is fitted when the face is followed
+    # the detector's box around the landmarks' box at the last detection, as fractions of the landmarks' box: where the
+    # landmark model is fitted when the face is followed (a fixed relation, so that following a still face stays put)
+    relation: tuple
     last_frame: int
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # box centre, pixels per frame
+    detected_box: tuple | None = None  # the box and frame of its last detection
+    detected_frame: int | None = None
     descriptors: deque = field(default_factory=lambda: deque(maxlen=8))
     detections: int = 0
 
@@ -149,6 +153,13 @@ def _ious(boxes_a, boxes_b) -> np.ndarray:
     area = lambda boxes: (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # noqa: E731
     union = area(a)[:, None] + area(b)[None, :] - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def _relation(outer, inner) -> tuple:
+    """`outer` box's sides relative to `inner` box's, as fractions of its width and height."""
+    width, height = max(inner[2] - inner[0], 1.0), max(inner[3] - inner[1], 1.0)
+    return ((outer[0] - inner[0]) / width, (outer[1] - inner[1]) / height, (outer[2] - inner[2]) / width,
+            (outer[3] - inner[3]) / height)
 
 
 def _assign(cost: np.ndarray, limit: float) -> list[tuple[int, int]]:
@@ -276,9 +287,8 @@ class FaceTracker:
         matches = {}
         for face, column in _assign(1.0 - ious, 1.0 - self.min_iou):
             track = recent[column]
-            if (crowded[face] or ((ious[:, column] > 0).sum() > 1)) and track.descriptors \
-                    and track.distance(describe(face)) > self.max_distance:
-                continue  # it overlaps, but it is someone else
+            if (crowded[face] or ((ious[:, column] > 0).sum() > 1)) and self._someone_else(describe(face), track):
+                continue  # it overlaps, but its descriptor is another person's
             matches[face] = track
         # faces no track overlaps: re-identified among the tracks not yet matched, seen in the last max_gap seconds
         free = [i for i in range(len(detections)) if i not in matches]
@@ -293,11 +303,11 @@ class FaceTracker:
             landmarks, score, detector_box = detections[index]
             track = matches.get(index)
             if track is None:
-                track = self.tracks[self.next_id] = _Track(self.next_id, landmarks, boxes[index], detector_box,
+                track = self.tracks[self.next_id] = _Track(self.next_id, landmarks, boxes[index], (0, 0, 0, 0),
                                                            self.frame)
                 self.next_id += 1
                 describe(index)
-            self._move(track, landmarks, boxes[index], detector_box)
+            self._move(track, landmarks, boxes[index], _relation(detector_box, boxes[index]))
             track.detections += 1
             if descriptors[index] is None and track.detections % self.refresh_every == 0:
                 describe(index)
@@ -306,14 +316,27 @@ class FaceTracker:
             found.append((track, score))
         return found
 
-    def _move(self, track: _Track, landmarks, box, detector_box) -> None:
-        gap = self.frame - track.last_frame
-        if 0 < gap <= self.recent_frames:  # a continued track: its motion, for the next expected box
-            centre = lambda b: np.array([b[0] + b[2], b[1] + b[3]]) / 2  # noqa: E731
-            track.velocity = (centre(box) - centre(track.box)) / gap
-        elif gap > self.recent_frames:
-            track.velocity = np.zeros(2)  # re-identified after an absence: where it left says nothing
-        track.landmarks, track.box, track.detector_box, track.last_frame = landmarks, box, detector_box, self.frame
+    def _someone_else(self, descriptor: np.ndarray, track: _Track) -> bool:
+        """Whether a face that overlaps `track` is another known person: nearer to another track's descriptors (and
+        within `max_distance` of them) than to this one's. A face merely far from its own track (half hidden behind
+        someone, turned) stays with it."""
+        own = track.distance(descriptor)
+        return any(other.distance(descriptor) < min(own, self.max_distance)
+                   for other in self.tracks.values() if other is not track)
+
+    def _move(self, track: _Track, landmarks, box, relation=None) -> None:
+        """The track's face is now `landmarks` in `box`; `relation`: found by the detector (else followed)."""
+        if relation is not None:  # its motion from detection to detection, for the boxes expected in between
+            gap = self.frame - track.detected_frame if track.detected_frame is not None else 0
+            if 0 < gap <= self.recent_frames:
+                centre = lambda b: np.array([b[0] + b[2], b[1] + b[3]]) / 2  # noqa: E731
+                motion = (centre(box) - centre(track.detected_box)) / gap
+                limit = 0.2 * (box[2] - box[0])  # a face moves less than a fifth of its width a frame
+                track.velocity = motion * min(1.0, limit / (np.linalg.norm(motion) or 1.0))
+            else:
+                track.velocity = np.zeros(2)  # new, or re-identified after an absence: no motion known
+            track.relation, track.detected_box, track.detected_frame = relation, box, self.frame
+        track.landmarks, track.box, track.last_frame = landmarks, box, self.frame
 
     # -- frames between detections -------------------------------------------------------------------------------------
 
@@ -323,22 +346,21 @@ class FaceTracker:
         for track in sorted(self.tracks.values(), key=lambda t: t.id):
             if track.last_frame != self.frame - 1:
                 continue  # not seen in the last frame: only a detection brings it back
-            dx, dy = track.velocity
-            x0, y0, x1, y1 = track.detector_box
-            moved = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
-            landmarks = self.landmarker.follow(rgb, moved)
+            expected = track.expected_box(self.frame)
+            x0, y0, x1, y1 = expected
+            width_, height_ = x1 - x0, y1 - y0
+            r = track.relation
+            landmarks = self.landmarker.follow(rgb, (x0 + r[0] * width_, y0 + r[1] * height_, x1 + r[2] * width_,
+                                                     y1 + r[3] * height_))
             box = landmark_box(landmarks)
             centre_x, centre_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
             if not (0 <= centre_x < width and 0 <= centre_y < height):
                 continue  # followed out of the picture: lost until a detection finds it
+            if _ious([box], [expected])[0, 0] < 0.5:
+                continue  # the landmarks slid away (onto a face nearby, or off a face that left): wait for a detection
             if any(_ious([box], [other.box])[0, 0] > 0.5 for other, _ in found):
                 continue  # two tracks on one face: the older keeps it
-            shift = np.array([(box[0] + box[2]) - (track.box[0] + track.box[2]),
-                              (box[1] + box[3]) - (track.box[1] + track.box[3])]) / 2
-            scale = (box[2] - box[0]) / max(track.box[2] - track.box[0], 1.0)
-            cx, cy = (x0 + x1) / 2 + shift[0], (y0 + y1) / 2 + shift[1]
-            half_w, half_h = (x1 - x0) * scale / 2, (y1 - y0) * scale / 2
-            self._move(track, landmarks, box, (cx - half_w, cy - half_h, cx + half_w, cy + half_h))
+            self._move(track, landmarks, box)
             found.append((track, None))
         return found
 
@@ -454,3 +476,22 @@ def predict_tracks(predictor: TrackedPredictor, frames, fps: float, window: int,
                 yield *row, smoothed
     for row, smoothed in smoother.finish():
         yield *row, smoothed
+
+
+def frame_reliability(paths, processor) -> np.ndarray:
+    """Per frame (an image path, or None for a frame without an image) whether its largest face is `reliable`: found
+    by the detector and passing `Quality.reliable`. A frame without an image, or without a face found, is not."""
+    from emotic.processing.face_geometry import FaceLandmarker
+    from emotic.training.transforms import open_image
+
+    landmarker, flags = FaceLandmarker.shared(), np.zeros(len(paths), dtype=bool)
+    for index, path in enumerate(paths):
+        if path is None:
+            continue
+        try:
+            rgb = np.asarray(processor.to_rgb(open_image(path), str(path)))
+        except (ValueError, OSError):
+            continue
+        found, _ = landmarker.detect(rgb, 1)
+        flags[index] = bool(found) and Quality.of(rgb, found[0][0]).reliable
+    return flags

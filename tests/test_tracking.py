@@ -305,3 +305,41 @@ def test_bad_input_no_face_a_crowd_a_face_at_the_border_and_a_corrupt_frame(mode
     assert not any(line.startswith("nobody") for line in lines)  # nobody to submit for
     assert sum(line.startswith("corrupt_1/") for line in lines) == 5  # the corrupt frame carries the last values
     assert "1 unreadable" in said
+
+
+def test_evaluate_scores_all_frames_and_the_reliable_ones_apart(model_dir, tmp_path, monkeypatch):
+    """Ten frames of the two real people: six sharp ones labelled as the stand-in head reads them, four blurred ones
+    labelled otherwise (the detector may miss them: they then carry a neighbour's prediction). On all frames the
+    score pays for the blurred ones; on reliable frames it is perfect."""
+    from PIL import ImageFilter
+
+    from emotic.inference import evaluate, predict
+
+    monkeypatch.setattr(predict.FramePredictor, "_outputs", by_colour)
+    root = tmp_path / "affwild2"
+    (root / "EXPR_Recognition_Challenge" / "Validation_Set").mkdir(parents=True)
+    (root / "cropped_aligned" / "real").mkdir(parents=True)
+    people, labels = real_people(), []
+    for index in range(10):
+        person = index % 2
+        photo = people[person].resize((200, round(200 * people[person].height / people[person].width)))
+        blurred = index >= 6
+        if blurred:
+            photo = photo.filter(ImageFilter.GaussianBlur(6))
+        photo.save(root / "cropped_aligned" / "real" / f"{index + 1:05d}.jpg")
+        own = HAPPINESS if person == 0 else SADNESS
+        labels.append(SADNESS if blurred and person == 0 else HAPPINESS if blurred else own)
+    (root / "EXPR_Recognition_Challenge" / "Validation_Set" / "real.txt").write_text(
+        ",".join(ABAW_EXPRESSION_LABELS) + "\n" + "\n".join(map(str, labels)) + "\n")
+    report = tmp_path / "report"
+    assert evaluate.main([str(model_dir), str(root), "--output_dir", str(report), "--smoothing_windows", "1",
+                          "--geometry", "detector", "--quiet"]) == 0
+    metrics = json.loads((report / "metrics.json").read_text())
+    reliable = metrics["reliable"]
+    assert reliable["computed"] and (reliable["frames"], reliable["of_frames"]) == (6, 10)
+    assert reliable["raw"]["accuracy"] == 1.0 and metrics["raw"]["accuracy"] <= 0.8  # blurred: missed or wrong
+    assert reliable["raw"]["macro_f1"] > metrics["raw"]["macro_f1"]
+    assert "on the 6 of 10 frames with a reliable face: macro-F1 raw" in (report / "report.md").read_text()
+    assert evaluate.main([str(model_dir), str(root), "--output_dir", str(tmp_path / "quick"), "--no_reliability",
+                          "--smoothing_windows", "1", "--geometry", "detector", "--quiet"]) == 0
+    assert not json.loads((tmp_path / "quick" / "metrics.json").read_text())["reliable"]["computed"]
