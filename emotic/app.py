@@ -5,8 +5,10 @@
 **Photo** (upload or webcam): every face found (largest first, at most `--max_faces`) with its face and region boxes
 drawn on the photo; per face the main view and the auxiliary view the model was given, the fusion block's attention
 from the main view to the auxiliary patches drawn over the auxiliary view, and the 8 expression probabilities.
-**Video** (upload): the per-frame probability timeline, raw and smoothed (window and mode adjustable without running
-the model again), the smoothed label track, and the per-frame CSV and ABAW submission of `emotic predict` to download.
+**Video** (upload): every person tracked (with the face detector installed), a timeline of each one's smoothed
+expression and the frame with the most people, numbered as in the files; or, for the largest face or aligned crops,
+the per-frame probability timeline raw and smoothed and the smoothed label track. The window and mode change without
+running the model again; the per-frame CSV and ABAW submission of `emotic predict` are offered to download.
 
 Everything is served from this machine: Gradio's analytics are off, the page uses the system's fonts, and nothing is
 fetched from the internet. A file that is not an image or video, a photo without a face, a file over `--max_file_mb`
@@ -40,6 +42,7 @@ from emotic.processing.face_geometry import FaceLandmarker, detector_available
 
 logger = logging.getLogger(__name__)
 
+PEOPLE = "people"  # the video tab's choice of every face, tracked per person (`emotic predict --faces all`)
 FACE_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"]
 REGION_COLOURS = {"eyes": "#ffe119", "nose": "#bfef45", "mouth": "#fabed4"}
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # no web fonts: nothing fetched from the internet
@@ -66,6 +69,18 @@ class VideoResult:
     raw: np.ndarray  # (frames, classes), as the model gave them (uniform where there is no face)
     filled: np.ndarray  # frames without a face carry their neighbour's probabilities, as `emotic predict` does
     fps: float | None
+
+
+@dataclass
+class PeopleResult:
+    """Every person of a video, tracked as `emotic predict --faces all` tracks them."""
+
+    name: str
+    rows: list  # (location, frame, time, status, face, raw) per row of the tracked CSV
+    tracks: list  # per person its record (`emotic.inference.predict.track_records`)
+    frames: int
+    fps: float | None
+    dropped: int  # faces beyond max_faces
 
 
 class Analyser:
@@ -120,9 +135,117 @@ class Analyser:
         for a file that is not a readable video or is longer than `max_video_seconds`. `geometry`: the processor's
         (`auto`: find the face in each frame; `template`: the frames are aligned face crops); default the
         processor's own."""
-        import av
+        path = Path(path)
+        frames, fps, declared = self._open_video(path)
+
+        class Tracker:  # what `predict_sequence` reports to: frames done so far
+            done = 0
+
+            def update(self, count):
+                self.done += count
+                if progress is not None:
+                    progress(self.done, max(declared, self.done))
+
+        predictor = self.predictor if geometry is None else FramePredictor(
+            self.model, self.processor, self.predictor.batch_size, geometry).quiet()
+        locations, statuses, raw, filled = [], [], [], []
+        try:
+            for location, status, probabilities, neighbour_filled in predict_sequence(
+                    predictor, frames, window=1, mode="mean", progress=Tracker()):
+                locations.append(location)
+                statuses.append(status)
+                raw.append(probabilities)
+                filled.append(neighbour_filled)
+        except UnreadableInput as error:
+            raise ValueError(str(error).replace(str(path), path.name)) from None
+        if not locations:
+            raise ValueError("the video has no frames")
+        return VideoResult(path.stem, locations, statuses, np.array(raw), np.array(filled), fps)
+
+    def people(self, path, progress=None) -> PeopleResult:
+        """Every face of every frame of a video file, tracked per person, as `emotic predict --faces all` finds them
+        (the same rows), or a `ValueError` as for `video`."""
+        from emotic.inference.predict import DEFAULT_FPS, track_records
+        from emotic.inference.tracking import tracked_predictor
 
         path = Path(path)
+        frames, fps, declared = self._open_video(path)
+        predictor = tracked_predictor(self.model, self.processor, self.predictor.batch_size,
+                                      {"max_faces": self.max_faces})
+        rows, done = [], 0
+        try:
+            for batch in predictor(frames, fps or DEFAULT_FPS):
+                rows.extend(tuple(row) for row in batch)
+                done = rows[-1][1] + 1
+                if progress is not None:
+                    progress(done, max(declared, done))
+        except UnreadableInput as error:
+            raise ValueError(str(error).replace(str(path), path.name)) from None
+        if not rows:
+            raise ValueError("the video has no frames")
+        rows = [(*row[:2], row[2] if fps else None, *row[3:]) for row in rows]  # no time without a known rate
+        return PeopleResult(path.stem, rows, track_records(predictor.seen, path.stem), done, fps, predictor.dropped)
+
+    def smoothed_people(self, result: PeopleResult, window: int, mode: str) -> list:
+        """Each row's outputs smoothed within its person's track (`TrackSmoother`, as `emotic predict`)."""
+        from emotic.inference.smoothing import TrackSmoother
+
+        smoother, smoothed = TrackSmoother(check_smoothing_window(int(window)), mode), []
+        for index, (_, frame, _, _, face, raw) in enumerate(result.rows):
+            smoothed += smoother.push(frame, face and face.track, raw, index)
+        smoothed += smoother.finish()
+        return [values for _, values in sorted(smoothed, key=lambda pair: pair[0])]
+
+    def write_people_outputs(self, result: PeopleResult, smoothed: list, folder: Path) -> tuple[Path, Path]:
+        """The tracked per-frame CSV, its record and the per-person ABAW submission of `emotic predict --faces all`,
+        for this video, in `folder`."""
+        import csv
+        import json
+
+        frames_dir = folder / "frames"
+        frames_dir.mkdir(parents=True, exist_ok=True)
+        csv_path = frames_dir / f"{result.name}.csv"
+        with open(csv_path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(frame_header(self.labels, tracked=True))
+            for (location, frame, time, status, face, raw), values in zip(result.rows, smoothed):
+                writer.writerow(frame_row(location, status, raw, values, labels=self.labels, frame=frame, time=time,
+                                          face=face, tracked=True))
+        csv_path.with_suffix(".json").write_text(json.dumps({"tracks": result.tracks}, indent=2))
+        submission = folder / "submission.txt"
+        write_submission([Source(result.name, "video")], frames_dir, self.labels, submission)
+        return csv_path, submission
+
+    def people_picture(self, path, result: PeopleResult):
+        """The frame with the most people (the first such), each face boxed with its person's number."""
+        from PIL import ImageDraw
+
+        counts = {}
+        for _, frame, _, _, face, _ in result.rows:
+            counts[frame] = counts.get(frame, 0) + (face is not None)
+        best = max(counts, key=lambda frame: (counts[frame], -frame))
+        faces = [face for _, frame, _, _, face, _ in result.rows if frame == best and face is not None]
+        image = next(image for index, (_, image) in enumerate(iter_frames(Source(result.name, "video", Path(path))))
+                     if index == best).convert("RGB")
+        draw = ImageDraw.Draw(image)
+        width = max(2, round(max(image.size) / 300))
+        font = _font(max(12, round(max(image.size) / 30)))
+        names = {track["track"]: track["name"] for track in result.tracks}
+        for face in faces:
+            colour = FACE_COLOURS[(face.track - 1) % len(FACE_COLOURS)]
+            draw.rectangle(face.box, outline=colour, width=width)
+            text = f"person {names.get(face.track, face.track)}"
+            x, y = face.box[0], max(0, face.box[1] - font.size - 2 * width)
+            left, top, right, bottom = draw.textbbox((x, y), text, font=font)
+            draw.rectangle((left - width, top - width, right + width, bottom + width), fill=colour)
+            draw.text((x, y), text, fill="white", font=font)
+        return image
+
+    def _open_video(self, path: Path):
+        """(frames, fps, declared frames) of a video file, its frames decoded lazily and stopped past
+        `max_video_seconds`; a `ValueError` for a file that is not a video or is too long."""
+        import av
+
         try:
             with av.open(str(path)) as container:
                 if not container.streams.video:
@@ -145,29 +268,7 @@ class Analyser:
                                      f"--max_video_seconds)")
                 yield frame
 
-        class Tracker:  # what `predict_sequence` reports to: frames done so far
-            done = 0
-
-            def update(self, count):
-                self.done += count
-                if progress is not None:
-                    progress(self.done, max(declared, self.done))
-
-        predictor = self.predictor if geometry is None else FramePredictor(
-            self.model, self.processor, self.predictor.batch_size, geometry).quiet()
-        locations, statuses, raw, filled = [], [], [], []
-        try:
-            for location, status, probabilities, neighbour_filled in predict_sequence(
-                    predictor, frames(), window=1, mode="mean", progress=Tracker()):
-                locations.append(location)
-                statuses.append(status)
-                raw.append(probabilities)
-                filled.append(neighbour_filled)
-        except UnreadableInput as error:
-            raise ValueError(str(error).replace(str(path), path.name)) from None
-        if not locations:
-            raise ValueError("the video has no frames")
-        return VideoResult(path.stem, locations, statuses, np.array(raw), np.array(filled), fps)
+        return frames(), fps, declared
 
     def smoothed(self, result: VideoResult, window: int, mode: str) -> np.ndarray:
         return smooth_probabilities(result.filled, check_smoothing_window(int(window)), mode)
@@ -375,9 +476,14 @@ def build_app(analyser: Analyser, title: str = "emotic"):
         if not path:
             raise gr.Error("upload a video first")
         progress(0, desc="reading frames")
-        result = analyser.video(path, lambda done, total: progress((done, total), unit="frames"), geometry)
+        report = lambda done, total: progress((done, total), unit="frames")  # noqa: E731
         folder = Path(tempfile.mkdtemp(dir=workdir))  # this video's files, rewritten for each smoothing window
-        return ((result, folder), *_video_outputs(result, folder, window, mode))
+        if geometry == PEOPLE:
+            result = analyser.people(path, report)
+            picture = analyser.people_picture(path, result) if result.tracks else None
+        else:
+            result, picture = analyser.video(path, report, geometry), None
+        return ((result, folder), *_video_outputs(result, folder, window, mode), picture)
 
     @_friendly
     def on_smoothing(state, window, mode):
@@ -386,6 +492,8 @@ def build_app(analyser: Analyser, title: str = "emotic"):
         return _video_outputs(*state, window, mode)
 
     def _video_outputs(result, folder, window, mode):
+        if isinstance(result, PeopleResult):
+            return _people_outputs(result, folder, window, mode)
         smoothed = analyser.smoothed(result, window, mode)
         csv_path, submission = analyser.write_outputs(result, smoothed, folder)
         faces = sum(status == FACE for status in result.statuses)
@@ -393,6 +501,26 @@ def build_app(analyser: Analyser, title: str = "emotic"):
                    f"a face in {faces}. Smoothed label of most frames: "
                    f"**{labels[int(np.bincount(smoothed.argmax(1), minlength=len(labels)).argmax())]}**")
         return timeline_chart(result, smoothed, labels, int(window), mode), [str(csv_path), str(submission)], summary
+
+    def _people_outputs(result, folder, window, mode):
+        from emotic.inference.report import tracks_figure
+
+        smoothed = analyser.smoothed_people(result, window, mode)
+        csv_path, submission = analyser.write_people_outputs(result, smoothed, folder)
+        faces = sum(face is not None for _, _, _, _, face, _ in result.rows)
+        reliable = sum(face is not None and face.quality.reliable for _, _, _, _, face, _ in result.rows)
+        most = []
+        for track in result.tracks:
+            mine = [values.argmax() for (*_, face, _), values in zip(result.rows, smoothed)
+                    if face is not None and face.track == track["track"]]
+            most.append(f"person {track['name']} **{labels[int(np.bincount(mine, minlength=len(labels)).argmax())]}**")
+        summary = (f"**{result.frames} frames**{f' at {result.fps:.3g} frames/s' if result.fps else ''}; "
+                   f"**{len(result.tracks)} {'person' if len(result.tracks) == 1 else 'people'}** tracked "
+                   f"({faces} faces, {reliable} reliable"
+                   + (f", {result.dropped} beyond the {analyser.max_faces} largest left out" if result.dropped else "")
+                   + "). Smoothed label of most frames: " + (", ".join(most) if most else "nobody found"))
+        figure = tracks_figure(csv_path, labels, result.tracks) if result.tracks else None
+        return figure, [str(csv_path), str(submission)], summary
 
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown(f"# {title}\nFacial expressions as the model sees them: the face, its main view, the auxiliary "
@@ -413,9 +541,12 @@ def build_app(analyser: Analyser, title: str = "emotic"):
                 video = gr.Video(label="video", sources=["upload"], include_audio=True,  # the file as uploaded: no
                                  elem_id="video-input")  # conversion (which would need an ffmpeg program)
                 with gr.Column():
-                    geometry = gr.Radio([("find the face in each frame", "auto"),
+                    people = detector_available() and analyser.processor.geometry != "template"
+                    geometry = gr.Radio([*([("every person, tracked", PEOPLE)] if people else []),
+                                         ("the largest face in each frame", "auto"),
                                          ("frames are aligned face crops", "template")],
-                                        value="template" if analyser.processor.geometry == "template" else "auto",
+                                        value=PEOPLE if people else "template"
+                                        if analyser.processor.geometry == "template" else "auto",
                                         label="faces", elem_id="video-geometry")
                     window = gr.Slider(1, 61, value=max(1, analyser.model.config.smoothing_window), step=2,
                                        label="smoothing window (frames)", elem_id="video-window")
@@ -424,11 +555,14 @@ def build_app(analyser: Analyser, title: str = "emotic"):
                     video_button = gr.Button("Analyse video", variant="primary", elem_id="video-run")
             video_summary = gr.Markdown(elem_id="video-summary")
             timeline = gr.Plot(label="timeline", elem_id="video-timeline")
+            people_picture = gr.Image(label="the people, numbered as in the files", interactive=False,
+                                      elem_id="video-people")
             downloads = gr.File(label="per-frame CSV and ABAW submission", file_count="multiple",
                                 elem_id="video-files")
             state = gr.State()
         photo_button.click(on_photo, photo, [annotated, views, chart, summary])
-        video_button.click(on_video, [video, geometry, window, mode], [state, timeline, downloads, video_summary])
+        video_button.click(on_video, [video, geometry, window, mode],
+                           [state, timeline, downloads, video_summary, people_picture])
         for control in (window, mode):
             control.change(on_smoothing, [state, window, mode], [timeline, downloads, video_summary])
     return app

@@ -275,6 +275,11 @@ def write_report_md(path: Path, metrics: dict, model_name: str, dataset: str, cl
 
 
 def plot_tracks(path: Path, csv_path: Path, labels, tracks: list[dict]) -> None:
+    """`tracks_figure` written to `path`."""
+    save_figure(tracks_figure(csv_path, labels, tracks), path)
+
+
+def tracks_figure(csv_path: Path, labels, tracks: list[dict]):
     """One timeline per person of a tracked video (`emotic predict --faces all`): each track's smoothed expression
     label over time (seconds, or frames where the rate is not known), hollow where the face is not `reliable`, from
     its per-frame CSV; `tracks` the video's records (their names label the rows)."""
@@ -306,4 +311,5 @@ def plot_tracks(path: Path, csv_path: Path, labels, tracks: list[dict]) -> None:
         axis.grid(axis="y", alpha=0.3)
     axes[-1, 0].set_xlabel("time (s)" if timed else "frame")
     figure.suptitle(f"{csv_path.stem}: smoothed expression per person (hollow: not reliable)", fontsize=9)
-    save_figure(figure, path)
+    figure.tight_layout()
+    return figure

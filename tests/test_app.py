@@ -19,6 +19,7 @@ from PIL import Image
 from emotic.training.synthetic import write_video
 
 from conftest import TINY, emotic_cli, free_port, hub_env
+from people import compose_people, two_people_layout
 
 CHROMIUM = "/usr/lib/chromium/chromium"  # Debian's `chromium` package (/usr/bin/chromium is a shell wrapper)
 
@@ -51,6 +52,9 @@ def files(tmp_path_factory):
     frames = [face.rotate(index % 30 - 15).resize((128, 128)) for index in range(60)]
     write_video(root / "clip.webm", frames[:30], fps=10)  # 3 s
     write_video(root / "long.webm", frames, fps=10)  # 6 s
+    write_video(root / "people.webm", [Image.fromarray(frame) for frame in compose_people(two_people_layout(30,
+                                                                                                       (12, 18)))],
+                fps=10)  # two real people, one away for 0.6 s
     return root
 
 
@@ -123,6 +127,24 @@ def test_the_video_files_are_those_of_emotic_predict_for_every_window(files, ana
         assert submission.read_bytes() == (out / "submission.txt").read_bytes()
     with pytest.raises(ValueError, match="allowed: an odd integer"):
         analyser.smoothed(result, 4, "mean")
+
+
+def test_every_person_of_a_video_is_tracked_with_the_files_of_emotic_predict(files, analyser, tmp_path):
+    """The video tab's people: the tracked CSV and per-person submission are byte for byte those `emotic predict`
+    writes (every face, its default for a video file), for any window; the picture numbers the people."""
+    result = analyser.people(str(files / "people.webm"))
+    assert result.frames == 30 and [track["track"] for track in result.tracks] == [1, 2]
+    for window in (1, 5):
+        csv_path, submission = analyser.write_people_outputs(result, analyser.smoothed_people(result, window, "mean"),
+                                                             tmp_path / f"app-{window}")
+        out = tmp_path / f"predict-{window}"
+        done = emotic_cli("predict", files / "model", files / "people.webm", "--output_dir", out,
+                          "--smoothing_window", window)
+        assert done.returncode == 0, done.stderr
+        assert csv_path.read_bytes() == (out / "frames" / "people.csv").read_bytes()
+        assert submission.read_bytes() == (out / "submission.txt").read_bytes()
+    picture = analyser.people_picture(str(files / "people.webm"), result)
+    assert picture.size == (640, 360)
 
 
 def test_a_long_video_and_a_file_that_is_not_a_video_are_refused_by_name(files, analyser, tmp_path):
@@ -323,9 +345,13 @@ def test_the_video_tab_in_a_browser_draws_the_timeline_and_offers_the_predict_fi
         "clip.csv", "submission.txt"]
     page.screenshot(path=tmp_path / "video.png", full_page=True)
 
+    page.locator("#video-people img").wait_for()  # the frame with the most people, numbered
+    assert "1 person tracked" in page.locator("#video-summary").inner_text()
+
     # a new window re-smooths without running the model again; the CSV offered is that window's
-    result = analyser.video(str(files / "clip.webm"))
-    expected = read_csv(analyser.write_outputs(result, analyser.smoothed(result, 5, "mean"), tmp_path / "expected")[0])
+    result = analyser.people(str(files / "clip.webm"))
+    expected = read_csv(analyser.write_people_outputs(result, analyser.smoothed_people(result, 5, "mean"),
+                                                      tmp_path / "expected")[0])
     assert read_csv_at(page, "clip.csv") != expected
     page.locator("#video-window input[type=number]").fill("5")
     page.locator("#video-window input[type=number]").press("Enter")
