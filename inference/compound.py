@@ -40,21 +40,23 @@ def compound_scores(probabilities, labels) -> np.ndarray:
                      for a, b in COMPOUND_EXPRESSIONS.values()], axis=1)
 
 
-def write_compound_submission(csv_paths, labels, path: Path) -> int:
+def write_compound_submission(csv_paths, labels, path: Path, rows_of) -> int:
     """The compound-expression submission from `emotic predict`'s per-frame CSVs (their smoothed probabilities),
-    streamed: header `image_location,Fearfully_Surprised,...,Sadly_Angry`, then `location,<0-based index>`."""
+    streamed: header `image_location,Fearfully_Surprised,...,Sadly_Angry`, then `location,<0-based index>`, for
+    the `(location, row)` pairs `rows_of(csv_path)` gives (`emotic.inference.predict.submission_rows`: each frame,
+    or each tracked person's frames)."""
     check_compound_labels(labels)
     lines = 0
     with open(path, "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["image_location", *COMPOUND_EXPRESSIONS])
         for csv_path in csv_paths:
-            with open(csv_path, newline="", encoding="utf-8") as handle:
-                rows = list(csv.DictReader(handle))
+            rows = list(rows_of(csv_path))
             if not rows:
                 continue
-            scores = compound_scores([[float(row[name]) for name in labels] for row in rows], labels)
-            for row, best in zip(rows, scores.argmax(axis=1)):
-                writer.writerow([row["image_location"], int(best)])
+            scores = compound_scores([[float(row[name]) for name in labels] for _, row in rows], labels)
+            for (location, _), best in zip(rows, scores.argmax(axis=1)):
+                writer.writerow([location, int(best)])
                 lines += 1
     return lines
+

@@ -491,7 +491,7 @@ def submission_values(row: dict, labels, parts=None, thresholds=None) -> list:
 def write_submission(sources, frames_dir: Path, labels, path: Path, parts=None, thresholds=None) -> int:
     """The ABAW submission file of the head's track (`head_parts`; an expression head without) from the per-video
     CSVs, streamed: `submission_header`, then per frame its location and `submission_values`. A video of tracked
-    faces has rows per track, `<video>_<name>/<frame>` for every frame of the video (`tracked_submission_rows`)."""
+    faces has rows per track, `<video>_<name>/<frame>` for every frame of the video (`tracked_rows`)."""
     lines = 0
     with open(path, "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out, lineterminator="\n")  # quotes a location holding a comma ("interview, take 2")
@@ -500,52 +500,57 @@ def write_submission(sources, frames_dir: Path, labels, path: Path, parts=None, 
             csv_path = frames_dir / f"{source.name}.csv"
             if not csv_path.is_file():
                 continue
-            record = csv_path.with_suffix(".json")
-            if record.is_file():
-                for track in json.loads(record.read_text(encoding="utf-8"))["tracks"]:
-                    for location, values in tracked_submission_rows(csv_path, track, labels, parts, thresholds):
-                        writer.writerow([location, *values])
-                        lines += 1
-                continue
-            with open(csv_path, newline="", encoding="utf-8") as handle:
-                for row in csv.DictReader(handle):
-                    writer.writerow([row["image_location"], *submission_values(row, labels, parts, thresholds)])
-                    lines += 1
+            for location, row in submission_rows(csv_path):
+                writer.writerow([location, *submission_values(row, labels, parts, thresholds)])
+                lines += 1
     return lines
 
 
-def tracked_submission_rows(csv_path: Path, track: dict, labels, parts=None, thresholds=None):
-    """`(location, values)` of one track for every frame of its video, in order, from the tracked CSV: the
-    location's video part renamed `<video>_<name>` (as Aff-Wild2 names a video's subjects), the track's own values
-    where it is seen, elsewhere those of its nearest earlier frame (before its first, its first). Streams the CSV."""
+def tracked_rows(csv_path: Path, track: dict):
+    """`(location, row)` of one track for every frame of its video, in order, from the tracked CSV: the location's
+    video part renamed `<video>_<name>` (as Aff-Wild2 names a video's subjects), the track's own CSV row where it is
+    seen, elsewhere that of its nearest earlier frame (before its first, its first). Streams the CSV."""
     key = str(track["track"])
 
-    def frames():  # (location, the track's values or None) per frame: the CSV's rows are in frame order
-        current = location = values = None
+    def frames():  # (location, the track's row or None) per frame: the CSV's rows are in frame order
+        current = location = mine = None
         with open(csv_path, newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
                 if row["frame"] != current:
                     if current is not None:
-                        yield location, values
-                    current, location, values = row["frame"], row["image_location"], None
+                        yield location, mine
+                    current, location, mine = row["frame"], row["image_location"], None
                 if row["track"] == key:
-                    values = submission_values(row, labels, parts, thresholds)
+                    mine = row
         if current is not None:
-            yield location, values
+            yield location, mine
 
     def renamed(location):
         return f"{track['submission_name']}/{location.rpartition('/')[2]}"
 
     waiting, last = [], None  # the frames before the track's first
-    for location, values in frames():
-        if values is None and last is None:
+    for location, row in frames():
+        if row is None and last is None:
             waiting.append(location)
             continue
-        if values is not None:
+        if row is not None:
             for early in waiting:
-                yield renamed(early), values
-            waiting, last = [], values
+                yield renamed(early), row
+            waiting, last = [], row
         yield renamed(location), last
+
+
+def submission_rows(csv_path: Path):
+    """`(location, row)` per line of a video's submission from its per-frame CSV: each frame's row, or for tracked
+    faces each track's rows in turn (`tracked_rows`)."""
+    record = csv_path.with_suffix(".json")
+    if record.is_file():
+        for track in json.loads(record.read_text(encoding="utf-8"))["tracks"]:
+            yield from tracked_rows(csv_path, track)
+        return
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            yield row["image_location"], row
 
 
 def precision_of(model, quantize: str | None) -> str:
@@ -710,8 +715,7 @@ def main(argv=None) -> int:
                 "precision": precision_of(model, args.quantize),
                 "smoothing_window": window, "smoothing_mode": mode,
                 "geometry": args.geometry or processor.geometry, "labels": labels, "fps": args.fps,
-                "faces": {"tracked": sorted(source.name for source in sources if source.name in tracked),
-                          **(tracker if tracked else {}), "subjects": subjects}}
+                "faces": {"faces": args.faces, **(tracker if tracked else {}), "subjects": subjects}}
     if processes.is_main:  # held until the process ends: one predict per output folder
         lock = claim_output(output, frames_dir, "*.csv.*.partial", "predict_settings.json", settings, args.overwrite,
                             parser, "predictions", "`emotic predict`")
@@ -734,7 +738,7 @@ def main(argv=None) -> int:
                              getattr(head, "label_thresholds", None))
     if args.compound_submission:
         finished = [frames_dir / f"{source.name}.csv" for source in sources if source.name in summary["videos"]]
-        write_compound_submission(finished, labels, output / "submission_compound.txt")
+        write_compound_submission(finished, labels, output / "submission_compound.txt", submission_rows)
     if track == "expr":
         draw_timelines(summary, frames_dir, output / "timelines", labels)
     summary_path.write_text(json.dumps(summary, indent=2))

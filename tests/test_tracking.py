@@ -203,7 +203,7 @@ def test_predict_faces_all_writes_rows_per_person_smoothed_apart_and_submissions
     monkeypatch.setattr(predict.FramePredictor, "_outputs", by_colour)
     output = tmp_path / "out"
     assert predict.main([str(model_dir), str(video), "--output_dir", str(output), "--smoothing_window", "15",
-                         "--subjects", "left,right", "--quiet"]) == 0
+                         "--subjects", "left,right", "--compound_submission", "--quiet"]) == 0
     rows = read_rows(output / "frames" / "two.csv")
     assert list(rows[0]) == ["image_location", "frame", "time", *predict.TRACK_COLUMNS, "status", "raw_label",
                              "label", *ABAW_EXPRESSION_LABELS]
@@ -227,6 +227,9 @@ def test_predict_faces_all_writes_rows_per_person_smoothed_apart_and_submissions
     assert {line.split(",")[1] for line in left} == {str(HAPPINESS)}
     assert {line.split(",")[1] for line in right} == {str(SADNESS)}  # her absence carries her last label
     assert right[25] == f"two_right/00026.jpg,{SADNESS}"
+    compound = (output / "submission_compound.txt").read_text().splitlines()
+    assert [line.split(",")[0] for line in compound[1:]] == [line.split(",")[0] for line in submission[1:]]
+    assert (output / "timelines" / "two.png").is_file()
 
 
 def test_a_killed_tracked_run_resumes_and_matches_a_run_that_was_never_stopped(model_dir, two_people, tmp_path):
