@@ -14,7 +14,11 @@ the nearest earlier frame's prediction. Per-frame outputs (probabilities, or val
 each video with every window of `--smoothing_windows`; the best window by the track's score (macro-F1, mean AU F1,
 mean CCC, or P_VA + P_EXPR + P_AU) is reported beside the raw score and, with `--save_smoothing`, stored in the model
 folder's config so that `emotic predict` uses it by default. The window is chosen on the data evaluated here:
-choose it on a validation split, then apply it to a test split. With `--temporal_model TEMPORAL` (a temporal head
+choose it on a validation split, then apply it to a test split. With `--videos_dir VIDEOS` the annotations are
+scored against raw videos (`VIDEOS/<video>.mp4`), every face tracked: `<video>_left` / `<video>_right` are the
+people of those `--subjects` names, `<video>` the person seen most (`tracked_videos`). Beside every score, the score
+on the frames whose face is reliable (`emotic.inference.tracking.Quality`; `--no_reliability` skips it). With
+`--temporal_model TEMPORAL` (a temporal head
 from `emotic finetune-temporal` over MODEL's features) the head's outputs are scored instead, on the same frames, and
 `--save_smoothing` writes into its folder.
 
@@ -64,6 +68,7 @@ from emotic.training.readers import (
     CHALLENGE_FOLDERS,
     IMAGE_EXTENSIONS,
     affwild2_annotations,
+    annotations_by_video,
     dataset_label,
     iter_affwild2_videos,
     read_dataset,
@@ -127,6 +132,54 @@ def predict_videos(predictor: FramePredictor, videos, show_progress: bool = True
     return results, counts
 
 
+def tracked_videos(people, annotations: dict, videos_dir: Path, subjects, width: int, show_progress: bool = True):
+    """Raw videos scored against Aff-Wild2 annotations, every face tracked (`emotic.inference.tracking`): each
+    annotated `<video>_<subject>` (`--subjects`, as Aff-Wild2 names a two-subject video's people, by position at
+    first appearance) is the person of that name in `videos_dir/<video>.<ext>`, an annotated `<video>` the person seen
+    in the most frames. Per annotation: `(name, labels, outputs)` (a frame without the person carries their nearest
+    earlier frame's outputs), its reliable flags, and the counts (videos without a file, people not found)."""
+    from tqdm.auto import tqdm
+
+    from emotic.inference.predict import DEFAULT_FPS, started, track_records
+    from emotic.inference.sources import VIDEO_EXTENSIONS, Source, iter_frames
+    from emotic.inference.tracking import person_outputs, predict_tracks
+
+    results, flags, cache = [], [], {}
+    counts = {"frames": 0, "missing_images": 0, NO_FACE: 0, UNREADABLE: 0, "missing_videos": [],
+              "people_not_found": []}
+    for name, labels in tqdm(sorted(annotations.items()), desc="videos", unit="video", disable=not show_progress):
+        base, _, subject = name.rpartition("_")
+        base, subject = (base, subject) if base and subject in subjects else (name, None)
+        if base not in cache:
+            files = [videos_dir / f"{base}{ext}" for ext in VIDEO_EXTENSIONS if (videos_dir / f"{base}{ext}").is_file()]
+            if not files:
+                cache[base] = None
+            else:
+                notes = {}
+                frames = started(iter_frames(Source(base, "video", files[0]), notes=notes))
+                rows = list(predict_tracks(people, frames, notes.get("fps") or DEFAULT_FPS, 1, "mean"))
+                cache[base] = (rows, track_records(people.seen, base, subjects) if rows else [],
+                               len({row[1] for row in rows}))
+        if cache[base] is None:
+            counts["missing_videos"].append(name)
+            continue
+        rows, tracks, decoded = cache[base]
+        named = [t for t in tracks if t["name"] == subject] if subject else sorted(tracks, key=lambda t: -t["frames"])
+        track = named[0]["track"] if named else None
+        outputs, reliable = person_outputs(rows, len(labels), track, width)
+        if track is None:
+            counts["people_not_found"].append(name)
+            outputs = people.frames._placeholder(len(labels))
+        elif decoded < len(labels):  # annotated frames past the video's end carry its last
+            outputs[decoded:] = outputs[max(decoded - 1, 0)]
+        counts["frames"] += len(labels)
+        counts[NO_FACE] += len(labels) - sum(1 for row in rows if row[4] is not None and row[4].track == track
+                                             and row[1] < len(labels))
+        results.append((name, np.asarray(labels), outputs))
+        flags.append(reliable)
+    return results, flags, counts
+
+
 def sweep_windows(results, windows, mode: str, class_names, track: str = "expr", thresholds=None) -> dict:
     """Metrics of the smoothed predictions for each window (annotated frames only)."""
     labels = np.concatenate([video_labels for _, video_labels, _ in results])
@@ -179,11 +232,12 @@ def write_affect_figures(output: Path, metrics: dict, results, window: int, mode
 
 
 def reliable_scores(results, videos, processor, window: int, mode: str, class_names, track: str, thresholds,
-                    skip: bool = False) -> dict:
+                    skip: bool = False, flags=None) -> dict:
     """The track's score raw and smoothed (at `window`) on the frames whose face is reliable
     (`emotic.inference.tracking.frame_reliability`: found by the detector, large, frontal and sharp enough), beside
-    the score on all frames; the smoothing still runs over every frame. `{"computed": False, "why": ...}` when
-    skipped (`--no_reliability`, a `datasets` dataset's in-memory images) or without the face detector."""
+    the score on all frames; the smoothing still runs over every frame. `flags`: each video's, already known (tracked
+    faces). `{"computed": False, "why": ...}` when skipped (`--no_reliability`, a `datasets` dataset's in-memory
+    images) or without the face detector."""
     from emotic.processing.face_geometry import detector_available
 
     if skip:
@@ -193,7 +247,8 @@ def reliable_scores(results, videos, processor, window: int, mode: str, class_na
     from emotic.inference.tracking import frame_reliability
 
     paths = {video: paths for video, _, paths in videos}
-    flags = np.concatenate([frame_reliability(paths[video], processor) for video, _, _ in results])
+    flags = np.concatenate(flags if flags is not None else
+                           [frame_reliability(paths[video], processor) for video, _, _ in results])
     labels = np.concatenate([video_labels for _, video_labels, _ in results])
     outputs = {"raw": np.concatenate([p for _, _, p in results]),
                "smoothed": np.concatenate([smooth_probabilities(p, window, mode) for _, _, p in results])}
@@ -247,6 +302,16 @@ def main(argv=None) -> int:
     parser.add_argument("--temporal_model", default=None, metavar="TEMPORAL",
                         help="score a temporal head (`emotic finetune-temporal`) over MODEL's features instead of "
                              "MODEL alone, on the same frames (Aff-Wild2 videos)")
+    parser.add_argument("--videos_dir", default=None, metavar="DIR",
+                        help="score raw videos (DIR/<video>.mp4, ...) instead of the root's cropped_aligned frames: "
+                             "every face tracked, each annotated <video>_<subject> the person of that --subjects name, "
+                             "an annotated <video> the person seen most")
+    parser.add_argument("--subjects", default="left,right",
+                        help="with --videos_dir: the names of a video's people by where they first appear, left to "
+                             "right (Aff-Wild2: left,right)")
+    parser.add_argument("--max_faces", type=int, default=8, help="with --videos_dir: the largest faces per frame")
+    parser.add_argument("--detect_every", type=int, default=1,
+                        help="with --videos_dir: detect faces on every n-th frame, follow them in between")
     parser.add_argument("--no_reliability", action="store_true",
                         help="skip the score on reliable frames (it runs the face detector on every frame to judge "
                              "each face's size, pose and sharpness)")
@@ -289,33 +354,64 @@ def main(argv=None) -> int:
                      f"outputs are smoothed with mean or gaussian")
     thresholds = getattr(head, "label_thresholds", None)
     class_names = [head.id2label[i] for i in range(head.num_labels)]
-    try:
-        if kind == "affwild2":
-            split = args.split or "Validation_Set"
-            videos = list(affwild2_videos(dataset, split, track))
-        elif kind == "image folder":  # each image on its own, nothing to smooth
-            images, _ = read_image_folder(dataset, model.config.label2id)
-            videos = [("images", np.array(list(images["label"])), [Path(path) for path in images["image"]])]
-            split, windows = "image folder", [1]
-        else:  # a `datasets` dataset: labels matched by name, each image on its own
-            split = args.split or "validation"
-            images, _ = read_dataset(args.dataset, split, model.config.label2id, args.dataset_config_name,
-                                     args.image_column, args.label_column, args.label_set,
-                                     read_label_map(args.label_map), args.drop_unmapped_labels)
-            images = images.with_format(None)
-            videos = [("images", np.array(images["label"]), list(images["image"]))]
-            windows = [1]
-    except ValueError as error:
-        parser.error(str(error))
-    sequential = kind == "affwild2"
-    results, counts = predict_videos(predictor, videos, not args.quiet, sequential=sequential)
-    counts["videos"] = len(results) if sequential else 0
+    flags = None
+    if args.videos_dir:
+        if kind != "affwild2" or track == "multitask" or args.temporal_model:
+            parser.error("--videos_dir scores raw videos against an Aff-Wild2 root's EXPR, AU or VA annotations, with "
+                         "the frame model alone (no --temporal_model)")
+        if not Path(args.videos_dir).is_dir():
+            parser.error(f"--videos_dir {args.videos_dir}: no such folder")
+        split = args.split or "Validation_Set"
+        try:
+            from emotic.inference.tracking import tracked_predictor
+
+            annotations = annotations_by_video(dataset, track, split)
+            people = tracked_predictor(model, processor, args.batch_size,
+                                       {"max_faces": args.max_faces, "detect_every": args.detect_every})
+        except (ValueError, ImportError) as error:
+            parser.error(str(error))
+        subjects = [name.strip() for name in args.subjects.split(",") if name.strip()]
+        results, flags, counts = tracked_videos(people, annotations, Path(args.videos_dir), subjects,
+                                                head.num_labels, not args.quiet)
+        if not results:
+            parser.error(f"none of the {len(annotations)} annotated videos of {dataset} ({split}) has a video file in "
+                         f"{args.videos_dir} (looked for <video>.mp4 and the other video extensions)")
+        videos = [(name, labels, [None] * len(labels)) for name, labels, _ in results]  # no frame images to show
+        sequential = True
+        counts["videos"] = len(results)
+    else:
+        try:
+            if kind == "affwild2":
+                split = args.split or "Validation_Set"
+                videos = list(affwild2_videos(dataset, split, track))
+            elif kind == "image folder":  # each image on its own, nothing to smooth
+                images, _ = read_image_folder(dataset, model.config.label2id)
+                videos = [("images", np.array(list(images["label"])), [Path(path) for path in images["image"]])]
+                split, windows = "image folder", [1]
+            else:  # a `datasets` dataset: labels matched by name, each image on its own
+                split = args.split or "validation"
+                images, _ = read_dataset(args.dataset, split, model.config.label2id, args.dataset_config_name,
+                                         args.image_column, args.label_column, args.label_set,
+                                         read_label_map(args.label_map), args.drop_unmapped_labels)
+                images = images.with_format(None)
+                videos = [("images", np.array(images["label"]), list(images["image"]))]
+                windows = [1]
+        except ValueError as error:
+            parser.error(str(error))
+        sequential = kind == "affwild2"
+        results, counts = predict_videos(predictor, videos, not args.quiet, sequential=sequential)
+        counts["videos"] = len(results) if sequential else 0
     if counts["missing_images"] + counts[UNREADABLE] == counts["frames"]:
         print(f"emotic evaluate: none of the {counts['frames']} annotated frames of {dataset} ({split}) has a readable "
               f"image ({counts['missing_images']} missing, {counts[UNREADABLE]} unreadable); nothing to score",
               file=sys.stderr)
         return 2
 
+    for key, what in (("missing_videos", "have no video file there and were not scored"),
+                      ("people_not_found", "have nobody of their name in the video: scored on uniform outputs")):
+        if counts.get(key):
+            print(f"emotic evaluate: {len(counts[key])} annotated videos {what} ({args.videos_dir}): "
+                  f"{', '.join(counts[key][:5])}{' ...' if len(counts[key]) > 5 else ''}", file=sys.stderr)
     score = SCORES[track]
     by_window = sweep_windows(results, windows, mode, class_names, track, thresholds)
     best_window = max(windows, key=lambda w: (round(by_window[w][score], 10), -w))  # ties: the smaller
@@ -330,7 +426,8 @@ def main(argv=None) -> int:
                       f"{score}_by_window": {str(w): by_window[w][score] for w in windows}},
     }
     metrics["reliable"] = reliable_scores(results, videos, processor, best_window, mode, class_names, track,
-                                          thresholds, args.no_reliability or not sequential and kind != "image folder")
+                                          thresholds, args.no_reliability or not sequential and kind != "image folder",
+                                          flags)
     if track in ("va", "multitask"):  # each CCC over the windows too
         metrics["smoothing"]["components"] = {name: [by_window[w][name] for w in windows]
                                               for name in ("ccc_valence", "ccc_arousal")}

@@ -316,7 +316,7 @@ def _write_source(source: Source, predictor, labels, window, mode, frames_dir: P
             if tracked:
                 from emotic.inference.tracking import predict_tracks
 
-                frames = _peek(frames)  # a video's rate is known once its first frame is decoded
+                frames = started(frames)  # a video's rate is known once its first frame is decoded
                 known = notes.get("fps") or fps  # the time column stays empty without a known rate
                 rate = known or DEFAULT_FPS
                 rows = predict_tracks(predictor, frames, rate, window, mode, progress)
@@ -360,8 +360,9 @@ def _write_source(source: Source, predictor, labels, window, mode, frames_dir: P
 DEFAULT_FPS = 30.0  # the frame rate assumed for a frame folder without --fps (Aff-Wild2's videos are 30 fps)
 
 
-def _peek(frames):
-    """`frames` with its first item decoded before it is handed on (a video's notes are filled by then)."""
+def started(frames):
+    """`frames` with its first item decoded before it is handed on (a video's notes, such as its rate, are filled by
+    then)."""
     iterator = iter(frames)
     try:
         first = next(iterator)

@@ -495,3 +495,20 @@ def frame_reliability(paths, processor) -> np.ndarray:
         found, _ = landmarker.detect(rgb, 1)
         flags[index] = bool(found) and Quality.of(rgb, found[0][0]).reliable
     return flags
+
+
+def person_outputs(rows, frames: int, track: int | None, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """One person's outputs over every frame of a video, from `predict_tracks`' rows (window 1): `(frames, width)`
+    outputs, each frame without the person carrying their nearest earlier frame's (before their first, their first;
+    a person never seen: NaN), and per frame whether their face was seen and reliable."""
+    outputs, reliable = np.full((frames, width), np.nan), np.zeros(frames, dtype=bool)
+    seen = np.zeros(frames, dtype=bool)
+    for _, frame, _, _, face, raw, _ in rows:
+        if face is not None and face.track == track and frame < frames:
+            outputs[frame], seen[frame], reliable[frame] = raw, True, face.quality.reliable
+    if seen.any():
+        indices = np.where(seen, np.arange(frames), -1)
+        np.maximum.accumulate(indices, out=indices)  # the nearest earlier frame with the person
+        indices[indices < 0] = int(np.argmax(seen))  # before their first: their first
+        outputs = outputs[indices]
+    return outputs, reliable

@@ -346,3 +346,33 @@ def test_evaluate_scores_all_frames_and_the_reliable_ones_apart(model_dir, tmp_p
     assert evaluate.main([str(model_dir), str(root), "--output_dir", str(tmp_path / "quick"), "--no_reliability",
                           "--smoothing_windows", "1", "--geometry", "detector", "--quiet"]) == 0
     assert not json.loads((tmp_path / "quick" / "metrics.json").read_text())["reliable"]["computed"]
+
+
+def test_evaluate_scores_raw_videos_per_subject_as_aff_wild2_names_them(model_dir, two_people, tmp_path, monkeypatch,
+                                                                         capsys):
+    """`<video>_left` / `<video>_right` annotations scored against the people tracked in the raw video: the
+    astronaut (left) is always Happiness, Grace (right) Sadness where she is in the picture; a video without a file is
+    reported, not scored."""
+    from emotic.inference import evaluate, predict
+
+    monkeypatch.setattr(predict.FramePredictor, "_outputs", by_colour)
+    _, video = two_people
+    root = tmp_path / "affwild2"
+    annotations = root / "EXPR_Recognition_Challenge" / "Validation_Set"
+    annotations.mkdir(parents=True)
+    header = ",".join(ABAW_EXPRESSION_LABELS) + "\n"
+    (annotations / "two_left.txt").write_text(header + f"{HAPPINESS}\n" * 48)
+    right = [-1 if 20 <= index < 30 else SADNESS for index in range(48)]  # not annotated while away
+    (annotations / "two_right.txt").write_text(header + "".join(f"{label}\n" for label in right))
+    (annotations / "gone_left.txt").write_text(header + f"{HAPPINESS}\n" * 5)
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "two.mp4").write_bytes(video.read_bytes())
+    report = tmp_path / "report"
+    assert evaluate.main([str(model_dir), str(root), "--videos_dir", str(tmp_path / "videos"), "--output_dir",
+                          str(report), "--smoothing_windows", "1,5", "--quiet"]) == 0
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["raw"]["accuracy"] == 1.0 and metrics["raw"]["num_frames"] == 48 + 38
+    assert metrics["raw"]["per_class_f1"]["Happiness"] == metrics["raw"]["per_class_f1"]["Sadness"] == 1.0
+    assert metrics["counts"]["missing_videos"] == ["gone_left"] and metrics["counts"]["videos"] == 2
+    assert metrics["reliable"]["computed"] and metrics["reliable"]["raw"]["accuracy"] == 1.0
+    assert "1 annotated videos have no video file" in capsys.readouterr().err
