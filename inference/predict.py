@@ -11,12 +11,17 @@ face, and unreadable frames, carry the prediction of the nearest earlier frame w
 the start of a video) and are counted. Each finished video is written at once (an atomic rename), so a run that was
 interrupted and started again with the same command skips the videos it already finished.
 
+On video files (and frame folders with `--faces all`) every face is tracked (`emotic.inference.tracking`): a row
+per frame and person with the track id, face box, detector score, a quality record and a `reliable` flag, smoothing
+within each person's track only, submission rows per person (`<video>_<track>`, or the `--subjects` names), the
+tracks in `summary.json` and a timeline per person in `timelines/<video>.png`. `--faces largest` keeps one face.
+
 With `--temporal_model TEMPORAL` (a temporal head from `emotic finetune-temporal`), MODEL gives each frame's
 features and the head the predictions, from windows of frames (`emotic.inference.temporal`): the files are the same,
 in the head's labels, thresholds and smoothing; each video's features are held while its windows run.
 
-Outputs in `--output_dir`: `frames/<video>.csv` (per frame: location, status, raw and smoothed label, smoothed
-probabilities; see `frame_header` for the other tracks), `submission.txt` (header `image_location,Neutral,...,Other`,
+Outputs in `--output_dir`: `frames/<video>.csv` (per frame: location, frame, time, status, raw and smoothed label,
+smoothed probabilities; see `frame_header` for the other tracks and tracked faces), `submission.txt` (header `image_location,Neutral,...,Other`,
 then `video/00001.jpg,<label>`; `image_location,AU1,...,AU26` then 12 0/1 at the model's `label_thresholds`;
 `image_location,valence,arousal` then the two values; a multi-task model's `image,valence,arousal,expression,AU1,...`
 as ABAW7's multi-task challenge asks) and
