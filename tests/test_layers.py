@@ -109,3 +109,34 @@ def test_the_layers_test_sees_the_real_imports():
     relative = {target for target, _ in imports(ROOT / "processing/image_processing_emotic.py")}
     assert "emotic.processing.face_geometry" in relative  # `from .face_geometry import ...`, resolved
     assert layer("emotic.inference.predict") > layer("emotic.training.readers") > layer("emotic.modeling")
+
+
+# import names whose distribution the installed metadata does not record as providing them
+DISTRIBUTION_OF = {"dlib": "dlib-bin"}
+
+
+def test_every_third_party_module_the_package_imports_is_declared_in_pyproject():
+    """A user who installs emotic with the extra a feature names gets every module that feature imports (the
+    tracker's scipy once came only with the test extras). The `test` extra does not count: it is not for users."""
+    import re
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    def normalised(requirement: str) -> str:
+        return re.sub(r"[-_.]+", "-", re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0]).lower()
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {normalised(r) for r in project["dependencies"]}
+    declared |= {normalised(r) for extra, requirements in project["optional-dependencies"].items() if extra != "test"
+                 for r in requirements if not r.startswith("emotic")}
+    providers = packages_distributions()
+    missing = {}
+    for path in SOURCES:
+        for module, line in imports(path):
+            top = module.split(".")[0]
+            if top in sys.stdlib_module_names or top == "emotic":
+                continue
+            names = {normalised(name) for name in providers.get(top, [DISTRIBUTION_OF.get(top, top)])}
+            if not names & declared:
+                missing.setdefault(top, f"{path.relative_to(ROOT)}:{line}")
+    assert not missing, f"imported but not declared in pyproject.toml (core or a user extra): {missing}"
