@@ -232,13 +232,8 @@ class Analyser:
         font = _font(max(12, round(max(image.size) / 30)))
         names = {track["track"]: track["name"] for track in result.tracks}
         for face in faces:
-            colour = FACE_COLOURS[(face.track - 1) % len(FACE_COLOURS)]
-            draw.rectangle(face.box, outline=colour, width=width)
-            text = f"person {names.get(face.track, face.track)}"
-            x, y = face.box[0], max(0, face.box[1] - font.size - 2 * width)
-            left, top, right, bottom = draw.textbbox((x, y), text, font=font)
-            draw.rectangle((left - width, top - width, right + width, bottom + width), fill=colour)
-            draw.text((x, y), text, fill="white", font=font)
+            labelled_box(draw, face.box, f"person {names.get(face.track, face.track)}",
+                         FACE_COLOURS[(face.track - 1) % len(FACE_COLOURS)], width, font)
         return image
 
     def _open_video(self, path: Path):
@@ -313,14 +308,18 @@ def annotate(pixels: np.ndarray, faces: list[Face], labels) -> "Image.Image":  #
         colour = FACE_COLOURS[(number - 1) % len(FACE_COLOURS)]
         for region, box in face.regions.items():
             draw.rectangle(box, outline=REGION_COLOURS[region], width=max(1, width // 2))
-        draw.rectangle(face.box, outline=colour, width=width)
         best = int(np.argmax(face.probabilities))
-        text = f"{number}: {labels[best]} {face.probabilities[best]:.0%}"
-        x, y = face.box[0], max(0, face.box[1] - font.size - 2 * width)
-        left, top, right, bottom = draw.textbbox((x, y), text, font=font)
-        draw.rectangle((left - width, top - width, right + width, bottom + width), fill=colour)
-        draw.text((x, y), text, fill="white", font=font)
+        labelled_box(draw, face.box, f"{number}: {labels[best]} {face.probabilities[best]:.0%}", colour, width, font)
     return image
+
+
+def labelled_box(draw, box, text: str, colour: str, width: int, font) -> None:
+    """A face's box outlined in `colour`, `text` in white on that colour above it."""
+    draw.rectangle(box, outline=colour, width=width)
+    x, y = box[0], max(0, box[1] - font.size - 2 * width)
+    left, top, right, bottom = draw.textbbox((x, y), text, font=font)
+    draw.rectangle((left - width, top - width, right + width, bottom + width), fill=colour)
+    draw.text((x, y), text, fill="white", font=font)
 
 
 def attention_overlay(aux_view: np.ndarray, attention: np.ndarray | None) -> np.ndarray:
