@@ -158,20 +158,17 @@ def tracked_videos(people, annotations: dict, videos_dir: Path, subjects, width:
                 notes = {}
                 frames = started(iter_frames(Source(base, "video", files[0]), notes=notes))
                 rows = list(predict_tracks(people, frames, notes.get("fps") or DEFAULT_FPS, 1, "mean"))
-                cache[base] = (rows, track_records(people.seen, base, subjects) if rows else [],
-                               len({row[1] for row in rows}))
+                cache[base] = (rows, track_records(people.seen, base, subjects) if rows else [])
         if cache[base] is None:
             counts["missing_videos"].append(name)
             continue
-        rows, tracks, decoded = cache[base]
+        rows, tracks = cache[base]
         named = [t for t in tracks if t["name"] == subject] if subject else sorted(tracks, key=lambda t: -t["frames"])
         track = named[0]["track"] if named else None
-        outputs, reliable = person_outputs(rows, len(labels), track, width)
+        outputs, reliable = person_outputs(rows, len(labels), track, width)  # past the video's end: its last
         if track is None:
             counts["people_not_found"].append(name)
             outputs = people.frames._placeholder(len(labels))
-        elif decoded < len(labels):  # annotated frames past the video's end carry its last
-            outputs[decoded:] = outputs[max(decoded - 1, 0)]
         counts["frames"] += len(labels)
         counts[NO_FACE] += len(labels) - sum(1 for row in rows if row[4] is not None and row[4].track == track
                                              and row[1] < len(labels))

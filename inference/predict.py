@@ -79,23 +79,9 @@ class FramePredictor:
         return self
 
     def __call__(self, frames):
-        """(locations, statuses, probabilities) per batch of `frames` ((location, image or path) pairs). The next
-        batch is decoded and turned into views in a background thread while the model runs on this one: at most two
-        batches are held, however long the stream."""
-        from concurrent.futures import ThreadPoolExecutor
-        from itertools import islice
-
-        iterator = iter(frames)
-
-        def prepare_next():  # only the one worker thread advances the frames
-            batch = list(islice(iterator, self.batch_size))
-            return self._prepare(batch) if batch else None
-
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emotic-views") as worker:
-            pending = worker.submit(prepare_next)
-            while (prepared := pending.result()) is not None:
-                pending = worker.submit(prepare_next)
-                yield self._infer(*prepared)
+        """(locations, statuses, probabilities) per batch of `frames` ((location, image or path) pairs), the next
+        batch prepared while the model runs on this one (`pipelined`)."""
+        return pipelined(frames, self.batch_size, self._prepare, self._infer)
 
     def _prepare(self, batch):
         """Decode a batch and build its views: (locations, statuses, processor output or None)."""
@@ -126,20 +112,43 @@ class FramePredictor:
         logits = self.model(pixel_values=pixel_values, pixel_values_aux=pixel_values_aux).logits
         return head_outputs(logits.float(), self.parts)
 
+    def run(self, inputs) -> np.ndarray:
+        """The head's outputs (`_outputs`) of a batch of the processor's views, as a float array."""
+        with torch.inference_mode():
+            outputs = self._outputs(inputs["pixel_values"].to(self.device), inputs["pixel_values_aux"].to(self.device))
+        return outputs.float().cpu().numpy()
+
     def _infer(self, locations, statuses, inputs):
         """(locations, statuses, outputs): per frame, `_outputs`; frames without an image hold a placeholder that
         `NeighbourFill` replaces."""
         probabilities = self._placeholder(len(locations))
         if inputs is not None:
-            with torch.inference_mode():
-                outputs = self._outputs(inputs["pixel_values"].to(self.device),
-                                        inputs["pixel_values_aux"].to(self.device))
             readable = [i for i, status in enumerate(statuses) if status == FACE]
-            probabilities[readable] = outputs.float().cpu().numpy()
+            probabilities[readable] = self.run(inputs)
             for i, region in zip(readable, inputs["regions"]):
                 if region["geometry"] == "full_image":
                     statuses[i] = NO_FACE
         return locations, statuses, probabilities
+
+
+def pipelined(items, batch_size: int, prepare, infer, name: str = "emotic-views"):
+    """`infer(*prepare(batch))` per batch of `batch_size` items, the next batch prepared (decoded, tracked, turned
+    into views) in a background thread while `infer` runs the model on this one: at most two batches are held,
+    however long the stream."""
+    from concurrent.futures import ThreadPoolExecutor
+    from itertools import islice
+
+    iterator = iter(items)
+
+    def prepare_next():  # only the one worker thread advances the items
+        batch = list(islice(iterator, batch_size))
+        return prepare(batch) if batch else None
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) as worker:
+        pending = worker.submit(prepare_next)
+        while (prepared := pending.result()) is not None:
+            pending = worker.submit(prepare_next)
+            yield infer(*prepared)
 
 
 def expression_parts(labels) -> list:
@@ -317,14 +326,12 @@ def _write_source(source: Source, predictor, labels, window, mode, frames_dir: P
                      disable=not show_progress, leave=False) as progress:
             writer = csv.writer(handle)
             writer.writerow(frame_header(labels, parts, tracked))
-            frames = iter_frames(source, files, notes)
+            frames = started(iter_frames(source, files, notes))  # a video's rate is known from its first frame
+            known = notes.get("fps") or fps  # the time column stays empty without a known rate
             if tracked:
                 from emotic.inference.tracking import predict_tracks
 
-                frames = started(frames)  # a video's rate is known once its first frame is decoded
-                known = notes.get("fps") or fps  # the time column stays empty without a known rate
-                rate = known or DEFAULT_FPS
-                rows = predict_tracks(predictor, frames, rate, window, mode, progress)
+                rows = predict_tracks(predictor, frames, known or DEFAULT_FPS, window, mode, progress)
                 last = None
                 for location, frame, time, status, face, raw, smoothed in rows:
                     if frame != last:
@@ -338,16 +345,13 @@ def _write_source(source: Source, predictor, labels, window, mode, frames_dir: P
                 counts["fps"], counts["dropped_faces"] = known, predictor.dropped
                 counts["tracks"] = track_records(predictor.seen, source.name, subjects)
             else:
-                rate = None
                 for index, (location, status, raw, smoothed) in enumerate(predict_sequence(
                         predictor, frames, window, mode, source.sequential, progress)):
-                    if index == 0:
-                        rate = notes.get("fps") or fps
                     counts["frames"] += 1
                     counts[status] += 1
                     writer.writerow(frame_row(location, status, raw, smoothed, parts, labels, thresholds,
                                               index if source.sequential else None,
-                                              index / rate if rate and source.sequential else None))
+                                              index / known if known and source.sequential else None))
         incomplete = check_decoded(source, counts["frames"], counts[UNREADABLE], notes, "predictions")
         if incomplete:
             counts["incomplete"] = incomplete
@@ -368,17 +372,11 @@ DEFAULT_FPS = 30.0  # the frame rate assumed for a frame folder without --fps (A
 def started(frames):
     """`frames` with its first item decoded before it is handed on (a video's notes, such as its rate, are filled by
     then)."""
+    from itertools import chain
+
     iterator = iter(frames)
-    try:
-        first = next(iterator)
-    except StopIteration:
-        return iter(())
-    return _chain_one(first, iterator)
-
-
-def _chain_one(first, rest):
-    yield first
-    yield from rest
+    first = next(iterator, None)
+    return iter(()) if first is None else chain([first], iterator)
 
 
 def track_records(seen: dict, video: str, subjects=()) -> list[dict]:

@@ -301,10 +301,9 @@ def tracks_figure(csv_path: Path, labels, tracks: list[dict]):
     for axis, track in zip(axes[:, 0], tracks):
         when, label, reliable = (np.asarray(values) for values in rows[str(track["track"])])
         if len(when):
-            colour = [colours(int(value) % 10) for value in label]
-            axis.scatter(when[reliable], label[reliable], c=[c for c, r in zip(colour, reliable) if r], s=12)
-            axis.scatter(when[~reliable], label[~reliable], facecolors="none",
-                         edgecolors=[c for c, r in zip(colour, reliable) if not r], s=12)
+            colour = colours(label % 10)  # (points, 4) RGBA
+            axis.scatter(when[reliable], label[reliable], c=colour[reliable], s=12)
+            axis.scatter(when[~reliable], label[~reliable], facecolors="none", edgecolors=colour[~reliable], s=12)
         axis.set_yticks(range(len(labels)), labels, fontsize=7)
         axis.set_ylim(-0.5, len(labels) - 0.5)
         axis.set_ylabel(f"person {track['name']}", fontsize=8)

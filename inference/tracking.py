@@ -6,15 +6,19 @@ seconds are held, so memory stays flat over an hour of video) and returns the fa
 ids:
 
 1. faces are found by dlib's HOG detector and 68-point landmark model (`emotic[faces]`) on every `detect_every`-th
-   frame, the largest `max_faces` of them; in the frames between, each track's landmarks are refitted inside its
-   last box (following a face costs the landmark model only);
+   frame, the largest `max_faces` of them; in the frames between, each track's landmarks are refitted in the box the
+   detector gave around them at the last detection, moved by the motion measured between detections (following a
+   face costs the landmark model only), and a face whose landmarks slide off the box expected for it is dropped until
+   the next detection;
 2. a face is matched to the track it overlaps most (box IoU of at least `min_iou`, one face per track, by
-   `scipy.optimize.linear_sum_assignment`), unless their face descriptors say they are two people;
+   `scipy.optimize.linear_sum_assignment`); where faces or tracks overlap, not if its descriptor is another known
+   person's;
 3. a face no track overlaps is matched by dlib's 128-d face descriptor (`dlib_face_recognition_resnet_model_v1`,
    shipped in face_recognition_models) to a track seen in the last `max_gap` seconds: a person who leaves the picture
-   and comes back keeps the id; the descriptor distance must be under `max_distance` (dlib's model is trained so
-   that one person's faces lie within 0.6 of each other);
-4. any other face starts a new track. Ids are 1, 2, 3, ... in order of first appearance.
+   and comes back keeps the id; the descriptor distance must be under `max_distance` (0.6, the threshold dlib's
+   model is documented with: one person's faces lie within it);
+4. any other face starts a new track. Ids are 1, 2, 3, ... in order of first appearance (left to right among
+   faces that appear in the same frame).
 
 Descriptors are computed only where they are needed: for faces no track overlaps, when two faces or tracks overlap
 (people crossing), and every `refresh_every` detections of a track, to keep its appearance current.
@@ -30,12 +34,13 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
+
+from emotic.processing.face_geometry import box_iou
 
 # What a reliable face is (`Quality.reliable`): at least this many pixels across, turned at most this far (degrees;
 # the frontal-to-profile range the training data mostly covers), and this sharp (variance of the Laplacian of the
 # grey face at 64x64, in 0-255 grey levels: a sharp photographed face scores several hundred, one blurred by a
-# 1.5-pixel Gaussian at that size under 100).
+# Gaussian of about a pixel at that size around 100 or under).
 MIN_FACE_SIZE = 48
 MAX_YAW = 45.0
 MAX_PITCH = 30.0
@@ -356,9 +361,9 @@ class FaceTracker:
             centre_x, centre_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
             if not (0 <= centre_x < width and 0 <= centre_y < height):
                 continue  # followed out of the picture: lost until a detection finds it
-            if _ious([box], [expected])[0, 0] < 0.5:
+            if box_iou(box, expected) < 0.5:
                 continue  # the landmarks slid away (onto a face nearby, or off a face that left): wait for a detection
-            if any(_ious([box], [other.box])[0, 0] > 0.5 for other, _ in found):
+            if any(box_iou(box, other.box) > 0.5 for other, _ in found):
                 continue  # two tracks on one face: the older keeps it
             self._move(track, landmarks, box)
             found.append((track, None))
@@ -376,10 +381,9 @@ class TrackedPredictor:
     """Every face of every frame through the model: `__call__(frames, fps)` yields batches of rows `(location, frame,
     time, status, face or None, outputs or None)`, one per tracked face, and one per frame without any (status
     `no_face`, `unreadable` or `missing`). The frames are decoded and tracked, and the faces' views built, in a
-    background thread while the model runs on the previous batch."""
+    background thread while the model runs on the previous batch (`predict.pipelined`)."""
 
     tracks_faces = True
-    fills_frames = True  # frames without a face have no row of a person to fill: NeighbourFill does not apply
 
     def __init__(self, model, processor, batch_size: int, tracker_options: dict):
         from emotic.inference.predict import FramePredictor
@@ -389,26 +393,15 @@ class TrackedPredictor:
         self.batch_size, self.tracker_options = batch_size, tracker_options
         self.tracker = FaceTracker(**tracker_options)  # its options checked, its models loaded, before any video
 
-    def quiet(self):
-        self.frames.quiet()
-        return self
-
     def __call__(self, frames, fps: float):
-        from concurrent.futures import ThreadPoolExecutor
-        from itertools import islice
+        from itertools import count
+
+        from emotic.inference.predict import pipelined
 
         self.tracker = FaceTracker(**{**self.tracker_options, "fps": fps})
-        iterator, counter = iter(frames), iter(range(1 << 62))
-
-        def prepare_next():
-            batch = list(islice(iterator, self.batch_size))
-            return self._prepare(batch, counter, fps) if batch else None
-
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emotic-tracks") as worker:
-            pending = worker.submit(prepare_next)
-            while (prepared := pending.result()) is not None:
-                pending = worker.submit(prepare_next)
-                yield self._infer(*prepared)
+        counter = count()
+        return pipelined(frames, self.batch_size, lambda batch: self._prepare(batch, counter, fps), self._infer,
+                         "emotic-tracks")
 
     def _prepare(self, batch, counter, fps):
         from emotic.inference.predict import FACE, MISSING, NO_FACE, UNREADABLE
@@ -440,10 +433,7 @@ class TrackedPredictor:
 
     def _infer(self, rows, inputs):
         if inputs is not None:
-            with torch.inference_mode():
-                outputs = self.frames._outputs(inputs["pixel_values"].to(self.frames.device),
-                                               inputs["pixel_values_aux"].to(self.frames.device))
-            outputs = iter(outputs.float().cpu().numpy())
+            outputs = iter(self.frames.run(inputs))
             for row in rows:
                 if row[4] is not None:
                     row[5] = next(outputs)
@@ -501,14 +491,12 @@ def person_outputs(rows, frames: int, track: int | None, width: int) -> tuple[np
     """One person's outputs over every frame of a video, from `predict_tracks`' rows (window 1): `(frames, width)`
     outputs, each frame without the person carrying their nearest earlier frame's (before their first, their first;
     a person never seen: NaN), and per frame whether their face was seen and reliable."""
+    from emotic.inference.smoothing import NeighbourFill
+
     outputs, reliable = np.full((frames, width), np.nan), np.zeros(frames, dtype=bool)
     seen = np.zeros(frames, dtype=bool)
     for _, frame, _, _, face, raw, _ in rows:
         if face is not None and face.track == track and frame < frames:
             outputs[frame], seen[frame], reliable[frame] = raw, True, face.quality.reliable
-    if seen.any():
-        indices = np.where(seen, np.arange(frames), -1)
-        np.maximum.accumulate(indices, out=indices)  # the nearest earlier frame with the person
-        indices[indices < 0] = int(np.argmax(seen))  # before their first: their first
-        outputs = outputs[indices]
-    return outputs, reliable
+    fill = NeighbourFill()  # the rule `emotic predict` fills frames without a face by
+    return np.concatenate([fill.push(outputs, seen), fill.finish()]), reliable
