@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from emotic.training.readers import inverse_frequency_weights, read_affwild2, read_image_folder, read_unlabelled_faces
@@ -98,6 +99,29 @@ def test_view_transform_decodes_lazily_into_both_views(tmp_path):
     batch = dataset[0:2]
     assert batch["pixel_values"].shape == batch["pixel_values_aux"].shape == (2, 3, 32, 32)
     assert batch["labels"].tolist() == [0, 4]
+
+
+def test_the_same_frames_copied_elsewhere_are_augmented_alike(tmp_path):
+    """Augmentation is keyed by the row, not by where the data lies: a run on a copy of the data (another machine,
+    another folder) draws the same flips and jitter, epoch by epoch; another epoch or seed draws others."""
+    import shutil
+
+    from emotic import EmoticImageProcessor
+
+    write_video(tmp_path / "here", "v", [0, 4, 6, 1, 2, 3, 5, 7])
+    shutil.copytree(tmp_path / "here", tmp_path / "elsewhere" / "copy")
+    processor = EmoticImageProcessor(size=32, geometry="template")
+
+    def views(root, epoch=0, seed=0):
+        dataset, _ = read_affwild2(root / "annotations", root / "cropped_aligned")
+        transform = ViewTransform(processor, hflip=True, color_jitter=0.3, seed=seed)
+        transform.epoch = epoch
+        return transform(dataset.with_format(None)[:8])["pixel_values"]
+
+    here = views(tmp_path / "here")
+    assert torch.equal(here, views(tmp_path / "elsewhere" / "copy"))
+    assert not torch.equal(here, views(tmp_path / "here", epoch=1))
+    assert not torch.equal(here, views(tmp_path / "here", seed=1))
 
 
 def test_class_weights_are_inverse_frequency():

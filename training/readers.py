@@ -1,9 +1,9 @@
 """Datasets: Aff-Wild2 (EXPR, VA and AU annotations), a folder of class sub-folders, and unlabelled face folders.
 
 Each reader lists files only (image paths, labels, video and frame names) into a `datasets.Dataset`; images are
-decoded lazily, batch by batch, by `emotic.training.transforms.ViewTransform` through the image processor.
-Listing stays cheap for Aff-Wild2's
-2.7M frames: one annotation read and one directory scan per video.
+decoded lazily, batch by batch, by `emotic.training.transforms.ViewTransform` through the image processor. Every
+reader adds `index`, the row, which seeds the row's augmentation: a run augments alike wherever its data lies.
+Listing stays cheap for Aff-Wild2's 2.7M frames: one annotation read and one directory scan per video.
 """
 
 from __future__ import annotations  # `datasets` is imported where a reader runs: inference needs none of it
@@ -220,7 +220,7 @@ def read_affwild2(
                          f"{report.missing_images} annotated frames without an image, {report.dropped_by_stride} "
                          f"dropped by the frame stride")
     columns = {"image": [paths[i] for i in keep], "label": [labels[i] for i in keep],
-               "video": [videos[i] for i in keep], "frame": [frames[i] for i in keep]}
+               "video": [videos[i] for i in keep], "frame": [frames[i] for i in keep], "index": list(range(len(keep)))}
     report.frames = len(keep)
     if task == "expr":
         report.class_counts = dict(sorted(Counter(columns["label"]).items()))
@@ -294,6 +294,7 @@ def read_multitask_annotations(path: str | os.PathLike, images_dir: str | os.Pat
             columns["frame"].append(relative.name)
     columns["label"] = [[*va, float(e), *au] for va, e, au in
                         zip(columns["valence_arousal"], columns["expression"], columns["action_units"])]
+    columns["index"] = list(range(len(columns["image"])))
     report.frames = len(columns["image"])
     report.videos = len(set(columns["video"]))
     report.class_counts = dict(sorted(Counter(e for e in columns["expression"] if e >= 0).items()))
@@ -343,7 +344,7 @@ def read_image_folder(root: str | os.PathLike, label2id: dict) -> tuple[Dataset,
     report = ReadReport(frames=len(paths), class_counts=dict(sorted(Counter(labels).items())))
     from datasets import Dataset
 
-    return Dataset.from_dict({"image": paths, "label": labels}), report
+    return Dataset.from_dict({"image": paths, "label": labels, "index": list(range(len(paths)))}), report
 
 
 def dataset_label(name: str) -> str:
@@ -510,7 +511,7 @@ def read_unlabelled_faces(roots) -> Dataset:
         raise ValueError(f"no images found under {roots}")
     from datasets import Dataset
 
-    return Dataset.from_dict({"image": sorted(paths)})
+    return Dataset.from_dict({"image": sorted(paths), "index": list(range(len(paths)))})
 
 
 def positive_weights(labels) -> list[float]:

@@ -13,9 +13,11 @@ logger = logging.get_logger(__name__)
 class ViewTransform:
     """`dataset.set_transform(ViewTransform(processor))`: decodes a batch of image paths into both views.
 
-    Training augmentation (`hflip`, `color_jitter`) draws from a generator seeded by (seed, epoch, path), not from
+    Training augmentation (`hflip`, `color_jitter`) draws from a generator seeded by (seed, epoch, row), not from
     a running random state, so a run resumed mid-epoch (whose skipped batches are never loaded) augments exactly
-    as an uninterrupted run does. `trainer.EpochCallback` keeps `epoch` current during training.
+    as an uninterrupted run does, and the same data copied elsewhere is augmented alike (every reader gives the
+    row as `index`; a dataset without it is keyed by the image's path). `trainer.EpochCallback` keeps `epoch`
+    current during training.
 
     An image that cannot be decoded does not stop a run: it is skipped and counted (`unreadable`: path -> reason,
     reported by `EpochCallback` and the run summary). Its slot in the batch holds a blank image whose label is -1
