@@ -1,10 +1,13 @@
 """Shared fixtures. Tests run offline (no hub), single-threaded, on tiny configs (hidden size <= 64)."""
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import urllib.request
 from pathlib import Path
 
@@ -123,10 +126,87 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def emotic_cli(*args, env=None, timeout=300):
-    """The `emotic` command in a fresh process, no standard input; the `CompletedProcess` with its text output."""
-    return subprocess.run([sys.executable, "-m", "emotic.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=timeout, stdin=subprocess.DEVNULL)
+class ForkServer:
+    """tests/forkserver.py, started on first use in this test process: `python -m` commands in processes forked from
+    one that has imported torch, transformers and emotic once (about 5 s saved per command)."""
+
+    def __init__(self, environment: dict):
+        self.environment = self.comparable(environment)  # the server's, fixed at its start
+        self.process = None
+        self.lock = threading.Lock()
+
+    # set in this process after the server started, read by nothing imported there: pytest's name of the running
+    # test, and the folder torch's inductor sets to its default when imported
+    UNREAD = {"PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR"}
+
+    def serves(self, env) -> bool:
+        """Whether a command with this environment (None: this process's) can be forked: the server's environment."""
+        return self.comparable(os.environ if env is None else env) == self.environment
+
+    @classmethod
+    def comparable(cls, env) -> dict:
+        return {key: value for key, value in env.items() if key not in cls.UNREAD}
+
+    def _start(self):
+        self.process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("forkserver.py"))],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                        env=self.environment)
+        assert "ready" in self._reply()
+
+    def _reply(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:  # the server itself died: no later command can be forked
+            self.process = None
+            raise RuntimeError("tests/forkserver.py stopped; its error is above")
+        return json.loads(line)
+
+    def run(self, module: str, argv: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
+        if self.process is None:
+            self._start()
+        command = [sys.executable, "-m", module, *argv]
+        with tempfile.TemporaryDirectory(prefix="emotic-cli-") as folder:
+            streams = {name: os.path.join(folder, name) for name in ("stdout", "stderr")}
+            self.process.stdin.write(json.dumps({"module": module, "argv": argv, "cwd": os.getcwd(), "env": env, **streams}) + "\n")
+            self.process.stdin.flush()
+            pid = self._reply()["pid"]
+            timed_out = threading.Event()
+            timer = threading.Timer(timeout, lambda: (timed_out.set(), os.kill(pid, signal.SIGKILL)))
+            timer.start()
+            try:
+                returncode = self._reply()["returncode"]
+            finally:
+                timer.cancel()
+            stdout, stderr = (Path(streams[name]).read_text(errors="replace") for name in ("stdout", "stderr"))
+        if timed_out.is_set():
+            raise subprocess.TimeoutExpired(command, timeout, stdout, stderr)
+        return subprocess.CompletedProcess(command, returncode, stdout, stderr)
+
+    def close(self):
+        if self.process is not None:
+            self.process.stdin.close()
+            self.process.wait(timeout=30)
+
+
+FORK_SERVER = ForkServer(dict(os.environ))  # the tests' environment, set above
+
+
+def run_module(module: str, *args, env=None, timeout=300) -> subprocess.CompletedProcess:
+    """`python -m module args` in a process of its own, no standard input; the `CompletedProcess` with its text
+    output. Forked from tests/forkserver.py when it runs in the server's environment (and the server is free), else
+    a fresh interpreter."""
+    argv = [str(arg) for arg in args]
+    if FORK_SERVER.serves(env) and FORK_SERVER.lock.acquire(blocking=False):
+        try:
+            return FORK_SERVER.run(module, argv, dict(os.environ if env is None else env), timeout)
+        finally:
+            FORK_SERVER.lock.release()
+    return subprocess.run([sys.executable, "-m", module, *argv], capture_output=True, text=True, env=env,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def emotic_cli(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
+    """The `emotic` command (`python -m emotic.cli`), as `run_module` runs it."""
+    return run_module("emotic.cli", *args, env=env, timeout=timeout)
 
 
 def hub_env(endpoint, tmp_path):
@@ -160,3 +240,7 @@ def pytest_terminal_summary(terminalreporter):
         total = sum(outcomes.values())
         terminalreporter.write_line(f"bad-input suite: {total} cases, " + ", ".join(
             f"{count} {outcome}" for outcome, count in sorted(outcomes.items())))
+
+
+def pytest_unconfigure(config):
+    FORK_SERVER.close()

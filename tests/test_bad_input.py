@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, TOKEN, emotic_cli, hub_env, write_features_folder
+from conftest import TINY, TOKEN, emotic_cli, hub_env, run_module, write_features_folder
 from PIL import Image
 
 from emotic import EmoticConfig, EmoticForImageClassification, EmoticImageProcessor, EmoticModel
@@ -302,8 +302,7 @@ def test_a_corrupt_config_file_is_an_error_naming_it(model_dir, tmp_path):
 # -- converter ----------------------------------------------------------------------------------------------------
 
 def convert(*args):
-    return subprocess.run([sys.executable, "-m", "emotic.modeling.convert_mae_face", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+    return run_module("emotic.modeling.convert_mae_face", *args)
 
 
 def mae_state_dict(decoder=True) -> dict:

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 
+from conftest import emotic_cli
 from people import compose_people, real_people, two_people_layout
 
 from emotic import ABAW_EXPRESSION_LABELS
@@ -241,10 +242,9 @@ def test_a_killed_tracked_run_resumes_and_matches_a_run_that_was_never_stopped(m
     folder.mkdir()
     (folder / "a_first.mp4").write_bytes(video.read_bytes())
     write_video(folder / "b_long.mp4", [Image.fromarray(frame) for frame in frames * 3], fps=10)
-    command = [sys.executable, "-m", "emotic.cli", "predict", str(model_dir), str(folder), "--quiet",
-               "--output_dir"]
-    killed = subprocess.Popen([*command, str(tmp_path / "resumed")], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    command = ["predict", str(model_dir), str(folder), "--quiet", "--output_dir"]
+    killed = subprocess.Popen([sys.executable, "-m", "emotic.cli", *command, str(tmp_path / "resumed")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     first = tmp_path / "resumed" / "frames" / "a_first.csv"
     deadline = time.monotonic() + 240
     while not first.is_file() and killed.poll() is None and time.monotonic() < deadline:
@@ -254,7 +254,7 @@ def test_a_killed_tracked_run_resumes_and_matches_a_run_that_was_never_stopped(m
     killed.wait()
     assert not (tmp_path / "resumed" / "frames" / "b_long.csv").exists()
     for name in ("resumed", "whole"):
-        done = subprocess.run([*command, str(tmp_path / name)], capture_output=True, text=True, timeout=300)
+        done = emotic_cli(*command, tmp_path / name)
         assert done.returncode == 0, done.stderr
     for file in ("frames/a_first.csv", "frames/b_long.csv", "submission.txt", "frames/b_long.json"):
         assert (tmp_path / "resumed" / file).read_text() == (tmp_path / "whole" / file).read_text(), file

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import free_port
+from conftest import emotic_cli, free_port
 from emotic.training.trainer import last_complete_checkpoint, layer_decay_parameter_groups
 from emotic.training.synthetic import write_synthetic_affwild2
 
@@ -28,8 +28,7 @@ def synthetic(tmp_path_factory):
 
 
 def run(args, timeout=600, env=None):
-    return subprocess.run([sys.executable, "-m", "emotic.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    return emotic_cli(*args, timeout=timeout, env={**os.environ, **env} if env else None)
 
 
 def test_finetune_learns_and_leaves_a_folder_that_auto_classes_and_pipeline_load(synthetic, tmp_path):

@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import emotic_cli
 from emotic.inference import evaluate, report
 from emotic.inference import predict as predict_command
 from emotic.training.synthetic import synthetic_video, write_synthetic_affwild2, write_video
@@ -109,8 +110,7 @@ def read_csv(path):
 
 
 def predict(model_dir, *args):
-    return subprocess.run([sys.executable, "-m", "emotic.cli", "predict", str(model_dir), *map(str, args), "--quiet"],
-                          capture_output=True, text=True, timeout=300)
+    return emotic_cli("predict", model_dir, *args, "--quiet")
 
 
 def test_predict_writes_per_frame_csv_and_abaw_submission_for_a_video_and_a_frame_folder(model_dir, tmp_path):

@@ -1,0 +1,49 @@
+"""The tests' `emotic` commands forked from tests/forkserver.py behave as `python -m emotic.cli` in a fresh process."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import FORK_SERVER, emotic_cli
+
+
+def fresh(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "emotic.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, stdin=subprocess.DEVNULL, env=env)
+
+
+def test_a_forked_command_exits_and_prints_as_a_fresh_process_does(model_dir, tmp_path):
+    command = ("predict", model_dir, tmp_path / "nowhere.mp4", "--output_dir", tmp_path / "out", "--quiet")
+    forked, started = emotic_cli(*command), fresh(*command)
+    assert FORK_SERVER.process is not None and FORK_SERVER.process.poll() is None  # it was served by a fork
+    assert (forked.returncode, forked.stdout, forked.stderr) == (started.returncode, started.stdout, started.stderr)
+    assert forked.returncode == 2 and "nowhere.mp4: no such file or folder" in forked.stderr
+    usage = emotic_cli("--help")
+    assert usage.returncode == 0 and "commands:" in usage.stderr
+
+
+def test_a_forked_command_runs_in_the_callers_folder_and_reads_no_input(model_dir, tmp_path, monkeypatch):
+    (tmp_path / "clips").mkdir()
+    monkeypatch.chdir(tmp_path)
+    result = emotic_cli("predict", model_dir, "clips", "--output_dir", "out", "--quiet")
+    assert result.returncode == 2 and "clips: no frame images" in result.stderr  # the relative path was found
+    assert not (tmp_path / "out").exists()
+
+
+def test_another_environment_runs_in_a_fresh_interpreter(tmp_path):
+    """huggingface_hub and transformers read their settings at import: a command given other variables is not
+    forked from a server that imported them with the tests' own."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "0"}
+    assert not FORK_SERVER.serves(env) and FORK_SERVER.serves(None) and FORK_SERVER.serves(dict(os.environ))
+    result = emotic_cli("synth", env={**env, "COLUMNS": "300"})  # argparse wraps usage at $COLUMNS when it starts
+    assert result.returncode == 2 and "[--videos VIDEOS] [--frames FRAMES]" in result.stderr  # one line: 300 wide
+
+
+def test_a_command_past_its_timeout_is_killed_and_the_server_serves_the_next(tmp_path):
+    with pytest.raises(subprocess.TimeoutExpired):
+        emotic_cli("synth", "--output_dir", tmp_path / "many", "--videos", "500", timeout=2)
+    assert emotic_cli("synth", "--output_dir", tmp_path / "few", "--videos", "2", "--frames", "2",
+                      "--validation_videos", "1").returncode == 0
+    assert (tmp_path / "few" / "summary.json").is_file()
