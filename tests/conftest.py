@@ -130,22 +130,25 @@ class ForkServer:
     """tests/forkserver.py, started on first use in this test process: `python -m` commands in processes forked from
     one that has imported torch, transformers and emotic once (about 5 s saved per command)."""
 
+    # What the server's imports and the interpreter read when they start: a command whose environment differs from
+    # the server's in one of these runs in a fresh interpreter. Others are set in the child before the command runs
+    # (os.environ), as a fresh process would see them; torch's inductor sets its cache folder's default on import.
+    READ_AT_START = ("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "USE_", "TORCH", "PYTORCH_", "ACCELERATE_", "OMP_",
+                     "MKL_", "CUDA", "NVIDIA", "LD_", "MALLOC_", "GLIBC_", "PYTHON", "XDG_", "HOME", "TMPDIR",
+                     "TOKENIZERS_", "DISABLE_TELEMETRY")
+    SET_ON_IMPORT = {"TORCHINDUCTOR_CACHE_DIR"}
+
     def __init__(self, environment: dict):
-        self.environment = self.comparable(environment)  # the server's, fixed at its start
+        self.environment = dict(environment)  # the server's, fixed at its start
         self.process = None
+        self.served = 0  # commands forked
         self.lock = threading.Lock()
 
-    # set in this process after the server started, read by nothing imported there: pytest's name of the running
-    # test, and the folder torch's inductor sets to its default when imported
-    UNREAD = {"PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR"}
-
     def serves(self, env) -> bool:
-        """Whether a command with this environment (None: this process's) can be forked: the server's environment."""
-        return self.comparable(os.environ if env is None else env) == self.environment
-
-    @classmethod
-    def comparable(cls, env) -> dict:
-        return {key: value for key, value in env.items() if key not in cls.UNREAD}
+        """Whether a command with this environment (None: this process's) can be forked from the server."""
+        env = os.environ if env is None else env
+        changed = {key for key in {*env, *self.environment} if env.get(key) != self.environment.get(key)}
+        return not any(key.startswith(self.READ_AT_START) and key not in self.SET_ON_IMPORT for key in changed)
 
     def _start(self):
         self.process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("forkserver.py"))],
@@ -169,6 +172,7 @@ class ForkServer:
             self.process.stdin.write(json.dumps({"module": module, "argv": argv, "cwd": os.getcwd(), "env": env, **streams}) + "\n")
             self.process.stdin.flush()
             pid = self._reply()["pid"]
+            self.served += 1
             timed_out = threading.Event()
             timer = threading.Timer(timeout, lambda: (timed_out.set(), os.kill(pid, signal.SIGKILL)))
             timer.start()

@@ -32,13 +32,20 @@ def test_a_forked_command_runs_in_the_callers_folder_and_reads_no_input(model_di
     assert not (tmp_path / "out").exists()
 
 
-def test_another_environment_runs_in_a_fresh_interpreter(tmp_path):
-    """huggingface_hub and transformers read their settings at import: a command given other variables is not
-    forked from a server that imported them with the tests' own."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "0"}
-    assert not FORK_SERVER.serves(env) and FORK_SERVER.serves(None) and FORK_SERVER.serves(dict(os.environ))
-    result = emotic_cli("synth", env={**env, "COLUMNS": "300"})  # argparse wraps usage at $COLUMNS when it starts
-    assert result.returncode == 2 and "[--videos VIDEOS] [--frames FRAMES]" in result.stderr  # one line: 300 wide
+def test_the_callers_environment_reaches_the_command_and_one_read_at_import_starts_afresh(tmp_path):
+    """A variable nothing imported reads is set in the forked child (COLUMNS: argparse wraps its usage at that width
+    when it prints); one huggingface_hub or transformers read at import (HF_HUB_OFFLINE) sends the command to a
+    fresh interpreter, which sees it too."""
+    usage = "[--videos VIDEOS] [--frames FRAMES]"  # on one line only when 300 columns wide
+    served = FORK_SERVER.served
+    narrow = emotic_cli("synth")
+    wide = emotic_cli("synth", env={**os.environ, "COLUMNS": "300"})
+    assert FORK_SERVER.served == served + 2
+    assert narrow.returncode == wide.returncode == 2 and usage not in narrow.stderr and usage in wide.stderr
+    online = {**os.environ, "COLUMNS": "300", "HF_HUB_OFFLINE": "0"}
+    assert not FORK_SERVER.serves(online) and FORK_SERVER.serves(None)
+    fresh_wide = emotic_cli("synth", env=online)
+    assert FORK_SERVER.served == served + 2 and fresh_wide.stderr == wide.stderr
 
 
 def test_a_command_past_its_timeout_is_killed_and_the_server_serves_the_next(tmp_path):
