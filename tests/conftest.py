@@ -1,5 +1,6 @@
 """Shared fixtures. Tests run offline (no hub), single-threaded, on tiny configs (hidden size <= 64)."""
 
+import contextlib
 import json
 import os
 import signal
@@ -169,12 +170,19 @@ class ForkServer:
         command = [sys.executable, "-m", module, *argv]
         with tempfile.TemporaryDirectory(prefix="emotic-cli-") as folder:
             streams = {name: os.path.join(folder, name) for name in ("stdout", "stderr")}
-            self.process.stdin.write(json.dumps({"module": module, "argv": argv, "cwd": os.getcwd(), "env": env, **streams}) + "\n")
+            request = {"module": module, "argv": argv, "cwd": os.getcwd(), "env": env, **streams}
+            self.process.stdin.write(json.dumps(request) + "\n")
             self.process.stdin.flush()
             pid = self._reply()["pid"]
             self.served += 1
             timed_out = threading.Event()
-            timer = threading.Timer(timeout, lambda: (timed_out.set(), os.kill(pid, signal.SIGKILL)))
+
+            def kill():
+                timed_out.set()
+                with contextlib.suppress(ProcessLookupError):  # it ended as the timer fired
+                    os.kill(pid, signal.SIGKILL)
+
+            timer = threading.Timer(timeout, kill)
             timer.start()
             try:
                 returncode = self._reply()["returncode"]
