@@ -212,7 +212,13 @@ def run_module(module: str, *args, env=None, timeout=300) -> subprocess.Complete
             return FORK_SERVER.run(module, argv, dict(os.environ if env is None else env), timeout)
         finally:
             FORK_SERVER.lock.release()
-    return subprocess.run([sys.executable, "-m", module, *argv], capture_output=True, text=True, env=env,
+    return fresh_module(module, *argv, env=env, timeout=timeout)
+
+
+def fresh_module(module: str, *args, env=None, timeout=300) -> subprocess.CompletedProcess:
+    """`python -m module args` in a fresh interpreter, no standard input; the `CompletedProcess` with its text
+    output."""
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, env=env,
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
