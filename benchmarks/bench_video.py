@@ -4,20 +4,20 @@ fusion), the same frames, in the same run, alternating, each in a fresh process 
 and model load included, as a user feels it).
 
     python benchmarks/bench_video.py [--frames 96] [--photos 96] [--repeats 2] [--onnx] [--json results.json]
-    python benchmarks/bench_video.py --smoke     # a tiny model and a few frames: checks the script, measures nothing
+    python benchmarks/bench_video.py --smoke     # a tiny model, 2 frames, 1 photo: checks the script, measures nothing
 
 Two streams: an Aff-Wild2-like folder of aligned 112x112 JPEG frames (template geometry, as `cropped_aligned`), and
 512x512 photos of real faces where the face detector runs on every image. `emotic predict` decodes frames and builds
 both views in a background thread while the model runs; it is timed in float32 and with `--dtype auto` (bfloat16
 where the CPU computes it natively: AMX-BF16 or AVX512-BF16; float32 elsewhere) and, with `--onnx`, with
 `--backend onnxruntime` on the graph `emotic export-onnx` writes (the export timed on its own). Each command also runs
-once on a folder holding only the first image: its time is the start-up (imports, model and detector loading), and
-`(time - start-up) / (images - 1)` the steady cost per image, whose ratio is what a long video sees. The `emotic`
-command keeps freed memory for reuse (glibc's mallopt, see emotic/cli.py); the loop runs once more with the same
-setting through glibc's environment variables, to show how much of the gap that setting is. The breakdown
-times each stage on its own in this process (decode, detect, views, model at batch 32 in float32 and in the `auto`
-dtype), and the peak memory of each predict process is printed. The CPU's flags that matter are printed first:
-compare ratios within one run, never absolute numbers across machines.
+once on a folder holding only the first image (a stream of one image is its own): its time is the start-up (imports,
+model and detector loading), and `(time - start-up) / (images - 1)` the steady cost per image, whose ratio is what a
+long video sees. The `emotic` command keeps freed memory for reuse (glibc's mallopt, see emotic/cli.py); the loop
+runs once more with the same setting through glibc's environment variables, to show how much of the gap that setting
+is. The breakdown times each stage on its own in this process (decode, detect, views, model at batch 32 in float32
+and in the `auto` dtype), and the peak memory of each predict process is printed. The CPU's flags that matter are
+printed first: compare ratios within one run, never absolute numbers across machines.
 """
 
 import argparse
@@ -167,7 +167,8 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.frames, args.photos, args.repeats = 8, 4, 1
+        # each command once; the frames also once on their first frame alone (the start-up), the photo is its own
+        args.frames, args.photos, args.repeats = 2, 1, 1
     summary = cpu_summary()
     print(json.dumps(summary))
     results = {"machine": summary, "streams": {}}
@@ -183,12 +184,15 @@ def main(argv=None) -> int:
                    "512x512 photos, detector": (photos(work / "photos", args.photos), "detector")}
         for stream, (folder, geometry) in streams.items():
             count = len(list(folder.iterdir()))
-            first = folder.with_name(folder.name + "-first")  # the start-up: the same commands on one image
-            first.mkdir()
-            first_image = min(folder.iterdir())
-            os.link(first_image, first / first_image.name)
+            sources = [(folder, "")]
+            if count > 1:  # the start-up: the same commands on one image (a one-image stream is its own start-up)
+                first = folder.with_name(folder.name + "-first")
+                first.mkdir()
+                first_image = min(folder.iterdir())
+                os.link(first_image, first / first_image.name)
+                sources.append((first, " start-up"))
             runs, envs = {}, {}  # envs: variables added for a run, by its name
-            for source, label in ((folder, ""), (first, " start-up")):
+            for source, label in sources:
                 out = f"out{label.strip()}"
                 predict = [sys.executable, "-m", "emotic.cli", "predict", str(work / "model"), str(source),
                            "--quiet", "--geometry", geometry, "--overwrite"]
@@ -212,13 +216,15 @@ def main(argv=None) -> int:
                     peaks[name] = max(peaks[name], peak)
             medians = {name: statistics.median(values) for name, values in samples.items()}
             names = [name for name in runs if not name.endswith(" start-up")]
+            for name in names:
+                medians.setdefault(f"{name} start-up", medians[name])
             loop = medians["pipeline loop (float32)"]
             # None where the start-up swamps the images (a few frames of a tiny model): no steady cost to give
             steady = {name: (medians[name] - medians[f"{name} start-up"]) / (count - 1)
                       if count > 1 and medians[name] > medians[f"{name} start-up"] else None for name in names}
             base = steady["pipeline loop (float32)"]
-            print(f"\n{stream}: {count} images, medians of {args.repeats} (start to finish, imports and load "
-                  f"included; steady: per image after start-up)")
+            print(f"\n{stream}: {count} image{'s' if count > 1 else ''}, medians of {args.repeats} (start to finish, "
+                  f"imports and load included; steady: per image after start-up)")
             rows = {}
             for name in names:
                 seconds = medians[name]
