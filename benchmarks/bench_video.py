@@ -128,7 +128,7 @@ def breakdown(model_dir: Path, frames_dir: Path, geometry: str, batch: int = 32)
 
     from emotic.inference.predict import resolve_dtype
     from emotic.processing.face_geometry import FaceLandmarker, detector_available
-    from emotic.training.transforms import open_image
+    from emotic.processing.image_files import open_image
 
     processor = AutoImageProcessor.from_pretrained(model_dir)
     paths = sorted(frames_dir.iterdir())[:batch]

@@ -37,7 +37,8 @@ from emotic.inference.predict import (
 from emotic.inference.report import denormalise, fusion_maps, pyplot
 from emotic.inference.smoothing import smooth_probabilities
 from emotic.inference.sources import Source, UnreadableInput, VideoHeader, iter_frames
-from emotic.modeling.configuration_emotic import check_smoothing_window, head_track
+from emotic.modeling.configuration_emotic import check_smoothing_window
+from emotic.modeling.heads_emotic import head_track
 from emotic.processing.face_geometry import FaceLandmarker, detector_available
 
 logger = logging.getLogger(__name__)

@@ -4,8 +4,9 @@ the push to the Hub, and the ABAW scores as `evaluate` metric modules (`abaw_exp
 
 from pathlib import Path
 
+from emotic.tracks import EXPRESSION, TRACKS
+
 _HERE = Path(__file__).parent
-METRIC_PATH = _HERE / "abaw_expression"  # `evaluate.load(str(METRIC_PATH))`, offline
-# Every ABAW score's module, by the task it scores: `evaluate.load(str(METRIC_PATHS[task]))`, offline.
-METRIC_PATHS = {"expr": METRIC_PATH, "au": _HERE / "abaw_action_units", "va": _HERE / "abaw_valence_arousal",
-                "multitask": _HERE / "abaw_multitask"}
+# Every ABAW score's module, by the track it scores: `evaluate.load(str(METRIC_PATHS[track]))`, offline.
+METRIC_PATHS = {name: _HERE / track.metric_module for name, track in TRACKS.items()}
+METRIC_PATH = METRIC_PATHS[EXPRESSION]  # `evaluate.load(str(METRIC_PATH))`: the expression score

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from emotic.modeling.configuration_emotic import head_track
+from emotic.modeling.heads_emotic import head_track
+from emotic.tracks import EXPRESSION, SCORES, TRACKS
 
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
 REPO_ID_PLACEHOLDER = "<namespace>/<repo>"  # replaced by `emotic push` with the repository pushed to
@@ -22,39 +23,28 @@ def _dataset_slug(name: str, synthetic: bool) -> str:
     return name.lower().replace(" ", "-")
 
 
-# What each ABAW track's card says: the model-index task, and its scores (key in the run's `eval`, name, type).
-TRACKS = {
-    "expr": {"task_name": "Facial expression recognition"},
-    "au": {"task_name": "Facial action unit detection",
-           "scores": [("au_score", "Mean F1 over the 12 action units (per frame, threshold 0.5)", "f1")]},
-    "va": {"task_name": "Valence-arousal estimation",
-           "scores": [("va_score", "Mean CCC of valence and arousal (per frame)", "ccc"),
-                      ("ccc_valence", "CCC of valence (per frame)", "ccc"),
-                      ("ccc_arousal", "CCC of arousal (per frame)", "ccc")]},
-    "multitask": {"task_name": "Multi-task facial affect (valence-arousal, expression, action units)",
-                  "scores": [("mtl_score", "ABAW multi-task score P_VA + P_EXPR + P_AU (per frame)", "abaw_mtl"),
-                             ("va_score", "Mean CCC of valence and arousal (per frame)", "ccc"),
-                             ("expr_score", "Macro-F1 over the 8 expressions (per frame)", "f1"),
-                             ("au_score", "Mean F1 over the 12 action units (per frame, threshold 0.5)", "f1")]},
-}
+def card_scores(name: str) -> list[tuple[str, str, str]]:
+    """(key in the metrics, name, `model-index` type) of each score the card of a track other than the expressions'
+    lists: its headline scores (`emotic.tracks`); the expression card has its own layout (raw and smoothed)."""
+    return [(key, *SCORES[key]) for key in TRACKS[name].headline]
 
 
 def track_of(run: dict | None, config=None) -> str:
     """The ABAW track of a run (its record's `track`; older records are EXPR), else of a model's problem type."""
     if run and run.get("track"):
         return run["track"]
-    return head_track(config) if config is not None else "expr"
+    return head_track(config) if config is not None else EXPRESSION
 
 
 def evaluation_summary(run: dict | None, report: dict | None) -> dict | None:
     """The numbers the card shows: an `emotic evaluate` report (raw and smoothed) if given, else the run's own
     held-out evaluation (raw only), else None. Action-unit and valence-arousal runs carry their track's scores."""
-    if report and report.get("track", "expr") != "expr":  # the track's scores, raw, from `emotic evaluate`
+    if report and not TRACKS[report.get("track", EXPRESSION)].single_label:  # its scores, raw, from `emotic evaluate`
         track = report["track"]
         units_result = report["raw"].get("au") or report["raw"]
         tuned = any(value != 0.5 for value in units_result.get("thresholds") or [])  # evaluate used the stored ones
         scores = [(key, label.replace("threshold 0.5", "thresholds in config.label_thresholds") if tuned else label,
-                   kind, report["raw"][key]) for key, label, kind in TRACKS[track]["scores"]]
+                   kind, report["raw"][key]) for key, label, kind in card_scores(track)]
         units = units_result.get("per_au_f1")
         return {"track": track, "dataset": (run or {}).get("dataset") or report["dataset"], "split": report["split"],
                 "num_frames": report["counts"]["frames"], "source": "`emotic evaluate`", "scores": scores,
@@ -62,7 +52,7 @@ def evaluation_summary(run: dict | None, report: dict | None) -> dict | None:
     if report:
         smoothing = report["smoothing"]
         return {
-            "track": "expr", "dataset": (run or {}).get("dataset") or report["dataset"],
+            "track": EXPRESSION, "dataset": (run or {}).get("dataset") or report["dataset"],
             "split": report["split"], "num_frames": report["raw"]["num_frames"],
             "raw_macro_f1": report["raw"]["macro_f1"], "raw_accuracy": report["raw"]["accuracy"],
             "smoothed_macro_f1": report["smoothed"]["macro_f1"], "smoothed_accuracy": report["smoothed"]["accuracy"],
@@ -73,8 +63,8 @@ def evaluation_summary(run: dict | None, report: dict | None) -> dict | None:
         evaluation, track = run["eval"], track_of(run)
         common = {"track": track, "dataset": run["dataset"], "split": "held-out split of the run",
                   "num_frames": evaluation["num_frames"], "source": "the fine-tuning run"}
-        if track != "expr":
-            scores = [(key, label, kind, evaluation[key]) for key, label, kind in TRACKS[track]["scores"]]
+        if not TRACKS[track].single_label:
+            scores = [(key, label, kind, evaluation[key]) for key, label, kind in card_scores(track)]
             tuned = (evaluation.get("tuned") or {}).get("au_score")
             per_au_f1 = evaluation.get("per_au_f1") or (evaluation.get("au") or {}).get("per_au_f1")
             return {**common, "scores": scores, "tuned_au_score": tuned, "per_class_f1": per_au_f1,
@@ -101,10 +91,10 @@ def build_card(config, processor, run: dict | None = None, report: dict | None =
     track = evaluation["track"] if evaluation else track_of(run, config)
     eval_results = []
     if evaluation:
-        common = dict(task_type="image-classification", task_name=TRACKS[track]["task_name"],
+        common = dict(task_type="image-classification", task_name=TRACKS[track].card_task,
                       dataset_type=_dataset_slug(evaluation["dataset"], synthetic), dataset_name=evaluation["dataset"],
                       dataset_split=evaluation["split"])
-    if evaluation and track != "expr":
+    if evaluation and not TRACKS[track].single_label:
         eval_results += [EvalResult(metric_type=kind, metric_name=label, metric_value=round(value, 4), **common)
                          for _, label, kind, value in evaluation["scores"]]
     elif evaluation:
@@ -123,11 +113,11 @@ def build_card(config, processor, run: dict | None = None, report: dict | None =
     card_data = ModelCardData(
         # a multi-task head's outputs are three tracks': the image-classification pipeline's one softmax over them
         # means nothing, so the Hub is not told to run it
-        library_name="transformers", pipeline_tag=None if track == "multitask" else "image-classification",
+        library_name="transformers", pipeline_tag=None if TRACKS[track].multitask else "image-classification",
         license=license,
         tags=TAGS + (["synthetic-data", "not-for-use"] if synthetic else []),
         datasets=[_dataset_slug(dataset, synthetic)] if dataset else None, base_model=base_model,
-        metrics={"expr": ["f1", "accuracy"], "au": ["f1"], "va": ["ccc"], "multitask": ["ccc", "f1"]}[track],
+        metrics=list(TRACKS[track].card_metrics),
         model_name=model_name,
         eval_results=eval_results or None,
     )

@@ -149,9 +149,10 @@ def export(run_dir, export_dir, evaluation=None, repo_id: str | None = None, lic
     if not isinstance(model, EmoticForImageClassification):
         raise ValueError(f"{run_dir} loads as {type(model).__name__}, not EmoticForImageClassification")
     processor = AutoImageProcessor.from_pretrained(run_dir)
-    if report is not None and report.get("track", "expr") != track_of(None, model.config):
-        raise ValueError(f"--evaluation {evaluation}: scores the {report.get('track', 'expr').upper()} track; this "
-                         f"model serves the {track_of(None, model.config).upper()} track")
+    scored = report and report.get("track", track_of(None, None))  # older reports scored expressions
+    if report is not None and scored != track_of(None, model.config):
+        raise ValueError(f"--evaluation {evaluation}: scores the {scored.upper()} track; this model serves the "
+                         f"{track_of(None, model.config).upper()} track")
     card = build_card(model.config, processor, run, report, repo_id=repo_id, license=license,
                       base_model=base_model, num_parameters=model.num_parameters(), include_metric=include_metric)
     for file in replaced:  # only now, with everything to write in hand: the files of the earlier export

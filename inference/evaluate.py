@@ -60,21 +60,20 @@ from emotic.inference.report import (
 )
 from emotic.inference.smoothing import smooth_probabilities
 from emotic.inference.temporal import make_predictor
-from emotic.modeling.configuration_emotic import SmoothingMode, check_smoothing_window, head_track
+from emotic.modeling.configuration_emotic import SmoothingMode, check_smoothing_window
+from emotic.modeling.heads_emotic import head_track
 from emotic.processing.image_processing_emotic import GEOMETRIES
 from emotic.training.metrics import track_metrics
 from emotic.training.labels import LabelSet, read_label_map
-from emotic.training.readers import (
-    CHALLENGE_FOLDERS,
-    IMAGE_EXTENSIONS,
+from emotic.processing.image_files import IMAGE_EXTENSIONS
+from emotic.tracks import TRACKS
+from emotic.training.affwild2 import (
     affwild2_annotations,
     annotations_by_video,
-    dataset_label,
     iter_affwild2_videos,
-    read_dataset,
-    read_image_folder,
     read_multitask_annotations,
 )
+from emotic.training.image_datasets import dataset_label, read_dataset, read_image_folder
 from emotic.training.synthetic import is_generated
 
 SMOOTHING_WINDOWS = (1, 3, 5, 9, 15, 21, 31, 45, 61)  # tried by default
@@ -335,10 +334,10 @@ def main(argv=None) -> int:
         parser.error(str(error))
     track = head_track(head)
     if args.temporal_model and track == "expr" and not any((dataset / folder).is_dir()
-                                                            for folder in CHALLENGE_FOLDERS["expr"]):
+                                                            for folder in TRACKS["expr"].annotation_folders):
         parser.error(f"--temporal_model scores videos: {dataset} is not an Aff-Wild2 root with annotated videos")
     if track == "expr":
-        is_affwild2 = any((dataset / folder).is_dir() for folder in CHALLENGE_FOLDERS["expr"])
+        is_affwild2 = any((dataset / folder).is_dir() for folder in TRACKS["expr"].annotation_folders)
         kind = "affwild2" if is_affwild2 else "image folder" if is_class_folder(dataset) else "datasets"
     else:  # the other tracks' annotations come in Aff-Wild2's layouts only
         kind = "affwild2"

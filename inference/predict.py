@@ -47,10 +47,10 @@ from emotic.inference.compound import check_compound_labels, write_compound_subm
 from emotic.inference.processes import Processes, merge_shares, report_problems, work_share
 from emotic.inference.smoothing import NeighbourFill, StreamingSmoother, smoothing_kernel
 from emotic.inference.sources import Source, check_decoded, collect_sources, frame_files, iter_frames
-from emotic.modeling.configuration_emotic import SmoothingMode, head_parts, head_track
-from emotic.modeling.modeling_emotic import head_outputs
+from emotic.modeling.configuration_emotic import SmoothingMode
+from emotic.modeling.heads_emotic import head_outputs, head_parts, head_track
 from emotic.processing.image_processing_emotic import GEOMETRIES
-from emotic.training.transforms import open_image
+from emotic.processing.image_files import open_image
 
 # per-frame status in the CSV: a face was found (or the geometry is the aligned template), no face was found, the
 # frame could not be decoded, or (evaluation) the annotated frame has no image

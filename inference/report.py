@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emotic.training.transforms import open_image
+from emotic.processing.image_files import open_image
 
 
 def denormalise(view, processor) -> np.ndarray:

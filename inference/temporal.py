@@ -9,8 +9,7 @@ import torch
 
 from emotic.inference.features import FeatureExtractor
 from emotic.inference.predict import FramePredictor, predict_sequence
-from emotic.modeling.configuration_emotic import head_parts
-from emotic.modeling.modeling_emotic import head_outputs
+from emotic.modeling.heads_emotic import head_outputs, head_parts
 
 
 def make_predictor(model, processor, temporal_model: str | None, backend: str = "pytorch", batch_size: int = 32,

@@ -405,7 +405,7 @@ class TrackedPredictor:
 
     def _prepare(self, batch, counter, fps):
         from emotic.inference.predict import FACE, MISSING, NO_FACE, UNREADABLE
-        from emotic.training.transforms import open_image
+        from emotic.processing.image_files import open_image
 
         rows, images, landmarks = [], [], []
         for location, image in batch:
@@ -472,7 +472,7 @@ def frame_reliability(paths, processor) -> np.ndarray:
     """Per frame (an image path, or None for a frame without an image) whether its largest face is `reliable`: found
     by the detector and passing `Quality.reliable`. A frame without an image, or without a face found, is not."""
     from emotic.processing.face_geometry import FaceLandmarker
-    from emotic.training.transforms import open_image
+    from emotic.processing.image_files import open_image
 
     landmarker, flags = FaceLandmarker.shared(), np.zeros(len(paths), dtype=bool)
     for index, path in enumerate(paths):

@@ -1,7 +1,9 @@
-"""emotic.modeling: the configs, the frame models, the temporal head and the checkpoint converter."""
+"""emotic.modeling: the configs, the frame models, the temporal head, the heads of every ABAW track they share and the
+checkpoint converter."""
 
-from .configuration_emotic import ABAW_EXPRESSION_LABELS, EmoticConfig
+from .configuration_emotic import EmoticConfig
 from .configuration_emotic_temporal import EmoticTemporalConfig
+from .heads_emotic import ABAW_EXPRESSION_LABELS
 from .modeling_emotic import (
     EmoticForImageClassification,
     EmoticForPreTraining,

@@ -1,6 +1,7 @@
 """Configuration of emotic: the MAE-Face ViT encoder, its MAE decoder and the dual-view fusion, in one config.
 
-This file is copied verbatim into Hub repositories for `trust_remote_code`, so it imports only transformers.
+This file is copied verbatim into Hub repositories for `trust_remote_code`, so it imports only transformers and its
+sibling `heads_emotic` (the tracks a head serves).
 """
 
 import numbers
@@ -9,55 +10,13 @@ from typing import Literal, get_args
 from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
 
-# The 8 expression classes of Aff-Wild2 / ABAW, in the index order of the annotation files.
-ABAW_EXPRESSION_LABELS = ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other"]
-# The 12 action units of Aff-Wild2's AU track, in the column order of its annotation files.
-ABAW_ACTION_UNITS = ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26"]
+from .heads_emotic import ABAW_EXPRESSION_LABELS, HEADS, MULTITASK_TRACKS, multitask_labels
 
 # The closed choices of the config; the command-line arguments and the converter reuse them (`get_args` lists them).
 FusionStrategy = Literal["none", "mean", "concat", "concat_linear", "attention"]
 Pooling = Literal["avg", "cls"]
 SmoothingMode = Literal["mean", "gaussian", "mode"]
 RegressionLoss = Literal["mse", "ccc"]
-# The ABAW track each head serves, by transformers' `problem_type`: expressions (also when unset), action units,
-# valence-arousal.
-TRACK_PROBLEM_TYPES = {"expr": "single_label_classification", "au": "multi_label_classification", "va": "regression"}
-# Each track's outputs (the head's labels) and its columns in the labels of a multi-task model: the expression is one
-# class index; valence-arousal and the action units a value each.
-TRACK_LABELS = {"va": ["valence", "arousal"], "expr": ABAW_EXPRESSION_LABELS, "au": ABAW_ACTION_UNITS}
-TRACK_TARGETS = {"va": 2, "expr": 1, "au": len(ABAW_ACTION_UNITS)}
-# ABAW7's multi-task challenge: valence-arousal, expression and action units, in the column order of its files
-MULTITASK_TRACKS = ["va", "expr", "au"]
-
-
-def head_track(config) -> str:
-    """The ABAW track a classifier with this config serves: `multitask` where `config.tasks` is set, otherwise
-    `expr`, `au` or `va` from its `problem_type`."""
-    if getattr(config, "tasks", None):
-        return "multitask"
-    return {problem: track for track, problem in TRACK_PROBLEM_TYPES.items()}.get(config.problem_type, "expr")
-
-
-def head_parts(config) -> list[tuple[str, slice, slice]]:
-    """(track, its outputs, its label columns) for each track of the head, in order: one part spanning everything
-    for a single-track head; for a multi-task head, e.g. `("va", slice(0, 2), slice(0, 2))`,
-    `("expr", slice(2, 10), slice(2, 3))`, `("au", slice(10, 22), slice(3, 15))`."""
-    if not getattr(config, "tasks", None):
-        everything = slice(0, config.num_labels)
-        return [(head_track(config), everything, everything)]
-    parts, output, column = [], 0, 0
-    for track in config.tasks:
-        width, targets = len(TRACK_LABELS[track]), TRACK_TARGETS[track]
-        parts.append((track, slice(output, output + width), slice(column, column + targets)))
-        output, column = output + width, column + targets
-    return parts
-
-
-def multitask_labels(tasks) -> list[str]:
-    """The outputs of a multi-task head over `tasks`, in order: `valence, arousal, Neutral, ..., AU26`."""
-    return [name for track in tasks for name in TRACK_LABELS[track]]
-
-
 def check_smoothing_window(window, name: str = "smoothing_window") -> int:
     """The one rule of a smoothing window: an odd integer >= 1, a window centred on the frame (1 = no smoothing)."""
     if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1 or window % 2 == 0:
@@ -89,9 +48,9 @@ def check_head(config, require) -> None:
     classes, units, class_name, unit_name = config.num_labels, config.num_labels, "label", "label"
     if config.tasks is not None:
         require(isinstance(config.tasks, (list, tuple)) and len(config.tasks) >= 2
-                and all(isinstance(t, str) and t in TRACK_LABELS for t in config.tasks)
+                and all(isinstance(t, str) and t in HEADS for t in config.tasks)
                 and len(set(config.tasks)) == len(config.tasks),
-                f"tasks={config.tasks!r}; expected two or more different tracks of {list(TRACK_LABELS)}, in output "
+                f"tasks={config.tasks!r}; expected two or more different tracks of {list(HEADS)}, in output "
                 f"order (ABAW7's multi-task challenge: {MULTITASK_TRACKS})")
         config.tasks = list(config.tasks)
         expected = multitask_labels(config.tasks)
@@ -100,7 +59,7 @@ def check_head(config, require) -> None:
                 f"{config.num_labels} labels {[config.id2label[i] for i in range(config.num_labels)]}")
         require(config.problem_type is None, f"problem_type={config.problem_type!r}: a multi-task head takes "
                                              f"each track's own loss; leave problem_type unset")
-        classes, units = len(TRACK_LABELS["expr"]), len(TRACK_LABELS["au"])
+        classes, units = len(HEADS["expr"].labels), len(HEADS["au"].labels)
         class_name, unit_name = "expression", "action unit"
     if config.class_weights is not None:
         require(len(config.class_weights) == classes and all(w >= 0 for w in config.class_weights),
@@ -284,7 +243,5 @@ class EmoticConfig(PreTrainedConfig):
         check_head(self, require)
 
 
-__all__ = ["ABAW_ACTION_UNITS", "ABAW_EXPRESSION_LABELS", "EmoticConfig", "MULTITASK_TRACKS",
-           "FusionStrategy", "Pooling", "RegressionLoss", "SmoothingMode", "TRACK_LABELS", "TRACK_PROBLEM_TYPES",
-           "TRACK_TARGETS", "check_head", "check_smoothing_window", "default_labels", "head_parts", "head_track",
-           "multitask_labels"]
+__all__ = ["EmoticConfig", "FusionStrategy", "Pooling", "RegressionLoss", "SmoothingMode", "check_head",
+           "check_smoothing_window", "default_labels"]

@@ -3,8 +3,9 @@
 Read top to bottom: outputs → embeddings → attention → MLP → layer → fusion → decoder → pre-trained model →
 `EmoticModel` (encoder) → `EmoticForPreTraining` (MAE) → `EmoticForImageClassification` (dual view).
 
-This file is copied verbatim into Hub repositories for `trust_remote_code`, so it imports only torch,
-transformers and its sibling `configuration_emotic`.
+The heads' losses and outputs (every ABAW track's) are `heads_emotic`'s. This file is copied verbatim into Hub
+repositories for `trust_remote_code`, so it imports only torch, transformers and its siblings `configuration_emotic`
+and `heads_emotic`.
 """
 
 import math
@@ -25,7 +26,8 @@ from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .configuration_emotic import EmoticConfig, head_parts
+from .configuration_emotic import EmoticConfig
+from .heads_emotic import bound_outputs, emotic_loss
 
 # `auto_map` entries written by `save_pretrained`, so every Auto class loads a saved folder with remote code.
 AUTO_MAP = {
@@ -697,152 +699,6 @@ class EmoticForPreTraining(EmoticPreTrainedModel):
             loss=loss, logits=logits, mask=outputs.mask, ids_restore=outputs.ids_restore,
             hidden_states=outputs.hidden_states, attentions=outputs.attentions,
         )
-
-
-def infer_problem_type(labels: torch.Tensor, logits: torch.Tensor, num_labels: int) -> str:
-    """The problem type of one call's labels when the config sets none, as transformers infers it: one label is
-    regression, class indices single-label, float targets of shape `(batch_size, num_labels)` multi-label."""
-    if num_labels == 1:
-        return "regression"
-    if not labels.is_floating_point():
-        return "single_label_classification"
-    if labels.shape != logits.shape:
-        raise ValueError(f"labels are floats of shape {tuple(labels.shape)}; expected class indices (an integer "
-                         f"tensor of shape ({logits.shape[0]},)) or multi-label targets of shape "
-                         f"{tuple(logits.shape)}")
-    return "multi_label_classification"
-
-
-def expression_cross_entropy(labels, logits, config, num_items_in_batch=None, **kwargs):
-    """Cross-entropy with the config's class weights and label smoothing; negative labels (Aff-Wild2's -1) are
-    ignored. The sum is divided by the number of labelled items (or `num_items_in_batch` under gradient
-    accumulation), so accumulated and single large batches give the same gradients, with or without weights."""
-    labels = labels.to(logits.device).view(-1)
-    weight = None
-    if config.class_weights is not None:
-        weight = torch.tensor(config.class_weights, dtype=logits.dtype, device=logits.device)
-    losses = F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]).float(), labels.masked_fill(labels < 0, -100),
-        weight=weight if weight is None else weight.float(), ignore_index=-100,
-        label_smoothing=config.label_smoothing, reduction="none",
-    )
-    denominator = num_items_in_batch if num_items_in_batch is not None else (labels >= 0).sum().clamp(min=1)
-    if torch.is_tensor(denominator):
-        denominator = denominator.to(losses.device)
-    return losses.sum() / denominator
-
-
-def _targets_like(labels, logits) -> torch.Tensor:
-    """Float targets shaped as the logits `(B, num_labels)`: a `(B,)` vector is taken for one output."""
-    if labels.numel() != logits.numel():
-        raise ValueError(f"labels of shape {tuple(labels.shape)} for outputs of shape {tuple(logits.shape)}: a "
-                         f"multi-label or regression model takes one target per output, shape {tuple(logits.shape)}")
-    return labels.to(device=logits.device, dtype=torch.float32).reshape(logits.shape)
-
-
-def multi_label_cross_entropy(labels, logits, config, **kwargs):
-    """Binary cross-entropy per label (action units), with the config's `pos_weight`; a target below 0 or NaN
-    (Aff-Wild2's -1, "not annotated") is left out, and the loss is the mean over the annotated targets."""
-    targets = _targets_like(labels, logits)
-    annotated = targets.isfinite() & (targets >= 0)  # [B, L]
-    pos_weight = None
-    if config.pos_weight is not None:
-        pos_weight = torch.tensor(config.pos_weight, dtype=torch.float32, device=logits.device)
-    losses = F.binary_cross_entropy_with_logits(
-        logits.float(), torch.where(annotated, targets, torch.zeros_like(targets)), pos_weight=pos_weight,
-        reduction="none",
-    )  # [B, L]
-    return (losses * annotated).sum() / annotated.sum().clamp(min=1)
-
-
-def concordance_correlation(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Lin's concordance correlation coefficient of two vectors, population moments (the ABAW VA score):
-    2 cov(x, y) / (var x + var y + (mean x - mean y)^2)."""
-    prediction_mean, target_mean = predictions.mean(), targets.mean()
-    covariance = ((predictions - prediction_mean) * (targets - target_mean)).mean()
-    denominator = predictions.var(unbiased=False) + targets.var(unbiased=False) + (prediction_mean - target_mean) ** 2
-    return 2 * covariance / denominator.clamp(min=1e-8)
-
-
-def regression_loss(labels, logits, config, **kwargs):
-    """Regression (valence and arousal): `regression_loss="mse"`, the mean squared error over annotated targets,
-    or `"ccc"`, 1 - the concordance correlation of each output over the batch's annotated frames, averaged over the
-    outputs (Netease's VA loss). NaN targets (Aff-Wild2's -5, "not annotated", as the readers give it) are left out;
-    an output with fewer than two annotated frames in the batch adds nothing to the CCC loss."""
-    targets = _targets_like(labels, logits)
-    annotated = targets.isfinite()  # [B, L]
-    predictions = logits.float()
-    if config.regression_loss == "mse":
-        errors = (predictions - torch.where(annotated, targets, predictions.detach())) ** 2
-        return (errors * annotated).sum() / annotated.sum().clamp(min=1)
-    losses = [1 - concordance_correlation(predictions[keep, column], targets[keep, column])
-              for column, keep in enumerate(annotated.unbind(1)) if keep.sum() >= 2]
-    return torch.stack(losses).mean() if losses else predictions.sum() * 0.0  # 0, on the graph
-
-
-def multitask_loss(labels, logits, config, **kwargs):
-    """A multi-task head's loss (`config.tasks`): the sum of each track's loss on its outputs and its label columns
-    (`head_parts`), each leaving out what was not annotated: NaN values, an expression below 0 or NaN. A frame
-    annotated for one track only trains that track's outputs."""
-    parts = head_parts(config)
-    width = parts[-1][2].stop
-    if labels.dim() != 2 or labels.shape != (logits.shape[0], width):
-        raise ValueError(f"labels of shape {tuple(labels.shape)}: a multi-task head over {config.tasks} takes "
-                         f"({logits.shape[0]}, {width}) values per batch, each track's columns in order "
-                         f"({', '.join(f'{track} {columns.stop - columns.start}' for track, _, columns in parts)})")
-    labels = labels.to(device=logits.device, dtype=torch.float32)
-    total = logits.sum() * 0.0  # on the graph, also for a batch with nothing annotated
-    for track, outputs, columns in parts:
-        part_logits, part_labels = logits[:, outputs], labels[:, columns]
-        if track == "expr":
-            classes = torch.nan_to_num(part_labels[:, 0], nan=-1.0).long()
-            total = total + expression_cross_entropy(classes, part_logits, config)
-        elif track == "au":
-            total = total + multi_label_cross_entropy(part_labels, part_logits, config)
-        else:
-            total = total + regression_loss(part_labels, part_logits, config)
-    return total
-
-
-def emotic_loss(labels, logits, config, num_items_in_batch=None, **kwargs):
-    """The head's loss for its `problem_type` (or, unset, the one these labels imply): cross-entropy for
-    expressions, binary cross-entropy for action units, MSE or CCC for valence and arousal; for a multi-task head
-    (`config.tasks`), the sum of its tracks' losses."""
-    if getattr(config, "tasks", None):
-        return multitask_loss(labels, logits, config)
-    problem_type = config.problem_type or infer_problem_type(labels, logits, config.num_labels)
-    if problem_type == "multi_label_classification":
-        return multi_label_cross_entropy(labels, logits, config)
-    if problem_type == "regression":
-        return regression_loss(labels, logits, config)
-    return expression_cross_entropy(labels, logits, config, num_items_in_batch=num_items_in_batch, **kwargs)
-
-
-def bound_outputs(outputs: torch.Tensor, config) -> torch.Tensor:
-    """A regression head's outputs (a multi-task head's valence and arousal) squashed into
-    `config.regression_range` by a scaled tanh; unchanged without a range, and for classification."""
-    if config.regression_range is None:
-        return outputs
-    low, high = config.regression_range
-
-    def squash(values):
-        return (low + high) / 2 + (high - low) / 2 * torch.tanh(values)
-
-    if getattr(config, "tasks", None):
-        return torch.cat([squash(outputs[..., span]) if track == "va" else outputs[..., span]
-                          for track, span, _ in head_parts(config)], dim=-1)
-    return squash(outputs) if config.problem_type == "regression" else outputs
-
-
-ACTIVATIONS = {"expr": lambda logits: logits.softmax(-1), "au": torch.sigmoid, "va": lambda values: values}
-
-
-def head_outputs(logits: torch.Tensor, parts) -> torch.Tensor:
-    """A head's logits as what they mean, per part of `head_parts(config)`: softmax probabilities (expressions),
-    each unit's sigmoid probability (action units), the values themselves (valence-arousal, already bounded by the
-    model); a multi-task head's parts side by side, in its output order. What predict writes and smooths, and what
-    every score is computed from."""
-    return torch.cat([ACTIVATIONS[track](logits[..., span]) for track, span, _ in parts], dim=-1)
 
 
 class EmoticForImageClassification(EmoticPreTrainedModel):

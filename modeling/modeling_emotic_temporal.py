@@ -17,7 +17,8 @@ from transformers.modeling_outputs import TokenClassifierOutput
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_emotic_temporal import EmoticTemporalConfig
-from .modeling_emotic import EmoticLayer, EmoticPreTrainedModel, bound_outputs, emotic_loss
+from .heads_emotic import bound_outputs, emotic_loss
+from .modeling_emotic import EmoticLayer, EmoticPreTrainedModel
 
 AUTO_MAP = {"AutoConfig": "configuration_emotic_temporal.EmoticTemporalConfig",
             "AutoModel": "modeling_emotic_temporal.EmoticTemporalModel"}

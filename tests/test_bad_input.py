@@ -386,7 +386,7 @@ HEADER = "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n"
 
 
 def test_annotations_saved_with_a_byte_order_mark_are_read(tmp_path):
-    from emotic.training.readers import read_affwild2
+    from emotic.training.affwild2 import read_affwild2
 
     root = affwild2(tmp_path, "\ufeff" + HEADER + "1\n4\n7\n")
     with untouched(tmp_path):
@@ -400,7 +400,7 @@ def test_annotations_saved_with_a_byte_order_mark_are_read(tmp_path):
     (HEADER + "-1\n-1\n-1\n", "no usable frame"),
 ])
 def test_bad_annotation_files_are_errors_naming_file_and_line(lines, words, tmp_path):
-    from emotic.training.readers import read_affwild2
+    from emotic.training.affwild2 import read_affwild2
 
     root = affwild2(tmp_path, lines)
     with untouched(tmp_path), pytest.raises(ValueError) as error:
@@ -422,7 +422,7 @@ VA_HEADER, AU_HEADER = "valence,arousal\n", "AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,
     ("au", AU_HEADER + "-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1\n", "no usable frame"),
 ])
 def test_bad_va_and_au_annotation_files_are_refused_naming_file_and_line(task, lines, words, tmp_path):
-    from emotic.training.readers import read_affwild2
+    from emotic.training.affwild2 import read_affwild2
 
     root = affwild2(tmp_path, lines)
     with untouched(tmp_path), pytest.raises(ValueError) as error:
@@ -442,7 +442,7 @@ def test_bad_va_and_au_annotation_files_are_refused_naming_file_and_line(task, l
 ])
 def test_a_multitask_csv_with_a_missing_column_or_a_bad_row_is_refused_naming_file_and_line(header, row, words,
                                                                                             tmp_path):
-    from emotic.training.readers import read_multitask_annotations
+    from emotic.training.affwild2 import read_multitask_annotations
 
     face(32).save(tmp_path / "a.jpg")
     (tmp_path / "training_set_annotations.txt").write_text(header + "\n" + row + "\n")
@@ -452,7 +452,7 @@ def test_a_multitask_csv_with_a_missing_column_or_a_bad_row_is_refused_naming_fi
 
 
 def test_an_image_folder_with_an_unknown_class_lists_the_labels(tmp_path):
-    from emotic.training.readers import read_image_folder
+    from emotic.training.image_datasets import read_image_folder
 
     (tmp_path / "smirk").mkdir()
     face(32).save(tmp_path / "smirk" / "a.jpg")
@@ -824,8 +824,8 @@ def test_push_publishes_exactly_the_export_files_and_leaves_the_folder_as_it_was
         result = emotic_cli("push", exported, "testuser/exact", env=hub_env(hub, tmp_path))
     assert result.returncode == 0, result.stderr
     assert hub_files(hub, tmp_path, "testuser/exact") == sorted(p.name for p in exported.iterdir()) == sorted([
-        "README.md", "config.json", "configuration_emotic.py", "face_geometry.py", "image_processing_emotic.py",
-        "model.safetensors", "modeling_emotic.py", "preprocessor_config.json"])
+        "README.md", "config.json", "configuration_emotic.py", "face_geometry.py", "heads_emotic.py",
+        "image_processing_emotic.py", "model.safetensors", "modeling_emotic.py", "preprocessor_config.json"])
     script = ("from huggingface_hub import ModelCard; print(ModelCard.load('testuser/exact').text)")
     card = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=hub_env(hub, tmp_path),
                           timeout=120).stdout

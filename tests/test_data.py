@@ -7,7 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from emotic.training.readers import inverse_frequency_weights, read_affwild2, read_image_folder, read_unlabelled_faces
+from emotic.tracks import inverse_frequency_weights
+from emotic.training.affwild2 import read_affwild2
+from emotic.training.image_datasets import read_image_folder, read_unlabelled_faces
 from emotic.training.transforms import ViewTransform
 from emotic.training.metrics import expression_metrics
 from emotic.training.synthetic import write_synthetic_affwild2
@@ -149,7 +151,7 @@ def test_the_metric_module_loads_offline_by_path_and_equals_scikit_learn():
     import evaluate
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-    from emotic.modeling.configuration_emotic import ABAW_EXPRESSION_LABELS
+    from emotic.modeling.heads_emotic import ABAW_EXPRESSION_LABELS
     from emotic.training.metrics import METRIC_PATH
 
     metric = evaluate.load(str(METRIC_PATH))
@@ -193,7 +195,7 @@ def write_track(root, folder, video, header, lines, missing=()):
 
 
 def test_va_reader_skips_unannotated_frames_and_missing_images_for_both_subjects_of_a_video(tmp_path):
-    from emotic.training.readers import affwild2_annotations
+    from emotic.training.affwild2 import affwild2_annotations
 
     write_track(tmp_path, "VA_Estimation_Challenge", "10-60-1280x720_left", VA_HEADER,
                 ["0.5,-0.25", "-5,-5", "1,-1", "0.1,0.2"], missing={4})
@@ -208,7 +210,7 @@ def test_va_reader_skips_unannotated_frames_and_missing_images_for_both_subjects
 
 
 def test_au_reader_keeps_frames_with_every_unit_annotated_and_counts_each_units_frames(tmp_path):
-    from emotic.training.readers import affwild2_annotations
+    from emotic.training.affwild2 import affwild2_annotations
 
     lines = ["1,0,0,0,0,0,1,0,0,0,1,0", "0,0,0,0,0,0,1,0,0,0,0,-1", "0,1,0,0,0,0,1,0,0,0,0,1",
              "1,1,1,1,1,1,1,1,1,1,1,1"]
@@ -222,7 +224,7 @@ def test_au_reader_keeps_frames_with_every_unit_annotated_and_counts_each_units_
 
 @pytest.mark.parametrize("folder", ["EXPR_Recognition_Challenge", "EXPR_Classification_Challenge", "annotations"])
 def test_expression_annotations_are_found_under_both_challenge_folder_spellings(tmp_path, folder):
-    from emotic.training.readers import affwild2_annotations
+    from emotic.training.affwild2 import affwild2_annotations
 
     write_track(tmp_path, folder, "v", HEADER, ["4", "-1", "6"])
     dataset, report = read_affwild2(affwild2_annotations(tmp_path, "expr", "Train_Set"), tmp_path / "cropped_aligned")
@@ -233,7 +235,7 @@ def test_expression_annotations_are_found_under_both_challenge_folder_spellings(
 
 
 def test_multitask_reader_masks_each_tasks_unannotated_values_and_counts_missing_images(tmp_path):
-    from emotic.training.readers import read_multitask_annotations
+    from emotic.training.affwild2 import read_multitask_annotations
 
     (tmp_path / "batch1" / "1").mkdir(parents=True)
     for name in ("00001.jpg", "00002.jpg", "00003.jpg"):

@@ -15,9 +15,9 @@ from PIL import Image
 from conftest import hub_env
 
 from emotic import EmoticImageProcessor
-from emotic.modeling.configuration_emotic import ABAW_EXPRESSION_LABELS
+from emotic.modeling.heads_emotic import ABAW_EXPRESSION_LABELS
 from emotic.training.labels import map_labels
-from emotic.training.readers import read_dataset
+from emotic.training.image_datasets import read_dataset
 from emotic.training.transforms import ViewTransform
 
 LABEL2ID = {name: index for index, name in enumerate(ABAW_EXPRESSION_LABELS)}
@@ -204,7 +204,7 @@ def value_parquet(root, columns: dict, splits=("train", "validation")):
 
 @pytest.mark.parametrize("form", ["columns", "sequence"])
 def test_valence_arousal_and_action_units_read_from_value_columns_or_one_sequence_column(tmp_path, form):
-    from emotic.training.readers import read_value_dataset
+    from emotic.training.image_datasets import read_value_dataset
 
     nan = float("nan")
     va = [[0.5, -0.25], [-5.0, -5.0], [nan, 0.75], [1.0, -1.0]]  # row 1 not annotated at all: skipped, counted
@@ -234,7 +234,7 @@ def test_valence_arousal_and_action_units_read_from_value_columns_or_one_sequenc
     ("label", [[0.1, 0.2], [0.3]], "row 1: column 'label' holds [0.3]; expected 2 values (valence, arousal)"),
 ])
 def test_a_value_dataset_with_a_bad_value_is_refused_naming_row_and_column(tmp_path, column, values, words):
-    from emotic.training.readers import read_value_dataset
+    from emotic.training.image_datasets import read_value_dataset
 
     task = "au" if column.startswith("AU") else "va"
     columns = {column: values}

@@ -45,7 +45,8 @@ def test_pushed_model_loads_without_the_package_with_identical_logits_pipeline_a
                         "--evaluation", trained / "report" / "metrics.json", env={**os.environ, "HF_TOKEN": TOKEN})
     assert result.returncode == 0, result.stderr
     assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md", "configuration_emotic.py",
-            "modeling_emotic.py", "image_processing_emotic.py", "face_geometry.py", "abaw_expression.py"} <= {
+            "heads_emotic.py", "modeling_emotic.py", "image_processing_emotic.py", "face_geometry.py",
+            "abaw_expression.py"} <= {
         p.name for p in export_dir.iterdir()}
     assert not list(export_dir.glob("*.bin")) and not list(export_dir.glob("checkpoint-*"))
     assert "AutoModelForImageClassification" in json.loads((export_dir / "config.json").read_text())["auto_map"]

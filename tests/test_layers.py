@@ -21,7 +21,7 @@ LAYERS = [
     {"emotic.cli", "emotic.demo", "emotic.ablate", "emotic.app"},  # what drives every stage
 ]
 # copied verbatim into Hub repositories for `trust_remote_code`: the standard library, these packages and siblings
-REMOTE_CODE = ["modeling/configuration_emotic.py", "modeling/modeling_emotic.py",
+REMOTE_CODE = ["modeling/configuration_emotic.py", "modeling/modeling_emotic.py", "modeling/heads_emotic.py",
                "modeling/configuration_emotic_temporal.py", "modeling/modeling_emotic_temporal.py",
                "processing/image_processing_emotic.py", "processing/face_geometry.py"]
 REMOTE_CODE_PACKAGES = {"torch", "transformers", "numpy", "PIL",
@@ -104,11 +104,11 @@ def test_remote_code_files_import_only_the_standard_library_torch_transformers_a
 def test_the_layers_test_sees_the_real_imports():
     """The checks above would pass on an empty list: make sure they read the package's imports."""
     found = {target for path in SOURCES for target, _ in imports(path)}
-    assert {"emotic.commands", "emotic.training.readers", "emotic.inference.smoothing",
+    assert {"emotic.commands", "emotic.training.affwild2", "emotic.inference.smoothing",
             "emotic.modeling.configuration_emotic"} <= found
     relative = {target for target, _ in imports(ROOT / "processing/image_processing_emotic.py")}
     assert "emotic.processing.face_geometry" in relative  # `from .face_geometry import ...`, resolved
-    assert layer("emotic.inference.predict") > layer("emotic.training.readers") > layer("emotic.modeling")
+    assert layer("emotic.inference.predict") > layer("emotic.training.affwild2") > layer("emotic.modeling")
 
 
 # import names whose distribution the installed metadata does not record as providing them

@@ -341,7 +341,7 @@ def multitask_classifier(tiny_config, **overrides):
 
 
 def test_a_multitask_head_has_each_tracks_outputs_and_bounds_only_valence_and_arousal(tiny_config):
-    from emotic.modeling.configuration_emotic import ABAW_ACTION_UNITS, ABAW_EXPRESSION_LABELS, head_parts
+    from emotic.modeling.heads_emotic import ABAW_ACTION_UNITS, ABAW_EXPRESSION_LABELS, head_parts
 
     model = multitask_classifier(tiny_config)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
@@ -358,7 +358,7 @@ def test_a_multitask_head_has_each_tracks_outputs_and_bounds_only_valence_and_ar
 
 
 def test_multitask_loss_is_the_sum_of_the_tracks_losses_and_ignores_unannotated_values(tiny_config):
-    from emotic.modeling.modeling_emotic import expression_cross_entropy, multi_label_cross_entropy, regression_loss
+    from emotic.modeling.heads_emotic import expression_cross_entropy, multi_label_cross_entropy, regression_loss
 
     model = multitask_classifier(tiny_config, regression_loss="ccc", class_weights=[1.0, 2.0] * 4,
                                  pos_weight=[3.0] * 12)

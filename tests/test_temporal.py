@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from emotic import EmoticTemporalConfig, EmoticTemporalModel
-from emotic.modeling.modeling_emotic import emotic_loss
+from emotic.modeling.heads_emotic import emotic_loss
 from emotic.modeling.modeling_emotic_temporal import window_starts
 
 SMALL = dict(feature_size=16, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
@@ -117,12 +117,10 @@ def test_a_new_head_starts_as_its_frame_head_and_learns_from_the_frames_around()
 
 @pytest.mark.parametrize("track", ["au", "va", "multitask"])
 def test_every_frame_models_head_has_a_temporal_head(track):
-    from emotic.modeling.configuration_emotic import MULTITASK_TRACKS, TRACK_PROBLEM_TYPES, multitask_labels
-    from emotic.training.finetune import TASKS
+    from emotic.modeling.heads_emotic import HEADS, MULTITASK_TRACKS, multitask_labels
+    from emotic.tracks import TRACKS
 
-    head = dict(id2label=dict(enumerate(TASKS[track]["labels"])), problem_type=TASKS[track]["problem_type"],
-                tasks=MULTITASK_TRACKS if track == "multitask" else None,
-                regression_range=[-1.0, 1.0] if track != "au" else None)
+    head = dict(**TRACKS[track].head_options(), regression_range=[-1.0, 1.0] if track != "au" else None)
     model = small_model(**head)
     features = torch.randn(2, 12, 16)
     width = {"au": 12, "va": 2, "multitask": 15}[track]
@@ -132,12 +130,12 @@ def test_every_frame_models_head_has_a_temporal_head(track):
         labels[0, :4, 3:] = float("nan")  # units not annotated on four frames
     out = model(features, labels=labels)
     assert out.logits.shape == (2, 12, len(multitask_labels(MULTITASK_TRACKS)) if track == "multitask" else
-                                len(TASKS[track]["labels"]))
+                                len(HEADS[track].labels))
     torch.testing.assert_close(out.loss, emotic_loss(labels.reshape(24, width), out.logits.reshape(24, -1),
                                                      model.config))
     if track != "au":  # valence-arousal stays in [-1, 1]
         assert out.logits[..., :2].abs().max() <= 1
-    assert TRACK_PROBLEM_TYPES.get(track) == model.config.problem_type
+    assert (HEADS[track].problem_type if track in HEADS else None) == model.config.problem_type
 
 
 def test_the_auto_classes_and_remote_code_load_a_saved_head(tmp_path):
@@ -153,7 +151,7 @@ def test_the_auto_classes_and_remote_code_load_a_saved_head(tmp_path):
     assert saved["auto_map"]["AutoModel"] == "modeling_emotic_temporal.EmoticTemporalModel"
     assert {p.name for p in (tmp_path / "temporal").iterdir()} >= {
         "model.safetensors", "configuration_emotic_temporal.py", "modeling_emotic_temporal.py",
-        "configuration_emotic.py", "modeling_emotic.py"}
+        "configuration_emotic.py", "heads_emotic.py", "modeling_emotic.py"}
     assert isinstance(AutoConfig.from_pretrained(tmp_path / "temporal"), EmoticTemporalConfig)
     loaded = AutoModel.from_pretrained(tmp_path / "temporal")
     features = torch.randn(1, 12, 16)
@@ -337,10 +335,10 @@ def read_predictions(folder: Path, labels):
 @pytest.mark.minutes(2)
 def test_the_temporal_head_beats_the_best_smoothing_window_of_its_frame_model(two_stage, tmp_path):
     from emotic.inference import evaluate, predict
-    from emotic.modeling.configuration_emotic import ABAW_EXPRESSION_LABELS
+    from emotic.modeling.heads_emotic import ABAW_EXPRESSION_LABELS
     from emotic.training import temporal
     from emotic.training.metrics import expression_metrics
-    from emotic.training.readers import annotations_by_video
+    from emotic.training.affwild2 import annotations_by_video
 
     data = two_stage / "data"
     results = temporal.main(["--features_dir", str(two_stage / "features"), "--affwild2_root", str(data),

@@ -161,7 +161,7 @@ def test_finetune_on_generated_va_and_au_clearly_beats_a_constant_predictor(affe
 
     from emotic.training import finetune
     from emotic.training.metrics import action_unit_metrics, valence_arousal_metrics
-    from emotic.training.readers import affwild2_annotations, read_affwild2
+    from emotic.training.affwild2 import affwild2_annotations, read_affwild2
 
     results = finetune.main(["--task", task, "--affwild2_root", str(affect_data), "--output_dir", str(tmp_path / "run"),
                              *AFFECT_RECIPE])
@@ -228,7 +228,7 @@ def test_finetune_multitask_learns_every_track_on_partly_annotated_frames_and_pr
     from emotic.hub_cards.export import export
     from emotic.training import finetune
     from emotic.training.metrics import action_unit_metrics
-    from emotic.training.readers import affwild2_annotations, read_multitask_annotations
+    from emotic.training.affwild2 import affwild2_annotations, read_multitask_annotations
 
     run = tmp_path / "run"
     results = finetune.main(["--task", "multitask", "--affwild2_root", str(affect_data), "--output_dir", str(run),
@@ -417,7 +417,7 @@ def test_two_processes_evaluate_gathered_predictions_like_one_process(synthetic,
 
     from transformers import AutoModelForImageClassification, AutoImageProcessor
 
-    from emotic.training.readers import read_affwild2
+    from emotic.training.affwild2 import read_affwild2
     from emotic.training.transforms import ViewTransform
     from emotic.training.metrics import expression_metrics
 

@@ -470,7 +470,7 @@ def test_evaluate_scores_each_track_as_its_metric_scores_predicts_outputs_and_dr
     track's figures (per-AU F1 bars, the VA scatter, the score and each CCC over the smoothing window)."""
     from emotic import EmoticConfig, EmoticForImageClassification, EmoticImageProcessor
     from emotic.training.metrics import track_metrics
-    from emotic.training.readers import affwild2_annotations, read_affwild2, read_multitask_annotations
+    from emotic.training.affwild2 import affwild2_annotations, read_affwild2, read_multitask_annotations
 
     data = tmp_path / "data"
     write_synthetic_affwild2(data, num_videos=3, frames_per_video=24, size=64, validation_videos=2, seed=5,

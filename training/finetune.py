@@ -18,59 +18,23 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
-
-import numpy as np
-import torch
 from transformers import AutoImageProcessor, AutoModelForImageClassification, HfArgumentParser, set_seed
 
-from emotic.modeling.configuration_emotic import (
-    ABAW_ACTION_UNITS,
-    ABAW_EXPRESSION_LABELS,
-    MULTITASK_TRACKS,
-    TRACK_PROBLEM_TYPES,
-    FusionStrategy,
-    RegressionLoss,
-    head_parts,
-    head_track,
-    multitask_labels,
-)
-from emotic.modeling.modeling_emotic import EmoticForImageClassification, head_outputs
+from emotic.modeling.configuration_emotic import FusionStrategy, RegressionLoss
+from emotic.modeling.heads_emotic import head_track
+from emotic.modeling.modeling_emotic import EmoticForImageClassification
 from emotic.processing.face_geometry import REGIONS
 from emotic.processing.image_processing_emotic import AuxLayout, EmoticImageProcessor, Geometry
+from emotic.tracks import TRACKS
+from emotic.training.affwild2 import affwild2_annotations, read_affwild2, read_multitask_annotations
 from emotic.training.arguments import EmoticTrainingArguments, ModelSize, build_config, refuse_unhonoured
-from emotic.training.metrics import choose_thresholds, track_metrics
+from emotic.training.heads import Task, loss_weights, metrics_for, new_head, outputs_of, score_held_out
+from emotic.training.image_datasets import dataset_label, read_dataset, read_image_folder, read_value_dataset
 from emotic.training.labels import LabelSet, read_label_map
-from emotic.training.readers import (
-    affwild2_annotations,
-    dataset_label,
-    inverse_frequency_weights,
-    positive_weights,
-    read_affwild2,
-    read_dataset,
-    read_image_folder,
-    read_multitask_annotations,
-    read_value_dataset,
-)
 from emotic.training.run_summary import training_hyperparameters, unreadable_summary, write_run_summary
 from emotic.training.synthetic import SYNTHETIC_DATASET_NAME, is_generated
 from emotic.training.trainer import EmoticTrainer, EpochCallback, finish_distributed, last_complete_checkpoint
 from emotic.training.transforms import ViewTransform
-
-
-# The ABAW tracks a model can be fine-tuned for: its labels and how its head is trained (transformers' problem type).
-Task = Literal["expr", "au", "va", "multitask"]
-TASKS = {
-    "expr": {"labels": ABAW_EXPRESSION_LABELS, "problem_type": TRACK_PROBLEM_TYPES["expr"], "name": "Aff-Wild2 EXPR"},
-    "au": {"labels": ABAW_ACTION_UNITS, "problem_type": TRACK_PROBLEM_TYPES["au"], "name": "Aff-Wild2 AU"},
-    "va": {"labels": ["valence", "arousal"], "problem_type": TRACK_PROBLEM_TYPES["va"], "name": "Aff-Wild2 VA"},
-    "multitask": {"labels": multitask_labels(MULTITASK_TRACKS), "problem_type": None, "name": "s-Aff-Wild2 MTL"},
-}
-
-# what a finished run prints of its held-out metrics, per track
-HEADLINE_METRICS = {"expr": ("macro_f1", "accuracy"), "au": ("au_score",),
-                    "va": ("va_score", "ccc_valence", "ccc_arousal"),
-                    "multitask": ("mtl_score", "va_score", "expr_score", "au_score")}
 
 
 @dataclass
@@ -144,15 +108,16 @@ class DataArguments:
 
 def load_splits(data: DataArguments, label2id: dict, seed: int, task: str = "expr"):
     """(train, eval, reports, dataset name) from Aff-Wild2, image folders or a `datasets` dataset."""
-    if task != "expr" and data.dataset_name:  # values per image: valence-arousal, action units, all three
+    track = TRACKS[task]
+    if not track.single_label and data.dataset_name:  # values per image: valence-arousal, action units, all three
         options = dict(config_name=data.dataset_config_name, image_column=data.image_column,
                        label_column=data.label_column)
         train, train_report = read_value_dataset(data.dataset_name, data.train_split, task, **options)
         evaluation, eval_report = read_value_dataset(data.dataset_name, data.eval_split, task, **options) \
             if data.eval_split else (None, None)
         return train, evaluation, {"train": train_report, "eval": eval_report}, dataset_label(data.dataset_name)
-    if task == "multitask":
-        return load_multitask_splits(data)
+    if track.multitask:
+        return load_multitask_splits(data, task)
     if data.affwild2_root:
         root = Path(data.affwild2_root)
         data.train_annotations = data.train_annotations or str(affwild2_annotations(root, task, "Train_Set"))
@@ -161,16 +126,16 @@ def load_splits(data: DataArguments, label2id: dict, seed: int, task: str = "exp
     if data.train_annotations:
         if not data.frames_dir:
             raise ValueError("--train_annotations needs --frames_dir (the cropped_aligned folder)")
-        if sorted(label2id, key=label2id.get) != TASKS[task]["labels"]:
+        if sorted(label2id, key=label2id.get) != track.labels:
             raise ValueError(f"Aff-Wild2 {task.upper()} training needs the model's labels to be "
-                             f"{TASKS[task]['labels']} in order")
+                             f"{track.labels} in order")
         train, train_report = read_affwild2(data.train_annotations, data.frames_dir, data.frame_stride,
                                             data.max_frames_per_class, seed, task=task)
         evaluation, eval_report = (read_affwild2(data.eval_annotations, data.frames_dir, task=task)
                                    if data.eval_annotations else (None, None))
-        name = SYNTHETIC_DATASET_NAME if is_generated(Path(data.frames_dir).parent) else TASKS[task]["name"]
+        name = SYNTHETIC_DATASET_NAME if is_generated(Path(data.frames_dir).parent) else track.dataset
         return train, evaluation, {"train": train_report, "eval": eval_report}, name
-    if task != "expr" and data.train_dir:
+    if not track.single_label and data.train_dir:
         raise ValueError(f"--task {task}: reads Aff-Wild2 annotations (--affwild2_root, or --train_annotations with "
                          f"--frames_dir) or a `datasets` dataset (--dataset_name); --train_dir holds expression "
                          f"classes")
@@ -190,7 +155,7 @@ def load_splits(data: DataArguments, label2id: dict, seed: int, task: str = "exp
                      "--dataset_name")
 
 
-def load_multitask_splits(data: DataArguments):
+def load_multitask_splits(data: DataArguments, task: str):
     """ABAW7's multi-task files (`--affwild2_root`, or `--train_annotations` / `--eval_annotations` files with
     `--frames_dir`): (train, eval, reports, dataset name)."""
     if data.frame_stride != 1 or data.max_frames_per_class is not None:
@@ -198,9 +163,8 @@ def load_multitask_splits(data: DataArguments):
                          "list sampled frames already: leave them unset with --task multitask")
     if data.affwild2_root:
         root = Path(data.affwild2_root)
-        data.train_annotations = data.train_annotations or str(affwild2_annotations(root, "multitask", "Train_Set"))
-        data.eval_annotations = data.eval_annotations or str(
-            affwild2_annotations(root, "multitask", "Validation_Set"))
+        data.train_annotations = data.train_annotations or str(affwild2_annotations(root, task, "Train_Set"))
+        data.eval_annotations = data.eval_annotations or str(affwild2_annotations(root, task, "Validation_Set"))
         data.frames_dir = data.frames_dir or str(root / "cropped_aligned")
     if not (data.train_annotations and data.frames_dir):
         raise ValueError("--task multitask reads ABAW7's multi-task files: pass --affwild2_root (holding "
@@ -209,51 +173,23 @@ def load_multitask_splits(data: DataArguments):
     train, train_report = read_multitask_annotations(data.train_annotations, data.frames_dir)
     evaluation, eval_report = (read_multitask_annotations(data.eval_annotations, data.frames_dir)
                                if data.eval_annotations else (None, None))
-    name = SYNTHETIC_DATASET_NAME if is_generated(Path(data.frames_dir).parent) else TASKS["multitask"]["name"]
+    name = SYNTHETIC_DATASET_NAME if is_generated(Path(data.frames_dir).parent) else TRACKS[task].dataset
     return train, evaluation, {"train": train_report, "eval": eval_report}, name
 
 
-def outputs_of(logits, config) -> np.ndarray:
-    """The head's logits (Trainer's predictions) as `head_outputs` gives them: probabilities and values."""
-    return head_outputs(torch.as_tensor(np.asarray(logits, dtype=np.float32)), head_parts(config)).double().numpy()
-
-
-def metrics_for(config):
-    """Trainer's `compute_metrics` for the head's track: its score and the per-class (per-AU, per-dimension)
-    details."""
-    task = head_track(config)
-
-    def compute_metrics(eval_prediction) -> dict:
-        predictions = eval_prediction.predictions[0] if isinstance(eval_prediction.predictions, tuple) else \
-            eval_prediction.predictions
-        metrics = track_metrics(task, outputs_of(predictions, config), eval_prediction.label_ids)
-        if task == "expr":
-            flat = {"macro_f1": metrics["macro_f1"], "accuracy": metrics["accuracy"]}
-            flat.update({f"f1_{name}": value for name, value in metrics["per_class_f1"].items()})
-        elif task == "au":
-            flat = {"au_score": metrics["au_score"], **{f"f1_{n}": v for n, v in metrics["per_au_f1"].items()}}
-        elif task == "multitask":
-            flat = {key: metrics[key] for key in ("mtl_score", "va_score", "expr_score", "au_score")}
-        else:
-            flat = {key: metrics[key] for key in ("va_score", "ccc_valence", "ccc_arousal")}
-        return flat
-
-    return compute_metrics
-
-
 def build_model(model_args: ModelArguments, train_labels):
-    task = TASKS[model_args.task]
+    labels = TRACKS[model_args.task].labels
     overrides = dict(
         fusion_strategy=model_args.fusion_strategy, fusion_layer=model_args.fusion_layer,
         share_encoder=model_args.share_encoder, drop_path_rate=model_args.drop_path_rate,
         label_smoothing=model_args.label_smoothing, regression_loss=model_args.regression_loss,
     )
-    head = track_head(model_args.task, model_args.regression_loss)
+    head = new_head(model_args.task, model_args.regression_loss)
     if model_args.model_name_or_path:
         from transformers import AutoConfig
 
         saved = AutoConfig.from_pretrained(model_args.model_name_or_path)
-        same_head = [saved.id2label[i] for i in range(saved.num_labels)] == task["labels"] and \
+        same_head = [saved.id2label[i] for i in range(saved.num_labels)] == labels and \
             head_track(saved) == model_args.task
         # another track's head (or a pre-trained encoder's default one) is replaced: a new head for this track
         model = AutoModelForImageClassification.from_pretrained(
@@ -276,36 +212,6 @@ def build_model(model_args: ModelArguments, train_labels):
         for name, value in loss_weights(model_args.task, train_labels).items():
             setattr(model.config, name, value)
     return model, processor
-
-
-def track_head(task: str, regression_loss: str | None = None) -> dict:
-    """The config options of a new head for the ABAW track `task`: its labels, problem type and tracks; for
-    valence-arousal (alone or in a multi-task head) the [-1, 1] range and the loss (CCC unless given). What
-    `finetune` gives a frame model and `finetune-temporal` a temporal head."""
-    labels = TASKS[task]["labels"]
-    head = dict(id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)},
-                problem_type=TASKS[task]["problem_type"], tasks=MULTITASK_TRACKS if task == "multitask" else None)
-    if task in ("va", "multitask"):
-        head.update(regression_range=[-1.0, 1.0], regression_loss=regression_loss or "ccc")
-    return head
-
-
-def loss_weights(task: str, train_labels) -> dict:
-    """The loss weights of the track's head from the training labels, each from its annotated values: inverse class
-    frequency (`class_weights`, expressions), negatives over positives per action unit (`pos_weight`), both for a
-    multi-task head; none for valence-arousal."""
-    if task == "va":
-        return {}
-    if task == "expr":
-        labels = np.asarray(train_labels, dtype=np.int64)
-        return {"class_weights": inverse_frequency_weights(labels[labels >= 0], len(ABAW_EXPRESSION_LABELS))}
-    rows = np.asarray(train_labels, dtype=np.float64)
-    if task == "au":
-        return {"pos_weight": positive_weights(rows)}
-    expressions = np.nan_to_num(rows[:, 2], nan=-1.0)
-    return {"class_weights": inverse_frequency_weights(expressions[expressions >= 0].astype(np.int64),
-                                                       len(ABAW_EXPRESSION_LABELS)),
-            "pos_weight": positive_weights(rows[:, 3:])}
 
 
 def add_lora(model, rank: int, alpha: int | None = None):
@@ -352,7 +258,8 @@ def train(argv=None) -> dict:
     refuse_unhonoured(training_args)
     set_seed(training_args.seed)
     task = model_args.task
-    labels = {name: index for index, name in enumerate(TASKS[task]["labels"])}
+    track = TRACKS[task]
+    labels = {name: index for index, name in enumerate(track.labels)}
     train, evaluation, reports, dataset_name = load_splits(data_args, labels, training_args.seed, task)
     model, processor = build_model(model_args, list(train["label"]))
     parameters = {"total": model.num_parameters()}
@@ -399,18 +306,8 @@ def train(argv=None) -> dict:
     if evaluation is not None:
         output = trainer.predict(evaluation, metric_key_prefix="eval")
         config = trainer.accelerator.unwrap_model(trainer.model).config
-        outputs = outputs_of(output.predictions, config)
-        results = track_metrics(task, outputs, output.label_ids)
-        if task in ("au", "multitask"):  # per-AU thresholds chosen on the held-out frames, stored with the model
-            units, columns = next((span, labels) for track, span, labels in head_parts(config) if track == "au")
-            thresholds = choose_thresholds(outputs[:, units], output.label_ids[:, columns])
-            config.label_thresholds = thresholds
-            tuned = track_metrics(task, outputs, output.label_ids, thresholds=thresholds)
-            tuned_units = tuned["au"] if task == "multitask" else tuned
-            results["tuned"] = {"au_score": tuned_units["au_score"], "per_au_f1": tuned_units["per_au_f1"],
-                                "thresholds": thresholds, "note": "thresholds chosen on these frames"}
-            if task == "multitask":
-                results["tuned"]["mtl_score"] = tuned["mtl_score"]
+        # the score, and action units' thresholds chosen on these frames, stored with the model
+        results = score_held_out(config, outputs_of(output.predictions, config), output.label_ids)
         trainer.save_metrics("eval", output.metrics)
     if model_args.lora_rank is None:
         trainer.save_model()  # model, config (with AU thresholds), code files and the processor, into output_dir
@@ -428,7 +325,7 @@ def train(argv=None) -> dict:
                       "image_size": model.config.image_size, "drop_path_rate": model.config.drop_path_rate,
                       "label_smoothing": model.config.label_smoothing, "class_weights": model.config.class_weights,
                       "problem_type": model.config.problem_type, "pos_weight": model.config.pos_weight,
-                      "regression_loss": model.config.regression_loss if task in ("va", "multitask") else None,
+                      "regression_loss": model.config.regression_loss if track.has_values else None,
                       "tasks": model.config.tasks,
                       "base_model": Path(model_args.model_name_or_path).name if model_args.model_name_or_path
                       else f"random init ({model_args.model_size})",
@@ -438,7 +335,7 @@ def train(argv=None) -> dict:
             "unreadable_images": unreadable_summary(train_transform, eval_transform),
         })
         if results:
-            print(json.dumps({k: results[k] for k in (*HEADLINE_METRICS[task], "num_frames")}))
+            print(json.dumps({k: results[k] for k in (*track.headline, "num_frames")}))
         if push_to_hub:
             push_finished_run(training_args)
     return results

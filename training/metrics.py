@@ -8,10 +8,11 @@ from functools import cache
 import numpy as np
 
 from emotic.hub_cards import METRIC_PATH, METRIC_PATHS  # noqa: F401  (METRIC_PATH: the EXPR module, as before)
+from emotic.tracks import EXPRESSION
 
 
 @cache
-def abaw_metric(task: str = "expr"):
+def abaw_metric(task: str = EXPRESSION):
     """The metric module of `task` (`expr`, `au`, `va` or `multitask`), loaded once per process (`import evaluate` takes
     seconds, so only when a score is due), keeping its predictions in memory (no cache files written per score)."""
     import evaluate
@@ -85,19 +86,22 @@ def multitask_metrics(outputs, labels, thresholds=None) -> dict:
     return result
 
 
+# Each ABAW track's metrics (`emotic.tracks`), from per-frame head outputs as `head_outputs` gives them
+# (probabilities, values): (outputs, labels, class_names, thresholds) -> metrics
+TRACK_METRICS = {
+    "expr": lambda outputs, labels, names, thresholds: expression_metrics(
+        outputs.argmax(-1), labels, len(names) if names else outputs.shape[-1], names),
+    "au": lambda outputs, labels, names, thresholds: action_unit_metrics(outputs, labels, thresholds, names),
+    "va": lambda outputs, labels, names, thresholds: valence_arousal_metrics(outputs, labels),
+    "multitask": lambda outputs, labels, names, thresholds: multitask_metrics(outputs, labels, thresholds),
+}
+
+
 def track_metrics(track: str, outputs, labels, class_names=None, thresholds=None) -> dict:
     """The metrics of the ABAW track (`head_track`) from per-frame head outputs as `head_outputs` gives them
     (probabilities, values) against labels; `class_names` name the classes or units (the head's labels),
     `thresholds` the units' decision thresholds (0.5 unless given)."""
-    outputs = np.asarray(outputs)
-    if track == "au":
-        return action_unit_metrics(outputs, labels, thresholds, class_names)
-    if track == "va":
-        return valence_arousal_metrics(outputs, labels)
-    if track == "multitask":
-        return multitask_metrics(outputs, labels, thresholds)
-    return expression_metrics(outputs.argmax(-1), labels, len(class_names) if class_names else outputs.shape[-1],
-                              class_names)
+    return TRACK_METRICS[track](np.asarray(outputs), labels, class_names, thresholds)
 
 
 def _float_rows(predictions, labels, width: int | None = None):

@@ -17,7 +17,7 @@ from transformers import AutoModelForPreTraining, HfArgumentParser, set_seed
 from emotic.modeling.modeling_emotic import EmoticForPreTraining
 from emotic.processing.image_processing_emotic import EmoticImageProcessor
 from emotic.training.arguments import EmoticTrainingArguments, ModelSize, build_config, refuse_unhonoured
-from emotic.training.readers import dataset_label, read_unlabelled_dataset, read_unlabelled_faces
+from emotic.training.image_datasets import dataset_label, read_unlabelled_dataset, read_unlabelled_faces
 from emotic.training.run_summary import training_hyperparameters, unreadable_summary, write_run_summary
 from emotic.training.trainer import EmoticTrainer, EpochCallback, finish_distributed, last_complete_checkpoint
 from emotic.training.transforms import ViewTransform

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from emotic.commands import command_parser
-from emotic.modeling.configuration_emotic import ABAW_ACTION_UNITS, ABAW_EXPRESSION_LABELS
+from emotic.modeling.heads_emotic import ABAW_ACTION_UNITS, ABAW_EXPRESSION_LABELS
 from emotic.processing.face_geometry import CANONICAL_FIVE_POINTS
 
 # Per expression: brow lift, inner-brow drop, eye half-opening, mouth-corner drop, mouth opening, mouth width,

@@ -24,21 +24,14 @@ import numpy as np
 import torch
 from transformers import EvalPrediction, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
-from emotic.modeling.configuration_emotic import head_parts, head_track
 from emotic.modeling.configuration_emotic_temporal import EmoticTemporalConfig
+from emotic.modeling.heads_emotic import head_track
 from emotic.modeling.modeling_emotic_temporal import EmoticTemporalModel, window_starts
+from emotic.tracks import TRACKS, track_of
+from emotic.training.affwild2 import annotation_index, annotations_by_video
 from emotic.training.arguments import refuse_unhonoured
-from emotic.training.finetune import (
-    HEADLINE_METRICS,
-    TASKS,
-    Task,
-    loss_weights,
-    metrics_for,
-    outputs_of,
-    track_head,
-)
-from emotic.training.metrics import choose_thresholds, track_metrics
-from emotic.training.readers import annotation_index, annotations_by_video, read_video_features
+from emotic.training.frame_features import read_video_features
+from emotic.training.heads import Task, loss_weights, metrics_for, new_head, outputs_of, score_held_out
 from emotic.training.run_summary import training_hyperparameters, write_run_summary
 from emotic.training.synthetic import SYNTHETIC_DATASET_NAME, is_generated
 from emotic.training.trainer import finish_distributed, last_complete_checkpoint
@@ -166,9 +159,9 @@ def window_metrics(config):
 
 
 def build_temporal_model(args: TemporalArguments, width: int, train_labels: np.ndarray) -> EmoticTemporalModel:
-    if args.regression_loss and args.task not in ("va", "multitask"):
+    if args.regression_loss and not TRACKS[args.task].has_values:
         raise ValueError(f"--regression_loss is for --task va or multitask, not {args.task}")
-    head = track_head(args.task, args.regression_loss)
+    head = new_head(args.task, args.regression_loss)
     if args.class_weights:
         head.update(loss_weights(args.task, train_labels))
     config = EmoticTemporalConfig(
@@ -256,18 +249,13 @@ def _train(args: TemporalArguments, training_args: TemporalTrainingArguments) ->
     trainer.save_metrics("train", train_result.metrics)
 
     model = trainer.accelerator.unwrap_model(trainer.model)
-    track = head_track(model.config)
-    outputs = np.concatenate(video_outputs(model, evaluation))
-    labels = np.concatenate([video["labels"] for video in evaluation])
-    class_names = [model.config.id2label[i] for i in range(model.config.num_labels)] if track == "expr" else None
-    results = track_metrics(track, outputs, labels, class_names)
-    if track in ("au", "multitask"):  # per-AU thresholds chosen on the held-out frames, stored with the model
-        units, columns = next((span, cols) for part, span, cols in head_parts(model.config) if part == "au")
-        model.config.label_thresholds = choose_thresholds(
-            outputs[:, units], labels if track == "au" else labels[:, columns])
+    track = track_of(model.config)
+    # the score as `emotic predict` runs the head, and action units' thresholds chosen on these frames, stored
+    results = score_held_out(model.config, np.concatenate(video_outputs(model, evaluation)),
+                             np.concatenate([video["labels"] for video in evaluation]))
     if trainer.is_world_process_zero():
         trainer.save_model()
-        name = SYNTHETIC_DATASET_NAME if is_generated(args.affwild2_root) else TASKS[args.task]["name"]
+        name = SYNTHETIC_DATASET_NAME if is_generated(args.affwild2_root) else track.dataset
         summary = {
             "task": "finetune-temporal", "track": args.task, "dataset": name,
             "synthetic": name == SYNTHETIC_DATASET_NAME,
@@ -281,7 +269,7 @@ def _train(args: TemporalArguments, training_args: TemporalTrainingArguments) ->
             "eval": results,
         }
         write_run_summary(training_args.output_dir, summary)
-        print(json.dumps({key: results[key] for key in (*HEADLINE_METRICS[track], "num_frames")}))
+        print(json.dumps({key: results[key] for key in (*track.headline, "num_frames")}))
     return results
 
 

@@ -1,11 +1,11 @@
-"""The training transform: image paths to both views through the image processor, with seeded augmentation; and
-`open_image`, which inference shares (this module stays free of the Trainer, so `emotic predict` starts faster)."""
+"""The training transform: image paths to both views through the image processor, with seeded augmentation."""
 
-import io
 import zlib
 
 import numpy as np
 from transformers.utils import logging
+
+from emotic.processing.image_files import open_image
 
 logger = logging.get_logger(__name__)
 
@@ -87,14 +87,3 @@ class ViewTransform:
                 out["labels"] = torch.tensor([label if ok else -1 for label, ok in zip(labels, readable)],
                                              dtype=torch.long)  # -1: ignored
         return out
-
-
-def open_image(item):
-    """A path stays a path (the processor opens it); an undecoded `datasets` image opens from its bytes."""
-    if isinstance(item, dict):
-        from PIL import Image
-
-        if item.get("bytes"):
-            return Image.open(io.BytesIO(item["bytes"]))
-        return item.get("path")
-    return item
