@@ -126,7 +126,7 @@ def breakdown(model_dir: Path, frames_dir: Path, geometry: str, batch: int = 32)
     """Seconds per frame of each stage, each run on its own: decode, detect (photos), views, model."""
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    from emotic.inference.predict import resolve_dtype
+    from emotic.inference.runtime import resolve_dtype
     from emotic.processing.face_geometry import FaceLandmarker, detector_available
     from emotic.processing.image_files import open_image
 

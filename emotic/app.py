@@ -23,23 +23,24 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from emotic.commands import command_parser
-from emotic.inference.predict import (
-    FACE, MODEL_HELP, FramePredictor, add_precision_options, frame_header, frame_row, load_model, predict_sequence,
-    write_submission,
-)
+from emotic.inference.arguments import MODEL_HELP, CommandParser, PrecisionArguments
+from emotic.inference.faces import OneFace, TrackedFaces
 from emotic.inference.report import denormalise, fusion_maps, pyplot
-from emotic.inference.smoothing import smooth_probabilities
-from emotic.inference.sources import Source, UnreadableInput, VideoHeader, iter_frames
+from emotic.inference.results import FACE
+from emotic.inference.runtime import Runtime, load_model
+from emotic.inference.smoothing import smooth
+from emotic.inference.sources import Frames, Source, UnreadableInput, VideoHeader, iter_frames
+from emotic.inference.stream import stream
+from emotic.inference.writers import track_records, write_frame_csv, write_submission, write_tracks_record
 from emotic.modeling.configuration_emotic import check_smoothing_window
-from emotic.modeling.heads_emotic import head_track
 from emotic.processing.face_geometry import FaceLandmarker, detector_available
+from emotic.tracks import track_of
 
 logger = logging.getLogger(__name__)
 
@@ -64,36 +65,45 @@ class Face:
 
 @dataclass
 class VideoResult:
+    """A video through the inference loop (`emotic.inference.stream`) at window 1: every result, one face a frame
+    (`tracks` None) or every face tracked per person (as `emotic predict --faces all`), smoothed again for any window
+    without running the model again."""
+
     name: str
-    locations: list
-    statuses: list
-    raw: np.ndarray  # (frames, classes), as the model gave them (uniform where there is no face)
-    filled: np.ndarray  # frames without a face carry their neighbour's probabilities, as `emotic predict` does
+    results: list  # FrameResult per frame (one face) or per face (tracked): raw, and smoothed at window 1 (filled)
     fps: float | None
-
-
-@dataclass
-class PeopleResult:
-    """Every person of a video, tracked as `emotic predict --faces all` tracks them."""
-
-    name: str
-    rows: list  # (location, frame, time, status, face, raw) per row of the tracked CSV
-    tracks: list  # per person its record (`emotic.inference.predict.track_records`)
     frames: int
-    fps: float | None
-    dropped: int  # faces beyond max_faces
+    tracks: list | None = None  # tracked: per person its record (`emotic.inference.writers.track_records`)
+    dropped: int = 0  # tracked: faces beyond max_faces
+
+    @property
+    def tracked(self) -> bool:
+        return self.tracks is not None
+
+    @property
+    def locations(self) -> list:
+        return [result.location for result in self.results]
+
+    @property
+    def statuses(self) -> list:
+        return [result.status for result in self.results]
+
+    @property
+    def raw(self) -> np.ndarray:
+        """`(frames, classes)`: as the model gave them (one face a frame; uniform where there is no face)."""
+        return np.stack([result.raw for result in self.results])
 
 
 class Analyser:
     """A model and its processor, and what the page asks of them."""
 
     def __init__(self, model, processor, max_faces: int = 8, max_video_seconds: float = 60.0, batch_size: int = 16):
-        track = head_track(model.config)
-        if track != "expr":
-            raise ValueError(f"emotic app shows expression models; this one serves the {track.upper()} track "
+        track = track_of(model.config)
+        if not track.single_label:
+            raise ValueError(f"emotic app shows expression models; this one serves the {track.name.upper()} track "
                              f"(problem_type {model.config.problem_type!r}): use `emotic predict` for it")
         self.model, self.processor = model.eval(), processor
-        self.predictor = FramePredictor(model, processor, batch_size=batch_size).quiet()
+        self.runtime = Runtime(model, processor, batch_size=batch_size)
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
         self.max_faces, self.max_video_seconds = max_faces, max_video_seconds
 
@@ -132,14 +142,21 @@ class Analyser:
         return (denormalise(view, self.processor) * 255).round().astype(np.uint8)
 
     def video(self, path, progress=None, geometry: str | None = None) -> VideoResult:
-        """Per-frame probabilities of a video file (`progress(done, total)` after each batch), or a `ValueError`
-        for a file that is not a readable video or is longer than `max_video_seconds`. `geometry`: the processor's
-        (`auto`: find the face in each frame; `template`: the frames are aligned face crops); default the
-        processor's own."""
-        path = Path(path)
-        frames, fps, declared = self._open_video(path)
+        """The largest face of each frame of a video file through the model (`progress(done, total)` after each
+        batch), or a `ValueError` for a file that is not a readable video or is longer than `max_video_seconds`.
+        `geometry`: the processor's (`auto`: find the face in each frame; `template`: the frames are aligned face
+        crops); default the processor's own."""
+        return self._run(Path(path), OneFace(self.processor, geometry), progress)
 
-        class Tracker:  # what `predict_sequence` reports to: frames done so far
+    def people(self, path, progress=None) -> VideoResult:
+        """Every face of every frame of a video file, tracked per person, as `emotic predict --faces all` finds them
+        (the same rows), or a `ValueError` as for `video`."""
+        return self._run(Path(path), TrackedFaces(self.processor, max_faces=self.max_faces), progress)
+
+    def _run(self, path: Path, faces, progress) -> VideoResult:
+        frames, declared = self._open_video(path)
+
+        class Counter:  # what the loop reports to: frames done so far
             done = 0
 
             def update(self, count):
@@ -147,85 +164,45 @@ class Analyser:
                 if progress is not None:
                     progress(self.done, max(declared, self.done))
 
-        predictor = self.predictor if geometry is None else FramePredictor(
-            self.model, self.processor, self.predictor.batch_size, geometry).quiet()
-        locations, statuses, raw, filled = [], [], [], []
+        counter = Counter()
         try:
-            for location, status, probabilities, neighbour_filled in predict_sequence(
-                    predictor, frames, window=1, mode="mean", progress=Tracker()):
-                locations.append(location)
-                statuses.append(status)
-                raw.append(probabilities)
-                filled.append(neighbour_filled)
+            results = list(stream(frames, self.runtime, faces, progress=counter))
         except UnreadableInput as error:
             raise ValueError(str(error).replace(str(path), path.name)) from None
-        if not locations:
+        if not results:
             raise ValueError("the video has no frames")
-        return VideoResult(path.stem, locations, statuses, np.array(raw), np.array(filled), fps)
+        if not faces.tracked:
+            return VideoResult(path.stem, results, frames.fps, counter.done)
+        return VideoResult(path.stem, results, frames.fps, counter.done, track_records(faces.seen, path.stem),
+                           faces.dropped)
 
-    def people(self, path, progress=None) -> PeopleResult:
-        """Every face of every frame of a video file, tracked per person, as `emotic predict --faces all` finds them
-        (the same rows), or a `ValueError` as for `video`."""
-        from emotic.inference.predict import DEFAULT_FPS, track_records
-        from emotic.inference.tracking import tracked_predictor
+    def smoothed(self, result: VideoResult, window: int, mode: str) -> list:
+        """The results smoothed over `window` frames again (each person within their own track), as `emotic
+        predict` smooths them."""
+        return list(smooth(result.results, check_smoothing_window(int(window)), mode, tracked=result.tracked))
 
-        path = Path(path)
-        frames, fps, declared = self._open_video(path)
-        predictor = tracked_predictor(self.model, self.processor, self.predictor.batch_size,
-                                      {"max_faces": self.max_faces})
-        rows, done = [], 0
-        try:
-            for batch in predictor(frames, fps or DEFAULT_FPS):
-                rows.extend(tuple(row) for row in batch)
-                done = rows[-1][1] + 1
-                if progress is not None:
-                    progress(done, max(declared, done))
-        except UnreadableInput as error:
-            raise ValueError(str(error).replace(str(path), path.name)) from None
-        if not rows:
-            raise ValueError("the video has no frames")
-        rows = [(*row[:2], row[2] if fps else None, *row[3:]) for row in rows]  # no time without a known rate
-        return PeopleResult(path.stem, rows, track_records(predictor.seen, path.stem), done, fps, predictor.dropped)
-
-    def smoothed_people(self, result: PeopleResult, window: int, mode: str) -> list:
-        """Each row's outputs smoothed within its person's track (`TrackSmoother`, as `emotic predict`)."""
-        from emotic.inference.smoothing import TrackSmoother
-
-        smoother, smoothed = TrackSmoother(check_smoothing_window(int(window)), mode), []
-        for index, (_, frame, _, _, face, raw) in enumerate(result.rows):
-            smoothed += smoother.push(frame, face and face.track, raw, index)
-        smoothed += smoother.finish()
-        return [values for _, values in sorted(smoothed, key=lambda pair: pair[0])]
-
-    def write_people_outputs(self, result: PeopleResult, smoothed: list, folder: Path) -> tuple[Path, Path]:
-        """The tracked per-frame CSV, its record and the per-person ABAW submission of `emotic predict --faces all`,
-        for this video, in `folder`."""
-        import csv
-        import json
-
+    def write_outputs(self, result: VideoResult, smoothed: list, folder: Path) -> tuple[Path, Path]:
+        """The per-frame CSV (with tracked faces, its record) and the ABAW submission of `emotic predict`, for this
+        video, in `folder`."""
         frames_dir = folder / "frames"
         frames_dir.mkdir(parents=True, exist_ok=True)
         csv_path = frames_dir / f"{result.name}.csv"
-        with open(csv_path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(frame_header(self.labels, tracked=True))
-            for (location, frame, time, status, face, raw), values in zip(result.rows, smoothed):
-                writer.writerow(frame_row(location, status, raw, values, labels=self.labels, frame=frame, time=time,
-                                          face=face, tracked=True))
-        csv_path.with_suffix(".json").write_text(json.dumps({"tracks": result.tracks}, indent=2))
+        write_frame_csv(csv_path, smoothed, self.labels, self.runtime.parts, tracked=result.tracked)
+        if result.tracked:
+            write_tracks_record(csv_path, {"tracks": result.tracks})
         submission = folder / "submission.txt"
-        write_submission([Source(result.name, "video")], frames_dir, self.labels, submission)
+        write_submission([csv_path], self.labels, submission, self.runtime.parts)
         return csv_path, submission
 
-    def people_picture(self, path, result: PeopleResult):
+    def people_picture(self, path, result: VideoResult):
         """The frame with the most people (the first such), each face boxed with its person's number."""
         from PIL import ImageDraw
 
         counts = {}
-        for _, frame, _, _, face, _ in result.rows:
-            counts[frame] = counts.get(frame, 0) + (face is not None)
+        for row in result.results:
+            counts[row.frame] = counts.get(row.frame, 0) + (row.face is not None)
         best = max(counts, key=lambda frame: (counts[frame], -frame))
-        faces = [face for _, frame, _, _, face, _ in result.rows if frame == best and face is not None]
+        faces = [row.face for row in result.results if row.frame == best and row.face is not None]
         image = next(image for index, (_, image) in enumerate(iter_frames(Source(result.name, "video", Path(path))))
                      if index == best).convert("RGB")
         draw = ImageDraw.Draw(image)
@@ -237,9 +214,9 @@ class Analyser:
                          FACE_COLOURS[(face.track - 1) % len(FACE_COLOURS)], width, font)
         return image
 
-    def _open_video(self, path: Path):
-        """(frames, fps, declared frames) of a video file, its frames decoded lazily and stopped past
-        `max_video_seconds`; a `ValueError` for a file that is not a video or is too long."""
+    def _open_video(self, path: Path) -> tuple[Frames, int]:
+        """The frames of a video file (decoded lazily and stopped past `max_video_seconds`) and its declared frame
+        count; a `ValueError` for a file that is not a video or is too long."""
         import av
 
         try:
@@ -257,33 +234,14 @@ class Analyser:
                              f"`emotic predict` on it, which has no limit")
         limit = int(self.max_video_seconds * (fps or 30)) + 1  # a header without a duration: count the frames
 
-        def frames():
+        def items():
             for index, frame in enumerate(iter_frames(Source(path.stem, "video", path))):
                 if index >= limit:
                     raise ValueError(f"the video is longer than {self.max_video_seconds:g} s (emotic app "
                                      f"--max_video_seconds)")
                 yield frame
 
-        return frames(), fps, declared
-
-    def smoothed(self, result: VideoResult, window: int, mode: str) -> np.ndarray:
-        return smooth_probabilities(result.filled, check_smoothing_window(int(window)), mode)
-
-    def write_outputs(self, result: VideoResult, smoothed: np.ndarray, folder: Path) -> tuple[Path, Path]:
-        """The per-frame CSV and the ABAW submission of `emotic predict`, for this video, in `folder`."""
-        import csv
-
-        frames_dir = folder / "frames"
-        frames_dir.mkdir(parents=True, exist_ok=True)
-        csv_path = frames_dir / f"{result.name}.csv"
-        with open(csv_path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(frame_header(self.labels))
-            for index, row in enumerate(zip(result.locations, result.statuses, result.raw, smoothed)):
-                writer.writerow(frame_row(*row, frame=index, time=index / result.fps if result.fps else None))
-        submission = folder / "submission.txt"
-        write_submission([Source(result.name, "video")], frames_dir, self.labels, submission)
-        return csv_path, submission
+        return Frames(path.stem, items(), fps), declared
 
 
 # -- drawing ------------------------------------------------------------------------------------------------------------
@@ -492,10 +450,11 @@ def build_app(analyser: Analyser, title: str = "emotic"):
         return _video_outputs(*state, window, mode)
 
     def _video_outputs(result, folder, window, mode):
-        if isinstance(result, PeopleResult):
+        if result.tracked:
             return _people_outputs(result, folder, window, mode)
-        smoothed = analyser.smoothed(result, window, mode)
-        csv_path, submission = analyser.write_outputs(result, smoothed, folder)
+        rows = analyser.smoothed(result, window, mode)
+        csv_path, submission = analyser.write_outputs(result, rows, folder)
+        smoothed = np.stack([row.smoothed for row in rows])
         faces = sum(status == FACE for status in result.statuses)
         summary = (f"**{len(result.locations)} frames**{f' at {result.fps:.3g} frames/s' if result.fps else ''}; "
                    f"a face in {faces}. Smoothed label of most frames: "
@@ -505,14 +464,13 @@ def build_app(analyser: Analyser, title: str = "emotic"):
     def _people_outputs(result, folder, window, mode):
         from emotic.inference.report import tracks_figure
 
-        smoothed = analyser.smoothed_people(result, window, mode)
-        csv_path, submission = analyser.write_people_outputs(result, smoothed, folder)
-        faces = sum(face is not None for _, _, _, _, face, _ in result.rows)
-        reliable = sum(face is not None and face.quality.reliable for _, _, _, _, face, _ in result.rows)
+        smoothed = analyser.smoothed(result, window, mode)
+        csv_path, submission = analyser.write_outputs(result, smoothed, folder)
+        faces = sum(row.face is not None for row in result.results)
+        reliable = sum(row.face is not None and row.face.quality.reliable for row in result.results)
         most = []
         for track in result.tracks:
-            mine = [values.argmax() for (*_, face, _), values in zip(result.rows, smoothed)
-                    if face is not None and face.track == track["track"]]
+            mine = [row.smoothed.argmax() for row in smoothed if row.track == track["track"]]
             most.append(f"person {track['name']} **{labels[int(np.bincount(mine, minlength=len(labels)).argmax())]}**")
         summary = (f"**{result.frames} frames**{f' at {result.fps:.3g} frames/s' if result.fps else ''}; "
                    f"**{len(result.tracks)} {'person' if len(result.tracks) == 1 else 'people'}** tracked "
@@ -588,18 +546,20 @@ def launch_options(max_file_mb: float = 50.0) -> dict:
     return {"theme": theme, "max_file_size": f"{max_file_mb:g}mb", "show_error": True}
 
 
+@dataclass
+class AppArguments:
+    host: str = field(default="127.0.0.1", metadata={"help": "address to serve on (0.0.0.0: every interface)"})
+    port: int = 7860
+    max_video_seconds: float = field(default=60.0, metadata={"help": "longer videos are refused"})
+    max_file_mb: float = field(default=50.0, metadata={"help": "larger uploads are refused"})
+    max_faces: int = field(default=8, metadata={"help": "faces analysed per photo, largest first"})
+    title: str | None = field(default=None, metadata={"help": "the page's title (default: the model's name)"})
+
+
 def main(argv=None) -> int:
-    parser = command_parser("emotic app", __doc__)
-    parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
-    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--max_video_seconds", type=float, default=60.0, help="longer videos are refused")
-    parser.add_argument("--max_file_mb", type=float, default=50.0, help="larger uploads are refused")
-    parser.add_argument("--max_faces", type=int, default=8, help="faces analysed per photo, largest first")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    parser.add_argument("--title", default=None, help="the page's title (default: the model's name)")
-    add_precision_options(parser)
-    args = parser.parse_args(argv)
+    parser = CommandParser("emotic app", __doc__, (AppArguments, PrecisionArguments),
+                           positionals=[(("model",), {"metavar": "MODEL", "help": MODEL_HELP})])
+    inputs, args, precision = parser.parse(argv)
     try:
         gradio()
     except ImportError:
@@ -609,10 +569,10 @@ def main(argv=None) -> int:
         print(f"emotic app: --max_file_mb {args.max_file_mb}; expected a positive number", file=sys.stderr)
         return 2
     try:
-        app = load_app(args.model, args.device, args.dtype, args.quantize, args.max_faces, args.max_video_seconds,
-                       args.title, args.backend)
+        app = load_app(inputs.model, precision.device, precision.dtype, precision.quantize, args.max_faces,
+                       args.max_video_seconds, args.title, precision.backend)
     except (ValueError, OSError) as error:
-        print(f"emotic app: {args.model}: {error}", file=sys.stderr)
+        print(f"emotic app: {inputs.model}: {error}", file=sys.stderr)
         return 2
     app.queue().launch(server_name=args.host, server_port=args.port, **launch_options(args.max_file_mb))
     return 0

@@ -29,8 +29,8 @@ REQUIRED = {
 # safetensors weights (one file or shards with their index), the remote-code files `save_pretrained` copies and, with
 # `--include_metric`, the track's ABAW metric module (`evaluate.load` takes the script's path).
 EXPORT_FILES = (*REQUIRED, "model.safetensors", "model.safetensors.index.json", "configuration_emotic.py",
-                "heads_emotic.py", "modeling_emotic.py", "image_processing_emotic.py", "face_geometry.py", "abaw_expression.py",
-                "abaw_action_units.py", "abaw_valence_arousal.py", "abaw_multitask.py")
+                "heads_emotic.py", "modeling_emotic.py", "image_processing_emotic.py", "face_geometry.py",
+                "abaw_expression.py", "abaw_action_units.py", "abaw_valence_arousal.py", "abaw_multitask.py")
 # What `emotic export --space` writes: the Gradio app that loads the model by its Hub id, its requirements, and the
 # Space card (metadata with `sdk: gradio`).
 SPACE_REQUIRED = {"app.py": "app (app.py)", "requirements.txt": "requirements (requirements.txt)",

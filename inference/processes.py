@@ -1,6 +1,6 @@
 """Inference split across processes: under `accelerate launch` (several processes, GPUs or machines), each process
 takes its share of the inputs, writes its own videos (each renamed into place when finished, as in one process),
-and the main process writes what covers them all once every process is done.
+and the main process writes what covers them all once every process is done (`emotic.inference.outputs`).
 
     accelerate launch -m emotic.inference.predict MODEL INPUT... --output_dir OUT
     accelerate launch -m emotic.inference.features MODEL INPUT... --output_dir FEATS
@@ -9,9 +9,6 @@ Without a launcher (or with one process) it is the single process, and nothing d
 """
 
 import os
-import sys
-
-from emotic.inference.sources import UnreadableInput
 
 
 class Processes:
@@ -64,59 +61,3 @@ class Processes:
             from emotic.training.trainer import finish_distributed
 
             finish_distributed()
-
-
-def merge_shares(shares: list, sources, settings: dict, count_keys=("frames",)) -> dict:
-    """The run's `summary.json` from every process's share (`videos`: counts per finished input, `skipped` and
-    `incomplete`: reasons, `already`: inputs finished by an earlier run), in the order of the inputs, with totals of
-    `count_keys` over the videos."""
-    summary = {"settings": settings, "videos": {}, "skipped": {}, "incomplete": {}}
-    for source in sources:
-        for key in ("videos", "skipped", "incomplete"):
-            for share in shares:
-                if source.name in share[key]:
-                    summary[key][source.name] = share[key][source.name]
-    totals = {key: sum(counts.get(key, 0) for counts in summary["videos"].values()) for key in count_keys}
-    summary["totals"] = {**totals, "videos": len(summary["videos"]), "skipped_videos": len(summary["skipped"]),
-                         "already_done": sum(share["already"] for share in shares),
-                         "incomplete_videos": len(summary["incomplete"]), "processes": len(shares)}
-    return summary
-
-
-def work_share(processes: Processes, sources, finished, count_finished, write, earlier: dict, overwrite: bool) -> dict:
-    """This process's share of `sources`, done: an input whose output `finished(source)` exists is counted by
-    `count_finished` and skipped (unless `overwrite`; still partial if the `earlier` summary said so), the others
-    written by `write(source)` (its counts; `incomplete`: why part is missing); an unreadable input is skipped and
-    said. The share's record for `merge_shares`."""
-    mine = {"videos": {}, "skipped": {}, "incomplete": {}, "already": 0}
-    for source in processes.share(sources):
-        done = finished(source)
-        if done.is_file() and not overwrite:
-            mine["videos"][source.name] = count_finished(done)
-            if source.name in earlier.get("incomplete", {}):  # still partial: say so again
-                mine["incomplete"][source.name] = earlier["incomplete"][source.name]
-            mine["already"] += 1
-            continue
-        try:
-            counts = write(source)
-        except UnreadableInput as error:
-            mine["skipped"][source.name] = str(error)
-            print(f"skipped {source.name}: {error}", file=sys.stderr)
-            continue
-        if "incomplete" in counts:
-            mine["incomplete"][source.name] = counts.pop("incomplete")
-            print(f"incomplete {source.name}: {mine['incomplete'][source.name]}", file=sys.stderr)
-        mine["videos"][source.name] = counts
-    return mine
-
-
-def report_problems(summary: dict, summary_path, partial: str) -> int:
-    """Say on standard error which inputs were skipped and which are `partial` ("predicted only in part"), pointing
-    at the reasons in `summary_path`: the exit status, 1 when there is any, else 0."""
-    if summary["skipped"]:
-        print(f"{len(summary['skipped'])} inputs could not be read: {', '.join(summary['skipped'])} "
-              f"(reasons in {summary_path})", file=sys.stderr)
-    if summary["incomplete"]:
-        print(f"{len(summary['incomplete'])} videos were {partial}: {', '.join(summary['incomplete'])} "
-              f"(reasons in {summary_path})", file=sys.stderr)
-    return 1 if summary["skipped"] or summary["incomplete"] else 0

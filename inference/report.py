@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from emotic.processing.image_files import open_image
+from emotic.tracks import TRACKS
 
 
 def denormalise(view, processor) -> np.ndarray:
@@ -180,9 +181,7 @@ def write_affect_report_md(path: Path, metrics: dict, model_name: str, figures) 
     smoothing sweep, per-unit F1 where there are units, the counts and the figures."""
     raw, best, smoothing, counts = metrics["raw"], metrics["smoothed"], metrics["smoothing"], metrics["counts"]
     score = metrics["score"]
-    keys = {"au": ["au_score"], "va": ["va_score", "ccc_valence", "ccc_arousal"],
-            "multitask": ["mtl_score", "va_score", "ccc_valence", "ccc_arousal", "expr_score", "au_score"]}
-    keys = keys[metrics["track"]]
+    keys = TRACKS[metrics["track"]].report_scores
     units = raw.get("per_au_f1") or (raw.get("au") or {}).get("per_au_f1")
     best_units = best.get("per_au_f1") or (best.get("au") or {}).get("per_au_f1")
     lines = [

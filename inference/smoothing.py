@@ -1,11 +1,13 @@
-"""Smoothing per-frame class probabilities of a video over a centred sliding window (whole or streamed), and
-filling frames without a face from their neighbours."""
+"""Smoothing per-frame class probabilities of a video over a centred sliding window (whole or streamed), filling
+frames without a face from their neighbours, and the loop's smoothing stage over `FrameResult`s (`smooth`): one face
+a frame, or each tracked person's faces apart."""
 
 from collections import deque
 from typing import get_args
 
 import numpy as np
 
+from emotic.inference.results import FrameResult
 from emotic.modeling.configuration_emotic import SmoothingMode, check_smoothing_window
 
 
@@ -165,3 +167,44 @@ class TrackSmoother:
             item, smoothed, _ = self.queue.popleft()
             out.append((item, smoothed))
         return out
+
+
+def smooth(results, window: int, mode: str, fill: bool = True, tracked: bool = False):
+    """The smoothing stage of the loop: each `FrameResult` of a video, in order, comes back with `smoothed` (a copy:
+    results kept by a caller can be smoothed again with another window), as soon as its window has been seen.
+
+    One face a frame (`tracked=False`): with `fill`, the frames without a usable face first take the nearest
+    earlier face frame's outputs (`NeighbourFill`), then every frame's row is smoothed (`StreamingSmoother`).
+    Tracked faces: each person's rows within their own track (`TrackSmoother`); a frame without a face has no row
+    and passes through. Window 1 leaves the (filled) rows as they are. Holds about a window of rows."""
+    smoothing_kernel(window, mode)  # checked before the first result
+    if tracked:
+        return _smooth_tracks(results, window, mode)
+    return _smooth_frames(results, window, mode, fill)
+
+
+def _smooth_frames(results, window: int, mode: str, fill: bool):
+    filler, smoother = NeighbourFill() if fill else None, StreamingSmoother(window, mode)
+    waiting: deque[FrameResult] = deque()  # results whose smoothed row is not final yet
+
+    def settle(rows):
+        for smoothed in smoother.push(rows) if len(rows) else ():
+            yield waiting.popleft().with_(smoothed=smoothed)
+
+    for result in results:
+        waiting.append(result)
+        row = np.asarray(result.raw, dtype=np.float64)[None]
+        yield from settle(filler.push(row, np.array([result.has_face])) if filler else row)
+    if filler:
+        yield from settle(filler.finish())
+    for smoothed in smoother.finish():
+        yield waiting.popleft().with_(smoothed=smoothed)
+
+
+def _smooth_tracks(results, window: int, mode: str):
+    smoother = TrackSmoother(window, mode)
+    for result in results:
+        for item, smoothed in smoother.push(result.frame, result.track, result.raw, result):
+            yield item.with_(smoothed=smoothed)
+    for item, smoothed in smoother.finish():
+        yield item.with_(smoothed=smoothed)

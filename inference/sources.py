@@ -1,8 +1,10 @@
-"""What `emotic predict` reads: videos (decoded with PyAV), folders of frames, folders of those, and loose images,
-as sources of (image location, frame) pairs streamed one frame at a time."""
+"""What the inference commands read: videos (decoded with PyAV), folders of frames, folders of those, and loose
+images, as sources of (image location, frame) pairs streamed one frame at a time (`Frames`, what the loop takes)."""
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 from emotic.processing.image_files import IMAGE_EXTENSIONS
@@ -155,3 +157,39 @@ def iter_frames(source: Source, files: list[Path] | None = None, notes: dict | N
                     yield f"{source.name}/{index:05d}.jpg", frame.to_image()
             except av.FFmpegError as error:
                 raise UnreadableInput(f"{source.path}: decoding failed after {index} frames ({error})") from None
+
+
+DEFAULT_FPS = 30.0  # the frame rate assumed where none is known (Aff-Wild2's videos are 30 fps)
+
+
+@dataclass
+class Frames:
+    """The frames of one source as the loop takes them (`emotic.inference.stream`): `items`, (location, image, path
+    or None) pairs in order (None: an annotated frame without an image); `fps`, the frame rate where it is known
+    (a video's header, or the user's); `sequential`: frames of one video (neighbours fill and smooth each other),
+    not separate images; `notes`: what decoding learns on the way (`iter_frames`)."""
+
+    name: str
+    items: Iterable
+    fps: float | None = None
+    sequential: bool = True
+    notes: dict = field(default_factory=dict)
+    total: int | None = None  # the frames to come, where known without decoding (a progress bar's length)
+
+
+def started(items):
+    """`items` with its first item produced before it is handed on (a video's notes, such as its rate, are filled
+    by then)."""
+    iterator = iter(items)
+    first = next(iterator, None)
+    return iter(()) if first is None else chain([first], iterator)
+
+
+def open_frames(source: Source, files: list[Path] | None = None, fps: float | None = None) -> Frames:
+    """The frames of a source, started: a video's header is read and its first frame decoded, so that its rate is
+    known (else `fps`, the rate a user gave for a frame folder). `files`: its `frame_files`, if already listed."""
+    files = frame_files(source) if files is None else files
+    notes = {}
+    items = started(iter_frames(source, files, notes))
+    return Frames(source.name, items, notes.get("fps") or fps, source.sequential, notes,
+                  len(files) if files is not None else None)

@@ -61,7 +61,7 @@ def files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def analyser(files):
     from emotic.app import Analyser
-    from emotic.inference.predict import load_model
+    from emotic.inference.runtime import load_model
 
     return Analyser(*load_model(str(files / "model"), "cpu"), max_video_seconds=5)
 
@@ -135,8 +135,8 @@ def test_every_person_of_a_video_is_tracked_with_the_files_of_emotic_predict(fil
     result = analyser.people(str(files / "people.webm"))
     assert result.frames == 30 and [track["track"] for track in result.tracks] == [1, 2]
     for window in (1, 5):
-        csv_path, submission = analyser.write_people_outputs(result, analyser.smoothed_people(result, window, "mean"),
-                                                             tmp_path / f"app-{window}")
+        csv_path, submission = analyser.write_outputs(result, analyser.smoothed(result, window, "mean"),
+                                                      tmp_path / f"app-{window}")
         out = tmp_path / f"predict-{window}"
         done = emotic_cli("predict", files / "model", files / "people.webm", "--output_dir", out,
                           "--smoothing_window", window)
@@ -350,8 +350,7 @@ def test_the_video_tab_in_a_browser_draws_the_timeline_and_offers_the_predict_fi
 
     # a new window re-smooths without running the model again; the CSV offered is that window's
     result = analyser.people(str(files / "clip.webm"))
-    expected = read_csv(analyser.write_people_outputs(result, analyser.smoothed_people(result, 5, "mean"),
-                                                      tmp_path / "expected")[0])
+    expected = read_csv(analyser.write_outputs(result, analyser.smoothed(result, 5, "mean"), tmp_path / "expected")[0])
     assert read_csv_at(page, "clip.csv") != expected
     page.locator("#video-window input[type=number]").fill("5")
     page.locator("#video-window input[type=number]").press("Enter")

@@ -153,7 +153,7 @@ def test_predict_with_the_onnxruntime_backend_writes_what_pytorch_does(tmp_path)
 
     from emotic import EmoticImageProcessor
     from emotic.hub_cards import export_onnx
-    from emotic.inference import predict
+    from emotic.inference import predict, runtime
     from emotic.training.synthetic import synthetic_video, write_video
 
     model_of("attention").save_pretrained(tmp_path / "model")
@@ -182,9 +182,9 @@ def test_predict_with_the_onnxruntime_backend_writes_what_pytorch_does(tmp_path)
         predict.main([str(tmp_path / "model"), inputs[1], "--output_dir", str(tmp_path / "x"), "--backend",
                       "onnxruntime"])
     with pytest.raises(ValueError, match="has no model.onnx"):
-        predict.load_model(str(tmp_path / "model"), backend="onnxruntime")
+        runtime.load_model(str(tmp_path / "model"), backend="onnxruntime")
     with pytest.raises(ValueError, match="leave --dtype, --quantize and --device at their defaults"):
-        predict.load_model(str(tmp_path / "onnx"), dtype="bfloat16", backend="onnxruntime")
+        runtime.load_model(str(tmp_path / "onnx"), dtype="bfloat16", backend="onnxruntime")
 
 
 def test_pipeline_takes_the_dtype_the_auto_rule_picks(tmp_path):
@@ -192,7 +192,7 @@ def test_pipeline_takes_the_dtype_the_auto_rule_picks(tmp_path):
     (bfloat16 where the CPU computes it natively), scores of the usual form on a real photo."""
     from transformers import pipeline
 
-    from emotic.inference.predict import cpu_computes_bfloat16, resolve_dtype
+    from emotic.inference.runtime import cpu_computes_bfloat16, resolve_dtype
 
     model_of("attention").save_pretrained(tmp_path)
     EmoticImageProcessor(size=32).save_pretrained(tmp_path)

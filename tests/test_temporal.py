@@ -173,7 +173,7 @@ def test_the_auto_classes_and_remote_code_load_a_saved_head(tmp_path):
 
 def test_a_frozen_frame_head_is_recognised_in_its_frame_model_at_any_precision_and_another_is_not():
     from emotic import EmoticConfig, EmoticForImageClassification
-    from emotic.inference.temporal import same_head
+    from emotic.inference.runtime import same_head
 
     torch.manual_seed(0)
     frame_model = EmoticForImageClassification(EmoticConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,

@@ -198,15 +198,15 @@ def read_rows(path):
 
 def test_predict_faces_all_writes_rows_per_person_smoothed_apart_and_submissions_per_person(
         model_dir, two_people, tmp_path, monkeypatch):
-    from emotic.inference import predict
+    from emotic.inference import predict, runtime, writers
 
     _, video = two_people
-    monkeypatch.setattr(predict.FramePredictor, "_outputs", by_colour)
+    monkeypatch.setattr(runtime.FrameModel, "compute", by_colour)
     output = tmp_path / "out"
     assert predict.main([str(model_dir), str(video), "--output_dir", str(output), "--smoothing_window", "15",
                          "--subjects", "left,right", "--compound_submission", "--quiet"]) == 0
     rows = read_rows(output / "frames" / "two.csv")
-    assert list(rows[0]) == ["image_location", "frame", "time", *predict.TRACK_COLUMNS, "status", "raw_label",
+    assert list(rows[0]) == ["image_location", "frame", "time", *writers.TRACK_COLUMNS, "status", "raw_label",
                              "label", *ABAW_EXPRESSION_LABELS]
     assert len({row["frame"] for row in rows}) == 48 and rows[-1]["time"] == "4.700"
     for track, label in (("1", HAPPINESS), ("2", SADNESS)):  # the astronaut (left) and Grace (right)
@@ -316,9 +316,9 @@ def test_evaluate_scores_all_frames_and_the_reliable_ones_apart(model_dir, tmp_p
     score pays for the blurred ones; on reliable frames it is perfect."""
     from PIL import ImageFilter
 
-    from emotic.inference import evaluate, predict
+    from emotic.inference import evaluate, runtime
 
-    monkeypatch.setattr(predict.FramePredictor, "_outputs", by_colour)
+    monkeypatch.setattr(runtime.FrameModel, "compute", by_colour)
     root = tmp_path / "affwild2"
     (root / "EXPR_Recognition_Challenge" / "Validation_Set").mkdir(parents=True)
     (root / "cropped_aligned" / "real").mkdir(parents=True)
@@ -353,9 +353,9 @@ def test_evaluate_scores_raw_videos_per_subject_as_aff_wild2_names_them(model_di
     """`<video>_left` / `<video>_right` annotations scored against the people tracked in the raw video: the
     astronaut (left) is always Happiness, Grace (right) Sadness where she is in the picture; a video without a file is
     reported, not scored."""
-    from emotic.inference import evaluate, predict
+    from emotic.inference import evaluate, runtime
 
-    monkeypatch.setattr(predict.FramePredictor, "_outputs", by_colour)
+    monkeypatch.setattr(runtime.FrameModel, "compute", by_colour)
     _, video = two_people
     root = tmp_path / "affwild2"
     annotations = root / "EXPR_Recognition_Challenge" / "Validation_Set"

@@ -227,7 +227,7 @@ def test_predict_writes_each_tracks_columns_and_submission_for_au_and_va_models(
     ({"amx_bf16", "amx_tile"}, "cpu", torch.bfloat16),
 ])
 def test_dtype_auto_picks_bfloat16_only_where_the_cpu_computes_it(flags, device, expected):
-    from emotic.inference.predict import resolve_dtype
+    from emotic.inference.runtime import resolve_dtype
 
     assert resolve_dtype("auto", device, flags) == expected
     assert resolve_dtype("float32", device, flags) == torch.float32  # an explicit choice is kept
@@ -557,8 +557,9 @@ def test_evaluate_on_an_image_folder_scores_each_image_once_without_smoothing(mo
 
 def test_the_report_draws_the_fusion_attention_over_the_auxiliary_view(model_dir):
     from emotic import EmoticConfig, EmoticForImageClassification
+    from emotic.inference.runtime import load_model
 
-    model, processor = predict_command.load_model(str(model_dir), "cpu")
+    model, processor = load_model(str(model_dir), "cpu")
     implementation = model.config._attn_implementation
     views = processor(generated_frames(3), return_tensors="pt", geometry="template")
     maps = report.fusion_maps(model, views)

@@ -13,12 +13,16 @@ from __future__ import annotations  # `datasets` is imported where a reader runs
 import os
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from emotic.modeling.heads_emotic import ABAW_ACTION_UNITS, ABAW_EXPRESSION_LABELS, MULTITASK, VALENCE_AROUSAL
 from emotic.tracks import TRACKS
 from emotic.training.read_report import ReadReport
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 ANNOTATION_HEADER = ",".join(ABAW_EXPRESSION_LABELS)
 

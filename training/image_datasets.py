@@ -11,6 +11,7 @@ from __future__ import annotations  # `datasets` is imported where a reader runs
 import os
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +19,9 @@ from emotic.modeling.heads_emotic import ABAW_EXPRESSION_LABELS, VALENCE_AROUSAL
 from emotic.processing.image_files import IMAGE_EXTENSIONS
 from emotic.tracks import TRACKS
 from emotic.training.read_report import ReadReport
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 
 def read_image_folder(root: str | os.PathLike, label2id: dict) -> tuple[Dataset, ReadReport]:

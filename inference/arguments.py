@@ -1,0 +1,86 @@
+"""The options of the inference commands as dataclasses, each group declared once and shared (transformers'
+`HfArgumentParser`, as the training commands' options are): the frame model's precision and backend, how frames are
+batched and their faces found, how people are tracked, smoothing, and the output folder. `parse` turns a command
+line into them; the commands turn a `ValueError` of the library into their one-line refusal."""
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from transformers import HfArgumentParser
+
+from emotic.processing.image_processing_emotic import Geometry
+
+MODEL_HELP = "a model folder (the --output_dir of `emotic finetune`) or a Hub id"
+Faces = Literal["auto", "all", "largest"]
+
+
+@dataclass
+class PrecisionArguments:
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1 ... (default: cuda if available)"})
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(default="float32", metadata={
+        "help": "weights and compute: auto = bfloat16 on GPUs and on CPUs with AMX-BF16 or AVX512-BF16 (faster "
+                "there), float32 elsewhere"})
+    quantize: Literal["int8"] | None = field(default=None, metadata={
+        "help": "int8: every linear layer dynamically quantized (CPU)"})
+    backend: Literal["pytorch", "onnxruntime"] = field(default="pytorch", metadata={
+        "help": "onnxruntime: MODEL is a folder written by `emotic export-onnx` (CPU, float32)"})
+
+
+@dataclass
+class FramesArguments:
+    batch_size: int = field(default=32, metadata={"help": "frames (faces) the model runs at once"})
+    geometry: Geometry | None = field(default=None, metadata={
+        "help": "face geometry: template for aligned crops (Aff-Wild2 cropped_aligned), detector to find faces in "
+                "each frame; default: the processor's (auto)"})
+
+
+@dataclass
+class TrackerArguments:
+    max_faces: int = field(default=8, metadata={"help": "the largest faces kept per frame (tracked faces)"})
+    max_gap: float = field(default=2.0, metadata={
+        "help": "seconds a person may be out of sight and keep their id on return (tracked faces)"})
+    detect_every: int = field(default=1, metadata={
+        "help": "detect faces on every n-th frame, follow them by landmarks in between (faster; see "
+                "docs/inference.md)"})
+
+    def options(self) -> dict:
+        """The tracker's keyword arguments (`emotic.inference.tracking.FaceTracker`)."""
+        return {"max_faces": self.max_faces, "max_gap": self.max_gap, "detect_every": self.detect_every}
+
+
+@dataclass
+class OutputArguments:
+    overwrite: bool = field(default=False, metadata={"help": "redo videos already finished in --output_dir"})
+
+
+@dataclass
+class ProgressArguments:
+    quiet: bool = field(default=False, metadata={"help": "no progress bars"})
+
+
+class CommandParser(HfArgumentParser):
+    """The parser of an inference command: its dataclasses' options (each accepted with underscores and with
+    dashes), its positional arguments, and its module docstring as its help. A `bool` option that defaults to false
+    is a plain flag (`--overwrite`, never `--overwrite VALUE`), so that it may stand anywhere on the line."""
+
+    def __init__(self, prog: str, doc: str, dataclass_types, positionals=()):
+        paragraphs = doc.split("\n\n")
+        super().__init__(list(dataclass_types), prog=prog, description=paragraphs[0],
+                         epilog="\n\n".join(paragraphs[2:]), formatter_class=argparse.RawDescriptionHelpFormatter)
+        for names, options in positionals:
+            self.add_argument(*names, **options)
+
+    @staticmethod
+    def _parse_dataclass_field(parser, field: dataclasses.Field):
+        if field.type is bool and field.default is False:
+            names = [f"--{field.name}", *([f"--{field.name.replace('_', '-')}"] if "_" in field.name else [])]
+            parser.add_argument(*names, action="store_true", **dict(field.metadata))
+            return
+        HfArgumentParser._parse_dataclass_field(parser, field)
+
+    def parse(self, argv=None) -> tuple:
+        """(the positional arguments as a namespace, then each dataclass) of a command line (without the command)."""
+        *options, positional = self.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+        return (positional, *options)

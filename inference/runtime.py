@@ -1,0 +1,251 @@
+"""What runs the models of the inference loop: a frame model loaded in its precision and backend (PyTorch in float32,
+bfloat16, float16 or int8; an ONNX Runtime graph), run in one of two modes (its head's outputs, or the pooled
+features the head classifies), a temporal head over a video's features, and the background batching that prepares
+the next batch while the model runs on this one.
+
+    runtime = Runtime.load("runs/dual-view", dtype="auto")                      # outputs: probabilities, values
+    runtime = Runtime.load("runs/dual-view", features=True)                     # features: what the head sees
+    runtime = Runtime.load("runs/frames", temporal_model="runs/temporal")       # a temporal head's outputs
+"""
+
+import numpy as np
+import torch
+
+from emotic.inference.results import FrameResult
+from emotic.modeling.heads_emotic import head_outputs, head_parts
+from emotic.processing.image_processing_emotic import EmoticImageProcessor
+from emotic.tracks import OUTPUTS
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+BACKENDS = ("pytorch", "onnxruntime")
+
+
+def cpu_computes_bfloat16(flags: set | None = None) -> bool:
+    """Whether this CPU has bfloat16 arithmetic in hardware (AMX-BF16 or AVX512-BF16), from /proc/cpuinfo's flags.
+    Without it, bfloat16 on a CPU is emulated and many times slower than float32."""
+    if flags is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as handle:
+                flags = next((set(line.split(":", 1)[1].split()) for line in handle if line.startswith("flags")), set())
+        except OSError:
+            flags = set()
+    return bool({"amx_bf16", "avx512_bf16"} & flags)
+
+
+def resolve_dtype(dtype: str, device: str, flags: set | None = None) -> torch.dtype:
+    """`auto`: bfloat16 on a CUDA GPU that supports it and on a CPU that computes it natively, float32 elsewhere."""
+    if dtype != "auto":
+        if dtype not in DTYPES:
+            raise ValueError(f"--dtype {dtype!r}; allowed: auto, {', '.join(DTYPES)}")
+        return DTYPES[dtype]
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if device == "cpu" and cpu_computes_bfloat16(flags) else torch.float32
+
+
+def load_model(model_name_or_path: str, device: str | None = None, dtype: str = "float32",
+               quantize: str | None = None, backend: str = "pytorch"):
+    """The classifier and its processor from a local folder or a Hub id (installed code; never remote code), on
+    `device`, in `dtype` (`auto`: `resolve_dtype`), or with `quantize="int8"` (CPU only) every linear layer
+    dynamically quantized to int8. The processor's float32 views are cast to the weights' dtype by the model.
+    `backend="onnxruntime"`: the graph of an `emotic export-onnx` folder in ONNX Runtime on the CPU (float32)."""
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    check_backend(backend)
+    if backend == "onnxruntime":
+        if dtype != "float32" or quantize or (device or "cpu") != "cpu":
+            raise ValueError("--backend onnxruntime runs the exported float32 graph on the CPU; leave --dtype, "
+                             "--quantize and --device at their defaults")
+        from emotic.hub_cards.export_onnx import OnnxRuntimeClassifier
+
+        return OnnxRuntimeClassifier(model_name_or_path), AutoImageProcessor.from_pretrained(model_name_or_path)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if quantize not in (None, "int8"):
+        raise ValueError(f"--quantize {quantize!r}; allowed: int8")
+    if quantize and device != "cpu":
+        raise ValueError(f"--quantize int8 runs on the CPU (dynamic quantization); --device is {device}")
+    torch_dtype = torch.float32 if quantize else resolve_dtype(dtype, device)
+    model = AutoModelForImageClassification.from_pretrained(model_name_or_path, dtype=torch_dtype)
+    processor = AutoImageProcessor.from_pretrained(model_name_or_path)
+    model = model.to(device).eval()
+    if quantize:
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return model, processor
+
+
+def check_backend(backend: str, features: bool = False, temporal_model: str | None = None) -> None:
+    """A `ValueError` where a backend cannot give what is asked: ONNX Runtime runs the exported classifier only."""
+    if backend not in BACKENDS:
+        raise ValueError(f"--backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    if backend != "pytorch" and temporal_model:
+        raise ValueError("--temporal_model runs on the PyTorch frame model's features; leave --backend at pytorch")
+    if backend != "pytorch" and features:
+        raise ValueError("--backend onnxruntime runs the exported classifier, whose graph ends in the head's logits; "
+                         "features come from the PyTorch model")
+
+
+def precision_of(model, quantize: str | None) -> str:
+    """What the model computes in, for the records: `float32`, `bfloat16`, `float16`, `int8 (dynamic)` or
+    `float32 (onnxruntime)`."""
+    if quantize:
+        return "int8 (dynamic)"
+    return getattr(model, "precision", None) or str(model.dtype).removeprefix("torch.")
+
+
+class FrameModel:
+    """The frame model run on batches of views, in one of two modes: `outputs`, its head's outputs as `head_outputs`
+    gives them (probabilities, values; `parts` says which columns are which track's), or `features`, the pooled
+    feature its head classifies (`forward_head(forward_features(...), pre_logits=True)`: `hidden_size` values)."""
+
+    def __init__(self, model, features: bool = False):
+        self.model, self.features = model.eval(), features
+        self.device = model.device
+        self.parts = head_parts(model.config)
+        self.width = model.config.hidden_size if features else model.config.num_labels
+
+    def __call__(self, views) -> np.ndarray:
+        """`(images, width)` float values of a batch of the processor's views."""
+        with torch.inference_mode():
+            values = self.compute(views["pixel_values"].to(self.device), views["pixel_values_aux"].to(self.device))
+        return values.float().cpu().numpy()
+
+    def compute(self, pixel_values: torch.Tensor, pixel_values_aux: torch.Tensor) -> torch.Tensor:
+        """The head's outputs, or the pooled features, of one batch of views: `(images, width)`."""
+        if self.features:
+            return self.model.forward_head(self.model.forward_features(pixel_values, pixel_values_aux), pre_logits=True)
+        logits = self.model(pixel_values=pixel_values, pixel_values_aux=pixel_values_aux).logits
+        return head_outputs(logits.float(), self.parts)
+
+    def no_face(self) -> np.ndarray:
+        """The row of a frame without a usable face until its neighbours' replaces it: zero features; per track,
+        what `emotic.tracks.OUTPUTS` gives (uniform probabilities, 0.5 per unit, zero values)."""
+        if self.features:
+            return np.zeros(self.width)
+        row = np.empty(self.width)
+        for kind, span, _ in self.parts:
+            row[span] = OUTPUTS[kind].no_face(span.stop - span.start)
+        return row
+
+
+def load_temporal_model(name_or_path: str, frame_model, device=None):
+    """The temporal head of a folder or Hub id (installed code; never remote code), on the frame model's device
+    and dtype; a `ValueError` unless it is an `EmoticTemporalModel` over features of the frame model's width."""
+    from transformers import AutoConfig, AutoModel
+
+    from emotic.modeling.modeling_emotic_temporal import EmoticTemporalModel
+
+    try:
+        config = AutoConfig.from_pretrained(name_or_path)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"--temporal_model {name_or_path}: not a model folder or Hub id that loads ({error})") \
+            from None
+    if getattr(config, "model_type", None) != "emotic_temporal":
+        raise ValueError(f"--temporal_model {name_or_path} is a {type(config).__name__} model; expected an emotic "
+                         f"temporal head (the --output_dir of `emotic finetune-temporal`)")
+    width = frame_model.config.hidden_size
+    if config.feature_size != width:
+        raise ValueError(f"--temporal_model {name_or_path} takes features of {config.feature_size} values per frame; "
+                         f"the frame model gives {width} (hidden_size): a temporal head runs on features of the "
+                         f"frame model it was trained on")
+    model = AutoModel.from_pretrained(name_or_path, dtype=frame_model.dtype)
+    if not isinstance(model, EmoticTemporalModel):
+        raise ValueError(f"--temporal_model {name_or_path} loaded as {type(model).__name__}; expected "
+                         f"EmoticTemporalModel")
+    if config.frozen_frame_head and not same_head(model.frame_head, frame_model.classifier):
+        raise ValueError(f"--temporal_model {name_or_path} was trained on the features of another frame model: its "
+                         f"frame head is not this model's classifier; run it with the model its features came from")
+    return model.to(device or frame_model.device).eval()
+
+
+def same_head(frame_head, classifier, tolerance: float = 0.05) -> bool:
+    """Whether a temporal head's frozen `frame_head` is this frame model's `classifier`, up to the rounding of a
+    lower precision or int8 quantization (relative difference of the weights below `tolerance`; another model's
+    head differs by about its own size)."""
+
+    def weight(layer):
+        value = layer.weight() if callable(layer.weight) else layer.weight  # a quantized layer's is a method
+        return (value.dequantize() if value.is_quantized else value).detach().float().cpu()
+
+    ours, theirs = weight(frame_head), weight(classifier)
+    return ours.shape == theirs.shape and bool((ours - theirs).norm() <= tolerance * theirs.norm())
+
+
+class TemporalHead:
+    """A temporal head (`emotic finetune-temporal`) over a video's frame features: `over(results)` takes every
+    frame's result of a video (features in `smoothed`: frames without a face already carry their neighbour's) and
+    returns them with the head's outputs in `raw` (`EmoticTemporalModel.video_logits`: windows every
+    `window_stride` frames, overlapping logits averaged). A video's features are held while its windows run
+    (`hidden_size` float32 values a frame: 3 KB at ViT-B's 768, 150 MB for a 50,000-frame video)."""
+
+    def __init__(self, model):
+        self.model = model.eval()
+        self.parts = head_parts(model.config)
+
+    def over(self, results) -> list[FrameResult]:
+        results = list(results)
+        if not results:
+            return results
+        features = torch.from_numpy(np.stack([result.smoothed for result in results]).astype(np.float32))
+        outputs = head_outputs(self.model.video_logits(features).float(), self.parts).cpu().numpy()
+        return [result.with_(raw=values, smoothed=None) for result, values in zip(results, outputs)]
+
+
+class Runtime:
+    """A loaded frame model and its image processor, run in batches of `batch_size` views: `frame` (a `FrameModel`
+    in outputs or features mode) and, with a temporal head, `temporal`. `head` is the config of the head whose
+    outputs are written (the temporal head's, else the frame model's): its labels, thresholds and smoothing."""
+
+    def __init__(self, model, processor, batch_size: int = 32, features: bool = False, temporal_model=None,
+                 precision: str | None = None):
+        if not isinstance(processor, EmoticImageProcessor):
+            raise ValueError(f"the model's image processor is a {type(processor).__name__}; expected an "
+                             f"EmoticImageProcessor (an emotic model folder)")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}; expected an integer >= 1")
+        self.model, self.processor, self.batch_size = model, processor, batch_size
+        self.temporal = TemporalHead(temporal_model) if temporal_model is not None else None
+        self.frame = FrameModel(model, features=features or self.temporal is not None)
+        self.precision = precision or precision_of(model, None)
+
+    @classmethod
+    def load(cls, model_name_or_path: str, device: str | None = None, dtype: str = "float32",
+             quantize: str | None = None, backend: str = "pytorch", batch_size: int = 32, features: bool = False,
+             temporal_model: str | None = None) -> "Runtime":
+        """`load_model`, and with `temporal_model` its temporal head (`load_temporal_model`, which runs on the
+        PyTorch frame model's features). A `ValueError` for what cannot be loaded or combined, naming it."""
+        check_backend(backend, features, temporal_model)
+        model, processor = load_model(model_name_or_path, device, dtype, quantize, backend)
+        temporal = load_temporal_model(temporal_model, model) if temporal_model else None
+        return cls(model, processor, batch_size, features, temporal, precision_of(model, quantize))
+
+    @property
+    def head(self):
+        return (self.temporal.model if self.temporal is not None else self.model).config
+
+    @property
+    def parts(self) -> list:
+        return head_parts(self.head)
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.head.id2label[i] for i in range(self.head.num_labels)]
+
+
+def pipelined(items, batch_size: int, prepare, infer, name: str = "emotic-views"):
+    """`infer(*prepare(batch))` per batch of `batch_size` items, the next batch prepared (decoded, its faces found,
+    turned into views) in a background thread while `infer` runs the model on this one: at most two batches are
+    held, however long the stream."""
+    from concurrent.futures import ThreadPoolExecutor
+    from itertools import islice
+
+    iterator = iter(items)
+
+    def prepare_next():  # only the one worker thread advances the items
+        batch = list(islice(iterator, batch_size))
+        return prepare(batch) if batch else None
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) as worker:
+        pending = worker.submit(prepare_next)
+        while (prepared := pending.result()) is not None:
+            pending = worker.submit(prepare_next)
+            yield infer(*prepared)
