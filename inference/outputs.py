@@ -30,15 +30,20 @@ def lock_output(output: Path, command: str):
     when another process holds it."""
     from filelock import FileLock, Timeout
 
-    lock = FileLock(output / LOCK_NAME)
+    path = output / LOCK_NAME
+    # never opened through a link: filelock 3.x (3.29.7 still) opens the lock with O_TRUNC, emptying what it follows
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise OutputRefused(f"{path}: is not a plain file, so it cannot be this folder's lock; remove it or choose "
+                            f"another --output_dir")
+    lock = FileLock(path)
     try:
         lock.acquire(timeout=0)
     except Timeout:
         raise OutputRefused(f"{output} is in use by another {command} (lock {output / LOCK_NAME}); wait for it to "
                             f"finish or choose another --output_dir") from None
-    except OSError as error:  # e.g. the lock's name taken by a link: never followed
-        raise OutputRefused(f"{output / LOCK_NAME}: cannot be used as this folder's lock ({error}); remove it or "
-                            f"choose another --output_dir") from None
+    except OSError as error:  # a link put there since, or a folder that cannot be written
+        raise OutputRefused(f"{path}: cannot be this folder's lock ({error}); remove it or choose another "
+                            f"--output_dir") from None
     return lock
 
 

@@ -87,8 +87,8 @@ class PredictArguments:
     smoothing_mode: SmoothingMode | None = field(default=None, metadata={"help": "default: the model's smoothing_mode"})
     temporal_model: str | None = field(default=None, metadata={
         "metavar": "TEMPORAL",
-        "help": "a temporal head (`emotic finetune-temporal`) over MODEL's features: MODEL gives each frame's features, "
-                "the head the predictions, from windows of frames (videos and frame folders only)"})
+        "help": "a temporal head (`emotic finetune-temporal`) over MODEL's features: MODEL gives each frame's "
+                "features, the head the predictions, from windows of frames (videos and frame folders only)"})
     faces: Faces = field(default="auto", metadata={
         "help": "all: every face of each frame, tracked with stable ids (a row per frame and face; smoothing within "
                 "each person; submissions per person); largest: the largest face only; auto: all for video files, "

@@ -67,6 +67,21 @@ def model_dir(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="session")
+def two_people(tmp_path_factory):
+    """The two-person video of `people.two_people_layout` (48 frames at 10 fps, 640x360, real faces: Grace Hopper
+    out of the picture for frames 20-29, one second) as frames and as an MP4 file, made once per test process."""
+    from people import compose_people, two_people_layout
+    from PIL import Image
+
+    from emotic.training.synthetic import write_video
+
+    frames = compose_people(two_people_layout())
+    path = tmp_path_factory.mktemp("people") / "two.mp4"
+    write_video(path, [Image.fromarray(frame) for frame in frames], fps=10)
+    return frames, path
+
+
 def write_features_folder(folder, widths: dict, frames: int = 6):
     """An `emotic features` output folder: `features/<video>.parquet` of `frames` random feature rows of
     `widths[video]` values (none where the width is negative: an empty video), and expression annotations for them in

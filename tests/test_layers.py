@@ -1,5 +1,7 @@
 """The package's import order: every module imports only modules of its own layer or below, so that data flows one
-way (models and views → training → inference → the command line and the demo), and the files copied into Hub
+way (models and views → training → inference → the command line and the demo); no module imports, directly or
+through others, one that imports it (imports inside functions count); inside the inference layer each module imports
+only the neighbours listed for it, so that frames flow one way through one loop; and the files copied into Hub
 repositories import only what a user without emotic has."""
 
 import ast
@@ -14,7 +16,8 @@ FOLDERS = {"modeling": "emotic.modeling", "processing": "emotic.processing", "tr
 # lowest first; a module may import its own layer and those below, never one above
 LAYERS = [
     {"emotic.modeling", "emotic.processing"},
-    {"emotic", "emotic.commands"},  # the package entry (registration) and the commands' argument parser
+    # the package entry (registration), the commands' argument parser and the registry of ABAW tracks
+    {"emotic", "emotic.commands", "emotic.tracks"},
     {"emotic.hub_cards"},
     {"emotic.training"},
     {"emotic.inference"},
@@ -26,6 +29,28 @@ REMOTE_CODE = ["modeling/configuration_emotic.py", "modeling/modeling_emotic.py"
                "processing/image_processing_emotic.py", "processing/face_geometry.py"]
 REMOTE_CODE_PACKAGES = {"torch", "transformers", "numpy", "PIL",
                         "dlib", "face_recognition_models"}  # the optional face detector: imported only when installed
+# Inside the inference layer, the modules each module may import (below them in the flow sources -> faces -> runtime
+# -> stream -> smoothing -> writers, under the output folder; the commands compose them). A new module is listed here.
+INFERENCE_NEIGHBOURS = {
+    "results": set(),  # the one record every stage hands on
+    "sources": set(),
+    "tracking": set(),
+    "compound": set(),
+    "processes": set(),
+    "arguments": set(),
+    "smoothing": {"results"},
+    "runtime": {"results"},
+    "faces": {"results", "sources", "tracking"},
+    "outputs": {"sources"},
+    "stream": {"runtime", "smoothing", "sources"},
+    "report": {"tracking"},
+    "writers": {"compound", "report", "results"},
+    # the commands
+    "predict": {"arguments", "compound", "faces", "outputs", "processes", "results", "runtime", "smoothing",
+                "sources", "stream", "writers"},
+    "features": {"arguments", "faces", "outputs", "processes", "results", "runtime", "sources", "stream"},
+    "evaluate": {"arguments", "faces", "report", "results", "runtime", "smoothing", "sources", "stream", "writers"},
+}
 
 
 def module_name(path: Path) -> str:
@@ -45,7 +70,8 @@ def layer(module: str) -> int:
 
 
 def imports(path: Path) -> list[tuple[str, int]]:
-    """(absolute module name, line) of every import in the file, at the top or inside functions."""
+    """(absolute module name, line) of every import in the file, at the top or inside functions; `from package import
+    module` names the module."""
     package = module_name(path)
     if path.stem != "__init__":
         package = package.rsplit(".", 1)[0]
@@ -59,11 +85,51 @@ def imports(path: Path) -> list[tuple[str, int]]:
                 target = f"{base}.{node.module}" if node.module else base
                 found += [(target if node.module else f"{base}.{alias.name}", node.lineno) for alias in node.names]
             else:
-                found.append((node.module, node.lineno))
+                found += [(f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in MODULES else node.module,
+                           node.lineno) for alias in node.names]
     return found
 
 
 SOURCES = sorted(path for folder in FOLDERS for path in (ROOT / folder).rglob("*.py"))
+MODULES = {module_name(path) for path in SOURCES}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Every emotic module and the emotic modules it imports."""
+    return {module_name(path): {target for target, _ in imports(path) if target in MODULES and
+                                target != module_name(path)} for path in SOURCES}
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles of `graph`: each set of modules that reach each other (Tarjan's strongly connected
+    components of more than one module), sorted."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(found)
 
 
 def test_every_module_imports_only_its_own_layer_or_below():
@@ -75,6 +141,36 @@ def test_every_module_imports_only_its_own_layer_or_below():
                 upward.append(f"{path.relative_to(ROOT)}:{line} ({importer}, layer {layer(importer)}) imports "
                               f"{target} (layer {layer(target)})")
     assert not upward, "imports that point up:\n" + "\n".join(upward)
+
+
+def test_no_module_imports_one_that_imports_it():
+    found = circles(import_graph())
+    assert not found, "import circles (each a set of modules that import each other, directly or through the " \
+                      "others; imports inside functions count):\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_the_circle_check_finds_circles_through_imports_inside_functions():
+    """A circle hidden by an import inside a function (as `features -> predict -> temporal -> features` once was) is
+    found, and so is a longer one; a graph that only points down has none."""
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert circles({"a": {"b"}, "b": set(), "c": {"a", "b"}}) == []
+    tree = ast.parse("def f():\n    from emotic.inference import predict\n")
+    assert any(isinstance(node, ast.ImportFrom) for node in ast.walk(tree))  # `imports` walks function bodies
+
+
+def test_each_inference_module_imports_only_its_listed_neighbours():
+    graph = import_graph()
+    inference = {module.rsplit(".", 1)[1]: targets for module, targets in graph.items()
+                 if module.startswith("emotic.inference.")}
+    assert set(inference) == set(INFERENCE_NEIGHBOURS), \
+        f"list each inference module's neighbours: missing {sorted(set(inference) - set(INFERENCE_NEIGHBOURS))}, " \
+        f"gone {sorted(set(INFERENCE_NEIGHBOURS) - set(inference))}"
+    unlisted = {name: sorted(target.rsplit(".", 1)[1] for target in targets if target.startswith("emotic.inference.")
+                             and target.rsplit(".", 1)[1] not in INFERENCE_NEIGHBOURS[name])
+                for name, targets in inference.items()}
+    assert not any(unlisted.values()), f"imports outside the listed neighbours: {unlisted}"
+    # the listed order itself points one way
+    assert not circles({name: neighbours for name, neighbours in INFERENCE_NEIGHBOURS.items()})
 
 
 def test_models_and_processing_do_not_import_each_other_or_the_package_entry():

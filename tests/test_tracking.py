@@ -14,26 +14,12 @@ import numpy as np
 import pytest
 
 from conftest import emotic_cli
-from people import compose_people, real_people, two_people_layout
+from people import compose_people, real_people
 
 from emotic import ABAW_EXPRESSION_LABELS
 
 HAPPINESS, SADNESS = ABAW_EXPRESSION_LABELS.index("Happiness"), ABAW_EXPRESSION_LABELS.index("Sadness")
 LEFT = 320  # the two people of `two_people_layout` stay on their own half of the frame
-
-
-@pytest.fixture(scope="module")
-def two_people(tmp_path_factory):
-    """The two-person video of `two_people_layout` (48 frames at 10 fps, 640x360: Grace Hopper out of the picture
-    for frames 20-29, one second) as frames and as an MP4 file."""
-    from PIL import Image
-
-    from emotic.training.synthetic import write_video
-
-    frames = compose_people(two_people_layout())
-    path = tmp_path_factory.mktemp("people") / "two.mp4"
-    write_video(path, [Image.fromarray(frame) for frame in frames], fps=10)
-    return frames, path
 
 
 def side(box):
