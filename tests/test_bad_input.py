@@ -583,6 +583,19 @@ def test_a_second_predict_into_the_same_folder_is_refused_while_the_first_runs(m
     assert predict(model_dir, tmp_path / "frames", "--output-dir", out).returncode == 0  # free again
 
 
+def test_a_link_in_place_of_the_output_folders_lock_is_refused_and_what_it_points_to_is_untouched(model_dir, tmp_path):
+    (tmp_path / "frames").mkdir()
+    frames(1)[0].save(tmp_path / "frames" / "00001.jpg")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("months of work\n")
+    out = tmp_path / "out"
+    (out / "frames").mkdir(parents=True)
+    (out / ".emotic-predict.lock").symlink_to(tmp_path / "mine" / "thesis.tex")
+    with untouched(tmp_path / "mine", out):
+        refused(predict(model_dir, tmp_path / "frames", "--output-dir", out), ".emotic-predict.lock",
+                "is not a plain file")
+
+
 def test_predict_refuses_an_even_window_and_a_missing_input_before_writing(model_dir, tmp_path):
     (tmp_path / "frames").mkdir()
     frames(1)[0].save(tmp_path / "frames" / "00001.jpg")
