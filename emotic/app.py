@@ -18,6 +18,7 @@ server's log. MODEL is a local folder or a Hub id (installed code, never remote 
 
 import atexit
 import functools
+import html
 import logging
 import os
 import shutil
@@ -29,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emotic.inference.arguments import MODEL_HELP, CommandParser, PrecisionArguments
+from emotic.hub_cards.card import plain_markdown
+from emotic.inference.arguments import MODEL_HELP, CommandParser, PrecisionArguments, check_number
 from emotic.inference.faces import OneFace, TrackedFaces
 from emotic.inference.report import denormalise, fusion_maps, pyplot
 from emotic.inference.results import FACE
@@ -371,7 +373,7 @@ def _friendly(function):
             for arg in args:  # the upload's temporary path on this server becomes its file name
                 if isinstance(arg, str) and os.path.sep in arg:
                     message = message.replace(arg, Path(arg).name)
-            raise gr.Error(message) from None
+            raise gr.Error(html.escape(message)) from None  # a file's name shown as it is, never as HTML
         except Exception:
             logger.exception("emotic app: %s failed", function.__name__)
             raise gr.Error("something went wrong on the server; the details are in its log") from None
@@ -396,8 +398,8 @@ def _photo_input(gr, **options):
             raise gr.Error("the photo has too many pixels for this app; upload a smaller one") from None
         except (OSError, ValueError, SyntaxError):  # Pillow's UnidentifiedImageError is an OSError
             name = Path(getattr(payload, "orig_name", None) or "the upload").name
-            raise gr.Error(f"{name} cannot be read as an image; upload a JPEG, PNG, WebP, BMP or TIFF photo") \
-                from None
+            raise gr.Error(f"{html.escape(name)} cannot be read as an image; upload a JPEG, PNG, WebP, BMP or TIFF "
+                           f"photo") from None
 
     photo.preprocess = preprocess
     return photo
@@ -481,9 +483,9 @@ def build_app(analyser: Analyser, title: str = "emotic"):
         return figure, [str(csv_path), str(submission)], summary
 
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(3600, 3600)) as app:
-        gr.Markdown(f"# {title}\nFacial expressions as the model sees them: the face, its main view, the auxiliary "
-                    f"view of the eyes, nose and mouth, and where the fusion attention looks. Expressions are how a "
-                    f"face looks in one frame, not what a person feels.")
+        gr.Markdown(f"# {plain_markdown(title)}\nFacial expressions as the model sees them: the face, its main view, "
+                    f"the auxiliary view of the eyes, nose and mouth, and where the fusion attention looks. "
+                    f"Expressions are how a face looks in one frame, not what a person feels.")
         with gr.Tab("Photo"):
             with gr.Row():
                 photo = _photo_input(gr, label="photo", sources=["upload", "webcam"], elem_id="photo-input")
@@ -555,6 +557,12 @@ class AppArguments:
     max_faces: int = field(default=8, metadata={"help": "faces analysed per photo, largest first"})
     title: str | None = field(default=None, metadata={"help": "the page's title (default: the model's name)"})
 
+    def check(self) -> None:
+        check_number("--port", self.port, 0, 65535, integer=True)
+        check_number("--max_video_seconds", self.max_video_seconds, 0, 86400, low_open=True)
+        check_number("--max_file_mb", self.max_file_mb, 0, 1_000_000, low_open=True)
+        check_number("--max_faces", self.max_faces, 1, 1024, integer=True)
+
 
 def main(argv=None) -> int:
     parser = CommandParser("emotic app", __doc__, (AppArguments, PrecisionArguments),
@@ -564,9 +572,6 @@ def main(argv=None) -> int:
         gradio()
     except ImportError:
         print('emotic app: needs Gradio: pip install "emotic[app]"', file=sys.stderr)
-        return 2
-    if args.max_file_mb <= 0:
-        print(f"emotic app: --max_file_mb {args.max_file_mb}; expected a positive number", file=sys.stderr)
         return 2
     try:
         app = load_app(inputs.model, precision.device, precision.dtype, precision.quantize, args.max_faces,

@@ -86,6 +86,11 @@ class ExpressionOutputs:
         values = np.nan_to_num(np.asarray(labels, dtype=np.float64).reshape(-1), nan=-1.0)
         return {"class_weights": inverse_frequency_weights(values[values >= 0].astype(np.int64), width)}
 
+    def annotated(self, labels) -> np.ndarray:
+        """Per frame, whether its class is annotated (an index >= 0; -1 or NaN: not)."""
+        values = np.nan_to_num(np.asarray(labels, dtype=np.float64), nan=-1.0)
+        return (values >= 0).reshape(len(values), -1).any(axis=1)
+
     def class_counts(self, labels, names) -> dict:
         """Frames per class index."""
         values, counts = np.unique(np.asarray(labels, dtype=np.int64), return_counts=True)
@@ -119,6 +124,10 @@ class ActionUnitOutputs:
     def loss_weights(self, labels, width: int) -> dict:
         return {"pos_weight": positive_weights(labels)}
 
+    def annotated(self, labels) -> np.ndarray:
+        """Per frame, whether its units are annotated (not NaN)."""
+        return np.isfinite(np.asarray(labels, dtype=np.float64)).any(axis=1)
+
     def class_counts(self, labels, names) -> dict:
         """Frames in which each unit is present."""
         return dict(zip(names, np.sum(labels, axis=0).astype(int).tolist()))
@@ -149,6 +158,10 @@ class ValueOutputs:
 
     def loss_weights(self, labels, width: int) -> dict:
         return {}
+
+    def annotated(self, labels) -> np.ndarray:
+        """Per frame, whether a value is annotated (not NaN)."""
+        return np.isfinite(np.asarray(labels, dtype=np.float64)).any(axis=1)
 
     def class_counts(self, labels, names) -> dict:
         return {}
@@ -248,6 +261,15 @@ class Track:
             weights.update(OUTPUTS[kind].loss_weights(rows[:, columns] if rows.ndim == 2 else rows,
                                                       len(HEADS[kind].labels)))
         return weights
+
+    def annotated(self, labels) -> np.ndarray:
+        """Per frame of labels in its columns (a video's, as evaluate and finetune-temporal read them), whether
+        anything of it is annotated."""
+        rows = np.asarray(labels, dtype=np.float64)
+        found = np.zeros(len(rows), dtype=bool)
+        for kind, columns in self.part_columns():
+            found |= OUTPUTS[kind].annotated(rows[:, columns] if rows.ndim == 2 else rows)
+        return found
 
     def class_counts(self, labels) -> dict:
         """A training split's counts for its record: frames per expression class, per present action unit."""

@@ -23,6 +23,15 @@ def _dataset_slug(name: str, synthetic: bool) -> str:
     return name.lower().replace(" ", "-")
 
 
+MARKDOWN_SPECIAL = "\\`*_[]<>|$~"
+
+
+def plain_markdown(text) -> str:
+    """`text` (a folder's or dataset's name, say) escaped so that Markdown shows it as it is: never emphasis, a link,
+    HTML, a table cell's end or math."""
+    return "".join(f"\\{character}" if character in MARKDOWN_SPECIAL else character for character in str(text))
+
+
 def card_scores(name: str) -> list[tuple[str, str, str]]:
     """(key in the metrics, name, `model-index` type) of each score the card of a track other than the expressions'
     lists: its headline scores (`emotic.tracks`); the expression card has its own layout (raw and smoothed)."""
@@ -127,13 +136,19 @@ def build_card(config, processor, run: dict | None = None, report: dict | None =
         train = (run.get("data") or {}).get("train") or {}
         counts = {k if k in labels else labels[int(k)]: v for k, v in (train.get("class_counts") or {}).items()
                   if k in labels or 0 <= int(k) < len(labels)}  # per class (EXPR) or per action unit (AU)
-        run_view = {"dataset": run.get("dataset", "unknown"), "base_model": run.get("model", {}).get("base_model"),
+        # names of folders and datasets are shown as they are, never read as Markdown
+        run_view = {"dataset": plain_markdown(run.get("dataset", "unknown")),
+                    "base_model": plain_markdown(run.get("model", {}).get("base_model")),
                     "train_frames": train.get("frames"), "train_videos": train.get("videos"),
                     "class_counts": ", ".join(f"{k} {v}" for k, v in counts.items()),
                     "hyperparameters": run.get("hyperparameters") or {}}
+    if evaluation:
+        evaluation = {**evaluation, "dataset": plain_markdown(evaluation["dataset"]),
+                      "split": plain_markdown(evaluation["split"])}
     return ModelCard.from_template(
-        card_data, template_path=str(TEMPLATE), title=model_name, config=config, processor=processor, labels=labels,
-        run=run_view, evaluation=evaluation, synthetic=synthetic, repo_id=repo_id, include_metric=include_metric,
+        card_data, template_path=str(TEMPLATE), title=plain_markdown(model_name), config=config, processor=processor,
+        labels=labels, run=run_view, evaluation=evaluation, synthetic=synthetic, repo_id=repo_id,
+        include_metric=include_metric,
         track=track,
         num_parameters=f"{num_parameters / 1e6:.2f} M" if num_parameters else "unknown",
     )

@@ -5,6 +5,7 @@ line into them; the commands turn a `ValueError` of the library into their one-l
 
 import argparse
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -14,6 +15,21 @@ from emotic.processing.image_processing_emotic import Geometry
 
 MODEL_HELP = "a model folder (the --output_dir of `emotic finetune`) or a Hub id"
 Faces = Literal["auto", "all", "largest"]
+MAX_FPS = 1000.0  # frames a second: the most a frame rate may be (a camera's is at most a few hundred)
+MAX_GAP = 86400.0  # seconds a tracked person may be away: at most a day
+
+
+def check_number(option: str, value, low: float, high: float, integer: bool = False, low_open: bool = False) -> None:
+    """A `ValueError` naming `option` unless `value` is a finite number in [low, high] ((low, high] with
+    `low_open`; an integer with `integer`). Every numeric option is checked so before it is used: `inf` and `1e308`
+    pass argparse's `float` and would overflow later."""
+    if value is None:
+        return
+    kind = "an integer" if integer else "a number"
+    bounds = f"{'>' if low_open else '>='} {low:g} and <= {high:g}"
+    if (integer and (isinstance(value, bool) or not isinstance(value, int))) or not math.isfinite(value) \
+            or not (low < value if low_open else low <= value) or value > high:
+        raise ValueError(f"{option} {value}: expected {kind} {bounds}")
 
 
 @dataclass
@@ -35,6 +51,9 @@ class FramesArguments:
         "help": "face geometry: template for aligned crops (Aff-Wild2 cropped_aligned), detector to find faces in "
                 "each frame; default: the processor's (auto)"})
 
+    def check(self) -> None:
+        check_number("--batch_size", self.batch_size, 1, 65536, integer=True)
+
 
 @dataclass
 class TrackerArguments:
@@ -48,6 +67,11 @@ class TrackerArguments:
     def options(self) -> dict:
         """The tracker's keyword arguments (`emotic.inference.tracking.FaceTracker`)."""
         return {"max_faces": self.max_faces, "max_gap": self.max_gap, "detect_every": self.detect_every}
+
+    def check(self) -> None:
+        check_number("--max_faces", self.max_faces, 1, 1024, integer=True)
+        check_number("--max_gap", self.max_gap, 0, MAX_GAP)
+        check_number("--detect_every", self.detect_every, 1, 10_000, integer=True)
 
 
 @dataclass
@@ -81,6 +105,12 @@ class CommandParser(HfArgumentParser):
         HfArgumentParser._parse_dataclass_field(parser, field)
 
     def parse(self, argv=None) -> tuple:
-        """(the positional arguments as a namespace, then each dataclass) of a command line (without the command)."""
+        """(the positional arguments as a namespace, then each dataclass) of a command line (without the command);
+        each dataclass's `check()` refuses what is out of range, as argparse refuses what is not a number."""
         *options, positional = self.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+        for group in options:
+            try:
+                getattr(group, "check", lambda: None)()
+            except ValueError as error:
+                self.error(str(error))
         return (positional, *options)

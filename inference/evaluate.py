@@ -46,6 +46,7 @@ from emotic.inference.arguments import (
     PrecisionArguments,
     ProgressArguments,
     TrackerArguments,
+    check_number,
 )
 from emotic.inference.faces import OneFace, TrackedFaces, frame_reliability
 from emotic.inference.report import (
@@ -118,6 +119,9 @@ class EvaluateArguments:
                 "size, pose and sharpness)"})
     examples: int = field(default=6, metadata={"help": "frames shown in examples.png"})
 
+    def check(self) -> None:
+        check_number("--examples", self.examples, 0, 1000, integer=True)
+
 
 @dataclass
 class EvaluateFramesArguments(FramesArguments):
@@ -188,6 +192,15 @@ def person_outputs(rows, frames: int, track: int | None, width: int) -> tuple[np
     return np.concatenate([fill.push(outputs, seen), fill.finish()]), reliable
 
 
+def subject_of(name: str, subjects) -> tuple[str, str | None]:
+    """(video, subject) of an annotation's name: `<video>_<subject>` for a name that ends with one of `subjects`
+    (matched whole, the longest first, so that a subject may hold `_` itself), else `(name, None)`."""
+    for subject in sorted(subjects, key=len, reverse=True):
+        if name.endswith(f"_{subject}") and len(name) > len(subject) + 1:
+            return name[:-len(subject) - 1], subject
+    return name, None
+
+
 def tracked_videos(runtime: Runtime, people: TrackedFaces, annotations: dict, videos_dir: Path, subjects,
                    show_progress: bool = True):
     """Raw videos scored against Aff-Wild2 annotations, every face tracked (`TrackedFaces`): each annotated
@@ -202,8 +215,7 @@ def tracked_videos(runtime: Runtime, people: TrackedFaces, annotations: dict, vi
     counts = {"frames": 0, "missing_images": 0, NO_FACE: 0, UNREADABLE: 0, "missing_videos": [],
               "people_not_found": []}
     for name, labels in tqdm(sorted(annotations.items()), desc="videos", unit="video", disable=not show_progress):
-        base, _, subject = name.rpartition("_")
-        base, subject = (base, subject) if base and subject in subjects else (name, None)
+        base, subject = subject_of(name, subjects)
         if base not in cache:
             files = [videos_dir / f"{base}{ext}" for ext in VIDEO_EXTENSIONS if (videos_dir / f"{base}{ext}").is_file()]
             if not files:
@@ -422,6 +434,10 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
 
+    if not any(track.annotated(labels).any() for _, labels, _ in results):  # as training refuses such a split
+        print(f"emotic evaluate: none of the {counts['frames']} frames of {dataset} ({split}) is annotated for the "
+              f"{track.name.upper()} track (every label says \"not annotated\"); nothing to score", file=sys.stderr)
+        return 2
     for key, what in (("missing_videos", "have no video file there and were not scored"),
                       ("people_not_found", "have nobody of their name in the video: scored on uniform outputs")):
         if counts.get(key):

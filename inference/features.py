@@ -11,7 +11,10 @@ and unreadable frames carry the features of the nearest earlier frame with a fac
 as predict carries its predictions; their status says so. Frames stream through in batches and each file is written
 row group by row group, so memory stays flat over a long video; each finished video is renamed into place at once,
 so a run started again with the same command skips the videos it finished (`--overwrite` redoes them).
-`summary.json` counts frames per video and lists what was skipped, with reasons.
+`summary.json` counts frames per video and lists what was skipped, with reasons; `frame_model.json` names the model
+and holds its signature, with which `emotic finetune-temporal` marks the heads it trains on these features (a head is
+never run on another model's features). Features holding NaN or infinity are never written: the video is skipped
+and said.
 
 The command runs the one loop of `emotic predict` (`emotic.inference.stream`) with the frame model in its features
 mode and the largest face of each frame, and writes with `emotic.training.frame_features.FeaturesWriter`.
@@ -43,9 +46,9 @@ from emotic.inference.outputs import (
 from emotic.inference.processes import Processes
 from emotic.inference.results import STATUSES, UNREADABLE
 from emotic.inference.runtime import Runtime, check_backend
-from emotic.inference.sources import check_decoded, collect_sources, frame_files, open_frames
+from emotic.inference.sources import UnreadableInput, check_decoded, collect_sources, frame_files, open_frames
 from emotic.inference.stream import stream
-from emotic.training.frame_features import FeaturesWriter, count_statuses
+from emotic.training.frame_features import FeaturesWriter, NonFiniteFeatures, count_statuses, write_frame_model
 
 
 @dataclass
@@ -103,13 +106,14 @@ def main(argv=None) -> int:
                                 settings, output_args.overwrite, "features", "emotic run")
         except OutputRefused as error:
             parser.error(str(error))
+        write_frame_model(output, str(inputs.model), runtime.model)  # what a temporal head checks its model by
     processes.wait()
 
     earlier = {} if output_args.overwrite else read_summary(output / "summary.json")
     mine = work_share(processes, sources, lambda source: features_dir / f"{source.name}.parquet",
                       lambda path: count_statuses(path, STATUSES),
                       lambda source: write_features(source, runtime, faces, features_dir, not progress.quiet),
-                      earlier, output_args.overwrite)
+                      earlier, output_args.overwrite, skip=(UnreadableInput, NonFiniteFeatures))
     summary = merge_shares(processes.gather(mine), sources, settings)
     code = 1 if summary["skipped"] or summary["incomplete"] else 0
     if processes.is_main:

@@ -109,11 +109,13 @@ def merge_shares(shares: list, sources, settings: dict, count_keys=("frames",)) 
     return summary
 
 
-def work_share(processes, sources, finished, count_finished, write, earlier: dict, overwrite: bool) -> dict:
+def work_share(processes, sources, finished, count_finished, write, earlier: dict, overwrite: bool,
+               skip=(UnreadableInput,)) -> dict:
     """This process's share of `sources` (`processes.share`), done: an input whose output `finished(source)`
     exists is counted by `count_finished` and skipped (unless `overwrite`; still partial if the `earlier` summary
-    said so), the others written by `write(source)` (its counts; `incomplete`: why part is missing); an unreadable
-    input is skipped and said. The share's record for `merge_shares`."""
+    said so), the others written by `write(source)` (its counts; `incomplete`: why part is missing); an input whose
+    writing raises one of `skip` (unreadable, by default) is skipped and said. The share's record for
+    `merge_shares`."""
     mine = {"videos": {}, "skipped": {}, "incomplete": {}, "already": 0}
     for source in processes.share(sources):
         done = finished(source)
@@ -125,7 +127,7 @@ def work_share(processes, sources, finished, count_finished, write, earlier: dic
             continue
         try:
             counts = write(source)
-        except UnreadableInput as error:
+        except skip as error:
             mine["skipped"][source.name] = str(error)
             print(f"skipped {source.name}: {error}", file=sys.stderr)
             continue

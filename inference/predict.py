@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emotic.inference.arguments import (
+    MAX_FPS,
     MODEL_HELP,
     CommandParser,
     Faces,
@@ -49,6 +50,7 @@ from emotic.inference.arguments import (
     PrecisionArguments,
     ProgressArguments,
     TrackerArguments,
+    check_number,
 )
 from emotic.inference.compound import check_compound_labels
 from emotic.inference.faces import OneFace, TrackedFaces, tracked_sources
@@ -103,6 +105,9 @@ class PredictArguments:
     compound_submission: bool = field(default=False, metadata={
         "help": "also write submission_compound.txt: the 7 compound expressions of the ABAW compound track, "
                 "zero-shot from the expression probabilities (emotic.inference.compound)"})
+
+    def check(self) -> None:
+        check_number("--fps", self.fps, 0, MAX_FPS, low_open=True)
 
 
 def build_parser() -> CommandParser:
@@ -210,8 +215,6 @@ def main(argv=None) -> int:
         geometry = frames_args.geometry or runtime.processor.geometry
         tracked = tracked_sources(sources, args.faces, geometry, args.temporal_model)
         subjects = parse_subjects(args.subjects)
-        if args.fps is not None and not args.fps > 0:
-            raise ValueError(f"--fps {args.fps}: expected a frame rate > 0")
         one_face = OneFace(runtime.processor, frames_args.geometry)
         people = TrackedFaces(runtime.processor, **tracker.options()) if tracked else None
     except (ValueError, ImportError) as error:

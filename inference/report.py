@@ -37,10 +37,12 @@ def fusion_maps(model, views) -> np.ndarray | None:
 
 
 def pyplot():
-    """matplotlib's pyplot, drawing to files only."""
+    """matplotlib's pyplot, drawing to files only, its text never read as markup: a video or folder name such as
+    `steak_$5_vs_$500` is written as it is, not parsed as mathtext (every figure of emotic is made through here)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt

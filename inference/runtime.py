@@ -15,6 +15,7 @@ from emotic.inference.results import FrameResult
 from emotic.modeling.heads_emotic import head_outputs, head_parts
 from emotic.processing.image_processing_emotic import EmoticImageProcessor
 from emotic.tracks import OUTPUTS
+from emotic.training.frame_features import SIGNATURE_TOLERANCE, frame_model_signature, signature_difference
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 BACKENDS = ("pytorch", "onnxruntime")
@@ -129,7 +130,8 @@ class FrameModel:
 
 def load_temporal_model(name_or_path: str, frame_model, device=None):
     """The temporal head of a folder or Hub id (installed code; never remote code), on the frame model's device
-    and dtype; a `ValueError` unless it is an `EmoticTemporalModel` over features of the frame model's width."""
+    and dtype; a `ValueError` unless it is an `EmoticTemporalModel` over features of the frame model's width, trained
+    on this frame model's features (its recorded `frame_signature`, and its frozen frame head)."""
     from transformers import AutoConfig, AutoModel
 
     from emotic.modeling.modeling_emotic_temporal import EmoticTemporalModel
@@ -151,6 +153,12 @@ def load_temporal_model(name_or_path: str, frame_model, device=None):
     if not isinstance(model, EmoticTemporalModel):
         raise ValueError(f"--temporal_model {name_or_path} loaded as {type(model).__name__}; expected "
                          f"EmoticTemporalModel")
+    if config.frame_signature is not None:
+        difference = signature_difference(frame_model_signature(frame_model), config.frame_signature)
+        if difference > SIGNATURE_TOLERANCE:
+            raise ValueError(f"--temporal_model {name_or_path} was trained on the features of another frame model: "
+                             f"this model's features differ from those by {difference:.0%} (the same model's differ by "
+                             f"a few % at most); run it with the model its features came from")
     if config.frozen_frame_head and not same_head(model.frame_head, frame_model.classifier):
         raise ValueError(f"--temporal_model {name_or_path} was trained on the features of another frame model: its "
                          f"frame head is not this model's classifier; run it with the model its features came from")

@@ -50,8 +50,14 @@ def _natural_key(name: str):
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
+def _listed(entry: Path) -> bool:
+    """Whether a folder's entry is a file to read: a file, or a link to nothing (listed so that it is reported as
+    unreadable instead of vanishing: the user meant it)."""
+    return entry.is_file() or (entry.is_symlink() and not entry.exists())
+
+
 def _images_in(folder: Path) -> list[Path]:
-    return sorted((entry for entry in folder.iterdir() if entry.is_file() and entry.suffix.lower() in IMAGE_EXTENSIONS),
+    return sorted((entry for entry in folder.iterdir() if _listed(entry) and entry.suffix.lower() in IMAGE_EXTENSIONS),
                   key=lambda p: _natural_key(p.name))
 
 
@@ -77,7 +83,7 @@ def collect_sources(inputs) -> list[Source]:
             children = sorted(path.iterdir(), key=lambda p: _natural_key(p.name))
             found = [Source(child.name, "frames", child) for child in children if child.is_dir() and _has_images(child)]
             found += [Source(child.stem, "video", child) for child in children
-                      if child.is_file() and child.suffix.lower() in VIDEO_EXTENSIONS]
+                      if _listed(child) and child.suffix.lower() in VIDEO_EXTENSIONS]
             if not found:
                 raise ValueError(f"{path}: no frame images ({', '.join(IMAGE_EXTENSIONS)}), frame folders or videos "
                                  f"({', '.join(VIDEO_EXTENSIONS)}) in it")
@@ -115,6 +121,7 @@ class VideoHeader:
     def read(cls, container, stream) -> "VideoHeader":
         """From an open PyAV container and its video stream."""
         fps = float(stream.average_rate) if stream.average_rate else None
+        fps = fps if fps is not None and 0 < fps <= 1000 else None  # a header's nonsense rate is no rate
         frames = int(stream.frames or 0)
         seconds = container.duration / 1e6 if container.duration else (frames / fps if frames and fps else None)
         return cls(fps, seconds, frames)

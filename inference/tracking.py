@@ -262,10 +262,10 @@ class FaceTracker:
     def __init__(self, fps: float = 30.0, max_faces: int = 8, max_gap: float = 2.0, detect_every: int = 1,
                  min_iou: float = 0.3, max_distance: float = 0.6, refresh_every: int = 5, landmarker=None,
                  descriptor=None):
-        if not fps > 0:
-            raise ValueError(f"fps={fps}; expected a frame rate > 0")
-        if not max_gap >= 0:
-            raise ValueError(f"max_gap={max_gap}; expected seconds >= 0")
+        if not 0 < fps <= 1000:  # also NaN and infinity
+            raise ValueError(f"fps={fps}; expected a frame rate > 0 and <= 1000")
+        if not 0 <= max_gap <= 86400:
+            raise ValueError(f"max_gap={max_gap}; expected seconds >= 0 and <= 86400 (a day)")
         for name, value in (("max_faces", max_faces), ("detect_every", detect_every)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r}; expected an integer >= 1")

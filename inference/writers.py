@@ -79,14 +79,21 @@ def write_frame_csv(path: Path, results, labels, parts, thresholds=None, tracked
 
 def track_records(seen: dict, video: str, subjects=()) -> list[dict]:
     """The tracks of a video for its summary and submission: per track its id, `name` (the submission's
-    `<video>_<name>`: the id, or with `subjects` the given names, by the horizontal position of the first box,
-    left to right, for the tracks seen in the most frames), first and last frame, frames seen and first box."""
-    records = [{"track": track, "name": str(track), **info} for track, info in sorted(seen.items())]
-    if subjects:
-        named = sorted(records, key=lambda r: -r["frames"])[:len(subjects)]
-        for name, record in zip(subjects, sorted(named, key=lambda r: r["first_box"][0] + r["first_box"][2])):
-            record["name"] = name
+    `<video>_<name>`: with `subjects`, the given names for the tracks seen in the most frames, by the horizontal
+    position of their first box, left to right; any other track its id, or `track<id>` where a given name is that
+    id: names are unique whatever the user names), first and last frame, frames seen and first box."""
+    records = [{"track": track, "name": None, **info} for track, info in sorted(seen.items())]
+    named = sorted(records, key=lambda r: -r["frames"])[:len(subjects)]
+    for name, record in zip(subjects, sorted(named, key=lambda r: r["first_box"][0] + r["first_box"][2])):
+        record["name"] = name
+    taken = {record["name"] for record in records if record["name"] is not None}
     for record in records:
+        if record["name"] is None:
+            name = str(record["track"])
+            while name in taken:
+                name = f"track{name}"
+            record["name"] = name
+            taken.add(name)
         record["submission_name"] = f"{video}_{record['name']}"
     return records
 

@@ -4,6 +4,7 @@ This file is copied verbatim into Hub repositories for `trust_remote_code`, so i
 its sibling `configuration_emotic`.
 """
 
+import math
 import numbers
 
 from transformers import PreTrainedConfig
@@ -43,6 +44,10 @@ class EmoticTemporalConfig(PreTrainedConfig):
             and kept fixed in training (`emotic finetune-temporal` does so when the frame model has this head); the
             commands that run the head with a frame model then check that model's classifier against it, so a head is
             never run on another model's features.
+        frame_signature (`list[float]`, *optional*): what identifies the frame model whose features the head was
+            trained on (`emotic.training.frame_features.frame_model_signature`: its features of two fixed probe
+            images, projected to 32 values), recorded by `emotic features` and `emotic finetune-temporal`; the
+            commands that run the head with a frame model compare that model's own with it.
         class_weights, label_smoothing, pos_weight, label_thresholds, regression_loss, regression_range, tasks,
         problem_type, id2label: the head and its loss, as in [`EmoticConfig`] (expressions, action units,
             valence-arousal, or a multi-task head); `emotic finetune-temporal` copies them from the frame model.
@@ -77,6 +82,7 @@ class EmoticTemporalConfig(PreTrainedConfig):
     window_size: int = 100
     window_stride: int = 50
     frozen_frame_head: bool = False
+    frame_signature: list | None = None
     # the head: as EmoticConfig's (`check_head`)
     class_weights: list | None = None
     label_smoothing: float = 0.0
@@ -116,6 +122,10 @@ class EmoticTemporalConfig(PreTrainedConfig):
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             value = getattr(self, name)
             require(isinstance(value, numbers.Real) and 0.0 <= value < 1.0, f"{name}={value!r}; allowed: [0, 1)")
+        signature = self.frame_signature
+        require(signature is None or (isinstance(signature, (list, tuple)) and len(signature) > 0 and all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in signature)),
+                f"frame_signature={signature!r}; expected a list of finite numbers, or None")
         check_head(self, require)
 
 

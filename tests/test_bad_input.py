@@ -717,6 +717,10 @@ def test_evaluate_refuses_a_split_with_no_image(model_dir, tmp_path):
     (["--smoothing-windows", "five"], "--smoothing_windows='five'; allowed: an odd integer >= 1"),
     (["--split", "Test_Set"], "no EXPR annotation folder for Test_Set: expected one of ['annotations/Test_Set', "
                               "'EXPR_Recognition_Challenge/Test_Set'"),
+    (["--max_gap", "inf"], "--max_gap inf: expected a number >= 0 and <= 86400"),
+    (["--detect_every", "0"], "--detect_every 0: expected an integer >= 1"),
+    (["--examples", "-1"], "--examples -1: expected an integer >= 0"),
+    (["--batch_size", "0"], "--batch_size 0: expected an integer >= 1"),
 ])
 def test_evaluate_refuses_bad_options_before_writing(model_dir, tmp_path, args, words):
     root = affwild2(tmp_path / "data", HEADER + "1\n2\n3\n")
@@ -875,3 +879,300 @@ def test_predict_removes_only_the_partial_files_a_killed_predict_left(model_dir,
     assert predict(model_dir, tmp_path / "frames", "--output-dir", out).returncode == 0
     assert not (out / "frames" / "frames.csv.4242.partial").exists()
     assert (out / "frames" / "notes.partial").read_text() == "mine" and (out / "frames" / "mine.csv.bak").is_file()
+
+
+# -- tracking options, the tracks' readers, features files, temporal heads, names ------------------------------------
+
+@pytest.fixture(scope="module")
+def frame_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("inputs") / "clip"
+    folder.mkdir()
+    for index, image in enumerate(frames(3)):
+        image.save(folder / f"{index + 1:05d}.jpg")
+    return folder
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--max_gap", "inf"], "--max_gap inf: expected a number >= 0 and <= 86400"),
+    (["--max_gap", "1e308"], "--max_gap 1e+308: expected a number >= 0"),
+    (["--max_gap", "-1"], "--max_gap -1.0: expected a number >= 0"),
+    (["--max_gap", "nan"], "--max_gap nan: expected a number >= 0"),
+    (["--fps", "inf"], "--fps inf: expected a number > 0 and <= 1000"),
+    (["--fps", "0"], "--fps 0.0: expected a number > 0"),
+    (["--fps", "nan"], "--fps nan: expected a number > 0"),
+    (["--max_faces", "0"], "--max_faces 0: expected an integer >= 1"),
+    (["--detect_every", "0"], "--detect_every 0: expected an integer >= 1"),
+    (["--detect_every", "1.5"], "--detect-every: invalid int value: '1.5'"),
+    (["--batch_size", "0"], "--batch_size 0: expected an integer >= 1"),
+    (["--subjects", "left,left"], "--subjects 'left,left': expected distinct names"),
+    (["--subjects", "a/b,c"], "--subjects 'a/b,c': expected distinct names"),
+    (["--faces", "all"], "--geometry template says the frames are aligned crops of one face"),
+])
+def test_predict_refuses_tracking_options_out_of_range_by_name_before_writing(model_dir, frame_folder, tmp_path, args,
+                                                                             words):
+    """Every numeric option is checked finite and in range before use: `inf` and `1e308` pass argparse's `float` and
+    once ended in an `OverflowError` traceback when the tracker turned seconds into frames."""
+    with untouched(frame_folder):
+        refused(predict(model_dir, frame_folder, *args, "--output-dir", tmp_path / "out"), words)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--max_video_seconds", "inf"], "--max_video_seconds inf: expected a number > 0"),
+    (["--port", "70000"], "--port 70000: expected an integer >= 0 and <= 65535"),
+])
+def test_the_app_refuses_options_out_of_range_by_name(model_dir, args, words):
+    refused(emotic_cli("app", model_dir, *args), words)
+
+
+def multitask_file(root: Path, rows: list[str]) -> Path:
+    """ABAW7's multi-task file at `root/training_set_annotations.txt`, its images written under `cropped_aligned`."""
+    header = "image,valence,arousal,expression," + ",".join(
+        ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26"])
+    for row in rows:
+        image = root / "cropped_aligned" / row.split(",")[0]
+        image.parent.mkdir(parents=True, exist_ok=True)
+        if not image.exists():
+            face(32).save(image)
+    path = root / "training_set_annotations.txt"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+UNITS = ",0,1,0,0,0,0,1,0,0,0,0,0"
+
+
+def test_an_image_listed_twice_in_a_multitask_file_is_read_once_and_counted_or_refused_with_other_values(tmp_path):
+    """A duplicated row is one frame: with the same values it is read once and the repeat counted
+    (`ReadReport.duplicates`); with other values (which is right?) it is refused naming both lines. It was once read
+    twice, trained on twice and scored twice, with nothing said."""
+    from emotic.training.affwild2 import read_multitask_annotations
+
+    path = multitask_file(tmp_path, ["v1/00001.jpg,0.1,0.2,4" + UNITS, "v1/00002.jpg,0.1,0.2,3" + UNITS,
+                                     "v1/00001.jpg,0.1,0.2,4" + UNITS])
+    dataset, report = read_multitask_annotations(path, tmp_path / "cropped_aligned")
+    assert len(dataset) == 2 and report.duplicates == 1 and "1 rows listing an image again" in report.format()
+    path = multitask_file(tmp_path, ["v1/00001.jpg,0.1,0.2,4" + UNITS, "v1/00001.jpg,0.1,0.2,5" + UNITS])
+    with untouched(tmp_path), pytest.raises(ValueError, match=r"line 3: v1/00001.jpg is listed again with other "
+                                                               r"values than on line 2"):
+        read_multitask_annotations(path, tmp_path / "cropped_aligned")
+
+
+def test_a_multitask_frame_without_a_frame_number_is_refused_naming_file_and_line(tmp_path):
+    """What finetune-temporal places frames by: once `invalid literal for int() with base 10: 'img_a'`."""
+    from emotic.training.affwild2 import annotations_by_video
+
+    multitask_file(tmp_path, ["v1/00001.jpg,0.1,0.2,4" + UNITS, "v1/img_a.jpg,0.1,0.2,4" + UNITS])
+    (tmp_path / "validation_set_annotations.txt").write_text("")
+    with untouched(tmp_path), pytest.raises(ValueError, match=r"training_set_annotations.txt, line 3: v1/img_a.jpg: "
+                                                               r"expected the frame's number as its name"):
+        annotations_by_video(tmp_path, "multitask", "Train_Set")
+
+
+@pytest.mark.parametrize("task", ["va", "au"])
+def test_evaluate_refuses_a_split_where_nothing_is_annotated_as_training_does(task, tmp_path):
+    """Every frame marked "not annotated" (-5 for VA, -1 for AU): once "mean CCC 0.0000" and exit 0."""
+    names, header, line = {"va": (["valence", "arousal"], "valence,arousal", "-5,-5"),
+                           "au": (["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25",
+                                   "AU26"], "AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26",
+                                  ",".join(["-1"] * 12))}[task]
+    problem = {"va": "regression", "au": "multi_label_classification"}[task]
+    EmoticForImageClassification(EmoticConfig(**TINY, id2label=dict(enumerate(names)), problem_type=problem)
+                                 ).save_pretrained(tmp_path / "model")
+    EmoticImageProcessor(size=32).save_pretrained(tmp_path / "model")
+    folder = {"va": "VA_Estimation_Challenge", "au": "AU_Detection_Challenge"}[task]
+    (tmp_path / "data" / folder / "Validation_Set").mkdir(parents=True)
+    (tmp_path / "data" / "cropped_aligned" / "v1").mkdir(parents=True)
+    for index in range(3):
+        face(32, index).save(tmp_path / "data" / "cropped_aligned" / "v1" / f"{index + 1:05d}.jpg")
+    (tmp_path / "data" / folder / "Validation_Set" / "v1.txt").write_text(header + "\n" + (line + "\n") * 3)
+    with untouched(tmp_path / "data"):
+        refused(emotic_cli("evaluate", tmp_path / "model", tmp_path / "data", "--output-dir", tmp_path / "report",
+                           "--geometry", "template", "--quiet"),
+                f"none of the 3 frames of {tmp_path / 'data'} (Validation_Set) is annotated for the "
+                f"{task.upper()} track", "nothing to score")
+    assert not (tmp_path / "report").exists()
+
+
+def test_evaluate_finds_a_subject_whose_name_holds_an_underscore():
+    """`--subjects left,far_right`: an annotation `two_far_right` is the person far_right of two.mp4 (names were
+    once split at the last `_`, so far_right's annotations had "no video file")."""
+    from emotic.inference.evaluate import subject_of
+
+    assert subject_of("two_far_right", ["left", "far_right"]) == ("two", "far_right")
+    assert subject_of("my_video_left", ["left", "far_right"]) == ("my_video", "left")
+    assert subject_of("two_right", ["left", "far_right"]) == ("two_right", None)  # not a subject: a video's name
+    assert subject_of("far_right", ["far_right"]) == ("far_right", None)  # no video part left
+
+
+def test_track_names_are_unique_in_a_submission_whatever_the_subjects_are_called():
+    """`--subjects 2` once named both tracks "2", and the submission listed every frame twice under one name."""
+    from emotic.inference.writers import track_records
+
+    seen = {1: {"first_frame": 0, "last_frame": 9, "frames": 10, "first_box": [300, 0, 400, 100]},
+            2: {"first_frame": 0, "last_frame": 9, "frames": 5, "first_box": [0, 0, 100, 100]},
+            3: {"first_frame": 5, "last_frame": 9, "frames": 2, "first_box": [0, 0, 100, 100]}}
+    records = track_records(seen, "two", ["2"])
+    names = [record["submission_name"] for record in records]
+    assert len(set(names)) == 3 and names[0] == "two_2" and names[1] == "two_track2" and names[2] == "two_3"
+    # both named, the left one first: track 2 (on the left) is "2", track 1 "track2", track 3 keeps its id
+    assert [r["name"] for r in track_records(seen, "two", ["2", "track2"])] == ["track2", "2", "3"]
+    assert [r["name"] for r in track_records(seen, "two", ["3", "x"])] == ["x", "3", "track3"]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_finetune_temporal_refuses_features_holding_nan_or_infinity_naming_file_and_row(value, tmp_path):
+    """One NaN in one row once trained a head to `train_loss 0` with almost every weight NaN, exit 0."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = write_features_folder(tmp_path, {"a": 32, "b": 32, "c": 32})
+    table = pq.read_table(folder / "features" / "b.parquet")
+    values = np.stack(table.column("features").to_numpy(zero_copy_only=False)).astype(np.float32)
+    values[3, 7] = float(value)
+    table = table.set_column(4, "features", pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), 32))
+    pq.write_table(table, folder / "features" / "b.parquet")
+    with untouched(folder / "features", folder / "data"):
+        refused(emotic_cli("finetune-temporal", "--features_dir", folder, "--affwild2_root", folder / "data",
+                           "--output_dir", tmp_path / "run", "--window_size", "4", "--window_stride", "2"),
+                "b.parquet: row 3", "NaN or infinite feature values")
+    assert not (tmp_path / "run").exists()
+
+
+def test_features_of_a_model_that_gives_nan_are_never_written_and_the_video_is_reported(frame_folder, tmp_path):
+    model = EmoticForImageClassification(EmoticConfig(**TINY))
+    with torch.no_grad():
+        model.emotic.layernorm.weight.fill_(float("nan"))  # every pooled feature NaN
+    model.save_pretrained(tmp_path / "broken")
+    EmoticImageProcessor(size=32).save_pretrained(tmp_path / "broken")
+    result = emotic_cli("features", tmp_path / "broken", frame_folder, "--output_dir", tmp_path / "out", "--quiet",
+                        "--geometry", "template")
+    assert result.returncode == 1 and "the model gave NaN or infinite features" in result.stderr, result.stderr
+    assert list((tmp_path / "out" / "features").iterdir()) == []
+    assert "clip" in json.loads((tmp_path / "out" / "summary.json").read_text())["skipped"]
+
+
+@pytest.fixture(scope="module")
+def another_model(tmp_path_factory):
+    """A tiny expression model of the same width as `model_dir`'s (32) with other weights."""
+    folder = tmp_path_factory.mktemp("another")
+    torch.manual_seed(7)
+    EmoticForImageClassification(EmoticConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                              intermediate_size=64, image_size=32, patch_size=8,
+                                              fusion_layer=1)).save_pretrained(folder)
+    EmoticImageProcessor(size=32).save_pretrained(folder)
+    return folder
+
+
+def test_finetune_temporal_refuses_a_frame_model_that_did_not_make_the_features(model_dir, another_model, tmp_path):
+    """`--frame_model OTHER` on features of a first model was accepted, and OTHER's head put on them."""
+    from transformers import AutoModelForImageClassification
+
+    from emotic.training.frame_features import write_frame_model
+
+    folder = write_features_folder(tmp_path, {"a": 32, "b": 32, "c": 32})
+    write_frame_model(folder, str(model_dir), AutoModelForImageClassification.from_pretrained(model_dir))
+    with untouched(folder / "features", folder / "data", another_model):
+        refused(emotic_cli("finetune-temporal", "--features_dir", folder, "--affwild2_root", folder / "data",
+                           "--output_dir", tmp_path / "run", "--window_size", "4", "--window_stride", "2",
+                           "--frame_model", another_model),
+                f"--frame_model {another_model} is not the model the features came from ({model_dir}",
+                "its features differ from theirs by")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_a_temporal_head_is_never_run_on_another_frame_models_features(command, model_dir, another_model,
+                                                                        frame_folder, tmp_path):
+    """A head records the frame model whose features it was trained on (its signature); predict and evaluate with
+    another frame model are refused, whatever its frame head, and run with the right one."""
+    from transformers import AutoModelForImageClassification
+
+    from emotic import EmoticTemporalConfig, EmoticTemporalModel
+    from emotic.training.frame_features import frame_model_signature
+
+    signature = frame_model_signature(AutoModelForImageClassification.from_pretrained(model_dir))
+    EmoticTemporalModel(EmoticTemporalConfig(feature_size=32, hidden_size=16, num_hidden_layers=1,
+                                             num_attention_heads=2, intermediate_size=32, window_size=8,
+                                             window_stride=4, frame_signature=signature)
+                        ).save_pretrained(tmp_path / "head")
+    root = affwild2(tmp_path / "data", HEADER + "1\n2\n3\n")
+    run = {"predict": lambda model, out: predict(model, frame_folder, "--temporal_model", tmp_path / "head",
+                                                  "--output-dir", out),
+           "evaluate": lambda model, out: emotic_cli("evaluate", model, root, "--split", "Train_Set",
+                                                     "--temporal_model", tmp_path / "head", "--geometry", "template",
+                                                     "--output_dir", out, "--quiet", "--no_reliability")}[command]
+    with untouched(frame_folder, tmp_path / "data", another_model):
+        refused(run(another_model, tmp_path / "refused"), "was trained on the features of another frame model")
+    assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").rglob("*.csv"))
+    assert run(model_dir, tmp_path / "runs").returncode == 0
+
+
+def test_a_temporal_config_refuses_a_frame_signature_that_is_not_numbers():
+    from emotic import EmoticTemporalConfig
+
+    for signature in (["x"], [], [float("nan")], "abc"):
+        with pytest.raises(ValueError, match="frame_signature=.*expected a list of finite numbers"):
+            EmoticTemporalConfig(feature_size=32, frame_signature=signature)
+
+
+def test_a_dangling_link_to_a_video_in_an_input_folder_is_reported_not_dropped(model_dir, frame_folder, tmp_path):
+    """A link to a video that is gone once disappeared from predict and features (exit 0, nothing said)."""
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    import shutil
+
+    shutil.copytree(frame_folder, tmp_path / "videos" / "clip")
+    with untouched(tmp_path / "videos"):
+        result = predict(model_dir, tmp_path / "videos", "--output-dir", tmp_path / "out")
+    assert result.returncode == 1 and "1 inputs could not be read: gone" in result.stderr, result.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert "gone" in summary["skipped"] and "clip" in summary["videos"]
+
+
+def test_a_dangling_link_among_a_folders_frames_is_an_unreadable_frame_counted(model_dir, frame_folder, tmp_path):
+    import shutil
+
+    shutil.copytree(frame_folder, tmp_path / "clip")
+    (tmp_path / "clip" / "00002.jpg").unlink()
+    (tmp_path / "clip" / "00002.jpg").symlink_to(tmp_path / "gone.jpg")
+    assert predict(model_dir, tmp_path / "clip", "--output-dir", tmp_path / "out").returncode == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["videos"]["clip"]["frames"] == 3 and summary["videos"]["clip"]["unreadable"] == 1
+
+
+def test_a_video_named_like_markup_is_written_as_named_in_every_file(model_dir, two_people, tmp_path):
+    """`steak_$5_vs_$500.mp4` once stopped predict in matplotlib's mathtext (the name is a figure's title), after the
+    CSV and submission but before summary.json, and again on every rerun."""
+    name = "steak_$5_vs_$500"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / f"{name}.mp4").write_bytes(two_people[1].read_bytes())
+    result = emotic_cli("predict", model_dir, tmp_path / "in" / f"{name}.mp4", "--output_dir", tmp_path / "out",
+                        "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "timelines" / f"{name}.png").is_file()
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["videos"][name]["tracks"]
+
+
+def test_names_in_a_card_and_in_the_apps_messages_are_shown_as_they_are(model_dir):
+    """Folder and dataset names never become Markdown in a model card, nor HTML in the app's messages."""
+    from transformers import AutoConfig, AutoImageProcessor
+
+    from emotic.app import _friendly, gradio
+    from emotic.hub_cards.card import build_card
+
+    run = {"track": "expr", "dataset": "faces_*bold*_<img src=x>|$x$", "model": {"base_model": "[link](evil)"},
+           "eval": {}}
+    card = str(build_card(AutoConfig.from_pretrained(model_dir), AutoImageProcessor.from_pretrained(model_dir), run))
+    body = card.split("---\n", 2)[2]
+    assert "faces\\_\\*bold\\*\\_\\<img src=x\\>\\|\\$x\\$" in body and "\\[link\\](evil)" in body
+    assert "<img" not in body.replace("\\<img", "")
+    gr = gradio()
+
+    @_friendly
+    def refuse(path):
+        raise ValueError(f"{path} cannot be read as a video")
+
+    with pytest.raises(gr.Error) as error:
+        refuse("/uploads/<img src=x onerror=alert(1)>.webm")
+    assert error.value.message.startswith("&lt;img src=x onerror=alert(1)&gt;.webm cannot be read"), error.value

@@ -214,14 +214,18 @@ def read_multitask_annotations(path: str | os.PathLike, images_dir: str | os.Pat
     `image,valence,arousal,expression,AU1,...,AU26` with images relative to `images_dir`: columns `image`,
     `valence_arousal` (NaN where -5), `expression` (-1 where not annotated) and `action_units` (NaN throughout where
     any is -1), so that each task's loss leaves out what was not annotated, and `label`, the three side by side
-    (15 values: a multi-task head's labels); `video` and `frame` split the image's path. Rows without an image are
-    skipped and counted; a missing column or a bad value is a `ValueError` naming the file and line."""
+    (15 values: a multi-task head's labels); `video` and `frame` split the image's path, `line` is the row's line.
+    Rows without an image are skipped and counted; an image listed again with the same values is read once and the
+    repeat counted (`ReadReport.duplicates`), with other values refused; a missing column or a bad value is a
+    `ValueError` naming the file and line."""
     import csv
 
     path, images_dir = Path(path), Path(images_dir)
     if not path.is_file():
         raise ValueError(f"multi-task annotation file {path} does not exist")
-    columns = {"image": [], "valence_arousal": [], "expression": [], "action_units": [], "video": [], "frame": []}
+    columns = {"image": [], "valence_arousal": [], "expression": [], "action_units": [], "video": [], "frame": [],
+               "line": []}
+    listed = {}  # image -> (line, its values): an image is one frame, annotated once
     report = ReadReport()
     with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle)
@@ -254,6 +258,15 @@ def read_multitask_annotations(path: str | os.PathLike, images_dir: str | os.Pat
             if not all(unit in (-1, 0, 1) for unit in units):
                 raise ValueError(f"{path}, line {number}: action units {units}: expected 0, 1 or -1 each")
             image = images_dir / row[at["image"]].strip()
+            values = (valence_arousal, expression, units)
+            if str(image) in listed:
+                first, earlier = listed[str(image)]
+                if str(earlier) != str(values):  # NaN != NaN: compared as written
+                    raise ValueError(f"{path}, line {number}: {row[at['image']].strip()} is listed again with other "
+                                     f"values than on line {first}; an image is one frame, annotated once")
+                report.duplicates += 1
+                continue
+            listed[str(image)] = (number, values)
             if not image.is_file():
                 report.missing_images += 1
                 continue
@@ -267,6 +280,7 @@ def read_multitask_annotations(path: str | os.PathLike, images_dir: str | os.Pat
             relative = Path(row[at["image"]].strip())
             columns["video"].append(relative.parent.as_posix())
             columns["frame"].append(relative.name)
+            columns["line"].append(number)
     columns["label"] = [[*va, float(e), *au] for va, e, au in
                         zip(columns["valence_arousal"], columns["expression"], columns["action_units"])]
     columns["index"] = list(range(len(columns["image"])))
@@ -304,8 +318,12 @@ def annotations_by_video(root: str | os.PathLike, task: str, split: str) -> dict
     if track.annotation_files:  # the multi-task track's one file of sampled frames
         dataset, _ = read_multitask_annotations(path, Path(root) / "cropped_aligned")
         rows = {}
-        for video, frame, label in zip(dataset["video"], dataset["frame"], dataset["label"]):
-            rows.setdefault(video, {})[int(Path(frame).stem) - 1] = label
+        for video, frame, label, line in zip(dataset["video"], dataset["frame"], dataset["label"], dataset["line"]):
+            stem = Path(frame).stem
+            if not stem.isdigit() or int(stem) < 1:
+                raise ValueError(f"{path}, line {line}: {video}/{frame}: expected the frame's number as its name "
+                                 f"(00001.jpg for a video's first frame), which places its labels in the video")
+            rows.setdefault(video, {})[int(stem) - 1] = label
         by_video = {}
         for video, frames in rows.items():
             values = np.full((max(frames) + 1, len(track.label_columns)), np.nan)

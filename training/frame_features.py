@@ -9,6 +9,18 @@ from pathlib import Path
 import numpy as np
 
 ROWS_PER_GROUP = 256  # rows held before they are written: a Parquet row group
+
+
+class NonFiniteFeatures(ValueError):
+    """Features holding NaN or infinity: never written, never read (a head trained on them learns nothing, silently)."""
+
+
+def check_finite(features: np.ndarray, where: str) -> None:
+    """`NonFiniteFeatures` naming `where` and the first row with a NaN or infinite value, if there is one."""
+    bad = ~np.isfinite(features).reshape(len(features), -1).all(axis=1)
+    if bad.any():
+        raise NonFiniteFeatures(f"{where}: row {int(np.argmax(bad))} (and {int(bad.sum()) - 1} more) holds NaN or "
+                                f"infinite feature values; expected finite numbers")
 COLUMNS = ("video", "frame", "image_location", "status", "features")
 
 
@@ -32,6 +44,11 @@ class FeaturesWriter:
         self.written = 0
 
     def write(self, location: str, status: str, features) -> None:
+        """One frame's row; `NonFiniteFeatures` for features holding NaN or infinity (a broken model's)."""
+        if not np.isfinite(features).all():
+            raise NonFiniteFeatures(f"{self.video}: frame {self.written + len(self.rows['location'])} "
+                                    f"({location}): the model gave NaN or infinite features; nothing is written for "
+                                    f"this video")
         self.rows["location"].append(location)
         self.rows["status"].append(status)
         self.rows["features"].append(features)
@@ -69,8 +86,8 @@ class FeaturesWriter:
 
 def read_video_features(path: str | os.PathLike) -> dict:
     """One video's features as `emotic features` writes them (`features/<video>.parquet`): `locations`, `frames`
-    (positions), `statuses` and `features` (`(frames, width)` float32). A file that is not such a table is a
-    `ValueError` naming it."""
+    (positions), `statuses` and `features` (`(frames, width)` float32). A file that is not such a table, or holds a
+    NaN or infinite value, is a `ValueError` naming it (and the row)."""
     import pyarrow.parquet as pq
 
     path = Path(path)
@@ -88,6 +105,7 @@ def read_video_features(path: str | os.PathLike) -> dict:
         raise ValueError(f"{path}: {table.num_rows} rows of {values.type}; expected one row per frame with a "
                          f"fixed-size list of features")
     features = values.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(table.num_rows, width)
+    check_finite(features, str(path))
     return {"locations": table.column("image_location").to_pylist(), "frames": table.column("frame").to_pylist(),
             "statuses": table.column("status").to_pylist(), "features": features}
 
@@ -98,3 +116,63 @@ def count_statuses(path: str | os.PathLike, statuses) -> dict:
 
     found = pq.read_table(path, columns=["status"]).column("status").to_pylist()
     return {"frames": len(found), **{status: found.count(status) for status in statuses}}
+
+
+FRAME_MODEL_FILE = "frame_model.json"  # beside the features: the model that made them and its signature
+SIGNATURE_VALUES = 16  # values kept of each probe's features
+SIGNATURE_TOLERANCE = 0.15  # relative difference within which two signatures are one model's (bfloat16, int8: a few %)
+
+
+def frame_model_signature(model) -> list[float]:
+    """What identifies a frame model's features, in a few numbers: its pooled features (what its head sees, and what
+    `emotic features` writes) of fixed probe images (a smooth gradient and seeded noise, as both views), projected
+    onto `SIGNATURE_VALUES` fixed random directions. Another model's lie about their own size apart; the same model
+    loaded in bfloat16 or quantized to int8 differs by a few percent (`same_frame_model`)."""
+    import torch
+
+    config = model.config
+    size, channels = config.image_size, config.num_channels
+    generator = torch.Generator().manual_seed(0)
+    gradient = torch.linspace(-1.0, 1.0, size).expand(channels, size, size)
+    probes = torch.stack([gradient, torch.randn(channels, size, size, generator=generator)])  # [2, C, H, W]
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        probes = probes.to(device)
+        features = model.forward_head(model.forward_features(probes, probes), pre_logits=True).float().cpu()
+    projection = torch.randn(features.shape[1], SIGNATURE_VALUES, generator=torch.Generator().manual_seed(1))
+    values = features @ projection / features.shape[1] ** 0.5  # [2, SIGNATURE_VALUES]
+    return [round(float(value), 6) for value in values.reshape(-1)]
+
+
+def signature_difference(ours, theirs) -> float:
+    """How far apart two signatures are, relative to the second's size (0: the same)."""
+    ours, theirs = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
+    if ours.shape != theirs.shape:
+        return float("inf")
+    return float(np.linalg.norm(ours - theirs) / max(np.linalg.norm(theirs), 1e-12))
+
+
+def same_frame_model(ours, theirs) -> bool:
+    """Whether two `frame_model_signature`s are of one frame model (within `SIGNATURE_TOLERANCE`)."""
+    return signature_difference(ours, theirs) <= SIGNATURE_TOLERANCE
+
+
+def write_frame_model(folder, model_name: str, model) -> None:
+    """`frame_model.json` in an `emotic features` output folder: the frame model that made its features (as given)
+    and its `frame_model_signature`, which `emotic finetune-temporal` records in the head it trains."""
+    import json
+
+    (Path(folder) / FRAME_MODEL_FILE).write_text(json.dumps({"model": model_name,
+                                                             "signature": frame_model_signature(model)}, indent=2))
+
+
+def read_frame_model(folder) -> dict:
+    """What `write_frame_model` recorded in an `emotic features` output folder; empty for a folder without it (made
+    before it was recorded) or where it cannot be read."""
+    import json
+
+    try:
+        record = json.loads((Path(folder) / FRAME_MODEL_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) and isinstance(record.get("signature"), list) else {}

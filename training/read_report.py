@@ -15,11 +15,13 @@ class ReadReport:
     dropped_by_stride: int = 0
     dropped_by_cap: int = 0
     dropped_labels: dict = field(default_factory=dict)  # dataset class name -> images dropped (no model label)
+    duplicates: int = 0  # rows listing an image already listed, with the same labels (ABAW7's multi-task files)
     class_counts: dict = field(default_factory=dict)
 
     def format(self) -> str:
         return (f"{self.frames} frames from {self.videos} videos kept; skipped {self.ignored_unlabelled} frames "
                 f"not annotated, {self.missing_images} annotated frames without an image, {self.dropped_by_stride} "
                 f"by frame stride, {self.dropped_by_cap} by the per-class cap"
+                + (f", {self.duplicates} rows listing an image again" if self.duplicates else "")
                 + (f", {sum(self.dropped_labels.values())} of classes the model has no label for "
                    f"{self.dropped_labels}" if self.dropped_labels else "") + f"; per class: {self.class_counts}")

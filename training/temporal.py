@@ -30,7 +30,14 @@ from emotic.modeling.modeling_emotic_temporal import EmoticTemporalModel, window
 from emotic.tracks import TRACKS, track_of
 from emotic.training.affwild2 import annotation_index, annotations_by_video
 from emotic.training.arguments import refuse_unhonoured
-from emotic.training.frame_features import read_video_features
+from emotic.training.frame_features import (
+    FRAME_MODEL_FILE,
+    SIGNATURE_TOLERANCE,
+    frame_model_signature,
+    read_frame_model,
+    read_video_features,
+    signature_difference,
+)
 from emotic.training.heads import Task, loss_weights, metrics_for, new_head, outputs_of, score_held_out
 from emotic.training.run_summary import training_hyperparameters, write_run_summary
 from emotic.training.synthetic import SYNTHETIC_DATASET_NAME, is_generated
@@ -172,22 +179,33 @@ def build_temporal_model(args: TemporalArguments, width: int, train_labels: np.n
     return EmoticTemporalModel(config)
 
 
-def copy_frame_head(model: EmoticTemporalModel, frame_model: str) -> str:
+def copy_frame_head(model: EmoticTemporalModel, frame_model: str, features: dict) -> str:
     """`model.frame_head` as the frame model's `classifier` (its head on the same features), kept fixed in training
     (`frozen_frame_head`: measured as good as training it, and it lets predict check the frame model), when that
     model loads and has the same head (labels and track); otherwise a new frame head, trained. What was done, in
-    words, for the log and the run record."""
+    words, for the log and the run record. `features`: what `emotic features` recorded of the model its features
+    came from (`read_frame_model`); a frame model that is not that one is a `ValueError`: a head is never trained
+    on one model's features with another's head."""
     from transformers import AutoConfig, AutoModelForImageClassification
 
     try:
         config = AutoConfig.from_pretrained(frame_model)
     except (OSError, ValueError) as error:
         return f"new: the frame model {frame_model} does not load ({str(error).splitlines()[0]})"
+    loaded = None
+    if features.get("signature") and getattr(config, "model_type", None) == "emotic":
+        loaded = AutoModelForImageClassification.from_pretrained(frame_model).eval()
+        difference = signature_difference(frame_model_signature(loaded), features["signature"])
+        if difference > SIGNATURE_TOLERANCE:
+            raise ValueError(f"--frame_model {frame_model} is not the model the features came from "
+                             f"({features.get('model')}, recorded in {FRAME_MODEL_FILE}): its features differ from "
+                             f"theirs by {difference:.0%}; give the model that made them, or make the features with "
+                             f"this one")
     same = getattr(config, "hidden_size", None) == model.config.feature_size and head_track(config) == \
         head_track(model.config) and config.id2label == model.config.id2label
     if not same:
         return f"new: the frame model {Path(frame_model).name}'s head is not this task's"
-    classifier = AutoModelForImageClassification.from_pretrained(frame_model).classifier
+    classifier = (loaded or AutoModelForImageClassification.from_pretrained(frame_model)).classifier
     with torch.no_grad():
         model.frame_head.weight.copy_(classifier.weight)
         model.frame_head.bias.copy_(classifier.bias)
@@ -229,8 +247,10 @@ def _train(args: TemporalArguments, training_args: TemporalTrainingArguments) ->
     evaluation, eval_report = load_videos(
         features_dir, annotations_by_video(args.affwild2_root, args.task, "Validation_Set"), width)
     model = build_temporal_model(args, width, np.concatenate([video["labels"] for video in train]))
+    features = read_frame_model(features_dir)  # the model the features came from, recorded in the head
+    model.config.frame_signature = features.get("signature")
     frame_model = args.frame_model or _settings(features_dir).get("model")
-    frame_head = copy_frame_head(model, frame_model) if frame_model and frame_model != "none" else "new"
+    frame_head = copy_frame_head(model, frame_model, features) if frame_model and frame_model != "none" else "new"
     if training_args.process_index == 0:
         for split, report in (("train", train_report), ("eval", eval_report)):
             print(f"{split}: {report['videos']} videos, {report['frames']} frames ({report['annotated_frames']} "
