@@ -11,10 +11,11 @@ from typing import Literal
 
 from transformers import HfArgumentParser
 
+from emotic.inference.faces import FACES
 from emotic.processing.image_processing_emotic import Geometry
 
 MODEL_HELP = "a model folder (the --output_dir of `emotic finetune`) or a Hub id"
-Faces = Literal["auto", "all", "largest"]
+Faces = Literal[FACES]  # auto, all, largest
 MAX_FPS = 1000.0  # frames a second: the most a frame rate may be (a camera's is at most a few hundred)
 MAX_GAP = 86400.0  # seconds a tracked person may be away: at most a day
 

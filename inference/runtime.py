@@ -44,6 +44,17 @@ def resolve_dtype(dtype: str, device: str, flags: set | None = None) -> torch.dt
     return torch.bfloat16 if device == "cpu" and cpu_computes_bfloat16(flags) else torch.float32
 
 
+def check_backend(backend: str, features: bool = False, temporal_model: str | None = None) -> None:
+    """A `ValueError` where a backend cannot give what is asked: ONNX Runtime runs the exported classifier only."""
+    if backend not in BACKENDS:
+        raise ValueError(f"--backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    if backend != "pytorch" and temporal_model:
+        raise ValueError("--temporal_model runs on the PyTorch frame model's features; leave --backend at pytorch")
+    if backend != "pytorch" and features:
+        raise ValueError("--backend onnxruntime runs the exported classifier, whose graph ends in the head's logits; "
+                         "features come from the PyTorch model")
+
+
 def load_model(model_name_or_path: str, device: str | None = None, dtype: str = "float32",
                quantize: str | None = None, backend: str = "pytorch"):
     """The classifier and its processor from a local folder or a Hub id (installed code; never remote code), on
@@ -72,17 +83,6 @@ def load_model(model_name_or_path: str, device: str | None = None, dtype: str = 
     if quantize:
         model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     return model, processor
-
-
-def check_backend(backend: str, features: bool = False, temporal_model: str | None = None) -> None:
-    """A `ValueError` where a backend cannot give what is asked: ONNX Runtime runs the exported classifier only."""
-    if backend not in BACKENDS:
-        raise ValueError(f"--backend {backend!r}; allowed: {', '.join(BACKENDS)}")
-    if backend != "pytorch" and temporal_model:
-        raise ValueError("--temporal_model runs on the PyTorch frame model's features; leave --backend at pytorch")
-    if backend != "pytorch" and features:
-        raise ValueError("--backend onnxruntime runs the exported classifier, whose graph ends in the head's logits; "
-                         "features come from the PyTorch model")
 
 
 def precision_of(model, quantize: str | None) -> str:

@@ -54,12 +54,16 @@ def tiny_config():
 def model_dir(tmp_path_factory):
     """A tiny expression classifier (32 wide, 2 blocks, 32 px) with its processor, saved once per module: what the
     inference commands' tests run."""
+    return save_tiny_classifier(tmp_path_factory.mktemp("model"), seed=0)
+
+
+def save_tiny_classifier(folder, seed: int):
+    """`model_dir`'s model (32 wide, 2 blocks, 32 px) with the weights of `seed`, and its processor, in `folder`."""
     import torch
 
     from emotic import EmoticConfig, EmoticForImageClassification, EmoticImageProcessor
 
-    folder = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     EmoticForImageClassification(EmoticConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                               intermediate_size=64, image_size=32, patch_size=8,
                                               fusion_layer=1)).save_pretrained(folder)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, TOKEN, emotic_cli, hub_env, run_module, write_features_folder
+from conftest import TINY, TOKEN, emotic_cli, hub_env, run_module, save_tiny_classifier, write_features_folder
 from PIL import Image
 
 from emotic import EmoticConfig, EmoticForImageClassification, EmoticImageProcessor, EmoticModel
@@ -1054,14 +1054,8 @@ def test_features_of_a_model_that_gives_nan_are_never_written_and_the_video_is_r
 
 @pytest.fixture(scope="module")
 def another_model(tmp_path_factory):
-    """A tiny expression model of the same width as `model_dir`'s (32) with other weights."""
-    folder = tmp_path_factory.mktemp("another")
-    torch.manual_seed(7)
-    EmoticForImageClassification(EmoticConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                              intermediate_size=64, image_size=32, patch_size=8,
-                                              fusion_layer=1)).save_pretrained(folder)
-    EmoticImageProcessor(size=32).save_pretrained(folder)
-    return folder
+    """`model_dir`'s model with other weights."""
+    return save_tiny_classifier(tmp_path_factory.mktemp("another"), seed=7)
 
 
 def test_finetune_temporal_refuses_a_frame_model_that_did_not_make_the_features(model_dir, another_model, tmp_path):

@@ -37,7 +37,7 @@ INFERENCE_NEIGHBOURS = {
     "tracking": set(),
     "compound": set(),
     "processes": set(),
-    "arguments": set(),
+    "arguments": {"faces"},
     "smoothing": {"results"},
     "runtime": {"results"},
     "faces": {"results", "sources", "tracking"},
