@@ -411,7 +411,8 @@ def main(argv=None) -> int:
                 split = args.split or "Validation_Set"
                 videos = list(affwild2_videos(dataset, split, track.name))
             elif kind == "image folder":  # each image on its own, nothing to smooth
-                images, _ = read_image_folder(dataset, runtime.model.config.label2id)
+                images, _ = read_image_folder(dataset, runtime.model.config.label2id, read_label_map(args.label_map),
+                                              args.drop_unmapped_labels)
                 videos = [("images", np.array(list(images["label"])), [Path(path) for path in images["image"]])]
                 split, windows = "image folder", [1]
             else:  # a `datasets` dataset: labels matched by name, each image on its own

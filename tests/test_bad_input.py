@@ -461,6 +461,39 @@ def test_an_image_folder_with_an_unknown_class_lists_the_labels(tmp_path):
         read_image_folder(tmp_path, {"Happiness": 4, "Neutral": 0})
 
 
+def test_image_folders_honour_the_label_map_and_dropping_unmapped_classes(tmp_path):
+    """FER+'s folders: `contempt` mapped onto Other, an unknown class dropped and counted; both options were once
+    ignored for image folders (only `--dataset_name` honoured them)."""
+    from emotic.training.image_datasets import read_image_folder
+
+    labels = {name: index for index, name in enumerate(EmoticConfig().id2label.values())}
+    for name in ("neutral", "happiness", "contempt", "unknown"):
+        (tmp_path / name).mkdir()
+        for index in range(2):
+            face(32, index).save(tmp_path / name / f"{index}.png")
+    with untouched(tmp_path):
+        dataset, report = read_image_folder(tmp_path, labels, {"contempt": "Other"}, drop_unmapped=True)
+    assert sorted(set(dataset["label"])) == [labels["Neutral"], labels["Happiness"], labels["Other"]]
+    assert report.frames == 6 and report.dropped_labels == {"unknown": 2}
+    with pytest.raises(ValueError, match=r"\['unknown'\] are not among the model's labels"):
+        read_image_folder(tmp_path, labels, {"contempt": "Other"})
+    with pytest.raises(ValueError, match="--label_map sends 'contempt' to 'Smirk', which is not one of the model's"):
+        read_image_folder(tmp_path, labels, {"contempt": "Smirk"}, drop_unmapped=True)
+
+
+def test_finetune_refuses_an_image_folder_it_cannot_label_in_one_line(tmp_path):
+    """Once a traceback whose last line told the user to pass the `--label_map` they had passed."""
+    (tmp_path / "train" / "contempt").mkdir(parents=True)
+    face(32).save(tmp_path / "train" / "contempt" / "a.png")
+    (tmp_path / "train" / "smirk").mkdir()
+    face(32).save(tmp_path / "train" / "smirk" / "a.png")
+    with untouched(tmp_path / "train"):
+        refused(emotic_cli("finetune", "--train_dir", tmp_path / "train", "--label_map", '{"contempt": "Other"}',
+                           "--output_dir", tmp_path / "run", "--model_size", "tiny", "--eval_split", ""),
+                "class folders: dataset labels ['smirk'] are not among the model's labels")
+    assert not (tmp_path / "run").exists()
+
+
 def test_an_unreadable_training_image_is_skipped_counted_and_ignored_by_the_loss(tmp_path):
     from emotic.training.transforms import ViewTransform
 

@@ -148,8 +148,10 @@ def load_splits(data: DataArguments, label2id: dict, seed: int, task: str = "exp
             else (None, None)
         return train, evaluation, {"train": train_report, "eval": eval_report}, dataset_label(data.dataset_name)
     if data.train_dir:
-        train, train_report = read_image_folder(data.train_dir, label2id)
-        evaluation, eval_report = read_image_folder(data.eval_dir, label2id) if data.eval_dir else (None, None)
+        options = dict(label_map=read_label_map(data.label_map), drop_unmapped=data.drop_unmapped_labels)
+        train, train_report = read_image_folder(data.train_dir, label2id, **options)
+        evaluation, eval_report = read_image_folder(data.eval_dir, label2id, **options) if data.eval_dir \
+            else (None, None)
         return train, evaluation, {"train": train_report, "eval": eval_report}, Path(data.train_dir).name
     raise ValueError("no training data: pass --affwild2_root, --train_annotations with --frames_dir, --train_dir or "
                      "--dataset_name")
@@ -255,13 +257,16 @@ def train(argv=None) -> dict:
     Under `accelerate launch` the process group stays open, for a caller that runs several (`emotic ablate`)."""
     parser = HfArgumentParser((ModelArguments, DataArguments, EmoticTrainingArguments))
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    refuse_unhonoured(training_args)
     set_seed(training_args.seed)
     task = model_args.task
     track = TRACKS[task]
     labels = {name: index for index, name in enumerate(track.labels)}
-    train, evaluation, reports, dataset_name = load_splits(data_args, labels, training_args.seed, task)
-    model, processor = build_model(model_args, list(train["label"]))
+    try:  # bad data or options: one clear message, no traceback
+        refuse_unhonoured(training_args)
+        train, evaluation, reports, dataset_name = load_splits(data_args, labels, training_args.seed, task)
+        model, processor = build_model(model_args, list(train["label"]))
+    except ValueError as error:
+        parser.error(str(error))
     parameters = {"total": model.num_parameters()}
     if model_args.lora_rank is not None:
         model = add_lora(model, model_args.lora_rank, model_args.lora_alpha)

@@ -24,10 +24,13 @@ if TYPE_CHECKING:
     from datasets import Dataset
 
 
-def read_image_folder(root: str | os.PathLike, label2id: dict) -> tuple[Dataset, ReadReport]:
-    """`root/<class name>/*.jpg` (RAF-DB/AffectNet style). Class names map onto the model's labels by name
-    (case-insensitively, common spellings such as `happy` included); a folder naming no label is an error that
-    lists the labels."""
+def read_image_folder(root: str | os.PathLike, label2id: dict, label_map: dict | None = None,
+                      drop_unmapped: bool = False) -> tuple[Dataset, ReadReport]:
+    """`root/<class name>/*.jpg` (RAF-DB/AffectNet style, FER+'s folders). Class names map onto the model's labels as
+    a `datasets` dataset's do (`emotic.training.labels.map_labels`): by `label_map` first (`--label_map`, a class to
+    null drops it), then by name (case-insensitively, common spellings such as `happy` included); a folder naming no
+    label is an error that lists the labels, unless `drop_unmapped`. Dropped classes' images are counted in
+    `ReadReport.dropped_labels`."""
     from emotic.training.labels import map_labels
 
     root = Path(root)
@@ -35,17 +38,22 @@ def read_image_folder(root: str | os.PathLike, label2id: dict) -> tuple[Dataset,
         raise ValueError(f"image folder {root} does not exist")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
     try:
-        lookup = map_labels({d.name: d.name for d in class_dirs}, label2id)
+        lookup = map_labels({d.name: d.name for d in class_dirs}, label2id, label_map, drop_unmapped)
     except ValueError as error:
         raise ValueError(f"{root}: class folders: {error}") from None
-    paths, labels = [], []
+    paths, labels, dropped = [], [], Counter()
     for class_dir in class_dirs:
         files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if lookup[class_dir.name] is None:
+            dropped[class_dir.name] += len(files)
+            continue
         paths += [str(p) for p in files]
         labels += [lookup[class_dir.name]] * len(files)
     if not paths:
-        raise ValueError(f"image folder {root} has no images in class sub-folders")
-    report = ReadReport(frames=len(paths), class_counts=dict(sorted(Counter(labels).items())))
+        raise ValueError(f"image folder {root} has no images in class sub-folders"
+                         + (f" it keeps (dropped: {dict(dropped)})" if dropped else ""))
+    report = ReadReport(frames=len(paths), class_counts=dict(sorted(Counter(labels).items())),
+                        dropped_labels=dict(sorted(dropped.items())))
     from datasets import Dataset
 
     return Dataset.from_dict({"image": paths, "label": labels, "index": list(range(len(paths)))}), report
