@@ -170,41 +170,56 @@ class TrackSmoother:
 
 
 def smooth(results, window: int, mode: str, fill: bool = True, tracked: bool = False):
-    """The smoothing stage of the loop: each `FrameResult` of a video, in order, comes back with `smoothed` (a copy:
-    results kept by a caller can be smoothed again with another window), as soon as its window has been seen.
+    """The smoothing stage of the loop over a video's `FrameResult`s (a list, or an iterable of them): each comes
+    back, in order, with `smoothed` (a copy: results kept by a caller can be smoothed again with another window).
 
     One face a frame (`tracked=False`): with `fill`, the frames without a usable face first take the nearest
     earlier face frame's outputs (`NeighbourFill`), then every frame's row is smoothed (`StreamingSmoother`).
     Tracked faces: each person's rows within their own track (`TrackSmoother`); a frame without a face has no row
-    and passes through. Window 1 leaves the (filled) rows as they are. Holds about a window of rows."""
+    and passes through. Window 1 leaves the (filled) rows as they are."""
+    results = list(results)
+    for batch in smooth_batches([results], window, mode, fill, tracked):
+        yield from batch
+
+
+def smooth_batches(batches, window: int, mode: str, fill: bool = True, tracked: bool = False):
+    """`smooth` over a stream of batches of results (the loop's): for each batch, the results that are now final
+    (their whole window has been seen), as a list; holds about a window of rows. Rows are smoothed a batch at a time,
+    as `StreamingSmoother` takes them."""
     smoothing_kernel(window, mode)  # checked before the first result
     if tracked:
-        return _smooth_tracks(results, window, mode)
-    return _smooth_frames(results, window, mode, fill)
+        return _smooth_tracks(batches, window, mode)
+    return _smooth_frames(batches, window, mode, fill)
 
 
-def _smooth_frames(results, window: int, mode: str, fill: bool):
+def _smooth_frames(batches, window: int, mode: str, fill: bool):
     filler, smoother = NeighbourFill() if fill else None, StreamingSmoother(window, mode)
     waiting: deque[FrameResult] = deque()  # results whose smoothed row is not final yet
 
-    def settle(rows):
-        for smoothed in smoother.push(rows) if len(rows) else ():
-            yield waiting.popleft().with_(smoothed=smoothed)
+    def settle(rows) -> list:
+        return [waiting.popleft().with_(smoothed=smoothed) for smoothed in (smoother.push(rows) if len(rows) else ())]
 
-    for result in results:
-        waiting.append(result)
-        row = np.asarray(result.raw, dtype=np.float64)[None]
-        yield from settle(filler.push(row, np.array([result.has_face])) if filler else row)
-    if filler:
-        yield from settle(filler.finish())
-    for smoothed in smoother.finish():
-        yield waiting.popleft().with_(smoothed=smoothed)
+    for batch in batches:
+        if not batch:
+            continue
+        waiting.extend(batch)
+        rows = np.stack([result.raw for result in batch]).astype(np.float64)
+        ready = settle(filler.push(rows, np.array([result.has_face for result in batch])) if filler else rows)
+        if ready:
+            yield ready
+    ready = settle(filler.finish()) if filler else []
+    ready += [waiting.popleft().with_(smoothed=smoothed) for smoothed in smoother.finish()]
+    if ready:
+        yield ready
 
 
-def _smooth_tracks(results, window: int, mode: str):
+def _smooth_tracks(batches, window: int, mode: str):
     smoother = TrackSmoother(window, mode)
-    for result in results:
-        for item, smoothed in smoother.push(result.frame, result.track, result.raw, result):
-            yield item.with_(smoothed=smoothed)
-    for item, smoothed in smoother.finish():
-        yield item.with_(smoothed=smoothed)
+    for batch in batches:
+        ready = [item.with_(smoothed=smoothed) for result in batch
+                 for item, smoothed in smoother.push(result.frame, result.track, result.raw, result)]
+        if ready:
+            yield ready
+    ready = [item.with_(smoothed=smoothed) for item, smoothed in smoother.finish()]
+    if ready:
+        yield ready

@@ -20,13 +20,13 @@ previous batch (`runtime.pipelined`): at most two batches are held, and memory s
 import numpy as np
 
 from emotic.inference.runtime import Runtime, pipelined
-from emotic.inference.smoothing import smooth
+from emotic.inference.smoothing import smooth_batches
 from emotic.inference.sources import Frames
 
 
 def frame_results(frames: Frames, runtime: Runtime, faces, progress=None):
-    """Every result of `frames` with the frame model's `raw` row, unsmoothed, in order. `faces`: an
-    `emotic.inference.faces` strategy. `progress.update(n)` after each batch of n frames."""
+    """Every result of `frames` with the frame model's `raw` row, unsmoothed, in order, batch by batch (lists).
+    `faces`: an `emotic.inference.faces` strategy. `progress.update(n)` after each batch of n frames."""
     fps = frames.fps if frames.sequential else None
     faces.start(fps)
     numbered = ((location, index if frames.sequential else None, index / fps if fps else None, image)
@@ -37,8 +37,8 @@ def frame_results(frames: Frames, runtime: Runtime, faces, progress=None):
 
     def infer(count, results, views, viewed):
         if views is not None:
-            for index, values in zip(viewed, runtime.frame(views)):
-                results[index].raw = values.astype(np.float64)
+            for index, values in zip(viewed, runtime.frame(views).astype(np.float64)):
+                results[index].raw = values
         if faces.fills_frames:  # a row for every frame: the ones without a usable face take their neighbours'
             for result in results:
                 if result.raw is None:
@@ -47,8 +47,7 @@ def frame_results(frames: Frames, runtime: Runtime, faces, progress=None):
             progress.update(count)
         return results
 
-    for results in pipelined(numbered, runtime.batch_size, prepare, infer):
-        yield from results
+    yield from pipelined(numbered, runtime.batch_size, prepare, infer)
 
 
 def stream(frames: Frames, runtime: Runtime, faces, smoothing: tuple[int, str] = (1, "mean"), progress=None):
@@ -66,13 +65,17 @@ def stream(frames: Frames, runtime: Runtime, faces, smoothing: tuple[int, str] =
                          "use --faces largest")
     if not frames.sequential:
         window = 1
-    results = frame_results(frames, runtime, faces, progress)
+    batches = frame_results(frames, runtime, faces, progress)
     if runtime.temporal is not None:
-        return smooth(_whole_video(runtime.temporal, smooth(results, 1, "mean", fill=True)), window, mode, fill=False)
-    return smooth(results, window, mode, fill=frames.sequential and faces.fills_frames, tracked=faces.tracked)
+        filled = smooth_batches(batches, 1, "mean", fill=True)
+        batches = smooth_batches(_whole_video(runtime.temporal, filled), window, mode, fill=False)
+    else:
+        batches = smooth_batches(batches, window, mode, fill=frames.sequential and faces.fills_frames,
+                                 tracked=faces.tracked)
+    return (result for batch in batches for result in batch)
 
 
 def _whole_video(temporal, filled):
-    """The temporal head's outputs of a video, once its last frame's features are in (lazily: nothing runs before
-    the stream is read)."""
-    yield from temporal.over(filled)
+    """The temporal head's outputs of a video as one batch, once its last frame's features are in (lazily: nothing
+    runs before the stream is read)."""
+    yield temporal.over(result for batch in filled for result in batch)
