@@ -257,12 +257,12 @@ def train(argv=None) -> dict:
     Under `accelerate launch` the process group stays open, for a caller that runs several (`emotic ablate`)."""
     parser = HfArgumentParser((ModelArguments, DataArguments, EmoticTrainingArguments))
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    refuse_unhonoured(training_args)
     set_seed(training_args.seed)
     task = model_args.task
     track = TRACKS[task]
     labels = {name: index for index, name in enumerate(track.labels)}
-    try:  # bad data or options: one clear message, no traceback
-        refuse_unhonoured(training_args)
+    try:  # bad data or a model that cannot serve it: one clear message, no traceback
         train, evaluation, reports, dataset_name = load_splits(data_args, labels, training_args.seed, task)
         model, processor = build_model(model_args, list(train["label"]))
     except ValueError as error:
