@@ -103,6 +103,7 @@ class FrameModel:
         self.device = model.device
         self.parts = head_parts(model.config)
         self.width = model.config.hidden_size if features else model.config.num_labels
+        self._no_face = self._stand_in()
 
     def __call__(self, views) -> np.ndarray:
         """`(images, width)` float values of a batch of the processor's views."""
@@ -119,12 +120,16 @@ class FrameModel:
 
     def no_face(self) -> np.ndarray:
         """The row of a frame without a usable face until its neighbours' replaces it: zero features; per track,
-        what `emotic.tracks.OUTPUTS` gives (uniform probabilities, 0.5 per unit, zero values)."""
-        if self.features:
-            return np.zeros(self.width)
-        row = np.empty(self.width)
-        for kind, span, _ in self.parts:
-            row[span] = OUTPUTS[kind].no_face(span.stop - span.start)
+        what `emotic.tracks.OUTPUTS` gives (uniform probabilities, 0.5 per unit, zero values). Read-only: one row
+        serves every such frame."""
+        return self._no_face
+
+    def _stand_in(self) -> np.ndarray:
+        row = np.zeros(self.width)
+        if not self.features:
+            for kind, span, _ in self.parts:
+                row[span] = OUTPUTS[kind].no_face(span.stop - span.start)
+        row.flags.writeable = False
         return row
 
 

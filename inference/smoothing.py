@@ -203,7 +203,7 @@ def _smooth_frames(batches, window: int, mode: str, fill: bool):
         if not batch:
             continue
         waiting.extend(batch)
-        rows = np.stack([result.raw for result in batch]).astype(np.float64)
+        rows = np.stack([result.raw for result in batch]).astype(np.float64, copy=False)
         ready = settle(filler.push(rows, np.array([result.has_face for result in batch])) if filler else rows)
         if ready:
             yield ready
