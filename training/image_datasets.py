@@ -30,7 +30,7 @@ def read_image_folder(root: str | os.PathLike, label2id: dict, label_map: dict |
     a `datasets` dataset's do (`emotic.training.labels.map_labels`): by `label_map` first (`--label_map`, a class to
     null drops it), then by name (case-insensitively, common spellings such as `happy` included); a folder naming no
     label is an error that lists the labels, unless `drop_unmapped`. Dropped classes' images are counted in
-    `ReadReport.dropped_labels`."""
+    `ReadReport.dropped_labels`, class folders without an image in `ReadReport.empty_classes`."""
     from emotic.training.labels import map_labels
 
     root = Path(root)
@@ -41,9 +41,11 @@ def read_image_folder(root: str | os.PathLike, label2id: dict, label_map: dict |
         lookup = map_labels({d.name: d.name for d in class_dirs}, label2id, label_map, drop_unmapped)
     except ValueError as error:
         raise ValueError(f"{root}: class folders: {error}") from None
-    paths, labels, dropped = [], [], Counter()
+    paths, labels, dropped, empty = [], [], Counter(), []
     for class_dir in class_dirs:
         files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            empty.append(class_dir.name)
         if lookup[class_dir.name] is None:
             dropped[class_dir.name] += len(files)
             continue
@@ -53,7 +55,7 @@ def read_image_folder(root: str | os.PathLike, label2id: dict, label_map: dict |
         raise ValueError(f"image folder {root} has no images in class sub-folders"
                          + (f" it keeps (dropped: {dict(dropped)})" if dropped else ""))
     report = ReadReport(frames=len(paths), class_counts=dict(sorted(Counter(labels).items())),
-                        dropped_labels=dict(sorted(dropped.items())))
+                        dropped_labels=dict(sorted(dropped.items())), empty_classes=empty)
     from datasets import Dataset
 
     return Dataset.from_dict({"image": paths, "label": labels, "index": list(range(len(paths)))}), report

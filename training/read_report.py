@@ -16,6 +16,7 @@ class ReadReport:
     dropped_by_cap: int = 0
     dropped_labels: dict = field(default_factory=dict)  # dataset class name -> images dropped (no model label)
     duplicates: int = 0  # rows listing an image already listed, with the same labels (ABAW7's multi-task files)
+    empty_classes: list = field(default_factory=list)  # class folders without an image: that class gets no examples
     class_counts: dict = field(default_factory=dict)
 
     def format(self) -> str:
@@ -24,4 +25,6 @@ class ReadReport:
                 f"by frame stride, {self.dropped_by_cap} by the per-class cap"
                 + (f", {self.duplicates} rows listing an image again" if self.duplicates else "")
                 + (f", {sum(self.dropped_labels.values())} of classes the model has no label for "
-                   f"{self.dropped_labels}" if self.dropped_labels else "") + f"; per class: {self.class_counts}")
+                   f"{self.dropped_labels}" if self.dropped_labels else "")
+                + (f", class folders without an image {self.empty_classes}" if self.empty_classes else "")
+                + f"; per class: {self.class_counts}")

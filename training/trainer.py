@@ -61,7 +61,7 @@ class EmoticTrainer(Trainer):
         if self.optimizer is None:
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
             groups = layer_decay_parameter_groups(
-                model, self.args.weight_decay, self.args.learning_rate, getattr(self.args, "layer_decay", 1.0)
+                model, self.args.weight_decay, self.args.learning_rate, getattr(self.args, "layer_decay", None) or 1.0
             )
             for group in groups:
                 group.pop("lr_scale")
