@@ -12,6 +12,7 @@ from typing import Literal
 from transformers import HfArgumentParser
 
 from emotic.inference.faces import FACES
+from emotic.processing.face_geometry import FaceDetector, set_face_detector
 from emotic.processing.image_processing_emotic import Geometry
 
 MODEL_HELP = "a model folder (the --output_dir of `emotic finetune`) or a Hub id"
@@ -51,9 +52,17 @@ class FramesArguments:
     geometry: Geometry | None = field(default=None, metadata={
         "help": "face geometry: template for aligned crops (Aff-Wild2 cropped_aligned), detector to find faces in "
                 "each frame; default: the processor's (auto)"})
+    detector: FaceDetector | None = field(default=None, metadata={
+        "help": "the face detector wherever faces are found (--geometry detector or auto, tracked faces): blazeface "
+                "(MediaPipe's; the default where LiteRT is installed, as emotic[faces] does) or hog (dlib's)"})
 
     def check(self) -> None:
+        """Refuses what is out of range, and makes `--detector` the detector of this process's face finding."""
         check_number("--batch_size", self.batch_size, 1, 65536, integer=True)
+        try:
+            set_face_detector(self.detector)
+        except ImportError as error:
+            raise ValueError(str(error)) from None
 
 
 @dataclass

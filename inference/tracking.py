@@ -285,6 +285,11 @@ class FaceTracker:
         self.next_id = 1
         self.seen = {}  # per track ever given: first and last frame, frames seen, first box (a few numbers each)
         self.dropped = 0  # faces found beyond max_faces, over the video
+        # A detection below the detector's `confident_score` (BlazeFace's score of a half-hidden face, whose
+        # descriptor is no one's) starts a new track only when the detection before found it too: until then it is
+        # pending here, not shown (ByteTrack's rule: unsure detections continue tracks, they do not start them).
+        self.confident_score = getattr(landmarker, "confident_score", None)
+        self.pending = []  # boxes of unsure faces of the last detection frame that no track took
 
     def update(self, rgb: np.ndarray) -> list[TrackedFace]:
         """The faces of the next frame (`(H, W, 3)` uint8 RGB), each with its track id, in the order of their ids."""
@@ -346,10 +351,14 @@ class FaceTracker:
             distance = np.array([[track.distance(describe(face)) for track in candidates] for face in free])
             for row, column in _assign(distance, self.max_distance):
                 matches[free[row]] = candidates[column]
-        found = []
+        found, pending = [], []
         for index in sorted(range(len(detections)), key=lambda i: boxes[i][0]):  # new ids left to right
             landmarks, score, detector_box = detections[index]
             track = matches.get(index)
+            if track is None and self.confident_score is not None and score < self.confident_score and \
+                    not any(box_iou(boxes[index], box) >= self.min_iou for box in self.pending):
+                pending.append(boxes[index])  # unsure and new: shown once the next detection confirms it
+                continue
             if track is None:
                 track = self.tracks[self.next_id] = _Track(self.next_id, landmarks, boxes[index], (0, 0, 0, 0),
                                                            self.frame)
@@ -362,6 +371,7 @@ class FaceTracker:
             if descriptors[index] is not None:
                 track.descriptors.append(descriptors[index])
             found.append((track, score, greys[index]))
+        self.pending = pending
         return found
 
     def _someone_else(self, descriptor: np.ndarray, track: _Track) -> bool:

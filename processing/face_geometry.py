@@ -2,8 +2,9 @@
 
 Three sources, in the order the image processor tries them:
 1. landmarks from the caller, in one of the conventions of `LANDMARK_CONVENTIONS` (5, 68, 468 or 478 points);
-2. a face detector and 68-point landmark model (dlib's HOG detector and shape predictor, whose weights ship in the
-   `dlib-bin` and `face_recognition_models` packages: nothing is downloaded at run time);
+2. a face detector and 68-point landmark model: MediaPipe's BlazeFace (full range) run by LiteRT, its model shipped
+   in this package (`face_models/`, Apache-2.0), or dlib's HOG detector (`FACE_DETECTORS`, `set_face_detector`);
+   then dlib's shape predictor, whose weights ship in `face_recognition_models` (nothing is downloaded at run time);
 3. the canonical template of an aligned face crop (`CANONICAL_FIVE_POINTS`), for Aff-Wild2 `cropped_aligned`
    frames and other crops aligned the same way.
 
@@ -245,9 +246,149 @@ def box_iou(a, b) -> float:
 
 @functools.lru_cache(maxsize=1)
 def detector_available() -> bool:
-    """True when the face detector and the landmark model can be loaded (`pip install "emotic[faces]"`). Looked
+    """True when a face detector and the landmark model can be loaded (`pip install "emotic[faces]"`). Looked
     up once per process: the processor asks for every image."""
     return importlib.util.find_spec("dlib") is not None and _predictor_path() is not None
+
+
+# The face detectors `FaceLandmarker` can use (`--detector`): MediaPipe's BlazeFace (full-range model) through LiteRT,
+# or dlib's HOG detector. BlazeFace finds small, noisy and turned faces HOG misses, at a fraction of its time (see
+# docs/benchmarks.md); HOG needs no LiteRT.
+FaceDetector = Literal["blazeface", "hog"]
+FACE_DETECTORS = get_args(FaceDetector)
+_chosen_detector = None  # set by `set_face_detector`; None: `default_face_detector()`
+
+
+@functools.lru_cache(maxsize=1)
+def blazeface_available() -> bool:
+    return importlib.util.find_spec("ai_edge_litert") is not None and _blazeface_path() is not None
+
+
+def default_face_detector() -> str:
+    """BlazeFace where LiteRT is installed (`emotic[faces]` installs it), else HOG."""
+    return "blazeface" if blazeface_available() else "hog"
+
+
+def set_face_detector(name: str | None) -> None:
+    """The detector every `FaceLandmarker.shared()` of this process uses from now on (None: the default); what the
+    commands' `--detector` sets. An unknown name, or BlazeFace without LiteRT, is refused."""
+    global _chosen_detector
+    if name is not None and name not in FACE_DETECTORS:
+        raise ValueError(f"--detector {name!r}; allowed: {list(FACE_DETECTORS)}")
+    if name == "blazeface" and not blazeface_available():
+        raise ImportError("--detector blazeface needs LiteRT: pip install 'emotic[faces]' (ai-edge-litert)")
+    _chosen_detector = name
+
+
+def face_detector() -> str:
+    """The detector `FaceLandmarker.shared()` uses now."""
+    return _chosen_detector or default_face_detector()
+
+
+def _blazeface_path() -> str | None:
+    """The BlazeFace model shipped in `emotic.processing` (beside this file, or, in a Hub repository's copy of this
+    file, in the installed emotic package)."""
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "face_models", BlazeFace.MODEL)
+    if os.path.isfile(here):
+        return here
+    spec = importlib.util.find_spec("emotic.processing") if importlib.util.find_spec("emotic") else None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(list(spec.submodule_search_locations)[0], "face_models", BlazeFace.MODEL)
+    return path if os.path.isfile(path) else None
+
+
+class BlazeFace:
+    """MediaPipe's BlazeFace full-range face detector (`face_detection_full_range_sparse.tflite`, Apache-2.0, from
+    MediaPipe 0.10.21), run by LiteRT (`ai-edge-litert`) with MediaPipe's own pre- and post-processing: the image
+    letterboxed to 192x192 in [-1, 1], 2,304 anchors (one per cell of a 48x48 grid), sigmoid scores kept from
+    `min_score` (MediaPipe's 0.6), boxes and 6 keypoints decoded from the anchors, and MediaPipe's weighted
+    non-maximum suppression (IoU 0.3). A large image is also searched in overlapping tiles, so that a face a tenth
+    of the frame's width is still seen at the model's scale; an image where nothing is found, once more inside a
+    border (a face filling the frame, which a model made for faces at a distance misses).
+
+    Call it with `(H, W, 3)` uint8 RGB: `[(box, score, keypoints)]`, best first; boxes `(x0, y0, x1, y1)` and the
+    `(6, 2)` keypoints (right eye, left eye, nose tip, mouth centre, right ear, left ear; the person's right) in
+    pixels of the image.
+    """
+
+    MODEL = "face_detection_full_range_sparse.tflite"
+    SIZE = 192
+
+    def __init__(self, min_score: float = 0.6, min_suppression_iou: float = 0.3):
+        from ai_edge_litert.interpreter import Interpreter
+
+        path = _blazeface_path()
+        if path is None:
+            raise ImportError("the BlazeFace model is missing from emotic/processing/face_models; reinstall emotic")
+        self.interpreter = Interpreter(model_path=path, num_threads=1)
+        self.interpreter.allocate_tensors()
+        self._input = self.interpreter.get_input_details()[0]["index"]
+        outputs = {tuple(d["shape"])[-1]: d["index"] for d in self.interpreter.get_output_details()}
+        self._boxes, self._scores = outputs[16], outputs[1]
+        cells = self.SIZE // 4
+        ys, xs = np.mgrid[0:cells, 0:cells]
+        self.anchors = np.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], -1).reshape(-1, 2)
+        self.min_score, self.min_suppression_iou = min_score, min_suppression_iou
+
+    def __call__(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float, np.ndarray]]:
+        height, width = rgb.shape[:2]
+        windows = [(0, 0, width, height, 0.0)]
+        side = min(width, height)
+        if max(width, height) > 3 * self.SIZE:  # small faces in a large frame: squares of 2/3 of the short side
+            tile = max(self.SIZE, int(side * 2 / 3))
+
+            def steps(length):  # tile origins along a side, half a tile apart
+                return np.linspace(0, length - tile, max(1, int(np.ceil((length - tile) / (tile / 2))) + 1))
+
+            windows += [(int(x), int(y), tile, tile, 0.0) for y in steps(height) for x in steps(width)]
+        found = [self._window(rgb, *window) for window in windows]
+        if not any(len(scores) for _, scores, _ in found):
+            # nothing: perhaps one face filling the frame (a face crop, a webcam close-up), which the full-range model,
+            # made for faces at a distance, misses; the image shrunk to a third inside a border of its mean colour
+            # (FER+'s 48x48 test faces: 16 of 100 found without the border, 82 with it; HOG 74)
+            found.append(self._window(rgb, 0, 0, width, height, 1.0))
+        boxes = np.concatenate([f[0] for f in found])
+        return self._suppress(boxes, np.concatenate([f[1] for f in found]), np.concatenate([f[2] for f in found]))
+
+    def _window(self, rgb, left, top, width, height, border: float):
+        """The faces in one window of the image, letterboxed (and, with `border`, inside a border of the window's
+        mean colour `border` times its long side wide on each side)."""
+        from PIL import Image
+
+        scale = self.SIZE / (max(width, height) * (1 + 2 * border))
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        offset = ((self.SIZE - size[0]) // 2, (self.SIZE - size[1]) // 2)
+        crop = np.ascontiguousarray(rgb[top:top + height, left:left + width])
+        pixels = np.asarray(Image.fromarray(crop).resize(size, Image.BILINEAR, reducing_gap=2.0), np.float32)
+        canvas = np.zeros((self.SIZE, self.SIZE, 3), np.float32)
+        if border:
+            canvas[:] = pixels.mean(axis=(0, 1)) / 127.5 - 1
+        canvas[offset[1]:offset[1] + size[1], offset[0]:offset[0] + size[0]] = pixels / 127.5 - 1
+        self.interpreter.set_tensor(self._input, canvas[None])
+        self.interpreter.invoke()
+        raw = self.interpreter.get_tensor(self._boxes)[0]
+        logits = np.clip(self.interpreter.get_tensor(self._scores)[0, :, 0].astype(np.float64), -100, 100)
+        scores = 1 / (1 + np.exp(-logits))
+        keep = scores >= self.min_score
+        raw, scores, anchors = raw[keep] / self.SIZE, scores[keep], self.anchors[keep]
+        centres = raw[:, :2] + anchors
+        boxes = np.concatenate([centres - raw[:, 2:4] / 2, centres + raw[:, 2:4] / 2], axis=1)
+        keypoints = raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None]
+        shift, unit = np.array([left, top]) - np.array(offset) / scale, self.SIZE / scale
+        return boxes * unit + np.tile(shift, 2), scores, keypoints * unit + shift
+
+    def _suppress(self, boxes, scores, keypoints):
+        """MediaPipe's weighted NMS: each kept face is the score-weighted mean of the boxes that overlap it."""
+        order, kept = list(np.argsort(-scores)), []
+        while order:
+            best = order[0]
+            overlaps = [i for i in order if box_iou(boxes[best], boxes[i]) > self.min_suppression_iou]
+            weights = scores[overlaps][:, None]
+            kept.append(((boxes[overlaps] * weights).sum(0) / weights.sum(), float(scores[best]),
+                         (keypoints[overlaps] * weights[:, :, None]).sum(0) / weights.sum()))
+            order = [i for i in order if i not in overlaps]
+        return kept
 
 
 def _predictor_path():
@@ -266,16 +407,25 @@ def face_model_path(name: str) -> str | None:
 
 
 class FaceLandmarker:
-    """dlib's HOG face detector + 68-point shape predictor. The largest face wins.
+    """A face detector (`detector`: BlazeFace or dlib's HOG, see `FACE_DETECTORS`) + dlib's 68-point shape predictor.
+    The largest face wins.
 
-    The detector runs on a copy resized to at most `detect_max_side` pixels (and upsampled once when the image is
-    small), so large photos stay fast; landmarks are then fitted at full resolution.
+    HOG runs on a copy resized to at most `detect_max_side` pixels (and upsampled once when the image is small), so
+    large photos stay fast; BlazeFace on its own 192-pixel input (and tiles of a large image). Landmarks are then
+    fitted at full resolution, in a box the size of HOG's (BlazeFace's box, which reaches the hairline, is scaled
+    by `BLAZEFACE_TO_HOG`); a face under `UPSCALE_BELOW` pixels is upscaled first, so that the predictor sees a
+    48-pixel FER crop at the size it was trained on.
     """
 
-    _shared = None
+    _shared = {}
     _lock = threading.Lock()
+    BLAZEFACE_TO_HOG = 0.9  # HOG's box over BlazeFace's, measured on the astronaut and Grace Hopper: 0.86 and 0.95
+    UPSCALE_BELOW = 80
 
-    def __init__(self, detect_max_side: int = 640):
+    def __init__(self, detect_max_side: int = 640, detector: str | None = None):
+        detector = detector or default_face_detector()
+        if detector not in FACE_DETECTORS:
+            raise ValueError(f"detector={detector!r}; allowed: {list(FACE_DETECTORS)}")
         try:
             import dlib
         except ImportError as error:  # the optional extra is missing
@@ -288,18 +438,24 @@ class FaceLandmarker:
             raise ImportError("face detection needs face_recognition_models (the 68-point landmark model): "
                               "pip install 'emotic[faces]'")
         self._dlib = dlib
-        self.detector = dlib.get_frontal_face_detector()
+        self.detector_name = detector
+        self.detector = dlib.get_frontal_face_detector() if detector == "hog" else BlazeFace()
+        # below this score a face may be partly hidden (BlazeFace: 0.6 to 0.7 on half faces, above 0.8 on most whole
+        # ones); trackers wait for a second sighting before giving it an id. HOG's margins say no such thing.
+        self.confident_score = 0.7 if detector == "blazeface" else None
         self.predictor = dlib.shape_predictor(path)
         self.detect_max_side = detect_max_side
         self._calls = threading.Lock()  # one detection at a time: dlib's objects are not documented thread-safe
 
     @classmethod
-    def shared(cls) -> "FaceLandmarker":
-        """One instance per process: loading the 100 MB model takes about a second."""
+    def shared(cls, detector: str | None = None) -> "FaceLandmarker":
+        """One instance per detector and process (loading the 100 MB landmark model takes about a second); without
+        `detector`, the process's choice (`set_face_detector`, the commands' `--detector`), else the default."""
+        detector = detector or face_detector()
         with cls._lock:
-            if cls._shared is None:
-                cls._shared = cls()
-            return cls._shared
+            if detector not in cls._shared:
+                cls._shared[detector] = cls(detector=detector)
+            return cls._shared[detector]
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray | None:
         """`(H, W, 3)` uint8 RGB → `(68, 2)` landmarks of the largest face, or None when no face is found."""
@@ -314,6 +470,18 @@ class FaceLandmarker:
         """Every face found, largest first, as `((68, 2) landmarks, detector score, detector box)` (at most `limit`
         of them; boxes `(x0, y0, x1, y1)` in pixels of `rgb`), and how many faces were found in all (more than
         `limit` when some were left out)."""
+        if self.detector_name == "blazeface":
+            full = np.ascontiguousarray(rgb)
+            with self._calls:
+                faces = self.detector(full)
+                ranked = sorted(faces, key=lambda face: (face[0][2] - face[0][0]) * (face[0][3] - face[0][1]),
+                                reverse=True)
+                found = []
+                for box, score, _ in ranked[:limit]:
+                    centre, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]).max() / 2 * self.BLAZEFACE_TO_HOG
+                    rect = tuple(int(round(v)) for v in (*(centre - half), *(centre + half)))
+                    found.append((self._shape(full, self._dlib.rectangle(*rect)), score, rect))
+            return found, len(ranked)
         height, width = rgb.shape[:2]
         factor = min(1.0, self.detect_max_side / max(height, width))
         small = rgb
@@ -347,4 +515,20 @@ class FaceLandmarker:
             return self._shape(np.ascontiguousarray(rgb), rect)
 
     def _shape(self, full: np.ndarray, rect) -> np.ndarray:
-        return np.array([(p.x, p.y) for p in self.predictor(full, rect).parts()], dtype=np.float64)
+        size = max(rect.width(), rect.height())
+        if size >= self.UPSCALE_BELOW:
+            return np.array([(p.x, p.y) for p in self.predictor(full, rect).parts()], dtype=np.float64)
+        # a small face: its surroundings (half a face each side) upscaled so the face is UPSCALE_BELOW pixels
+        from PIL import Image
+
+        margin, scale = size // 2 + 1, self.UPSCALE_BELOW / max(size, 1)
+        left, top = max(0, rect.left() - margin), max(0, rect.top() - margin)
+        right, bottom = min(full.shape[1], rect.right() + margin), min(full.shape[0], rect.bottom() + margin)
+        crop = Image.fromarray(full[top:bottom, left:right])
+        big = np.ascontiguousarray(np.asarray(crop.resize((max(1, round(crop.width * scale)),
+                                                           max(1, round(crop.height * scale))), Image.BICUBIC)))
+        moved = self._dlib.rectangle(*(int(round(v)) for v in ((rect.left() - left) * scale, (rect.top() - top) * scale,
+                                                                (rect.right() - left) * scale,
+                                                                (rect.bottom() - top) * scale)))
+        points = np.array([(p.x, p.y) for p in self.predictor(big, moved).parts()], dtype=np.float64)
+        return points / scale + [left, top]
