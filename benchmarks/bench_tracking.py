@@ -2,7 +2,7 @@
 video, detecting faces on every frame against `--detect_every 5` (landmarks follow the faces in between), in the
 same run.
 
-    python benchmarks/bench_tracking.py [--frames 300] [--json results.json]
+    python benchmarks/bench_tracking.py [--frames 300] [--detector blazeface|hog] [--json results.json]
     python benchmarks/bench_tracking.py --smoke     # a few frames: checks the script, measures little
 
 The video: the two real people of the tests (scikit-image's astronaut, matplotlib's Grace Hopper) walking towards
@@ -52,22 +52,23 @@ def id_switches(tracks_per_frame, placed_per_frame) -> int:
     return switches
 
 
-def time_tracker(frames, placed, detect_every: int) -> tuple[float, int, int]:
+def time_tracker(frames, placed, detect_every: int, detector: str | None = None) -> tuple[float, int, int]:
     from emotic.inference.tracking import FaceTracker
+    from emotic.processing.face_geometry import FaceLandmarker
 
-    tracker = FaceTracker(fps=30, detect_every=detect_every)
+    tracker = FaceTracker(fps=30, detect_every=detect_every, landmarker=FaceLandmarker.shared(detector))
     start = time.perf_counter()
     seen = [[(face.track, (face.box[0] + face.box[2]) / 2) for face in tracker.update(frame)] for frame in frames]
     seconds = time.perf_counter() - start
     return len(frames) / seconds, id_switches(seen, placed), sum(len(faces) for faces in seen)
 
 
-def time_predict(model: Path, video: Path, detect_every: int, output: Path) -> float:
+def time_predict(model: Path, video: Path, detect_every: int, output: Path, detector: str | None = None) -> float:
     from emotic.inference.predict import main
 
     start = time.perf_counter()
     code = main([str(model), str(video), "--output_dir", str(output), "--detect_every", str(detect_every),
-                 "--quiet", "--overwrite"])
+                 "--quiet", "--overwrite", *(["--detector", detector] if detector else [])])
     if code != 0:
         raise SystemExit(f"emotic predict failed on {video} ({code})")
     return time.perf_counter() - start
@@ -79,6 +80,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--detector", default=None, help="blazeface or hog (default: emotic's default)")
     args = parser.parse_args(argv)
     frames_count = 40 if args.smoke else args.frames
     import torch
@@ -90,7 +92,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     placed = layout(frames_count)
     frames = compose_people(placed)
-    results = {"frames": frames_count, "size": "640x360", "people": 2, "settings": {}}
+    from emotic.processing.face_geometry import face_detector, set_face_detector
+
+    set_face_detector(args.detector)
+    results = {"frames": frames_count, "size": "640x360", "people": 2, "detector": face_detector(), "settings": {}}
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         video = folder / "two_people.mp4"
@@ -103,10 +108,10 @@ def main(argv=None) -> int:
         runs = {k: {"tracker_fps": [], "predict_fps": []} for k in (1, 5)}
         for _ in range(1 if args.smoke else args.repeats):
             for every in (1, 5):  # alternating, so that a slower moment of the machine hits both
-                speed, switches, faces = time_tracker(frames, placed, every)
+                speed, switches, faces = time_tracker(frames, placed, every, args.detector)
                 runs[every]["tracker_fps"].append(speed)
                 runs[every].update(id_switches=switches, faces=faces)
-                seconds = time_predict(folder / "model", video, every, folder / f"out{every}")
+                seconds = time_predict(folder / "model", video, every, folder / f"out{every}", args.detector)
                 runs[every]["predict_fps"].append(frames_count / seconds)
     for every, run in runs.items():
         results["settings"][f"detect_every_{every}"] = {

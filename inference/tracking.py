@@ -38,6 +38,8 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
+import math
+
 import numpy as np
 
 from emotic.processing.face_geometry import box_iou
@@ -286,10 +288,13 @@ class FaceTracker:
         self.seen = {}  # per track ever given: first and last frame, frames seen, first box (a few numbers each)
         self.dropped = 0  # faces found beyond max_faces, over the video
         # A detection below the detector's `confident_score` (BlazeFace's score of a half-hidden face, whose
-        # descriptor is no one's) starts a new track only when the detection before found it too: until then it is
-        # pending here, not shown (ByteTrack's rule: unsure detections continue tracks, they do not start them).
+        # descriptor is no one's, or of a false detection) continues a track it overlaps, but neither takes back a
+        # track by its descriptor nor starts one until it has been found at the same place by every detection for
+        # half a second: until then it is pending, not shown (ByteTrack lets unsure detections continue tracks only;
+        # a small face far away, unsure all the time, is still tracked after the wait).
         self.confident_score = getattr(landmarker, "confident_score", None)
-        self.pending = []  # boxes of unsure faces of the last detection frame that no track took
+        self.confirm_after = max(2, math.ceil(0.5 * fps / detect_every))  # detections in a row
+        self.pending = []  # (box, detections in a row) of unsure faces of the last detection frame no track took
 
     def update(self, rgb: np.ndarray) -> list[TrackedFace]:
         """The faces of the next frame (`(H, W, 3)` uint8 RGB), each with its track id, in the order of their ids."""
@@ -344,7 +349,8 @@ class FaceTracker:
                 continue  # where the track's face was, looking otherwise, and not its person: someone else (a cut)
             matches[face] = track
         # faces no track overlaps: re-identified among the tracks not yet matched, seen in the last max_gap seconds
-        free = [i for i in range(len(detections)) if i not in matches]
+        # (not unsure ones: a half-hidden face's or a false detection's descriptor may come near anyone's)
+        free = [i for i in range(len(detections)) if i not in matches and not self._unsure(detections[i][1])]
         taken = {track.id for track in matches.values()}
         candidates = [t for t in self.tracks.values() if t.id not in taken and t.descriptors]
         if free and candidates:
@@ -355,10 +361,12 @@ class FaceTracker:
         for index in sorted(range(len(detections)), key=lambda i: boxes[i][0]):  # new ids left to right
             landmarks, score, detector_box = detections[index]
             track = matches.get(index)
-            if track is None and self.confident_score is not None and score < self.confident_score and \
-                    not any(box_iou(boxes[index], box) >= self.min_iou for box in self.pending):
-                pending.append(boxes[index])  # unsure and new: shown once the next detection confirms it
-                continue
+            if track is None and self._unsure(score):
+                seen = 1 + max([count for box, count in self.pending if box_iou(boxes[index], box) >= self.min_iou],
+                               default=0)
+                if seen < self.confirm_after:
+                    pending.append((boxes[index], seen))  # unsure and new: shown once confirmed
+                    continue
             if track is None:
                 track = self.tracks[self.next_id] = _Track(self.next_id, landmarks, boxes[index], (0, 0, 0, 0),
                                                            self.frame)
@@ -373,6 +381,9 @@ class FaceTracker:
             found.append((track, score, greys[index]))
         self.pending = pending
         return found
+
+    def _unsure(self, score) -> bool:
+        return self.confident_score is not None and score is not None and score < self.confident_score
 
     def _someone_else(self, descriptor: np.ndarray, track: _Track) -> bool:
         """Whether a face that overlaps `track` among other faces or tracks is another known person: nearer to

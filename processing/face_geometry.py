@@ -335,8 +335,8 @@ class BlazeFace:
         height, width = rgb.shape[:2]
         windows = [(0, 0, width, height, 0.0)]
         side = min(width, height)
-        if max(width, height) > 3 * self.SIZE:  # small faces in a large frame: squares of 2/3 of the short side
-            tile = max(self.SIZE, int(side * 2 / 3))
+        if max(width, height) > 3 * self.SIZE:  # small faces in a large frame: squares of the short side
+            tile = max(self.SIZE, side)
 
             def steps(length):  # tile origins along a side, half a tile apart
                 return np.linspace(0, length - tile, max(1, int(np.ceil((length - tile) / (tile / 2))) + 1))
