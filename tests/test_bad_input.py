@@ -494,6 +494,57 @@ def test_finetune_refuses_an_image_folder_it_cannot_label_in_one_line(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_real_expression_images_of_every_kind_train_or_are_skipped_and_counted(tmp_path):
+    """What FER folders hold in the wild: 48x48 grey PNGs, 16-bit PNGs and CMYK JPEGs train (16 bits scaled to 8,
+    not clipped); a 1x1 image is skipped and counted; an empty class folder is reported by name."""
+    from emotic.training.image_datasets import read_image_folder
+    from emotic.training.transforms import ViewTransform
+
+    labels = {name: index for index, name in enumerate(EmoticConfig().id2label.values())}
+    root = tmp_path / "train"
+    for name in ("neutral", "happiness", "fear"):
+        (root / name).mkdir(parents=True)
+    ramp = np.add.outer(np.arange(48), np.arange(48))
+    Image.fromarray(ramp.astype(np.uint8) * 2, mode="L").save(root / "neutral" / "grey.png")
+    Image.fromarray(ramp.astype(np.uint16) * 600).save(root / "neutral" / "deep.png")  # 0..56,400 of 65,535
+    assert Image.open(root / "neutral" / "deep.png").mode == "I;16"
+    Image.fromarray(np.repeat(ramp[..., None].astype(np.uint8) * 2, 3, 2)).convert("CMYK").save(
+        root / "happiness" / "cmyk.jpg")
+    Image.new("L", (1, 1)).save(root / "happiness" / "dot.png")
+    with untouched(root):
+        dataset, report = read_image_folder(root, labels)
+        transform = ViewTransform(EmoticImageProcessor(size=32, geometry="template"))
+        batch = transform(dataset.with_format(None)[:])
+    assert report.empty_classes == ["fear"] and "class folders without an image ['fear']" in report.format()
+    names = [Path(path).name for path in dataset["image"]]
+    kept = {name: label for name, label in zip(names, batch["labels"].tolist())}
+    assert kept == {"cmyk.jpg": labels["Happiness"], "dot.png": -1, "deep.png": labels["Neutral"],
+                    "grey.png": labels["Neutral"]}
+    assert list(transform.unreadable) == [str(root / "happiness" / "dot.png")]
+    deep = np.asarray(EmoticImageProcessor().to_rgb(str(root / "neutral" / "deep.png")))[..., 0].astype(int)
+    assert deep.min() == 0 and 215 <= deep.max() <= 221 and (np.diff(deep, axis=1) >= 0).all()  # 56,400 / 257
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--crop_scale", "0", "--crop_scale 0.0: expected a number in (0, 1]"),
+    ("--rotation", "-5", "--rotation -5.0: expected a number in [0, 180]"),
+    ("--erasing", "2", "--erasing 2.0: expected a number in [0, 1]"),
+    ("--class_weight_power", "3", "--class_weight_power 3.0: expected a number in [0, 1]"),
+    ("--layer_decay", "1.5", "--layer_decay 1.5: expected a number in (0, 1]"),
+])
+def test_finetune_refuses_a_training_option_out_of_range_in_one_line(tmp_path, option, value, message):
+    (tmp_path / "train" / "neutral").mkdir(parents=True)
+    face(32).save(tmp_path / "train" / "neutral" / "a.png")
+    refused(emotic_cli("finetune", "--train_dir", tmp_path / "train", "--output_dir", tmp_path / "run",
+                       "--model_size", "tiny", "--eval_split", "", option, value), message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unknown_face_detector_is_refused_in_one_line(tmp_path):
+    refused(emotic_cli("predict", tmp_path / "model", tmp_path / "video.mp4", "--detector", "retina"),
+            "--detector", "invalid choice: 'retina'")
+
+
 def test_an_unreadable_training_image_is_skipped_counted_and_ignored_by_the_loss(tmp_path):
     from emotic.training.transforms import ViewTransform
 

@@ -47,3 +47,39 @@ def test_benchmark_script_runs_in_smoke_mode(script, tmp_path):
         assert all(row["training"]["images_per_s"] > 0 for row in results)
         video = json.loads((tmp_path / "out.json").read_text())["predict"]  # emotic predict end to end, and a loop
         assert video["frames"] == 8 and video["predict_frames_per_s"] > 0 and video["pipeline_loop_frames_per_s"] > 0
+
+
+def test_detector_benchmark_measures_each_detector_in_smoke_mode(tmp_path):
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "bench_detectors.py"), "--smoke", "--json",
+                             str(tmp_path / "out.json")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    results = json.loads((tmp_path / "out.json").read_text())
+    for name in ("blazeface", "hog"):
+        assert results["video"][name]["frames_per_s"] > 0 and 0 <= results["video"][name]["recall"] <= 1
+        assert all(0 <= runs[name]["found"] <= 6 for runs in results["group"].values())
+
+
+@pytest.mark.minutes(1)
+def test_real_faces_benchmark_runs_every_row_on_generated_faces_and_resumes_without_redoing_them(tmp_path):
+    """The smoke mode of bench_real_faces.py (generated 48x48 grey faces in FER+'s layout, one epoch, one seed):
+    every row trains through emotic's commands or the plain loops, the report has each row, and started again the
+    benchmark finds every row finished and trains nothing."""
+    command = [sys.executable, str(BENCHMARKS / "bench_real_faces.py"), "--smoke", "--seeds", "0", "--output_dir",
+               str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "real_faces.json").read_text())
+    assert summary["partial"] == []
+    rows = {"always_neutral", "mae_pretrain", "cnn", "vit_loop", "emotic_scratch_none", "emotic_mae_none",
+            "emotic_mae_attention", "emotic_mae_concat_linear"}
+    assert set(summary["results"]) == rows
+    for row, runs in summary["results"].items():
+        if row != "mae_pretrain":
+            assert 0 <= runs[0]["accuracy"] <= 1 and len(runs[0]["confusion_matrix"]) == 8, row
+    table = (tmp_path / "out" / "real_faces.md").read_text()
+    assert "emotic MAE-pre-trained, attention fusion" in table and (tmp_path / "out" / "real_faces.png").exists()
+    assert (tmp_path / "out" / "emotic_mae_attention" / "seed-0" / "model.safetensors").exists()  # models kept
+    finished = {path: path.stat().st_mtime_ns for path in (tmp_path / "out").rglob("result.json")}
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "done in" not in again.stdout, again.stdout[-2000:]
+    assert {path: path.stat().st_mtime_ns for path in (tmp_path / "out").rglob("result.json")} == finished

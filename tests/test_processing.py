@@ -179,6 +179,65 @@ def test_real_photos_get_a_face_box_holding_eyes_above_mouth(photo):
     assert eyes_centre < mouth_centre
 
 
+@pytest.mark.parametrize("geometry", ["template", "detector", "auto"])
+def test_a_48x48_grey_face_as_fer_datasets_hold_them_gets_regions_on_its_eyes_nose_and_mouth(geometry):
+    """FER2013/FER+ faces are 48x48 grey crops: each geometry puts the auxiliary view's regions on the real face's
+    eyes, nose and mouth (the detectors find such a face after a border is added, its landmarks after upscaling)."""
+    crop, truth = aligned_astronaut()
+    face = crop.convert("L").resize((48, 48), Image.Resampling.BILINEAR)
+    views = EmoticImageProcessor(size=64, geometry=geometry)(face, return_regions=True, return_tensors="pt")
+    assert views["pixel_values"].shape == views["pixel_values_aux"].shape == (1, 3, 64, 64)
+    regions = views["regions"][0]
+    assert regions["geometry"] == ("template" if geometry == "template" else "detector")
+    assert_regions_cover(regions, {k: tuple(v * 48 / 112 for v in box) for k, box in truth.items()})
+
+
+def test_the_default_detector_finds_more_faces_of_a_noisy_group_photo_than_hog_down_to_small_faces():
+    """Six real faces (the astronaut and Grace Hopper, three times each) with noise of +-12 levels, at six sizes
+    from 70 to 15 pixels: BlazeFace, the default, finds all six at 52 pixels and more, 29 of the 36 in all (three
+    at 15 pixels), never a false one; dlib's HOG 18 (none at 15). docs/benchmarks.md has every size."""
+    from people import group_photo, matched
+
+    from emotic.processing.face_geometry import FaceLandmarker, default_face_detector
+
+    assert default_face_detector() == "blazeface", "LiteRT (ai-edge-litert) is part of emotic[faces]"
+    found = {}
+    for height in (80, 60, 50, 40, 30, 17):
+        frame, truth, _ = group_photo(height)
+        found[height] = {name: matched(FaceLandmarker.shared(name).detect(frame)[0], truth)
+                         for name in ("blazeface", "hog")}
+    assert all(runs["blazeface"][1] == 0 for runs in found.values()), found  # no false detection
+    assert found[80]["blazeface"][0] == found[60]["blazeface"][0] == 6 and found[17]["blazeface"][0] >= 3, found
+    total = {name: sum(runs[name][0] for runs in found.values()) for name in ("blazeface", "hog")}
+    assert total["blazeface"] >= 29 and total["blazeface"] > total["hog"], total
+
+
+def test_the_default_detector_finds_at_least_95_percent_of_the_faces_of_a_noisy_compressed_portrait_video(tmp_path):
+    """Three real portraits (one turned), faces of 75-110 px, noise of +-12 levels, MPEG-4 at the encoder's default
+    rate: once 74 of 90 frames for HOG (dlib's HOG finds 82 of these 90 here)."""
+    from people import matched, portrait_video
+
+    from emotic.processing.face_geometry import FaceLandmarker
+
+    frames, truth = portrait_video(tmp_path / "portraits.mp4", frames_each=10)
+    found = sum(matched(FaceLandmarker.shared().detect(frame)[0], [box])[0] for frame, box in zip(frames, truth))
+    assert found >= 0.95 * len(frames), found
+
+
+def test_the_detector_is_chosen_for_the_process_and_an_unknown_one_is_refused():
+    from emotic.processing import face_geometry
+
+    try:
+        face_geometry.set_face_detector("hog")
+        assert face_geometry.FaceLandmarker.shared().detector_name == "hog"
+        face_geometry.set_face_detector(None)
+        assert face_geometry.FaceLandmarker.shared().detector_name == "blazeface"
+        with pytest.raises(ValueError, match=r"--detector 'retina'; allowed: \['blazeface', 'hog'\]"):
+            face_geometry.set_face_detector("retina")
+    finally:
+        face_geometry.set_face_detector(None)
+
+
 def test_astronaut_regions_match_the_reference_landmarks():
     regions = EmoticImageProcessor()(astronaut(), return_regions=True)["regions"][0]
     assert_regions_cover(regions, ASTRONAUT_REGIONS)

@@ -468,3 +468,28 @@ def test_trainer_options_emotic_does_not_honour_are_refused(synthetic, tmp_path,
                        "--push_to_hub", "true", *extra])
     assert words in str(error.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_layer_decay_is_maes_for_a_pretrained_encoder_and_none_for_random_weights(tmp_path):
+    """MAE's layer decay keeps what pre-training taught the lower blocks; an encoder from random weights has nothing
+    to keep, and decaying its lower blocks' learning rate only slows it (FER+, tiny, from scratch)."""
+    from emotic.training.arguments import EmoticTrainingArguments, resolve_layer_decay
+
+    def resolved(pretrained, **given):
+        return resolve_layer_decay(EmoticTrainingArguments(output_dir=str(tmp_path), **given), pretrained)
+
+    assert resolved(pretrained=True) == 0.65 and resolved(pretrained=False) == 1.0
+    assert resolved(pretrained=False, layer_decay=0.8) == resolved(pretrained=True, layer_decay=0.8) == 0.8
+
+
+def test_class_weight_power_softens_the_inverse_frequency_weights():
+    """FER+'s long tail (116 disgust against 8,733 neutral faces): 0.5 gives the square roots of the inverse class
+    frequencies, 0 no weighting, 1 (the default) the inverse frequencies themselves."""
+    from emotic.tracks import inverse_frequency_weights
+    from emotic.training.finetune import ModelArguments, build_model
+
+    labels = [0] * 60 + [1] * 30 + [2] * 5 + [4] * 5
+    full = inverse_frequency_weights(labels, 8)
+    for power in (1.0, 0.5, 0.0):
+        model, _ = build_model(ModelArguments(model_size="tiny", class_weight_power=power), labels)
+        assert model.config.class_weights == pytest.approx([w ** power for w in full], rel=1e-5)
