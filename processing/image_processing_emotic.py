@@ -449,12 +449,15 @@ class EmoticImageProcessor(BaseImageProcessor):
             return template_boxes(width, height), "template"
         rgb = pixels[0, :3] if pixels.shape[1] >= 3 else pixels[0, :1].expand(3, -1, -1)  # the detector sees RGB
         points = FaceLandmarker.shared()(rgb.permute(1, 2, 0).numpy())
-        if points is None:
-            if on_no_face == "error":
-                raise ValueError(f"{name}: no face found (on_no_face='error')")
-            logger.warning(f"EmoticImageProcessor: {name}: no face found; using the whole image as the face")
-            return template_boxes(width, height), "full_image"
-        return boxes_from_landmarks(points), "detector"
+        if points is not None:
+            try:
+                return boxes_from_landmarks(points), "detector"
+            except ValueError:  # the landmarks collapsed onto a few pixels (a detection of a speck): no usable face
+                pass
+        if on_no_face == "error":
+            raise ValueError(f"{name}: no face found (on_no_face='error')")
+        logger.warning(f"EmoticImageProcessor: {name}: no face found; using the whole image as the face")
+        return template_boxes(width, height), "full_image"
 
     # -- the two views ---------------------------------------------------------------------------------------------
 

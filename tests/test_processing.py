@@ -558,3 +558,19 @@ def test_standard_call_keywords_of_transformers_processors_are_honoured():
         processor(image, do_resize=False)
     with pytest.raises(ValueError, match="image_mean has 3 values for images with 4 channels"):
         processor(np.zeros((40, 48, 4), dtype=np.uint8), do_convert_rgb=False, geometry="template")
+
+
+def test_landmarks_collapsed_onto_a_speck_count_as_no_face_instead_of_an_error(monkeypatch):
+    """On a real 48x48 FER+ face the landmark model once collapsed onto a pixel (eye centres 0.8 px apart) and the
+    processor raised: such a detection is no usable face, and the image falls back to the whole image."""
+    from emotic.processing import face_geometry
+
+    class Collapsed:
+        def __call__(self, rgb):
+            return np.full((68, 2), 20.0) + np.linspace(0, 0.8, 68)[:, None]
+
+    monkeypatch.setattr(face_geometry.FaceLandmarker, "shared", classmethod(lambda cls, detector=None: Collapsed()))
+    regions = EmoticImageProcessor(size=32, geometry="detector")(Image.new("RGB", (48, 48)), return_regions=True)
+    assert regions["regions"][0]["geometry"] == "full_image"
+    with pytest.raises(ValueError, match="no face found"):
+        EmoticImageProcessor(size=32, geometry="detector", on_no_face="error")(Image.new("RGB", (48, 48)))
