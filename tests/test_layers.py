@@ -27,8 +27,8 @@ LAYERS = [
 REMOTE_CODE = ["modeling/configuration_emotic.py", "modeling/modeling_emotic.py", "modeling/heads_emotic.py",
                "modeling/configuration_emotic_temporal.py", "modeling/modeling_emotic_temporal.py",
                "processing/image_processing_emotic.py", "processing/face_geometry.py"]
-REMOTE_CODE_PACKAGES = {"torch", "transformers", "numpy", "PIL",
-                        "dlib", "face_recognition_models"}  # the optional face detector: imported only when installed
+REMOTE_CODE_PACKAGES = {"torch", "transformers", "numpy", "PIL",  # and the optional face detectors, imported only
+                        "dlib", "face_recognition_models", "ai_edge_litert"}  # when installed (else: none, or HOG)
 # Inside the inference layer, the modules each module may import (below them in the flow sources -> faces -> runtime
 # -> stream -> smoothing -> writers, under the output folder; the commands compose them). A new module is listed here.
 INFERENCE_NEIGHBOURS = {
