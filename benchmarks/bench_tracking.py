@@ -1,13 +1,13 @@
 """Tracking every face: frames per second and id switches of `emotic predict --faces all` on a two-person 640x360
-video, detecting faces on every frame against `--detect_every 5` (landmarks follow the faces in between), in the
-same run.
+video, detecting faces on every frame against `--detect_every 5` (landmarks follow the faces in between), with each
+face detector asked for, in the same run.
 
-    python benchmarks/bench_tracking.py [--frames 300] [--detector blazeface|hog] [--json results.json]
+    python benchmarks/bench_tracking.py [--frames 300] [--detectors blazeface hog] [--json results.json]
     python benchmarks/bench_tracking.py --smoke     # a few frames: checks the script, measures little
 
 The video: the two real people of the tests (scikit-image's astronaut, matplotlib's Grace Hopper) walking towards
-and away from the camera, crossing, one leaving for a second, at 30 fps (tests/people.py). Each setting is timed
-twice, alternating: the tracker alone on decoded frames (detection, landmarks, descriptors, quality), and the whole
+and away from the camera, crossing, one leaving for a second, at 30 fps (tests/people.py). Each setting (and detector) is
+timed twice, alternating: the tracker alone on decoded frames (detection, landmarks, descriptors, quality), and the whole
 `emotic predict` in this process (decoding, tracking, views, a tiny model: the model's own cost is
 `bench_models.py`'s). An id switch is a frame where a person's track id differs from the one they had before (MOT's
 definition), with the person known from where they were placed. Compare ratios within one run, never absolute
@@ -80,22 +80,22 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--json", default=None)
-    parser.add_argument("--detector", default=None, help="blazeface or hog (default: emotic's default)")
+    parser.add_argument("--detectors", nargs="+", default=None,
+                        help="blazeface and/or hog, timed alternately in one run (default: emotic's default)")
     args = parser.parse_args(argv)
     frames_count = 40 if args.smoke else args.frames
     import torch
     from PIL import Image
 
     from emotic import EmoticConfig, EmoticForImageClassification, EmoticImageProcessor
+    from emotic.processing.face_geometry import face_detector
     from emotic.training.synthetic import write_video
 
     torch.set_num_threads(1)
     placed = layout(frames_count)
     frames = compose_people(placed)
-    from emotic.processing.face_geometry import face_detector, set_face_detector
-
-    set_face_detector(args.detector)
-    results = {"frames": frames_count, "size": "640x360", "people": 2, "detector": face_detector(), "settings": {}}
+    detectors = args.detectors or [face_detector()]
+    results = {"frames": frames_count, "size": "640x360", "people": 2, "detectors": {}}
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         video = folder / "two_people.mp4"
@@ -105,22 +105,28 @@ def main(argv=None) -> int:
                                                   intermediate_size=64, image_size=32, patch_size=8,
                                                   fusion_layer=1)).save_pretrained(folder / "model")
         EmoticImageProcessor(size=32).save_pretrained(folder / "model")
-        runs = {k: {"tracker_fps": [], "predict_fps": []} for k in (1, 5)}
+        runs = {(d, k): {"tracker_fps": [], "predict_fps": []} for d in detectors for k in (1, 5)}
         for _ in range(1 if args.smoke else args.repeats):
-            for every in (1, 5):  # alternating, so that a slower moment of the machine hits both
-                speed, switches, faces = time_tracker(frames, placed, every, args.detector)
-                runs[every]["tracker_fps"].append(speed)
-                runs[every].update(id_switches=switches, faces=faces)
-                seconds = time_predict(folder / "model", video, every, folder / f"out{every}", args.detector)
-                runs[every]["predict_fps"].append(frames_count / seconds)
-    for every, run in runs.items():
-        results["settings"][f"detect_every_{every}"] = {
-            "tracker_frames_per_s": round(statistics.median(run["tracker_fps"]), 2),
-            "predict_frames_per_s": round(statistics.median(run["predict_fps"]), 2),
-            "id_switches": run["id_switches"], "faces_found": run["faces"]}
-    one, five = results["settings"]["detect_every_1"], results["settings"]["detect_every_5"]
-    results["speedup_tracker"] = round(five["tracker_frames_per_s"] / one["tracker_frames_per_s"], 2)
-    results["speedup_predict"] = round(five["predict_frames_per_s"] / one["predict_frames_per_s"], 2)
+            for every in (1, 5):  # alternating, so that a slower moment of the machine hits every setting
+                for detector in detectors:
+                    run = runs[detector, every]
+                    speed, switches, faces = time_tracker(frames, placed, every, detector)
+                    run["tracker_fps"].append(speed)
+                    run.update(id_switches=switches, faces=faces)
+                    seconds = time_predict(folder / "model", video, every, folder / f"out{every}", detector)
+                    run["predict_fps"].append(frames_count / seconds)
+    for detector in detectors:
+        settings = {}
+        for every in (1, 5):
+            run = runs[detector, every]
+            settings[f"detect_every_{every}"] = {
+                "tracker_frames_per_s": round(statistics.median(run["tracker_fps"]), 2),
+                "predict_frames_per_s": round(statistics.median(run["predict_fps"]), 2),
+                "id_switches": run["id_switches"], "faces_found": run["faces"]}
+        one, five = settings["detect_every_1"], settings["detect_every_5"]
+        settings["speedup_tracker"] = round(five["tracker_frames_per_s"] / one["tracker_frames_per_s"], 2)
+        settings["speedup_predict"] = round(five["predict_frames_per_s"] / one["predict_frames_per_s"], 2)
+        results["detectors"][detector] = settings
     print(json.dumps(results, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
