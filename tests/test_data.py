@@ -384,3 +384,22 @@ def test_multitask_module_equals_an_independent_sum_of_the_three_scores_over_eac
                                                 + result["au"]["au_score"])
     with pytest.raises(ValueError, match="expected two arrays of shape \\(frames, 15\\)"):
         abaw_metric("multitask").compute(predictions=[[0.0] * 14], references=[[0.0] * 14])
+
+
+def test_the_training_transform_counts_the_geometry_each_view_was_built_from(tmp_path):
+    """With `--geometry auto` each training image's auxiliary view comes from the detector where it finds the face,
+    else from the whole image; the run records how many of each (emotic_run.json `geometries`)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from people import real_people
+
+    from emotic import EmoticImageProcessor
+
+    face = real_people()[0].convert("L").resize((64, 64))
+    face.save(tmp_path / "face.png")
+    Image.new("L", (64, 64), 128).save(tmp_path / "blank.png")
+    transform = ViewTransform(EmoticImageProcessor(size=32), geometry="auto")
+    transform({"image": [str(tmp_path / "face.png"), str(tmp_path / "blank.png")], "label": [0, 0]})
+    assert transform.geometries == {"detector": 1, "full_image": 1}
+

@@ -40,6 +40,7 @@ def test_finetune_learns_and_leaves_a_folder_that_auto_classes_and_pipeline_load
     summary = json.loads((tmp_path / "run" / "emotic_run.json").read_text())
     assert summary["eval"]["macro_f1"] == results["macro_f1"]
     assert summary["model"]["fusion_strategy"] == "attention" and summary["model"]["class_weights"]
+    assert set(summary["geometries"]["train"]) == {"template"}  # what the auxiliary views were built from
     assert str(tmp_path) not in json.dumps(summary)  # no local paths in what the card will read
     state = json.loads((sorted((tmp_path / "run").glob("checkpoint-*"))[-1] / "trainer_state.json").read_text())
     losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]

@@ -353,6 +353,9 @@ def train(argv=None) -> dict:
             "hyperparameters": training_hyperparameters(training_args, trainer.accelerator),
             "eval": results,
             "unreadable_images": unreadable_summary(train_transform, eval_transform),
+            # what the auxiliary views were built from: views per geometry (`full_image`: the detector found no face)
+            "geometries": {"train": dict(train_transform.geometries),
+                           "eval": dict(eval_transform.geometries) if eval_transform else None},
         })
         if results:
             print(json.dumps({k: results[k] for k in (*track.headline, "num_frames")}))

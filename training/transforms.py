@@ -1,6 +1,7 @@
 """The training transform: image paths to both views through the image processor, with seeded augmentation."""
 
 import zlib
+from collections import Counter
 
 import numpy as np
 from transformers.utils import logging
@@ -45,6 +46,9 @@ class ViewTransform:
         self.seed = seed
         self.epoch = 0
         self.unreadable = {}  # path -> why it could not be decoded
+        # views built per geometry the processor used (`template`, `detector`, `full_image` where the detector found
+        # no face, `landmarks`), over the run: what the auxiliary view was built from, kept in emotic_run.json
+        self.geometries = Counter()
 
     def _random(self, key: str) -> np.random.Generator:
         return np.random.default_rng(zlib.crc32(f"{self.seed}:{self.epoch}:{key}".encode()))
@@ -115,7 +119,8 @@ class ViewTransform:
         if not self.main_view_only:
             out["pixel_values_aux"] = blank.clone()
         if images:
-            views = self.processor(images, return_tensors="pt", geometry=self.geometry)
+            views = self.processor(images, return_tensors="pt", geometry=self.geometry, return_regions=True)
+            self.geometries.update(region["geometry"] for region in views["regions"])
             for key in out:
                 out[key][torch.tensor(readable)] = views[key]
         if "label" in batch:
