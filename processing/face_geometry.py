@@ -299,13 +299,14 @@ def _blazeface_path() -> str | None:
 
 
 class BlazeFace:
-    """MediaPipe's BlazeFace full-range face detector (`face_detection_full_range_sparse.tflite`, Apache-2.0, from
-    MediaPipe 0.10.21), run by LiteRT (`ai-edge-litert`) with MediaPipe's own pre- and post-processing: the image
+    """MediaPipe's BlazeFace full-range face detector (`face_detection_full_range_sparse.tflite`, Apache-2.0, as
+    MediaPipe 0.10.21 ships it), run by LiteRT (`ai-edge-litert`) with MediaPipe's own pre- and post-processing: the image
     letterboxed to 192x192 in [-1, 1], 2,304 anchors (one per cell of a 48x48 grid), sigmoid scores kept from
     `min_score` (MediaPipe's 0.6), boxes and 6 keypoints decoded from the anchors, and MediaPipe's weighted
-    non-maximum suppression (IoU 0.3). A large image is also searched in overlapping tiles, so that a face a tenth
-    of the frame's width is still seen at the model's scale; an image where nothing is found, once more inside a
-    border (a face filling the frame, which a model made for faces at a distance misses).
+    non-maximum suppression (IoU 0.3). An image over 576 pixels on its longer side is also searched in squares of
+    its shorter side, half a square apart (a 640x360 frame: four windows in all), so that small faces are seen at
+    twice the scale; an image where nothing is found, once more inside a border (a face filling the frame, which a
+    model made for faces at a distance misses).
 
     Call it with `(H, W, 3)` uint8 RGB: `[(box, score, keypoints)]`, best first; boxes `(x0, y0, x1, y1)` and the
     `(6, 2)` keypoints (right eye, left eye, nose tip, mouth centre, right ear, left ear; the person's right) in
@@ -440,8 +441,9 @@ class FaceLandmarker:
         self._dlib = dlib
         self.detector_name = detector
         self.detector = dlib.get_frontal_face_detector() if detector == "hog" else BlazeFace()
-        # below this score a face may be partly hidden (BlazeFace: 0.6 to 0.7 on half faces, above 0.8 on most whole
-        # ones); trackers wait for a second sighting before giving it an id. HOG's margins say no such thing.
+        # below this score a face may be partly hidden or no face (BlazeFace: 0.6 to 0.7 on half faces, above 0.8 on
+        # most whole ones): the tracker lets such a detection continue a track but not start one at once
+        # (`FaceTracker`). HOG's margins say no such thing.
         self.confident_score = 0.7 if detector == "blazeface" else None
         self.predictor = dlib.shape_predictor(path)
         self.detect_max_side = detect_max_side
