@@ -34,11 +34,10 @@ scaled-orthographic fit of a generic 3-D face), and sharpness (variance of the L
 below `MIN_SHARPNESS`.
 """
 
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-
-import math
 
 import numpy as np
 

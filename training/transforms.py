@@ -15,10 +15,9 @@ class ViewTransform:
     """`dataset.set_transform(ViewTransform(processor))`: decodes a batch of image paths into both views.
 
     Training augmentation (`crop_scale`, `rotation`, `hflip`, `color_jitter`, `erasing`: the usual recipe for
-    unaligned expression crops such as FER2013's, each off by default) draws from a generator seeded by (seed, epoch,
-    row), not from
-    a running random state, so a run resumed mid-epoch (whose skipped batches are never loaded) augments exactly
-    as an uninterrupted run does, and the same data copied elsewhere is augmented alike (every reader gives the
+    unaligned expression crops such as FER2013's, each off by default) draws from a generator seeded by (seed,
+    epoch, row), not from a running random state, so a run resumed mid-epoch (whose skipped batches are never
+    loaded) augments exactly as an uninterrupted run does, and the same data copied elsewhere is augmented alike (every reader gives the
     row as `index`; a dataset without it is keyed by the image's path). `trainer.EpochCallback` keeps `epoch`
     current during training.
 
