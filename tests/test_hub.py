@@ -58,9 +58,17 @@ def test_pushed_model_loads_without_the_package_with_identical_logits_pipeline_a
 
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
+    from emotic.processing.face_geometry import set_face_detector
+
     frame = next((trained / "data" / "cropped_aligned").glob("*/00005.jpg"))
     local = AutoModelForImageClassification.from_pretrained(trained / "run").eval()
-    inputs = AutoImageProcessor.from_pretrained(trained / "run")(str(frame), return_tensors="pt")
+    # the repository's code finds faces with dlib's HOG: BlazeFace's model ships with the emotic package, not with
+    # the model (checked in the script below); the same detector gives the same logits
+    set_face_detector("hog")
+    try:
+        inputs = AutoImageProcessor.from_pretrained(trained / "run")(str(frame), return_tensors="pt")
+    finally:
+        set_face_detector(None)
     with torch.no_grad():
         expected = local(**inputs).logits.numpy()
     np.save(tmp_path / "expected.npy", expected)
@@ -76,6 +84,8 @@ def test_pushed_model_loads_without_the_package_with_identical_logits_pipeline_a
         model = AutoModelForImageClassification.from_pretrained(repo, trust_remote_code=True).eval()
         assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
         processor = AutoImageProcessor.from_pretrained(repo, trust_remote_code=True)
+        detector = sys.modules[type(processor).__module__.rsplit(".", 1)[0] + ".face_geometry"].face_detector()
+        assert detector == "hog", detector
         with torch.no_grad():
             logits = model(**processor({str(frame)!r}, return_tensors="pt")).logits.numpy()
         expected = np.load({str(tmp_path / 'expected.npy')!r})
