@@ -11,15 +11,26 @@ from emotic.processing.image_files import open_image
 logger = logging.get_logger(__name__)
 
 
+def _random_box(rng: np.random.Generator, width: int, height: int, areas: tuple, aspects: tuple) -> tuple:
+    """`(left, top, w, h)` of a box inside a `width x height` image covering a fraction of its area drawn from
+    `areas`, its aspect ratio drawn log-uniformly from `aspects` (torchvision's RandomResizedCrop and
+    RandomErasing draw the same way), its sides clipped to the image."""
+    area = width * height * rng.uniform(*areas)
+    aspect = float(np.exp(rng.uniform(np.log(aspects[0]), np.log(aspects[1]))))
+    w = int(min(width, max(1, round(np.sqrt(area * aspect)))))
+    h = int(min(height, max(1, round(np.sqrt(area / aspect)))))
+    return int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1)), w, h
+
+
 class ViewTransform:
     """`dataset.set_transform(ViewTransform(processor))`: decodes a batch of image paths into both views.
 
     Training augmentation (`crop_scale`, `rotation`, `hflip`, `color_jitter`, `erasing`: the usual recipe for
     unaligned expression crops such as FER2013's, each off by default) draws from a generator seeded by (seed,
     epoch, row), not from a running random state, so a run resumed mid-epoch (whose skipped batches are never
-    loaded) augments exactly as an uninterrupted run does, and the same data copied elsewhere is augmented alike (every reader gives the
-    row as `index`; a dataset without it is keyed by the image's path). `trainer.EpochCallback` keeps `epoch`
-    current during training.
+    loaded) augments exactly as an uninterrupted run does, and the same data copied elsewhere is augmented alike
+    (every reader gives the row as `index`; a dataset without it is keyed by the image's path).
+    `trainer.EpochCallback` keeps `epoch` current during training.
 
     An image that cannot be decoded does not stop a run: it is skipped and counted (`unreadable`: path -> reason,
     reported by `EpochCallback` and the run summary). Its slot in the batch holds a blank image whose label is -1
@@ -67,11 +78,7 @@ class ViewTransform:
         rng = self._random(key)
         width, height = image.size
         if self.crop_scale < 1:
-            area = width * height * rng.uniform(self.crop_scale, 1.0)
-            aspect = float(np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3))))
-            w = int(round(min(width, max(1.0, np.sqrt(area * aspect)))))
-            h = int(round(min(height, max(1.0, np.sqrt(area / aspect)))))
-            left, top = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+            left, top, w, h = _random_box(rng, width, height, (self.crop_scale, 1.0), (3 / 4, 4 / 3))
             image = image.resize((width, height), Image.BILINEAR, box=(left, top, left + w, top + h))
         if self.rotation:
             pixels = np.asarray(image)
@@ -84,11 +91,7 @@ class ViewTransform:
             for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
                 image = enhancer(image).enhance(1.0 + rng.uniform(-self.color_jitter, self.color_jitter))
         if self.erasing and rng.random() < self.erasing:
-            area = width * height * rng.uniform(0.02, 0.25)
-            aspect = float(np.exp(rng.uniform(np.log(0.3), np.log(3.3))))
-            w = int(min(width, max(1, round(np.sqrt(area * aspect)))))
-            h = int(min(height, max(1, round(np.sqrt(area / aspect)))))
-            left, top = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+            left, top, w, h = _random_box(rng, width, height, (0.02, 0.25), (0.3, 3.3))
             pixels = np.array(image)
             pixels[top:top + h, left:left + w] = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
             image = Image.fromarray(pixels)
