@@ -300,8 +300,8 @@ def _blazeface_path() -> str | None:
 
 class BlazeFace:
     """MediaPipe's BlazeFace full-range face detector (`face_detection_full_range_sparse.tflite`, Apache-2.0, as
-    MediaPipe 0.10.21 ships it), run by LiteRT (`ai-edge-litert`) with MediaPipe's own pre- and post-processing: the image
-    letterboxed to 192x192 in [-1, 1], 2,304 anchors (one per cell of a 48x48 grid), sigmoid scores kept from
+    MediaPipe 0.10.21 ships it), run by LiteRT (`ai-edge-litert`) with MediaPipe's own pre- and post-processing: the
+    image letterboxed to 192x192 in [-1, 1], 2,304 anchors (one per cell of a 48x48 grid), sigmoid scores kept from
     `min_score` (MediaPipe's 0.6), boxes and 6 keypoints decoded from the anchors, and MediaPipe's weighted
     non-maximum suppression (IoU 0.3). An image over 576 pixels on its longer side is also searched in squares of
     its shorter side, half a square apart (a 640x360 frame: four windows in all), so that small faces are seen at
