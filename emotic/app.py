@@ -22,6 +22,7 @@ import html
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -579,8 +580,15 @@ def main(argv=None) -> int:
     except (ValueError, OSError) as error:
         print(f"emotic app: {inputs.model}: {error}", file=sys.stderr)
         return 2
+    # A service manager stops the app with SIGTERM: taken as Ctrl-C, so Gradio closes its server and the app's folder
+    # of downloads (atexit) is removed instead of being left in the temporary directory with users' results.
+    signal.signal(signal.SIGTERM, _interrupt)
     app.queue().launch(server_name=args.host, server_port=args.port, **launch_options(args.max_file_mb))
     return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

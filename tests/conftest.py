@@ -1,8 +1,10 @@
 """Shared fixtures. Tests run offline (no hub), single-threaded, on tiny configs (hidden size <= 64)."""
 
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,8 +15,10 @@ import urllib.request
 from pathlib import Path
 
 # Before anything imports huggingface_hub / transformers: no network, no telemetry, one thread, and a
-# throw-away HF_HOME so remote-code modules and caches never touch the user's.
+# throw-away HF_HOME so remote-code modules and caches never touch the user's (removed when the process ends: one per
+# xdist worker, and a suite that leaves its caches in /tmp fills a CI disk run after run).
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="emotic-tests-hf-home-")
+atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -219,11 +219,12 @@ def server(files, tmp_path_factory):
     """`emotic app` on 127.0.0.1, with a 1 MB upload limit and 5-second videos; its URL."""
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "app.log"
+    scratch = tmp_path_factory.mktemp("server-tmp")  # the app's temporary directory, checked after it stops
     with open(log, "w") as handle:
         process = subprocess.Popen(
             [sys.executable, "-m", "emotic.cli", "app", str(files / "model"), "--port", str(port), "--max_file_mb", "1",
              "--max_video_seconds", "5"], stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+            env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TMPDIR": str(scratch)})
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
     while True:
@@ -236,8 +237,10 @@ def server(files, tmp_path_factory):
                 pytest.fail(f"emotic app did not start: {log.read_text()[-3000:]}")
             time.sleep(0.5)
     yield url, log, process
-    process.terminate()
+    process.terminate()  # SIGTERM, as a service manager stops it
     process.wait(timeout=30)
+    assert process.returncode == 0, log.read_text()[-3000:]
+    assert not list(scratch.glob("emotic-app-*")), "the app left its folder of downloads behind after SIGTERM"
 
 
 @pytest.fixture(scope="module")
