@@ -62,6 +62,7 @@ class OneFace:
             return results, None, viewed
         views = self.processor(images, return_tensors="pt", return_regions=True, geometry=self.geometry)
         for index, region in zip(viewed, views["regions"]):
+            results[index].geometry = region["geometry"]
             if region["geometry"] == "full_image":  # nothing found: the whole image was the face
                 results[index].status = NO_FACE
         return results, views, viewed
@@ -104,7 +105,7 @@ class TrackedFaces:
                 results.append(FrameResult(location, frame, time, NO_FACE))
             for face in faces:
                 viewed.append(len(results))
-                results.append(FrameResult(location, frame, time, FACE, face))
+                results.append(FrameResult(location, frame, time, FACE, face, geometry="detector"))
                 images.append(rgb)
                 landmarks.append(face.landmarks)
         views = self.processor(images, landmarks=landmarks, return_tensors="pt") if images else None

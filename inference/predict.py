@@ -120,8 +120,22 @@ def build_parser() -> CommandParser:
 
 
 def new_counts(tracked: bool = False) -> dict:
-    counts = {"frames": 0, FACE: 0, NO_FACE: 0, UNREADABLE: 0}
+    """A video's counts: frames by status, and rows by the geometry of their auxiliary view (`geometries`)."""
+    counts = {"frames": 0, FACE: 0, NO_FACE: 0, UNREADABLE: 0, "geometries": {}}
     return {**counts, "faces": 0, "reliable": 0} if tracked else counts
+
+
+def count_geometry(counts: dict, geometry: str | None) -> None:
+    if geometry:
+        counts["geometries"][geometry] = counts["geometries"].get(geometry, 0) + 1
+
+
+def total_geometries(videos: dict) -> dict:
+    totals = {}
+    for counts in videos.values():
+        for geometry, number in counts.get("geometries", {}).items():
+            totals[geometry] = totals.get(geometry, 0) + number
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
 
 
 def predict_source(source, runtime: Runtime, faces, smoothing, frames_dir: Path, show_progress: bool,
@@ -147,6 +161,7 @@ def predict_source(source, runtime: Runtime, faces, smoothing, frames_dir: Path,
                     counts["frames"] += 1
                     counts[result.status] += 1
                     last = result.frame
+                count_geometry(counts, result.geometry)
                 if tracked:
                     counts["faces"] += result.face is not None
                     counts["reliable"] += bool(result.face is not None and result.face.quality.reliable)
@@ -174,6 +189,7 @@ def count_written(csv_path: Path) -> dict:
         for row in csv.DictReader(handle):
             counts["frames"] += 1
             counts[row["status"]] += 1
+            count_geometry(counts, row.get("geometry"))
     return counts
 
 
@@ -242,6 +258,7 @@ def main(argv=None) -> int:
                                                     subjects), earlier, output_args.overwrite)
     summary = merge_shares(processes.gather(mine), sources, settings,
                            ("frames", *STATUSES, "faces", "reliable", "dropped_faces"))
+    summary["totals"]["geometries"] = total_geometries(summary["videos"])
     totals, already = summary["totals"], summary["totals"]["already_done"]
     code = 1 if summary["skipped"] or summary["incomplete"] else 0
     if not processes.is_main:
@@ -267,7 +284,9 @@ def main(argv=None) -> int:
           + (f", {processes.count} processes" if processes.count > 1 else "") + f"), {totals['frames']} "
           f"frames: {totals[NO_FACE]} without a face and {totals[UNREADABLE]} unreadable"
           + (" (one-face inputs: carried a neighbour's prediction)" if len(tracked) < len(sources) else "")
-          + f"{people_line}; smoothing {mode} over {window} frames; {lines} lines in {output / 'submission.txt'}")
+          + f"{people_line}; auxiliary views: "
+          + (", ".join(f"{name} {number}" for name, number in totals["geometries"].items()) or "none")
+          + f"; smoothing {mode} over {window} frames; {lines} lines in {output / 'submission.txt'}")
     report_problems(summary, summary_path, "predicted only in part")
     processes.close()
     return code

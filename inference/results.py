@@ -26,6 +26,9 @@ class FrameResult:
     time: float | None  # seconds from the video's start (None where its frame rate is not known)
     status: str
     face: object | None = None  # the tracked face (`emotic.inference.tracking.TrackedFace`); None without tracking
+    # what the auxiliary view was built from: `landmarks` (given), `detector` (the face's own landmarks), `template`
+    # (an aligned crop) or `full_image` (no face found); None for a frame without a view (unreadable, missing)
+    geometry: str | None = None
     raw: np.ndarray | None = None
     smoothed: np.ndarray | None = None
 

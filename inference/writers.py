@@ -19,11 +19,12 @@ TRACK_COLUMNS = ["track", "x0", "y0", "x1", "y1", "score", "face_size", "yaw", "
 def frame_header(labels, parts, tracked: bool = False) -> list[str]:
     """The columns of a per-frame CSV (`frames/<video>.csv`): location, frame (0-based index in the video) and time
     (seconds: the index over the frame rate; empty where the rate is not known), with `tracked` faces
-    `TRACK_COLUMNS`, the status, then per part of the head (`head_parts`) its outputs' columns: for expressions the
-    raw and smoothed label and the smoothed probabilities; for action units the units present (`AU6+AU12`) raw and
-    smoothed and each unit's smoothed probability; for valence-arousal the raw and the smoothed values. A
-    multi-task head has its parts' columns side by side."""
-    columns = ["image_location", "frame", "time", *(TRACK_COLUMNS if tracked else ()), "status"]
+    `TRACK_COLUMNS`, the status, the geometry the auxiliary view was built from (`FrameResult.geometry`), then per
+    part of the head (`head_parts`) its outputs' columns: for expressions the raw and smoothed label and the smoothed
+    probabilities; for action units the units present (`AU6+AU12`) raw and smoothed and each unit's smoothed
+    probability; for valence-arousal the raw and the smoothed values. A multi-task head has its parts' columns side
+    by side."""
+    columns = ["image_location", "frame", "time", *(TRACK_COLUMNS if tracked else ()), "status", "geometry"]
     for kind, span, _ in parts:
         columns += OUTPUTS[kind].csv_columns(labels[span])
     return columns
@@ -55,7 +56,7 @@ class FrameCsv:
                "" if result.time is None else f"{result.time:.3f}"]
         if self.tracked:
             row += face_columns(result.face)
-        row.append(result.status)
+        row += [result.status, result.geometry or ""]
         if result.raw is None:
             return row + [""] * (len(self.header) - len(row))
         for kind, span, _ in self.parts:

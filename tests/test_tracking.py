@@ -212,8 +212,9 @@ def test_predict_faces_all_writes_rows_per_person_smoothed_apart_and_submissions
     assert predict.main([str(model_dir), str(video), "--output_dir", str(output), "--smoothing_window", "15",
                          "--subjects", "left,right", "--compound_submission", "--quiet"]) == 0
     rows = read_rows(output / "frames" / "two.csv")
-    assert list(rows[0]) == ["image_location", "frame", "time", *writers.TRACK_COLUMNS, "status", "raw_label",
-                             "label", *ABAW_EXPRESSION_LABELS]
+    assert list(rows[0]) == ["image_location", "frame", "time", *writers.TRACK_COLUMNS, "status", "geometry",
+                             "raw_label", "label", *ABAW_EXPRESSION_LABELS]
+    assert {row["geometry"] for row in rows if row["track"]} == {"detector"}  # the tracked face's own landmarks
     assert len({row["frame"] for row in rows}) == 48 and rows[-1]["time"] == "4.700"
     for track, label in (("1", HAPPINESS), ("2", SADNESS)):  # the astronaut (left) and Grace (right)
         mine = [row for row in rows if row["track"] == track]
@@ -226,6 +227,7 @@ def test_predict_faces_all_writes_rows_per_person_smoothed_apart_and_submissions
     assert [(t["track"], t["name"], t["first_frame"], t["last_frame"]) for t in tracks] == \
         [(1, "left", 0, 47), (2, "right", 0, 47)]
     assert tracks[1]["frames"] <= 38 and summary["totals"]["faces"] == len(rows)
+    assert summary["totals"]["geometries"] == {"detector": len(rows)}
     submission = (output / "submission.txt").read_text().splitlines()
     assert submission[0] == "image_location," + ",".join(ABAW_EXPRESSION_LABELS)
     left = [line for line in submission if line.startswith("two_left/")]

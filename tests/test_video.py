@@ -131,12 +131,13 @@ def test_predict_writes_per_frame_csv_and_abaw_submission_for_a_video_and_a_fram
     assert all(line.split(",")[1] in {str(i) for i in range(8)} for line in lines[1:])
 
     rows = read_csv(out / "frames" / "clip.csv")
-    assert list(rows[0]) == ["image_location", "frame", "time", "status", "raw_label", "label", "Neutral", "Anger",
-                             "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other"]
+    assert list(rows[0]) == ["image_location", "frame", "time", "status", "geometry", "raw_label", "label", "Neutral",
+                             "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other"]
+    assert {row["geometry"] for row in rows} == {"template"}  # what each auxiliary view was built from
     assert [(row["frame"], row["time"]) for row in rows[:2]] == [("0", "0.000"), ("1", "0.040")]  # 25 fps
     folder = read_csv(out / "frames" / "faces.csv")  # a frame folder's rate is not known (no --fps): no time
     assert [(row["frame"], row["time"]) for row in folder[9:11]] == [("9", ""), ("10", "")]
-    probabilities = np.array([[float(row[name]) for name in list(rows[0])[6:]] for row in rows])
+    probabilities = np.array([[float(row[name]) for name in list(rows[0])[7:]] for row in rows])
     assert np.allclose(probabilities.sum(1), 1, atol=1e-4)
     labels = [int(row["label"]) for row in rows]
     assert np.all(probabilities[np.arange(len(rows)), labels] >= probabilities.max(1) - 1e-6)  # printed rounded
@@ -197,7 +198,8 @@ def test_predict_writes_each_tracks_columns_and_submission_for_au_and_va_models(
     lines = (tmp_path / "out" / "submission.txt").read_text().splitlines()
     assert len(rows) == 12 and len(lines) == 1 + 12
     if track == "au":
-        assert list(rows[0]) == ["image_location", "frame", "time", "status", "raw_units", "units", *AU_NAMES]
+        assert list(rows[0]) == ["image_location", "frame", "time", "status", "geometry", "raw_units", "units",
+                                 *AU_NAMES]
         written = np.array([[float(row[name]) for name in AU_NAMES] for row in rows])
         assert np.allclose(written, smoothed, atol=2e-6)
         thresholds = np.array([0.3, 0.7] * 6)
@@ -208,7 +210,8 @@ def test_predict_writes_each_tracks_columns_and_submission_for_au_and_va_models(
         assert np.array_equal(submitted, (written >= thresholds).astype(int))
         assert 0 < submitted.mean() < 1
     else:
-        assert list(rows[0]) == ["image_location", "frame", "time", "status", "raw_valence", "raw_arousal", "valence", "arousal"]
+        assert list(rows[0]) == ["image_location", "frame", "time", "status", "geometry", "raw_valence", "raw_arousal",
+                                 "valence", "arousal"]
         raw = np.array([[float(row["raw_valence"]), float(row["raw_arousal"])] for row in rows])
         written = np.array([[float(row["valence"]), float(row["arousal"])] for row in rows])
         assert np.allclose(raw, expected, atol=2e-6) and np.allclose(written, smoothed, atol=2e-6)
@@ -248,7 +251,7 @@ def test_predict_in_bfloat16_or_int8_agrees_with_float32_and_says_which_it_ran(m
                          *extra)
         assert result.returncode == 0, result.stderr
         rows = read_csv(tmp_path / name / "frames" / "faces.csv")
-        runs[name] = np.array([[float(row[key]) for key in list(rows[0])[4:]] for row in rows])
+        runs[name] = np.array([[float(row[key]) for key in list(rows[0])[5:]] for row in rows])
     assert np.abs(runs["float32"] - runs["other"]).max() < 0.02  # probabilities of 8 classes, printed to 1e-6
     settings = json.loads((tmp_path / "other" / "summary.json").read_text())["settings"]
     assert settings["precision"] == {"--dtype": "bfloat16", "--quantize": "int8 (dynamic)"}[option[0]]
@@ -330,6 +333,8 @@ def test_frames_without_a_face_carry_the_previous_prediction_and_are_counted(mod
     rows = read_csv(tmp_path / "out" / "frames" / "gaps.csv")
     assert [row["status"] for row in rows[5:8]] == ["no_face"] * 3
     assert sum(row["status"] == "face" for row in rows) >= 6
+    # the auxiliary view of a frame without a face is the whole frame's template boxes, and the CSV says so
+    assert [row["geometry"] for row in rows] == ["detector" if row["status"] == "face" else "full_image" for row in rows]
     first_face = next(i for i, row in enumerate(rows) if row["status"] == "face")
     for index in range(first_face + 1, len(rows)):
         if rows[index]["status"] == "no_face":
@@ -337,6 +342,9 @@ def test_frames_without_a_face_carry_the_previous_prediction_and_are_counted(mod
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["totals"]["no_face"] == sum(row["status"] == "no_face" for row in rows) >= 3
     assert f"{summary['totals']['no_face']} without a face" in result.stdout
+    views = summary["totals"]["geometries"]
+    assert views == {"detector": summary["totals"]["face"], "full_image": summary["totals"]["no_face"]}
+    assert f"auxiliary views: detector {views['detector']}, full_image {views['full_image']}" in result.stdout
 
 
 def test_a_restarted_run_skips_finished_videos_and_refuses_changed_settings(model_dir, tmp_path):
