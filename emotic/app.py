@@ -247,7 +247,7 @@ class Analyser:
         return Frames(path.stem, items(), fps), declared
 
 
-# -- drawing ------------------------------------------------------------------------------------------------------------
+# -- drawing -----------------------------------------------------------------------------------------------------------
 
 def _font(size: int):
     from PIL import ImageFont
@@ -348,7 +348,7 @@ def timeline_chart(result: VideoResult, smoothed: np.ndarray, labels, window: in
     return figure
 
 
-# -- the page -----------------------------------------------------------------------------------------------------------
+# -- the page ----------------------------------------------------------------------------------------------------------
 
 def gradio():
     """Gradio, imported with its analytics off (it reads the setting on import): the page calls nowhere."""

@@ -24,7 +24,7 @@ from conftest import TINY, TOKEN, emotic_cli, hub_env, run_module, save_tiny_cla
 from PIL import Image
 
 from emotic import EmoticConfig, EmoticForImageClassification, EmoticImageProcessor, EmoticModel
-from emotic.training.synthetic import synthetic_video, write_synthetic_affwild2, write_video
+from emotic.training.synthetic import synthetic_video, write_video
 
 pytestmark = pytest.mark.bad_input
 

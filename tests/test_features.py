@@ -96,8 +96,9 @@ def launch(module, *args, tmp_path):
     from conftest import free_port
 
     return subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--main_process_port", str(free_port()), "--mixed_precision", "no", "--dynamo_backend", "no", "-m", module,
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--main_process_port", str(free_port()), "--mixed_precision", "no",
+         "--dynamo_backend", "no", "-m", module,
          *map(str, args), "--quiet", "--geometry", "template"],
         capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
         # TMPDIR: torch elastic's per-launch log folder lands in this test's folder, not left in /tmp

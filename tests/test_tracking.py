@@ -184,7 +184,7 @@ def test_smoothing_and_tracking_hold_flat_memory_over_a_long_stream():
     assert len(tracker.tracks) <= 3 and largest <= 16  # retired after max_gap; a window of rows
 
 
-# -- emotic predict --faces all ------------------------------------------------------------------------------------------
+# -- emotic predict --faces all ----------------------------------------------------------------------------------------
 
 def by_colour(self, pixel_values, pixel_values_aux):
     """A stand-in head that tells the two people apart by colour (the astronaut's face view is far greener after

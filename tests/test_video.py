@@ -334,7 +334,8 @@ def test_frames_without_a_face_carry_the_previous_prediction_and_are_counted(mod
     assert [row["status"] for row in rows[5:8]] == ["no_face"] * 3
     assert sum(row["status"] == "face" for row in rows) >= 6
     # the auxiliary view of a frame without a face is the whole frame's template boxes, and the CSV says so
-    assert [row["geometry"] for row in rows] == ["detector" if row["status"] == "face" else "full_image" for row in rows]
+    assert [row["geometry"] for row in rows] == ["detector" if row["status"] == "face" else "full_image"
+                                                 for row in rows]
     first_face = next(i for i, row in enumerate(rows) if row["status"] == "face")
     for index in range(first_face + 1, len(rows)):
         if rows[index]["status"] == "no_face":
