@@ -16,7 +16,11 @@ and is scored on FER+ `test` (3,137 faces), with the same augmentation, batch si
 - `mae_pretrain`: `emotic pretrain` on the unlabelled training faces (FER+ train, and FER2013 train if given): once,
   shared by the three rows below (its seed is the first of `--seeds`);
 - `emotic_mae_none`, `emotic_mae_attention`, `emotic_mae_concat_linear`: `emotic finetune` from that encoder, without
-  the auxiliary view, with attention fusion (the paper's), and with concat_linear.
+  the auxiliary view, with attention fusion (the paper's), and with concat_linear; FER+ faces are taken as aligned
+  crops (`--geometry template`: the template's boxes);
+- `emotic_mae_none_found`, `emotic_mae_attention_found` (with `--rows all`, not in the default matrix): the same with
+  each face found by the detector (`--geometry auto`: found once per image, its landmarks moved with each
+  augmentation), so the auxiliary view lands on the eyes, nose and mouth of faces the template misses.
 
 Each row runs once per seed in its own folder (`OUT/<row>/seed-<n>/`, the model kept) and counts as finished once
 its `result.json` is written: started again, the benchmark skips finished rows and emotic's commands resume from
@@ -60,10 +64,15 @@ PRESETS = {
                   pretrain_epochs=1, batch_size=16, learning_rate=1e-3, pretrain_learning_rate=1.5e-3,
                   pretrain_batch_size=16, bf16=False),
 }
-EMOTIC_ROWS = {"emotic_scratch_none": ("none", False), "emotic_mae_none": ("none", True),
-               "emotic_mae_attention": ("attention", True), "emotic_mae_concat_linear": ("concat_linear", True)}
+# row -> (fusion strategy, from the MAE encoder, face geometry)
+EMOTIC_ROWS = {"emotic_scratch_none": ("none", False, "template"), "emotic_mae_none": ("none", True, "template"),
+               "emotic_mae_attention": ("attention", True, "template"),
+               "emotic_mae_concat_linear": ("concat_linear", True, "template"),
+               "emotic_mae_none_found": ("none", True, "auto"),
+               "emotic_mae_attention_found": ("attention", True, "auto")}
 ROWS = ["cnn", "vit_loop", "emotic_scratch_none", "emotic_mae_none", "emotic_mae_attention",
-        "emotic_mae_concat_linear"]
+        "emotic_mae_concat_linear"]  # the default matrix
+ALL_ROWS = [*ROWS, "emotic_mae_none_found", "emotic_mae_attention_found"]
 DESCRIPTIONS = {
     "always_neutral": "always the training set's most frequent class (no model)",
     "cnn": "plain loop: 3-block CNN at 48 px",
@@ -72,6 +81,8 @@ DESCRIPTIONS = {
     "emotic_mae_none": "emotic MAE-pre-trained, fusion none",
     "emotic_mae_attention": "emotic MAE-pre-trained, attention fusion",
     "emotic_mae_concat_linear": "emotic MAE-pre-trained, concat_linear fusion",
+    "emotic_mae_none_found": "emotic MAE-pre-trained, fusion none, faces found (`--geometry auto`)",
+    "emotic_mae_attention_found": "emotic MAE-pre-trained, attention fusion, faces found (`--geometry auto`)",
 }
 
 
@@ -244,9 +255,10 @@ def pretrain(folder: Path, face_dirs: list[Path], preset: dict, seed: int) -> di
 
 
 def finetune(row: str, folder: Path, data: Path, preset: dict, seed: int, pretrained: Path | None) -> dict:
-    strategy, _ = EMOTIC_ROWS[row]
+    strategy, _, geometry = EMOTIC_ROWS[row]
     run([*emotic_command(), "finetune", "--train_dir", str(data / "train"), "--eval_dir", str(data / "test"),
          "--label_map", json.dumps(LABEL_MAP), "--output_dir", str(folder), "--fusion_strategy", strategy,
+         "--geometry", geometry,
          *(["--model_name_or_path", str(pretrained)] if pretrained else
            ["--model_size", preset["model_size"], "--image_size", str(preset["image_size"])]),
          "--num_train_epochs", str(preset["epochs"]), "--per_device_train_batch_size", str(preset["batch_size"]),
@@ -262,10 +274,10 @@ def finetune(row: str, folder: Path, data: Path, preset: dict, seed: int, pretra
 # ---------------------------------------------------------------------------------------------------- scheduling
 
 
-def tasks(seeds: list[int]) -> list[tuple[str, int]]:
+def tasks(seeds: list[int], rows=ROWS) -> list[tuple[str, int]]:
     """(row, seed) in the order workers claim them: pre-training first (the MAE rows wait for it), then each seed's
     rows."""
-    return [("mae_pretrain", seeds[0])] + [(row, seed) for seed in seeds for row in ROWS]
+    return [("mae_pretrain", seeds[0])] + [(row, seed) for seed in seeds for row in rows]
 
 
 def folder_of(out: Path, row: str, seed: int) -> Path:
@@ -299,7 +311,7 @@ def worker(args, preset: dict, out: Path, data: Path) -> None:
     """Claim unfinished tasks one at a time (a lock per task) until none is left; a MAE row waits for pre-training."""
     from filelock import FileLock, Timeout
 
-    pending = tasks(args.seeds)
+    pending = tasks(args.seeds, args.rows)
     pretrained = folder_of(out, "mae_pretrain", 0) / "result.json"
     while pending:
         claimed = False
@@ -351,7 +363,7 @@ def report(args, preset: dict, out: Path, data: Path) -> dict:
     from emotic.modeling.heads_emotic import ABAW_EXPRESSION_LABELS
 
     results = {}
-    for row, seed in tasks(args.seeds):
+    for row, seed in tasks(args.seeds, ALL_ROWS):  # every row finished in this folder, asked for this time or not
         path = folder_of(out, row, seed) / "result.json"
         if path.exists():
             results.setdefault(row, []).append(json.loads(path.read_text()))
@@ -360,7 +372,7 @@ def report(args, preset: dict, out: Path, data: Path) -> dict:
     majority = int(np.bincount(train_labels).argmax())
     results["always_neutral"] = [{**scores(np.full(len(test_labels), majority), test_labels), "seed": None,
                                   "wall_seconds": 0.0}]
-    missing = [f"{row} seed {seed}" for row, seed in tasks(args.seeds)
+    missing = [f"{row} seed {seed}" for row, seed in tasks(args.seeds, args.rows)
                if not (folder_of(out, row, seed) / "result.json").exists()]
     lines = [f"# emotic on FER+ ({'generated faces: smoke run, not real data' if args.smoke else 'real faces'})", "",
              f"Machine: {machine()}; `--preset {args.preset}` ({preset['model_size']} encoder at "
@@ -371,7 +383,7 @@ def report(args, preset: dict, out: Path, data: Path) -> dict:
     if missing:
         lines += [f"**Partial**: not finished: {', '.join(missing)}.", ""]
     lines += ["| row | accuracy | macro-F1 | wall time per run (s) | seeds |", "| --- | --- | --- | --- | --- |"]
-    for row in ["always_neutral", *ROWS]:
+    for row in ["always_neutral", *ALL_ROWS]:
         if row in results:
             runs = results[row]
             lines.append(f"| {DESCRIPTIONS[row]} | {spread([r['accuracy'] for r in runs])} | "
@@ -379,11 +391,11 @@ def report(args, preset: dict, out: Path, data: Path) -> dict:
                          f"{statistics.fmean(r['wall_seconds'] for r in runs):.0f} | {len(runs)} |")
     if "mae_pretrain" in results:
         pre = results["mae_pretrain"][0]
-        lines += ["", f"MAE pre-training (once, shared by the three MAE rows): {pre['wall_seconds']:.0f} s, "
+        lines += ["", f"MAE pre-training (once, shared by the MAE rows): {pre['wall_seconds']:.0f} s, "
                       f"loss {pre['first_loss']} -> {pre['last_loss']}."]
     lines += ["", "Per-class F1 (mean over seeds):", "",
               "| row | " + " | ".join(ABAW_EXPRESSION_LABELS) + " |", "| --- |" + " --- |" * 8]
-    for row in ROWS:
+    for row in ALL_ROWS:
         if row in results:
             cells = [statistics.fmean(r["per_class_f1"][name] for r in results[row]) for name in ABAW_EXPRESSION_LABELS]
             lines.append(f"| {row} | " + " | ".join(f"{value:.2f}" for value in cells) + " |")
@@ -399,7 +411,7 @@ def report(args, preset: dict, out: Path, data: Path) -> dict:
 def plot(path: Path, results: dict) -> None:
     from emotic.inference.report import pyplot, save_figure
 
-    rows = [row for row in ["always_neutral", *ROWS] if row in results]
+    rows = [row for row in ["always_neutral", *ALL_ROWS] if row in results]
     figure, axes = pyplot().subplots(1, 2, figsize=(12, 4.5))
     for axis, key in zip(axes, ("accuracy", "macro_f1")):
         values = [[r[key] for r in results[row]] for row in rows]
@@ -420,9 +432,12 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--jobs", type=int, default=1, help="workers side by side (the cores shared among them)")
+    parser.add_argument("--rows", nargs="+", choices=[*ALL_ROWS, "all"], default=ROWS,
+                        help="the rows to run (default: the matrix without the *_found rows; all: every row)")
     parser.add_argument("--smoke", action="store_true", help="generated faces, one epoch: checks the script")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.rows = ALL_ROWS if "all" in args.rows else [row for row in ALL_ROWS if row in args.rows]
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if args.smoke:

@@ -83,3 +83,12 @@ def test_real_faces_benchmark_runs_every_row_on_generated_faces_and_resumes_with
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "done in" not in again.stdout, again.stdout[-2000:]
     assert {path: path.stat().st_mtime_ns for path in (tmp_path / "out").rglob("result.json")} == finished
+    # an optional row, asked for by name, trains alone beside the finished ones: faces found by the detector
+    found = subprocess.run([*command, "--rows", "emotic_mae_attention_found"], capture_output=True, text=True,
+                           timeout=300)
+    assert found.returncode == 0, found.stderr[-3000:]
+    assert found.stdout.count("done in") == 1 and "emotic_mae_attention_found seed 0: done in" in found.stdout
+    run = json.loads((tmp_path / "out" / "emotic_mae_attention_found" / "seed-0" / "emotic_run.json").read_text())
+    assert set(run["geometries"]["train"]) <= {"detector", "full_image"} and sum(run["geometries"]["train"].values())
+    assert set(json.loads((tmp_path / "out" / "real_faces.json").read_text())["results"]) == \
+        rows | {"emotic_mae_attention_found"}

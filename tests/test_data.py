@@ -403,3 +403,59 @@ def test_the_training_transform_counts_the_geometry_each_view_was_built_from(tmp
     transform({"image": [str(tmp_path / "face.png"), str(tmp_path / "blank.png")], "label": [0, 0]})
     assert transform.geometries == {"detector": 1, "full_image": 1}
 
+
+
+def test_training_finds_each_face_once_and_moves_its_landmarks_with_every_crop_rotation_and_mirror(tmp_path,
+                                                                                                monkeypatch):
+    """Unaligned faces (`--geometry auto`): each image's face is found once, on the image as read, and its landmarks
+    go where the crop, rotation and mirror take the face: on each augmented real face they agree with the landmarks
+    found on that augmented image afresh (eyes, nose and mouth corners within a fifth of the eyes' distance, and each
+    of the 68 points on its own part: a mirror that kept the points' order would put the left jaw's points on the
+    right). Epochs after the first find nothing."""
+    import sys
+
+    from PIL import ImageOps
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from people import real_people
+
+    from emotic import EmoticImageProcessor
+    from emotic.processing.face_geometry import FaceLandmarker, five_points
+
+    faces = [person.resize((128, 128)) for person in real_people()]
+    landmarker = FaceLandmarker.shared()
+
+    def agrees(transform, face, key) -> Image.Image:
+        image, moved = transform.augment_with_landmarks(face, key, transform._landmarks(face, key))
+        fresh = landmarker(np.asarray(image))
+        assert fresh is not None, key
+        expected, ours = five_points(fresh), five_points(moved)
+        eyes = np.linalg.norm(expected[0] - expected[1])
+        assert np.linalg.norm(ours - expected, axis=1).max() < 0.2 * eyes, (key, ours, expected)
+        assert np.linalg.norm(moved - fresh, axis=1).mean() < 0.15 * eyes, key  # each of the 68 points keeps its part
+        return image
+
+    everything = ViewTransform(EmoticImageProcessor(size=32), geometry="auto", crop_scale=0.75, rotation=20,
+                               hflip=True, seed=3)
+    for key in range(6):
+        agrees(everything, faces[key % 2], key)
+    mirror = ViewTransform(EmoticImageProcessor(size=32), geometry="auto", hflip=True)
+    flipped = [key for key in range(8) if np.array_equal(np.asarray(agrees(mirror, faces[0], key)),
+                                                         np.asarray(ImageOps.mirror(faces[0])))]
+    assert 0 < len(flipped) < 8  # both sides of the coin were checked
+
+    calls = []
+    original = FaceLandmarker.__call__
+    monkeypatch.setattr(FaceLandmarker, "__call__", lambda self, rgb: calls.append(1) or original(self, rgb))
+    paths = []
+    for name, image in (("a", faces[0]), ("b", faces[1]), ("blank", Image.new("RGB", (128, 128), (128,) * 3))):
+        image.save(tmp_path / f"{name}.png")
+        paths.append(str(tmp_path / f"{name}.png"))
+    transform = ViewTransform(EmoticImageProcessor(size=32), geometry="auto", crop_scale=0.75, rotation=20,
+                              hflip=True)
+    for epoch in range(3):
+        transform.epoch = epoch
+        views = transform({"image": paths, "index": [0, 1, 2], "label": [0, 1, 2]})
+        assert views["pixel_values_aux"].shape == (3, 3, 32, 32)
+    assert len(calls) == 3  # once per image, not per image and epoch
+    assert transform.geometries == {"detector": 6, "full_image": 3}
