@@ -5,12 +5,12 @@ line into them; the commands turn a `ValueError` of the library into their one-l
 
 import argparse
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 from transformers import HfArgumentParser
 
+from emotic.commands import check_number
 from emotic.inference.faces import FACES
 from emotic.processing.face_geometry import FaceDetector, set_face_detector
 from emotic.processing.image_processing_emotic import Geometry
@@ -19,19 +19,6 @@ MODEL_HELP = "a model folder (the --output_dir of `emotic finetune`) or a Hub id
 Faces = Literal[FACES]  # auto, all, largest
 MAX_FPS = 1000.0  # frames a second: the most a frame rate may be (a camera's is at most a few hundred)
 MAX_GAP = 86400.0  # seconds a tracked person may be away: at most a day
-
-
-def check_number(option: str, value, low: float, high: float, integer: bool = False, low_open: bool = False) -> None:
-    """A `ValueError` naming `option` unless `value` is a finite number in [low, high] ((low, high] with
-    `low_open`; an integer with `integer`). Every numeric option is checked so before it is used: `inf` and `1e308`
-    pass argparse's `float` and would overflow later."""
-    if value is None:
-        return
-    kind = "an integer" if integer else "a number"
-    bounds = f"{'>' if low_open else '>='} {low:g} and <= {high:g}"
-    if (integer and (isinstance(value, bool) or not isinstance(value, int))) or not math.isfinite(value) \
-            or not (low < value if low_open else low <= value) or value > high:
-        raise ValueError(f"{option} {value}: expected {kind} {bounds}")
 
 
 @dataclass

@@ -526,11 +526,11 @@ def test_real_expression_images_of_every_kind_train_or_are_skipped_and_counted(t
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("--crop_scale", "0", "--crop_scale 0.0: expected a number in (0, 1]"),
-    ("--rotation", "-5", "--rotation -5.0: expected a number in [0, 180]"),
-    ("--erasing", "2", "--erasing 2.0: expected a number in [0, 1]"),
-    ("--class_weight_power", "3", "--class_weight_power 3.0: expected a number in [0, 1]"),
-    ("--layer_decay", "1.5", "--layer_decay 1.5: expected a number in (0, 1]"),
+    ("--crop_scale", "0", "--crop_scale 0.0: expected a number > 0 and <= 1"),
+    ("--rotation", "-5", "--rotation -5.0: expected a number >= 0 and <= 180"),
+    ("--erasing", "nan", "--erasing nan: expected a number >= 0 and <= 1"),
+    ("--class_weight_power", "3", "--class_weight_power 3.0: expected a number >= 0 and <= 1"),
+    ("--layer_decay", "1.5", "--layer_decay 1.5: expected a number > 0 and <= 1"),
 ])
 def test_finetune_refuses_a_training_option_out_of_range_in_one_line(tmp_path, option, value, message):
     (tmp_path / "train" / "neutral").mkdir(parents=True)

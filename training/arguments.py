@@ -6,6 +6,7 @@ from typing import Literal, get_args
 
 from transformers import TrainingArguments
 
+from emotic.commands import check_number
 from emotic.modeling.configuration_emotic import EmoticConfig
 
 # Encoder presets. `base` is MAE-Face's ViT-B/16; `tiny` is for demos and tests on a CPU.
@@ -58,8 +59,7 @@ def resolve_layer_decay(args: TrainingArguments, pretrained: bool) -> float:
     scratch, 2 epochs, one seed: 0.400 validation accuracy at 0.65 against 0.420 at 1.0)."""
     if args.layer_decay is None:
         args.layer_decay = PRETRAINED_LAYER_DECAY if pretrained else 1.0
-    if not 0 < args.layer_decay <= 1:
-        raise ValueError(f"--layer_decay {args.layer_decay}: expected a number in (0, 1]")
+    check_number("--layer_decay", args.layer_decay, 0, 1, low_open=True)
     return args.layer_decay
 
 

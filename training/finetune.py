@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from transformers import AutoImageProcessor, AutoModelForImageClassification, HfArgumentParser, set_seed
 
+from emotic.commands import check_number
 from emotic.modeling.configuration_emotic import FusionStrategy, RegressionLoss
 from emotic.modeling.heads_emotic import head_track
 from emotic.modeling.modeling_emotic import EmoticForImageClassification
@@ -220,8 +221,7 @@ def build_model(model_args: ModelArguments, train_labels):
     view = {"aux_regions": model_args.aux_regions, "aux_layout": model_args.aux_layout}
     if any(value is not None for value in view.values()):  # the processor checks them, and saves them with the run
         processor = EmoticImageProcessor(**{**processor.to_dict(), **{k: v for k, v in view.items() if v is not None}})
-    if not 0 <= model_args.class_weight_power <= 1:
-        raise ValueError(f"--class_weight_power {model_args.class_weight_power}: expected a number in [0, 1]")
+    check_number("--class_weight_power", model_args.class_weight_power, 0, 1)
     if model_args.class_weights:
         for name, value in loss_weights(model_args.task, train_labels).items():
             setattr(model.config, name, [round(float(w) ** model_args.class_weight_power, 6) for w in value])
@@ -235,8 +235,7 @@ def add_lora(model, rank: int, alpha: int | None = None):
         from peft import LoraConfig, get_peft_model
     except ImportError:
         raise ValueError('--lora_rank needs PEFT: pip install "emotic[lora]"') from None
-    if rank < 1:
-        raise ValueError(f"--lora_rank {rank}: expected an integer >= 1")
+    check_number("--lora_rank", rank, 1, 1 << 16, integer=True)
     trained_fully = ["classifier", "emotic.layernorm", *(["fusion"] if model.uses_aux_view else [])]
     config = LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=0.0,
                         target_modules=r"(emotic\.layers|aux_layers)\.\d+\.attention\.(qkv|proj)",

@@ -6,6 +6,7 @@ from collections import Counter
 import numpy as np
 from transformers.utils import logging
 
+from emotic.commands import check_number
 from emotic.processing.image_files import open_image
 
 logger = logging.get_logger(__name__)
@@ -63,11 +64,10 @@ class ViewTransform:
     def __init__(self, processor, hflip: bool = False, main_view_only: bool = False, seed: int = 0,
                  color_jitter: float = 0.0, geometry: str | None = None, crop_scale: float = 1.0,
                  rotation: float = 0.0, erasing: float = 0.0):
-        for name, value, low, high in (("crop_scale", crop_scale, 0.0, 1.0), ("rotation", rotation, 0.0, 180.0),
-                                       ("erasing", erasing, 0.0, 1.0), ("color_jitter", color_jitter, 0.0, 1.0)):
-            if not low <= value <= high or (name == "crop_scale" and value == 0):
-                raise ValueError(f"--{name} {value}: expected a number in {'(' if name == 'crop_scale' else '['}"
-                                 f"{low:g}, {high:g}]")
+        check_number("--crop_scale", crop_scale, 0, 1, low_open=True)
+        for name, value, high in (("--rotation", rotation, 180), ("--erasing", erasing, 1),
+                                  ("--color_jitter", color_jitter, 1)):
+            check_number(name, value, 0, high)
         self.processor = processor
         self.geometry = geometry  # e.g. "template" for aligned training frames; the saved processor keeps its own
         self.hflip = hflip
