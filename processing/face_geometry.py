@@ -472,42 +472,43 @@ class FaceLandmarker:
         """Every face found, largest first, as `((68, 2) landmarks, detector score, detector box)` (at most `limit`
         of them; boxes `(x0, y0, x1, y1)` in pixels of `rgb`), and how many faces were found in all (more than
         `limit` when some were left out)."""
-        if self.detector_name == "blazeface":
-            full = np.ascontiguousarray(rgb)
-            with self._calls:
-                faces = self.detector(full)
-                ranked = sorted(faces, key=lambda face: (face[0][2] - face[0][0]) * (face[0][3] - face[0][1]),
-                                reverse=True)
-                found = []
-                for box, score, _ in ranked[:limit]:
-                    centre, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]).max() / 2 * self.BLAZEFACE_TO_HOG
-                    rect = tuple(int(round(v)) for v in (*(centre - half), *(centre + half)))
-                    found.append((self._shape(full, self._dlib.rectangle(*rect)), score, rect))
-            return found, len(ranked)
-        height, width = rgb.shape[:2]
+        full = np.ascontiguousarray(rgb)
+        with self._calls:
+            candidates = self._blazeface_boxes(full) if self.detector_name == "blazeface" else self._hog_boxes(full)
+            ranked = sorted(candidates, key=lambda candidate: candidate[0], reverse=True)  # largest first
+            found = [(self._shape(full, self._dlib.rectangle(*rect)), score, rect) for _, rect, score in ranked[:limit]]
+        return found, len(ranked)
+
+    def _blazeface_boxes(self, full: np.ndarray) -> list[tuple]:
+        """`(area, (x0, y0, x1, y1), score)` per face: BlazeFace's box, as the square around its centre that dlib's
+        landmark model was trained on (HOG's boxes are about `BLAZEFACE_TO_HOG` of BlazeFace's larger side)."""
+        candidates = []
+        for box, score, _ in self.detector(full):
+            centre, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]).max() / 2 * self.BLAZEFACE_TO_HOG
+            rect = tuple(int(round(v)) for v in (*(centre - half), *(centre + half)))
+            candidates.append(((box[2] - box[0]) * (box[3] - box[1]), rect, score))
+        return candidates
+
+    def _hog_boxes(self, full: np.ndarray) -> list[tuple]:
+        """`(area, (x0, y0, x1, y1), score)` per face: dlib's HOG detector on the frame at most `detect_max_side`
+        pixels a side, its boxes scaled back to `full`."""
+        height, width = full.shape[:2]
         factor = min(1.0, self.detect_max_side / max(height, width))
-        small = rgb
+        small = full
         if factor < 1.0:  # a real resize by the exact factor: integer subsampling could halve an 800-px photo
             from PIL import Image
 
             size = (max(1, round(width * factor)), max(1, round(height * factor)))
-            small = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR, reducing_gap=2.0))
+            small = np.asarray(Image.fromarray(full).resize(size, Image.BILINEAR, reducing_gap=2.0))
             factor = size[0] / width
         upsample = 1 if max(small.shape[:2]) < 400 else 0  # the HOG detector's smallest face is about 80 px
         small = np.ascontiguousarray(small)
-        full = np.ascontiguousarray(rgb)
-        found = []
-        with self._calls:
-            faces, scores, _ = self.detector.run(small, upsample)
-            if len(faces) == 0 and upsample == 0:  # a small face in a large photo: look once more at twice the size
-                faces, scores, _ = self.detector.run(small, 1)
-            ranked = sorted(zip(faces, scores), key=lambda pair: pair[0].width() * pair[0].height(), reverse=True)
-            for face, score in ranked[:limit]:
-                rect = self._dlib.rectangle(int(face.left() / factor), int(face.top() / factor),
-                                            int(face.right() / factor), int(face.bottom() / factor))
-                found.append((self._shape(full, rect), float(score),
-                              (rect.left(), rect.top(), rect.right(), rect.bottom())))
-        return found, len(ranked)
+        faces, scores, _ = self.detector.run(small, upsample)
+        if len(faces) == 0 and upsample == 0:  # a small face in a large photo: look once more at twice the size
+            faces, scores, _ = self.detector.run(small, 1)
+        return [(face.width() * face.height(),
+                 (int(face.left() / factor), int(face.top() / factor), int(face.right() / factor),
+                  int(face.bottom() / factor)), float(score)) for face, score in zip(faces, scores)]
 
     def follow(self, rgb: np.ndarray, box) -> np.ndarray:
         """`(68, 2)` landmarks fitted inside `box` `(x0, y0, x1, y1)` (a face's box in the previous frame, moved to
