@@ -15,7 +15,7 @@ import logging
 
 import numpy as np
 
-from emotic.inference.results import FACE, MISSING, NO_FACE, UNREADABLE, FrameResult
+from emotic.inference.results import DROPPED, DROPPED_FRAME, FACE, MISSING, NO_FACE, UNREADABLE, FrameResult
 from emotic.inference.sources import DEFAULT_FPS
 from emotic.inference.tracking import FaceTracker, Quality
 from emotic.processing.image_files import open_image
@@ -27,6 +27,8 @@ def _decode(processor, image, location: str):
     """The frame as RGB, or the status of a frame without one (`missing`, `unreadable`)."""
     if image is None:
         return None, MISSING
+    if image is DROPPED_FRAME:  # a live frame dropped to keep up: nothing to decode
+        return None, DROPPED
     try:
         return processor.to_rgb(open_image(image), location), FACE
     except (ValueError, OSError):
@@ -129,9 +131,9 @@ def frame_reliability(paths, processor) -> np.ndarray:
 
 
 def tracked_sources(sources, faces: str, geometry: str, temporal_model=None) -> set:
-    """The names of the sources whose faces are all tracked (`--faces`): with `all`, every video and frame folder;
-    with `auto`, the video files, unless the frames are aligned crops (`--geometry template`) or a temporal head
-    predicts one face a frame. Separate images are never tracked."""
+    """The names of the sources whose faces are all tracked (`--faces`): with `all`, every video, live source and
+    frame folder; with `auto`, the video files and live sources, unless the frames are aligned crops (`--geometry
+    template`) or a temporal head predicts one face a frame. Separate images are never tracked."""
     if faces not in FACES:
         raise ValueError(f"--faces {faces!r}; allowed: {', '.join(FACES)}")
     if faces == "largest" or (faces == "auto" and (geometry == "template" or temporal_model)):
@@ -144,7 +146,7 @@ def tracked_sources(sources, faces: str, geometry: str, temporal_model=None) -> 
                          "use --faces largest")
     from emotic.processing.face_geometry import detector_available
 
-    kinds = ("video",) if faces == "auto" else ("video", "frames")
+    kinds = ("video", "stream") if faces == "auto" else ("video", "stream", "frames")
     chosen = {source.name for source in sources if source.kind in kinds}
     if chosen and not detector_available():
         if faces == "auto":

@@ -11,7 +11,14 @@ face, and unreadable frames, carry the prediction of the nearest earlier frame w
 the start of a video) and are counted. Each finished video is written at once (an atomic rename), so a run that was
 interrupted and started again with the same command skips the videos it already finished.
 
-On video files (and frame folders with `--faces all`) every face is tracked (`emotic.inference.tracking`): a row
+A live source (`-`: a stream on standard input; `rtsp://`, `http(s)://`, `udp://`, `srt://`; a capture device such as
+`/dev/video0`) is read until it ends, or until Ctrl-C or SIGTERM, which end it as if it had ended: its files are then
+complete for the frames read (`emotic.inference.live`). Decoding runs in a thread of its own; a frame the model would
+take more than `--max_latency` seconds after it was decoded is dropped (a row with status `dropped`, counted) unless
+`--no_drop`; rows are flushed as they become final (`frames/<name>.csv.<pid>.partial` can be followed with `tail -f`
+until the stream ends), and `summary.json` gives the latency from decoding to row (p50, p95).
+
+On video files and live sources (and frame folders with `--faces all`) every face is tracked (`emotic.inference.tracking`): a row
 per frame and person with the track id, face box, detector score, a quality record and a `reliable` flag, smoothing
 within each person's track only, submission rows per person (`<video>_<track>`, or the `--subjects` names), the
 tracks in `summary.json` and a timeline per person in `timelines/<video>.png`. `--faces largest` keeps one face.
@@ -34,9 +41,12 @@ output folder claimed by one run (`outputs`); `accelerate launch -m emotic.infer
 among processes (`processes`).
 """
 
+import contextlib
 import csv
 import json
+import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +64,7 @@ from emotic.inference.arguments import (
 )
 from emotic.inference.compound import check_compound_labels
 from emotic.inference.faces import OneFace, TrackedFaces, tracked_sources
+from emotic.inference.live import LiveFrames, LiveOptions, latency_summary
 from emotic.inference.outputs import (
     OutputRefused,
     claim_output,
@@ -64,7 +75,7 @@ from emotic.inference.outputs import (
     written_when_complete,
 )
 from emotic.inference.processes import Processes
-from emotic.inference.results import FACE, NO_FACE, STATUSES, UNREADABLE
+from emotic.inference.results import DROPPED, FACE, NO_FACE, STATUSES, UNREADABLE
 from emotic.inference.runtime import Runtime
 from emotic.inference.smoothing import smoothing_kernel
 from emotic.inference.sources import DEFAULT_FPS, check_decoded, collect_sources, frame_files, open_frames
@@ -110,13 +121,37 @@ class PredictArguments:
         check_number("--fps", self.fps, 0, MAX_FPS, low_open=True)
 
 
+@dataclass
+class LiveArguments:
+    """Live sources (`-`, `rtsp://`, `http(s)://`, `/dev/video0`): `emotic.inference.live`."""
+
+    max_latency: float = field(default=2.0, metadata={
+        "metavar": "S",
+        "help": "live sources: a frame the model would take more than S seconds after its time in the stream is "
+                "dropped (a row with status dropped, counted), so the model never falls further behind"})
+    no_drop: bool = field(default=False, metadata={
+        "help": "live sources: drop nothing (a recorded stream that must be complete); the reader waits for the "
+                "model"})
+    source_format: str | None = field(default=None, metadata={
+        "metavar": "FORMAT",
+        "help": "live sources: FFmpeg's input format (mpegts, v4l2, ...); default: probed from the data"})
+
+    def check(self) -> None:
+        check_number("--max_latency", self.max_latency, 0, 3600, low_open=True)
+
+    def options(self) -> LiveOptions:
+        return LiveOptions(None if self.no_drop else self.max_latency, self.source_format)
+
+
 def build_parser() -> CommandParser:
     return CommandParser("emotic predict", __doc__,
                          (PredictArguments, FramesArguments, PrecisionArguments, TrackerArguments, OutputArguments,
-                          ProgressArguments),
+                          ProgressArguments, LiveArguments),
                          positionals=[(("model",), {"metavar": "MODEL", "help": MODEL_HELP}),
                                       (("inputs",), {"nargs": "+",
-                                                     "help": "videos, frame folders, folders of those, or images"})])
+                                                     "help": "videos, frame folders, folders of those, images, or a "
+                                                             "live source: - (standard input), rtsp://, http(s)://, "
+                                                             "/dev/video0"})])
 
 
 def new_counts(tracked: bool = False) -> dict:
@@ -139,33 +174,51 @@ def total_geometries(videos: dict) -> dict:
 
 
 def predict_source(source, runtime: Runtime, faces, smoothing, frames_dir: Path, show_progress: bool,
-                   fps: float | None = None, subjects=()) -> dict:
+                   fps: float | None = None, subjects=(), live: LiveOptions | None = None) -> dict:
     """Predict one source into `frames/<name>.csv` (renamed into place when finished): its counts for the summary.
     `fps`: the frame rate of a frame folder (a video's own header gives its rate). With tracked faces, a row per
-    face and the video's tracks recorded (`frames/<name>.json`, read back on a restart)."""
+    face and the video's tracks recorded (`frames/<name>.json`, read back on a restart). A live source (`live`: its
+    options) is read until it ends or Ctrl-C / SIGTERM stops it (the files are then complete for the frames read);
+    its rows are flushed as each becomes final, and it counts dropped frames and the latency of its rows."""
     from tqdm.auto import tqdm
 
     tracked = faces.tracked
     counts, files = new_counts(tracked), frame_files(source)
     final = frames_dir / f"{source.name}.csv"
+    reader, latencies = None, []
     with written_when_complete(final) as partial:
         with open(partial, "w", newline="", encoding="utf-8") as handle, \
                 tqdm(total=len(files) if files is not None else None, desc=source.name, unit="frame",
                      disable=not show_progress, leave=False) as progress:
             table = FrameCsv(handle, runtime.labels, runtime.parts, getattr(runtime.head, "label_thresholds", None),
                              tracked)
-            frames = open_frames(source, files, fps)  # a video's rate is known from its first frame
+            if source.kind == "stream":
+                reader = LiveFrames(source, live or LiveOptions())
+                frames = reader.frames(runtime.batch_size)
+            else:
+                frames = open_frames(source, files, fps)  # a video's rate is known from its first frame
             last = None
-            for result in stream(frames, runtime, faces, smoothing, progress):
-                if not tracked or result.frame != last:  # a tracked frame has a row per face
-                    counts["frames"] += 1
-                    counts[result.status] += 1
-                    last = result.frame
-                count_geometry(counts, result.geometry)
-                if tracked:
-                    counts["faces"] += result.face is not None
-                    counts["reliable"] += bool(result.face is not None and result.face.quality.reliable)
-                table.write(result)
+            with stopped_by_signals(reader):
+                for result in stream(frames, runtime, faces, smoothing, progress):
+                    if not tracked or result.frame != last:  # a tracked frame has a row per face
+                        counts["frames"] += 1
+                        counts[result.status] = counts.get(result.status, 0) + 1
+                        last = result.frame
+                        if reader is not None and (latency := reader.latency(result.frame)) is not None \
+                                and result.status != DROPPED:
+                            latencies.append(latency)
+                    count_geometry(counts, result.geometry)
+                    if tracked:
+                        counts["faces"] += result.face is not None
+                        counts["reliable"] += bool(result.face is not None and result.face.quality.reliable)
+                    table.write(result)
+                    if reader is not None:
+                        handle.flush()  # a live source's rows can be followed as they come
+        if reader is not None:
+            counts[DROPPED] = counts.get(DROPPED, 0)
+            counts.update(latency_summary(latencies), stopped=reader.stopped.is_set())
+            if "error" in reader.notes:
+                counts["incomplete"] = reader.notes["error"]
         if tracked:
             counts["fps"], counts["dropped_faces"] = frames.fps, faces.dropped
             counts["tracks"] = track_records(faces.seen, source.name, subjects)
@@ -177,6 +230,27 @@ def predict_source(source, runtime: Runtime, faces, smoothing, frames_dir: Path,
         if incomplete:
             counts["incomplete"] = incomplete
     return counts
+
+
+@contextlib.contextmanager
+def stopped_by_signals(reader: LiveFrames | None):
+    """While a live source is read, Ctrl-C and SIGTERM end it as if it had ended (the frames read so far are
+    written, every file complete); a second Ctrl-C interrupts at once. Nothing changes for files."""
+    if reader is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        print(f"\nstopping {reader.source.name}: writing what was read (Ctrl-C again to abort)", file=sys.stderr)
+        reader.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    earlier = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in earlier.items():
+            signal.signal(number, handler)
 
 
 def count_written(csv_path: Path) -> dict:
@@ -203,7 +277,7 @@ def parse_subjects(text: str | None) -> list[str]:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    inputs, args, frames_args, precision, tracker, output_args, progress = parser.parse(argv)
+    inputs, args, frames_args, precision, tracker, output_args, progress, live_args = parser.parse(argv)
     try:
         sources = collect_sources(inputs.inputs)
     except ValueError as error:
@@ -248,6 +322,10 @@ def main(argv=None) -> int:
                                 output_args.overwrite, "predictions", "`emotic predict`")
         except OutputRefused as error:
             parser.error(str(error))
+        for source in sources:  # a live stream goes on: its earlier recording is never taken for this one
+            if source.kind == "stream" and (frames_dir / f"{source.name}.csv").exists() and not output_args.overwrite:
+                parser.error(f"{source.url}: {frames_dir / source.name}.csv holds an earlier recording of this "
+                             f"stream; give another --output_dir, or --overwrite to replace it")
     processes.wait()
 
     summary_path = output / "summary.json"
@@ -255,9 +333,9 @@ def main(argv=None) -> int:
     mine = work_share(processes, sources, lambda source: frames_dir / f"{source.name}.csv", count_written,
                       lambda source: predict_source(source, runtime, people if source.name in tracked else one_face,
                                                     (window, mode), frames_dir, not progress.quiet, args.fps,
-                                                    subjects), earlier, output_args.overwrite)
+                                                    subjects, live_args.options()), earlier, output_args.overwrite)
     summary = merge_shares(processes.gather(mine), sources, settings,
-                           ("frames", *STATUSES, "faces", "reliable", "dropped_faces"))
+                           ("frames", *STATUSES, DROPPED, "faces", "reliable", "dropped_faces"))
     summary["totals"]["geometries"] = total_geometries(summary["videos"])
     totals, already = summary["totals"], summary["totals"]["already_done"]
     code = 1 if summary["skipped"] or summary["incomplete"] else 0
@@ -284,6 +362,7 @@ def main(argv=None) -> int:
           + (f", {processes.count} processes" if processes.count > 1 else "") + f"), {totals['frames']} "
           f"frames: {totals[NO_FACE]} without a face and {totals[UNREADABLE]} unreadable"
           + (" (one-face inputs: carried a neighbour's prediction)" if len(tracked) < len(sources) else "")
+          + (f"; {totals[DROPPED]} live frames dropped to keep within --max_latency" if totals[DROPPED] else "")
           + f"{people_line}; auxiliary views: "
           + (", ".join(f"{name} {number}" for name, number in totals["geometries"].items()) or "none")
           + f"; smoothing {mode} over {window} frames; {lines} lines in {output / 'submission.txt'}")

@@ -8,6 +8,15 @@ import numpy as np
 # A frame's status: a face was found (or the geometry is the aligned template), no face was found, the frame could
 # not be decoded, or (evaluation) the annotated frame has no image.
 FACE, NO_FACE, UNREADABLE, MISSING = "face", "no_face", "unreadable", "missing"
+DROPPED = "dropped"  # a live frame the model could not take within --max_latency (`emotic.inference.live`)
+
+
+class _DroppedFrame:
+    def __repr__(self) -> str:
+        return "<a dropped live frame>"
+
+
+DROPPED_FRAME = _DroppedFrame()  # what a dropped live frame holds instead of its image
 STATUSES = (FACE, NO_FACE, UNREADABLE)  # what the summaries count
 
 

@@ -244,17 +244,18 @@ class Runtime:
         return [self.head.id2label[i] for i in range(self.head.num_labels)]
 
 
-def pipelined(items, batch_size: int, prepare, infer, name: str = "emotic-views"):
+def pipelined(items, batch_size: int, prepare, infer, name: str = "emotic-views", take=None):
     """`infer(*prepare(batch))` per batch of `batch_size` items, the next batch prepared (decoded, its faces found,
     turned into views) in a background thread while `infer` runs the model on this one: at most two batches are
-    held, however long the stream."""
+    held, however long the stream. `take()`, where given, gives each batch instead (a live source's: what has
+    arrived), [] at the end."""
     from concurrent.futures import ThreadPoolExecutor
     from itertools import islice
 
     iterator = iter(items)
 
     def prepare_next():  # only the one worker thread advances the items
-        batch = list(islice(iterator, batch_size))
+        batch = take() if take is not None else list(islice(iterator, batch_size))
         return prepare(batch) if batch else None
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) as worker:

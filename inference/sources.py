@@ -2,7 +2,7 @@
 images, as sources of (image location, frame) pairs streamed one frame at a time (`Frames`, what the loop takes)."""
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -21,10 +21,10 @@ def check_decoded(source, frames: int, unreadable: int, notes: dict, what: str =
     reason its output is partial when decoding ended before the frames its header declares (a file cut off
     mid-way), else None."""
     if frames == 0:
-        raise UnreadableInput(f"{source.path}: has no frames")
+        raise UnreadableInput(f"{source.path or source.url}: has no frames")
     if unreadable == frames:
-        raise UnreadableInput(f"{source.path or source.name}: none of its {frames} frames could be decoded as an "
-                              f"image")
+        raise UnreadableInput(f"{source.path or source.url or source.name}: none of its {frames} frames could be "
+                              f"decoded as an image")
     declared = notes.get("declared_frames", 0)
     if declared > frames:
         return (f"{source.path}: {frames} frames decoded where its header declares {declared} or more (a truncated "
@@ -37,9 +37,10 @@ class Source:
     """One unit of prediction: a video file, a folder of frames, or the loose images given on the command line."""
 
     name: str
-    kind: str  # "video" | "frames" | "images"
+    kind: str  # "video" | "frames" | "images" | "stream" (a live source: `emotic.inference.live`)
     path: Path | None = None
     images: list = field(default_factory=list)
+    url: str | None = None  # a live source's URL, device or `-`
 
     @property
     def sequential(self) -> bool:  # frames of one video: neighbours may be used and smoothing applies
@@ -71,7 +72,9 @@ def collect_sources(inputs) -> list[Source]:
     sources, loose = [], []
     for text in inputs:
         path = Path(text)
-        if path.is_file():
+        if is_live(text):
+            sources.append(live_source(text))
+        elif path.is_file():
             if path.suffix.lower() in IMAGE_EXTENSIONS:
                 loose.append(path)
             else:  # a video by extension or not: PyAV reports what it cannot decode
@@ -97,14 +100,14 @@ def collect_sources(inputs) -> list[Source]:
         if source.name in names:
             raise ValueError(f"two inputs would both be written as {source.name!r}: {names[source.name]} and "
                              f"{source.path}; rename one or predict them in separate runs")
-        names[source.name] = source.path or "the images given"
+        names[source.name] = source.path or source.url or "the images given"
     return sources
 
 
 def frame_files(source: Source) -> list[Path] | None:
     """The image files of an `images` or `frames` source, in order (one listing of a frame folder); None for a
-    video."""
-    if source.kind == "video":
+    video or a live source."""
+    if source.kind in ("video", "stream"):
         return None
     return source.images if source.kind == "images" else _images_in(source.path)
 
@@ -166,6 +169,30 @@ def iter_frames(source: Source, files: list[Path] | None = None, notes: dict | N
                 raise UnreadableInput(f"{source.path}: decoding failed after {index} frames ({error})") from None
 
 
+LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "srt://")
+STDIN = "-"
+
+
+def is_live(text: str) -> bool:
+    """Whether a command-line input names a live source: `-`, a stream URL or a capture device."""
+    return text == STDIN or text.lower().startswith(LIVE_SCHEMES) or text.startswith("/dev/video")
+
+
+def live_source(text: str) -> Source:
+    """The `Source` of a live input, named for its files: `stdin`, a URL's last path part (`live.ts` -> `live`) or
+    host, a device's name (`video0`)."""
+    if text == STDIN:
+        name = "stdin"
+    elif text.startswith("/dev/"):
+        name = text.rsplit("/", 1)[-1]
+    else:
+        rest = text.split("://", 1)[1].split("?", 1)[0].rstrip("/")
+        last = rest.rsplit("/", 1)[-1] if "/" in rest else rest.split("@")[-1].split(":")[0]
+        name = last.rsplit(".", 1)[0] if "." in last and "/" in rest else last
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "stream"
+    return Source(name, "stream", url=text)
+
+
 DEFAULT_FPS = 30.0  # the frame rate assumed where none is known (Aff-Wild2's videos are 30 fps)
 
 
@@ -182,6 +209,9 @@ class Frames:
     sequential: bool = True
     notes: dict = field(default_factory=dict)
     total: int | None = None  # the frames to come, where known without decoding (a progress bar's length)
+    # a live source's frames, instead of `items`: `take(start)` gives the next batch of (location, image) pairs, as
+    # many as have arrived (frame `start` first), [] at the end (`emotic.inference.live.LiveFrames`)
+    take: Callable[[int], list] | None = None
 
 
 def started(items):

@@ -31,6 +31,15 @@ def frame_results(frames: Frames, runtime: Runtime, faces, progress=None):
     faces.start(fps)
     numbered = ((location, index if frames.sequential else None, index / fps if fps else None, image)
                 for index, (location, image) in enumerate(frames.items))
+    take, taken = None, 0
+    if frames.take is not None:  # a live source: each batch is what has arrived
+        def take():
+            nonlocal taken
+            batch = frames.take(taken)
+            numbered = [(location, taken + i, (taken + i) / fps if fps else None, image)
+                        for i, (location, image) in enumerate(batch)]
+            taken += len(batch)
+            return numbered
 
     def prepare(batch):
         return (len(batch), *faces.prepare(batch))
@@ -47,7 +56,7 @@ def frame_results(frames: Frames, runtime: Runtime, faces, progress=None):
             progress.update(count)
         return results
 
-    yield from pipelined(numbered, runtime.batch_size, prepare, infer)
+    yield from pipelined(numbered, runtime.batch_size, prepare, infer, take=take)
 
 
 def stream(frames: Frames, runtime: Runtime, faces, smoothing: tuple[int, str] = (1, "mean"), progress=None):

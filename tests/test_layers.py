@@ -34,6 +34,7 @@ REMOTE_CODE_PACKAGES = {"torch", "transformers", "numpy", "PIL",  # and the opti
 INFERENCE_NEIGHBOURS = {
     "results": set(),  # the one record every stage hands on
     "sources": set(),
+    "live": {"results", "sources"},  # live sources read in a thread of their own
     "tracking": set(),
     "compound": set(),
     "processes": set(),
@@ -46,7 +47,7 @@ INFERENCE_NEIGHBOURS = {
     "report": {"tracking"},
     "writers": {"compound", "report", "results"},
     # the commands
-    "predict": {"arguments", "compound", "faces", "outputs", "processes", "results", "runtime", "smoothing",
+    "predict": {"arguments", "compound", "faces", "live", "outputs", "processes", "results", "runtime", "smoothing",
                 "sources", "stream", "writers"},
     "features": {"arguments", "faces", "outputs", "processes", "results", "runtime", "sources", "stream"},
     "evaluate": {"arguments", "faces", "report", "results", "runtime", "smoothing", "sources", "stream", "writers"},

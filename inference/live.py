@@ -1,0 +1,179 @@
+"""Live sources: a network stream (`rtsp://`, `http(s)://` MPEG-TS, HLS or MJPEG, `udp://`, `srt://`), a capture
+device (`/dev/video0`, with an input format PyAV's FFmpeg has) or standard input (`-`), decoded by PyAV in a thread
+of their own while the loop takes the newest frames.
+
+A frame's latency runs from its decoding to its row. With `max_latency`, a frame the model would take more than that
+many seconds after it was decoded is dropped instead (`DROPPED_FRAME`: a row with status `dropped`, no image held):
+the model takes the newest frames, falls behind by at most `max_latency`, and memory stays bounded. At most
+`capacity` decoded frames wait; while they are not late the reader waits too (a producer faster than the model, such
+as a file piped in, is held back). Without `max_latency` nothing is dropped: the reader waits for the model (a
+recorded stream that must be complete).
+
+`stop()` ends the stream as if it had ended (what Ctrl-C and SIGTERM do in `emotic predict`): the frames read so far
+go through the loop, and every file is written complete for them.
+"""
+
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from emotic.inference.results import DROPPED_FRAME
+from emotic.inference.sources import STDIN, Frames, Source, UnreadableInput
+
+OPEN_TIMEOUT = 10.0  # seconds to open a network stream or wait for its data before it counts as gone
+
+
+@dataclass
+class LiveOptions:
+    max_latency: float | None = 2.0  # seconds; None: drop nothing
+    source_format: str | None = None  # FFmpeg's input format (`mpegts`, `v4l2`, ...); None: probed
+    capacity: int = 64  # decoded frames held at most while the model is busy
+
+
+class LiveFrames:
+    """A live source being read (see the module's docstring): `frames()` is what the loop takes; `latency(index)`
+    the seconds from a frame's decoding to now (call it when its row is written); `dropped`, the frames dropped;
+    `stop()` ends it."""
+
+    def __init__(self, source: Source, options: LiveOptions, clock=time.monotonic):
+        self.source, self.options, self.clock = source, options, clock
+        self.queue: deque = deque()  # [location, image or DROPPED_FRAME, when it was decoded]
+        self.held = 0  # images in the queue (dropped frames hold none)
+        self.arrived: dict[int, float] = {}  # frame index -> when it was decoded, until its row is written
+        self.dropped = 0
+        self.notes: dict = {}
+        self.finished = False
+        self.stopped = threading.Event()
+        self.changed = threading.Condition()
+        container = self._open()
+        self.fps = self.notes.get("fps")
+        self.thread = threading.Thread(target=self._read, args=(container,), name=f"emotic-live-{source.name}",
+                                       daemon=True)
+        self.thread.start()
+
+    # -- the reader ------------------------------------------------------------------------------------------------
+
+    def _open(self):
+        import av
+
+        url, options = self.source.url, {}
+        if url.lower().startswith(("rtsp://", "rtsps://")):  # RTSP over TCP: no lost packets on a busy network
+            options["rtsp_transport"] = "tcp"
+        try:
+            target = sys.stdin.buffer if url == STDIN else url
+            container = av.open(target, format=self.options.source_format, options=options, timeout=OPEN_TIMEOUT)
+        except (av.FFmpegError, OSError) as error:  # before ValueError: FFmpeg's invalid-data error is one too
+            raise UnreadableInput(f"{url}: cannot be opened as a live video ({error})") from None
+        except ValueError as error:  # an input format FFmpeg does not have
+            raise UnreadableInput(f"{url}: {error}; FFmpeg's input formats here: see `python -c \"import av; "
+                                  f"print(sorted(av.formats_available))\"`") from None
+        if not container.streams.video:
+            container.close()
+            raise UnreadableInput(f"{url}: contains no video frames (no video stream)")
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate) if stream.average_rate else None
+        self.notes["fps"] = rate if rate is not None and 0 < rate <= 1000 else None
+        return container
+
+    def _read(self, container) -> None:
+        import av
+
+        index = 0
+        try:
+            with container:
+                size = None
+                for frame in container.decode(video=0):
+                    if self.stopped.is_set():
+                        break
+                    image = frame.to_image()
+                    if size is not None and image.size != size:  # a stream whose resolution changes mid-way
+                        self.notes.setdefault("resized_at", index)
+                    size = image.size
+                    index += 1
+                    self._put([f"{self.source.name}/{index:05d}.jpg", image, self.clock()])
+        except av.FFmpegError as error:
+            self.notes["error"] = f"{self.source.url}: the stream broke off after {index} frames ({error})"
+        finally:
+            with self.changed:
+                self.finished = True
+                self.notes["frames_read"] = index
+                self.changed.notify_all()
+
+    def _put(self, item) -> None:
+        with self.changed:
+            while self.held >= self.options.capacity and not self.stopped.is_set():
+                if not self._drop_late():
+                    self.changed.wait(0.05)  # on time: the producer waits for the model (back-pressure)
+            self.queue.append(item)
+            self.held += 1
+            self.changed.notify_all()
+
+    def _late(self, item) -> bool:
+        latency = self.options.max_latency
+        return latency is not None and item[1] is not DROPPED_FRAME and self.clock() - item[2] > latency
+
+    def _drop_late(self) -> bool:
+        """Drop the oldest waiting frame if it is late; whether one was."""
+        for item in self.queue:
+            if item[1] is not DROPPED_FRAME:
+                if self._late(item):
+                    item[1] = DROPPED_FRAME
+                    self.held -= 1
+                    self.dropped += 1
+                    return True
+                return False
+        return False
+
+    # -- what the loop takes ---------------------------------------------------------------------------------------
+
+    def take(self, count: int, start: int) -> list:
+        """Up to `count` frames (location, image or `DROPPED_FRAME`): waits for the first, then takes what has
+        arrived, so that a batch never waits for frames still to come. Frames late by now are dropped here. `start`:
+        the index of the first (for their latencies). [] once the stream has ended (or was stopped) and everything
+        was taken."""
+        with self.changed:
+            while not self.queue and not self.finished and not self.stopped.is_set():
+                self.changed.wait(0.1)
+            taken = []
+            while self.queue and len(taken) < count:
+                item = self.queue.popleft()
+                if item[1] is not DROPPED_FRAME:
+                    self.held -= 1
+                    if self._late(item):
+                        item[1] = DROPPED_FRAME
+                        self.dropped += 1
+                self.arrived[start + len(taken)] = item[2]
+                taken.append((item[0], item[1]))
+            self.changed.notify_all()
+        return taken
+
+    def latency(self, index: int) -> float | None:
+        """Seconds from frame `index`'s decoding to now (call it when its row is written); forgets the frame."""
+        arrived = self.arrived.pop(index, None)
+        return None if arrived is None else self.clock() - arrived
+
+    def stop(self) -> None:
+        self.stopped.set()
+        with self.changed:
+            self.changed.notify_all()
+
+    def frames(self, batch_size: int) -> Frames:
+        """The `Frames` the loop runs: items taken a batch at a time by `take` (`Frames.take`)."""
+        return Frames(self.source.name, (), self.fps, True, self.notes, take=self._batches(batch_size))
+
+    def _batches(self, batch_size: int):
+        def take(start: int) -> list:
+            return self.take(batch_size, start)
+        return take
+
+
+def latency_summary(latencies: list[float]) -> dict:
+    """p50 and p95 of per-frame latencies (seconds), for the summary."""
+    if not latencies:
+        return {}
+    p50, p95 = np.percentile(np.asarray(latencies), [50, 95])
+    return {"latency_p50": round(float(p50), 3), "latency_p95": round(float(p95), 3)}

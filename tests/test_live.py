@@ -1,0 +1,175 @@
+"""Live sources (`emotic.inference.live`): a stream on standard input and an HTTP stream served at real-time pace
+by a loopback server (tests/live_server.py) give the rows of the same video read as a file; a model slower than
+the stream drops frames and holds --max_latency; Ctrl-C mid-stream leaves every file complete; sources that are
+not streams are refused in one line."""
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from conftest import emotic_cli
+
+HERE = Path(__file__).parent
+
+
+def read_rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def without_location(rows):
+    return [{key: value for key, value in row.items() if key != "image_location"} for row in rows]
+
+
+@pytest.fixture(scope="module")
+def stream_file(two_people, tmp_path_factory):
+    """The two-person video (48 frames at 10 fps: 4.8 seconds, real faces) as MPEG-TS, what live encoders send."""
+    from PIL import Image
+
+    from emotic.training.synthetic import write_video
+
+    frames, _ = two_people
+    path = tmp_path_factory.mktemp("live") / "two.ts"
+    write_video(path, [Image.fromarray(frame) for frame in frames], fps=10)
+    return path
+
+
+@contextmanager
+def served(path, seconds: float, *options):
+    """tests/live_server.py serving `path` at real-time pace over HTTP on loopback; its URL."""
+    server = subprocess.Popen([sys.executable, str(HERE / "live_server.py"), str(path), str(seconds), *options],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline())
+        yield f"http://127.0.0.1:{port}/{Path(path).name}"
+    finally:
+        server.kill()
+        server.wait()
+
+
+def predict_command(model_dir, source, output, *options):
+    return [sys.executable, "-m", "emotic.cli", "predict", str(model_dir), source, "--output_dir", str(output),
+            "--quiet", *options]
+
+
+def test_a_piped_and_an_http_live_stream_give_the_rows_of_the_same_video_read_as_a_file(model_dir, stream_file,
+                                                                                        tmp_path):
+    """Every face tracked, smoothed per person: a stream piped on standard input (`ffmpeg ... | emotic predict
+    MODEL - --no_drop`: a file piped in comes faster than real time, and is held back instead of dropped) and the same
+    stream over HTTP at real-time pace give the file's rows, value for value, with nothing dropped, each live row's
+    latency measured."""
+    assert emotic_cli("predict", model_dir, stream_file, "--output_dir", tmp_path / "file", "--smoothing_window", "5",
+                      "--quiet").returncode == 0
+    expected = without_location(read_rows(tmp_path / "file" / "frames" / "two.csv"))
+    assert len({row["track"] for row in expected}) == 2  # both people, tracked
+
+    with open(stream_file, "rb") as handle:
+        piped = subprocess.run(predict_command(model_dir, "-", tmp_path / "pipe", "--smoothing_window", "5",
+                                               "--no_drop"), stdin=handle, capture_output=True, text=True, timeout=300)
+    assert piped.returncode == 0, piped.stderr[-3000:]
+    assert without_location(read_rows(tmp_path / "pipe" / "frames" / "stdin.csv")) == expected
+
+    with served(stream_file, 4.8) as url:
+        started = time.monotonic()
+        live = subprocess.run(predict_command(model_dir, url, tmp_path / "http", "--smoothing_window", "5"),
+                              capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        assert time.monotonic() - started > 4.0  # the stream came at its own pace
+    assert live.returncode == 0, live.stderr[-3000:]
+    rows = read_rows(tmp_path / "http" / "frames" / "two.csv")
+    assert without_location(rows) == expected and rows[0]["image_location"].startswith("two/")
+    counts = json.loads((tmp_path / "http" / "summary.json").read_text())["videos"]["two"]
+    assert counts["dropped"] == 0 and not counts["stopped"]
+    assert 0 <= counts["latency_p50"] <= counts["latency_p95"] < 5  # decoded to written, the smoothing lag within
+
+
+def test_a_model_slower_than_the_stream_drops_frames_and_holds_max_latency(model_dir, stream_file, tmp_path,
+                                                                           monkeypatch):
+    """A model that takes 0.25 s a batch of 2 frames (8 frames a second) on a 10 fps stream: frames it cannot take
+    within --max_latency are dropped (a row each, status `dropped`, counted), rows stay in order, and no row is
+    written later than the latency bound plus the batches in flight."""
+    from emotic.inference import predict, runtime
+
+    original = runtime.FrameModel.compute
+
+    def slow(self, *args, **kwargs):
+        time.sleep(0.25)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(runtime.FrameModel, "compute", slow)
+    with served(stream_file, 4.8) as url:
+        code = predict.main([str(model_dir), url, "--output_dir", str(tmp_path / "out"), "--faces", "largest",
+                             "--geometry", "template", "--batch_size", "2", "--max_latency", "0.5", "--quiet"])
+    assert code == 0
+    rows = read_rows(tmp_path / "out" / "frames" / "two.csv")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    counts = summary["videos"]["two"]
+    dropped = sum(row["status"] == "dropped" for row in rows)
+    assert [int(row["frame"]) for row in rows] == list(range(48))  # a row for every frame, dropped ones too
+    assert 0 < dropped == counts["dropped"] == summary["totals"]["dropped"] < 48
+    assert counts["latency_p95"] < 0.5 + 4 * 0.25 + 0.5  # --max_latency, the batches in flight, a margin
+
+
+def test_ctrl_c_mid_stream_writes_every_file_complete_for_the_frames_read(model_dir, stream_file, tmp_path):
+    """SIGINT while a live stream plays (its rows being followed in the partial CSV): predict stops reading,
+    finishes the frames it has, and writes the CSV, the submission and the summary, consistent with each other."""
+    with served(stream_file, 4.8) as url:
+        process = subprocess.Popen(predict_command(model_dir, url, tmp_path / "out", "--faces", "largest",
+                                                   "--geometry", "template"),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while True:  # the rows are flushed as they come: wait for a few
+            partial = list((tmp_path / "out" / "frames").glob("two.csv.*.partial"))
+            if partial and len(partial[0].read_text().splitlines()) > 6:
+                break
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err[-3000:]
+    assert "stopping two" in err
+    rows = read_rows(tmp_path / "out" / "frames" / "two.csv")
+    counts = json.loads((tmp_path / "out" / "summary.json").read_text())["videos"]["two"]
+    assert 5 < len(rows) < 48 and counts["frames"] == len(rows) and counts["stopped"]
+    assert [int(row["frame"]) for row in rows] == list(range(len(rows)))
+    assert len((tmp_path / "out" / "submission.txt").read_text().splitlines()) == 1 + len(rows)
+    assert not list((tmp_path / "out" / "frames").glob("*.partial"))
+
+
+def test_live_sources_that_cannot_be_read_are_refused_in_one_line(model_dir, stream_file, tmp_path):
+    """A URL that refuses connection, one that serves a web page, an unknown capture device, an unknown input
+    format: each a one-line reason (the source skipped, exit status 1, or a usage error), never a traceback; and a
+    stream's earlier recording in the output folder is never replaced without --overwrite."""
+    from conftest import free_port
+
+    refused = emotic_cli("predict", model_dir, f"http://127.0.0.1:{free_port()}/live.ts", "--output_dir",
+                         tmp_path / "a", "--quiet")
+    assert refused.returncode == 1 and "live.ts: cannot be opened as a live video" in refused.stderr
+    with served(stream_file, 1.0, "--html") as url:
+        page = emotic_cli("predict", model_dir, url, "--output_dir", tmp_path / "b", "--quiet")
+    assert page.returncode == 1 and "cannot be opened as a live video" in page.stderr
+    device = emotic_cli("predict", model_dir, "/dev/video97", "--output_dir", tmp_path / "c", "--quiet")
+    assert device.returncode == 1 and "/dev/video97: cannot be opened as a live video" in device.stderr
+    unknown = emotic_cli("predict", model_dir, "-", "--source_format", "nonesuch", "--output_dir", tmp_path / "d",
+                         "--quiet")
+    assert unknown.returncode == 1 and "no container format 'nonesuch'" in unknown.stderr
+    for result in (refused, page, device, unknown):
+        assert "Traceback" not in result.stderr, result.stderr
+
+    (tmp_path / "e" / "frames").mkdir(parents=True)
+    with open(stream_file, "rb") as handle:
+        first = subprocess.run(predict_command(model_dir, "-", tmp_path / "e", "--faces", "largest"), stdin=handle,
+                               capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    recorded = (tmp_path / "e" / "frames" / "stdin.csv").read_bytes()
+    again = subprocess.run(predict_command(model_dir, "-", tmp_path / "e", "--faces", "largest"),
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "holds an earlier recording of this stream" in again.stderr
+    assert (tmp_path / "e" / "frames" / "stdin.csv").read_bytes() == recorded
