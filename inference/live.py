@@ -48,6 +48,7 @@ class LiveFrames:
         self.notes: dict = {}
         self.finished = False
         self.stopped = threading.Event()
+        self.stopped_by: str | None = None  # what ended the stream before its end (`SIGINT`, `SIGTERM`), if anything
         self.changed = threading.Condition()
         container = self._open()
         self.fps = self.notes.get("fps")
@@ -156,7 +157,10 @@ class LiveFrames:
         arrived = self.arrived.pop(index, None)
         return None if arrived is None else self.clock() - arrived
 
-    def stop(self) -> None:
+    def stop(self, why: str | None = None) -> None:
+        """End the stream; `why` (e.g. `SIGINT`) is kept as `stopped_by` when it is the first reason given."""
+        if why and self.stopped_by is None:
+            self.stopped_by = why
         self.stopped.set()
         with self.changed:
             self.changed.notify_all()

@@ -18,10 +18,11 @@ take more than `--max_latency` seconds after it was decoded is dropped (a row wi
 `--no_drop`; rows are flushed as they become final (`frames/<name>.csv.<pid>.partial` can be followed with `tail -f`
 until the stream ends), and `summary.json` gives the latency from decoding to row (p50, p95).
 
-On video files and live sources (and frame folders with `--faces all`) every face is tracked (`emotic.inference.tracking`): a row
-per frame and person with the track id, face box, detector score, a quality record and a `reliable` flag, smoothing
-within each person's track only, submission rows per person (`<video>_<track>`, or the `--subjects` names), the
-tracks in `summary.json` and a timeline per person in `timelines/<video>.png`. `--faces largest` keeps one face.
+On video files and live sources (and frame folders with `--faces all`) every face is tracked
+(`emotic.inference.tracking`): a row per frame and person with the track id, face box, detector score, a quality
+record and a `reliable` flag, smoothing within each person's track only, submission rows per person
+(`<video>_<track>`, or the `--subjects` names), the tracks in `summary.json` and a timeline per person in
+`timelines/<video>.png`. `--faces largest` keeps one face.
 
 With `--temporal_model TEMPORAL` (a temporal head from `emotic finetune-temporal`), MODEL gives each frame's
 features and the head the predictions, from windows of frames (`emotic.inference.runtime.TemporalHead`): the files
@@ -216,7 +217,7 @@ def predict_source(source, runtime: Runtime, faces, smoothing, frames_dir: Path,
                         handle.flush()  # a live source's rows can be followed as they come
         if reader is not None:
             counts[DROPPED] = counts.get(DROPPED, 0)
-            counts.update(latency_summary(latencies), stopped=reader.stopped.is_set())
+            counts.update(latency_summary(latencies), stopped=reader.stopped_by)
             if "error" in reader.notes:
                 counts["incomplete"] = reader.notes["error"]
         if tracked:
@@ -235,20 +236,28 @@ def predict_source(source, runtime: Runtime, faces, smoothing, frames_dir: Path,
 @contextlib.contextmanager
 def stopped_by_signals(reader: LiveFrames | None):
     """While a live source is read, Ctrl-C and SIGTERM end it as if it had ended (the frames read so far are
-    written, every file complete); a second Ctrl-C interrupts at once. Nothing changes for files."""
-    if reader is None or threading.current_thread() is not threading.main_thread():
+    written, every file complete); a second Ctrl-C interrupts at once. The reader is stopped however the block ends.
+    Nothing changes for files."""
+    if reader is None:
         yield
+        return
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        try:
+            yield
+        finally:
+            reader.stop()
         return
 
     def stop(signum, frame):
         print(f"\nstopping {reader.source.name}: writing what was read (Ctrl-C again to abort)", file=sys.stderr)
-        reader.stop()
+        reader.stop(signal.Signals(signum).name)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     earlier = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
+        reader.stop()
         for number, handler in earlier.items():
             signal.signal(number, handler)
 
