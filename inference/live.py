@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from emotic.inference.results import DROPPED_FRAME
-from emotic.inference.sources import STDIN, Frames, Source, UnreadableInput
+from emotic.inference.sources import DEFAULT_FPS, STDIN, Frames, Source, UnreadableInput, VideoHeader
 
 OPEN_TIMEOUT = 10.0  # seconds to open a network stream or wait for its data before it counts as gone
 
@@ -31,6 +31,7 @@ OPEN_TIMEOUT = 10.0  # seconds to open a network stream or wait for its data bef
 class LiveOptions:
     max_latency: float | None = 2.0  # seconds; None: drop nothing
     source_format: str | None = None  # FFmpeg's input format (`mpegts`, `v4l2`, ...); None: probed
+    reconnect: int = 0  # times in a row a stream that ends or breaks off is opened again
     capacity: int = 64  # decoded frames held at most while the model is busy
 
 
@@ -52,8 +53,8 @@ class LiveFrames:
         self.changed = threading.Condition()
         container = self._open()
         self.fps = self.notes.get("fps")
-        self.thread = threading.Thread(target=self._read, args=(container,), name=f"emotic-live-{source.name}",
-                                       daemon=True)
+        self.thread = threading.Thread(target=self._read_until_done, args=(container,),
+                                       name=f"emotic-live-{source.name}", daemon=True)
         self.thread.start()
 
     # -- the reader ------------------------------------------------------------------------------------------------
@@ -76,51 +77,110 @@ class LiveFrames:
             container.close()
             raise UnreadableInput(f"{url}: contains no video frames (no video stream)")
         stream = container.streams.video[0]
-        rate = float(stream.average_rate) if stream.average_rate else None
-        self.notes["fps"] = rate if rate is not None and 0 < rate <= 1000 else None
+        self.notes["fps"] = VideoHeader.read(container, stream).fps
         return container
 
     def _read(self, container) -> None:
+        """Decode frames into the queue until the stream ends (or is stopped). With `reconnect`, a stream that ends
+        or breaks off is opened again, up to `reconnect` times in a row with growing pauses (0.5 s doubling to 8 s);
+        the frames its gap held are queued as missing (their time from the timestamps where those go on, else from
+        the clock), so that frame numbers and times stay those of the stream."""
         import av
 
-        index = 0
-        try:
-            with container:
-                size = None
-                for frame in container.decode(video=0):
-                    if self.stopped.is_set():
-                        break
-                    image = frame.to_image()
-                    if size is not None and image.size != size:  # a stream whose resolution changes mid-way
-                        self.notes.setdefault("resized_at", index)
-                    size = image.size
-                    index += 1
-                    self._put([f"{self.source.name}/{index:05d}.jpg", image, self.clock()])
-        except av.FFmpegError as error:
-            self.notes["error"] = f"{self.source.url}: the stream broke off after {index} frames ({error})"
-        finally:
-            with self.changed:
-                self.finished = True
+        index, attempts, last = 0, 0, None  # last: (timestamp, clock) of the latest frame
+        while True:
+            broken = None  # why decoding failed, if it did (else the stream ended)
+            try:
+                with container:
+                    for frame in self._decoded(container):
+                        if self.stopped.is_set():
+                            return
+                        image, now = frame.to_image(), self.clock()
+                        if last is not None and attempts:  # the first frame after a reconnection: fill the gap
+                            index = self._missing(index, frame.time, now, last)
+                        attempts = 0
+                        index += 1
+                        last = (frame.time, now)
+                        self._put([f"{self.source.name}/{index:05d}.jpg", image, now])
+            except av.FFmpegError as error:
+                broken = f"{self.source.url}: the stream broke off after {index} frames ({error})"
+            finally:
                 self.notes["frames_read"] = index
-                self.changed.notify_all()
+            container, reopening = None, None
+            retries = 0 if self.source.url == STDIN else self.options.reconnect  # a pipe that ends has ended
+            while container is None and attempts < retries and not self.stopped.is_set():
+                time.sleep(min(8.0, 0.5 * 2 ** attempts))
+                attempts += 1
+                try:
+                    container = self._open()
+                    self.notes["reconnections"] = self.notes.get("reconnections", 0) + 1
+                except UnreadableInput as error:
+                    reopening = str(error)
+            if container is None:
+                if self.stopped.is_set():
+                    return
+                tried = f"; opened again {attempts} times in vain ({reopening})" if attempts else ""
+                if broken:  # broken off: what came after is missing from the output
+                    self.notes["error"] = broken + tried
+                elif attempts:  # it ended and did not come back: gone, said, not an error
+                    self.notes["gone"] = f"{self.source.url}: the stream ended after {index} frames{tried}"
+                return
+
+    def _decoded(self, container):
+        """The video frames of `container`, packet by packet: a packet the decoder refuses (a corrupt one, or one
+        before the first key frame of a stream joined mid-way) is skipped and counted (`notes["corrupt_packets"]`),
+        not taken for the end of the stream. Errors of the connection still end it."""
+        import av
+
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except (av.InvalidDataError, av.ArgumentError) as error:  # refused by the decoder (EINVAL, bad data)
+                self.notes["corrupt_packets"] = self.notes.get("corrupt_packets", 0) + 1
+                self.notes.setdefault("first_corrupt", str(error))
+                continue
+            yield from frames
+
+    def _missing(self, index: int, stamp, now: float, last) -> int:
+        """Queue the frames a reconnection's gap held (status missing); the new frame index."""
+        fps = self.fps or DEFAULT_FPS
+        seconds = now - last[1]
+        if stamp is not None and last[0] is not None and 0 < stamp - last[0] <= seconds + 5:
+            seconds = stamp - last[0]  # the stream's own clock went on: its gap, not the clock's
+        for _ in range(max(0, round(seconds * fps) - 1)):
+            index += 1
+            self._put([f"{self.source.name}/{index:05d}.jpg", None, now])
+        return index
+
+    def _end(self) -> None:
+        with self.changed:
+            self.finished = True
+            self.changed.notify_all()
+
+    def _read_until_done(self, container) -> None:
+        try:
+            self._read(container)
+        finally:
+            self._end()
 
     def _put(self, item) -> None:
         with self.changed:
-            while self.held >= self.options.capacity and not self.stopped.is_set():
+            while _holds(item) and self.held >= self.options.capacity and not self.stopped.is_set():
                 if not self._drop_late():
                     self.changed.wait(0.05)  # on time: the producer waits for the model (back-pressure)
             self.queue.append(item)
-            self.held += 1
+            self.held += _holds(item)
             self.changed.notify_all()
 
     def _late(self, item) -> bool:
         latency = self.options.max_latency
-        return latency is not None and item[1] is not DROPPED_FRAME and self.clock() - item[2] > latency
+        return latency is not None and _holds(item) and self.clock() - item[2] > latency
 
     def _drop_late(self) -> bool:
         """Drop the oldest waiting frame if it is late; whether one was."""
         for item in self.queue:
-            if item[1] is not DROPPED_FRAME:
+            if _holds(item):
                 if self._late(item):
                     item[1] = DROPPED_FRAME
                     self.held -= 1
@@ -142,7 +202,7 @@ class LiveFrames:
             taken = []
             while self.queue and len(taken) < count:
                 item = self.queue.popleft()
-                if item[1] is not DROPPED_FRAME:
+                if _holds(item):
                     self.held -= 1
                     if self._late(item):
                         item[1] = DROPPED_FRAME
@@ -173,6 +233,11 @@ class LiveFrames:
         def take(start: int) -> list:
             return self.take(batch_size, start)
         return take
+
+
+def _holds(item) -> bool:
+    """Whether a queued frame holds a decoded image (not a dropped or missing one)."""
+    return item[1] is not None and item[1] is not DROPPED_FRAME
 
 
 def latency_summary(latencies: list[float]) -> dict:

@@ -76,7 +76,7 @@ from emotic.inference.outputs import (
     written_when_complete,
 )
 from emotic.inference.processes import Processes
-from emotic.inference.results import DROPPED, FACE, NO_FACE, STATUSES, UNREADABLE
+from emotic.inference.results import DROPPED, FACE, MISSING, NO_FACE, STATUSES, UNREADABLE
 from emotic.inference.runtime import Runtime
 from emotic.inference.smoothing import smoothing_kernel
 from emotic.inference.sources import DEFAULT_FPS, check_decoded, collect_sources, frame_files, open_frames
@@ -136,12 +136,18 @@ class LiveArguments:
     source_format: str | None = field(default=None, metadata={
         "metavar": "FORMAT",
         "help": "live sources: FFmpeg's input format (mpegts, v4l2, ...); default: probed from the data"})
+    reconnect: int = field(default=0, metadata={
+        "metavar": "N",
+        "help": "live network sources: a stream that ends or breaks off is opened again, up to N times in a row "
+                "(pauses of 0.5 s doubling to 8 s); the gap's frames are rows with status missing, and people "
+                "keep their ids across a gap shorter than --max_gap"})
 
     def check(self) -> None:
         check_number("--max_latency", self.max_latency, 0, 3600, low_open=True)
+        check_number("--reconnect", self.reconnect, 0, 1_000_000, integer=True)
 
     def options(self) -> LiveOptions:
-        return LiveOptions(None if self.no_drop else self.max_latency, self.source_format)
+        return LiveOptions(None if self.no_drop else self.max_latency, self.source_format, self.reconnect)
 
 
 def build_parser() -> CommandParser:
@@ -206,7 +212,7 @@ def predict_source(source, runtime: Runtime, faces, smoothing, frames_dir: Path,
                         counts[result.status] = counts.get(result.status, 0) + 1
                         last = result.frame
                         if reader is not None and (latency := reader.latency(result.frame)) is not None \
-                                and result.status != DROPPED:
+                                and result.status not in (DROPPED, MISSING):
                             latencies.append(latency)
                     count_geometry(counts, result.geometry)
                     if tracked:
@@ -216,10 +222,14 @@ def predict_source(source, runtime: Runtime, faces, smoothing, frames_dir: Path,
                     if reader is not None:
                         handle.flush()  # a live source's rows can be followed as they come
         if reader is not None:
-            counts[DROPPED] = counts.get(DROPPED, 0)
-            counts.update(latency_summary(latencies), stopped=reader.stopped_by)
+            counts[DROPPED], counts[MISSING] = counts.get(DROPPED, 0), counts.get(MISSING, 0)
+            counts.update(latency_summary(latencies), stopped=reader.stopped_by,
+                          reconnections=reader.notes.get("reconnections", 0))
             if "error" in reader.notes:
                 counts["incomplete"] = reader.notes["error"]
+            if "gone" in reader.notes:  # ended, and did not come back when opened again
+                counts["ended"] = reader.notes["gone"]
+                print(reader.notes["gone"], file=sys.stderr)
         if tracked:
             counts["fps"], counts["dropped_faces"] = frames.fps, faces.dropped
             counts["tracks"] = track_records(faces.seen, source.name, subjects)
@@ -344,7 +354,7 @@ def main(argv=None) -> int:
                                                     (window, mode), frames_dir, not progress.quiet, args.fps,
                                                     subjects, live_args.options()), earlier, output_args.overwrite)
     summary = merge_shares(processes.gather(mine), sources, settings,
-                           ("frames", *STATUSES, DROPPED, "faces", "reliable", "dropped_faces"))
+                           ("frames", *STATUSES, DROPPED, MISSING, "faces", "reliable", "dropped_faces"))
     summary["totals"]["geometries"] = total_geometries(summary["videos"])
     totals, already = summary["totals"], summary["totals"]["already_done"]
     code = 1 if summary["skipped"] or summary["incomplete"] else 0
@@ -372,6 +382,7 @@ def main(argv=None) -> int:
           f"frames: {totals[NO_FACE]} without a face and {totals[UNREADABLE]} unreadable"
           + (" (one-face inputs: carried a neighbour's prediction)" if len(tracked) < len(sources) else "")
           + (f"; {totals[DROPPED]} live frames dropped to keep within --max_latency" if totals[DROPPED] else "")
+          + (f"; {totals[MISSING]} live frames missing while a stream was reconnected" if totals[MISSING] else "")
           + f"{people_line}; auxiliary views: "
           + (", ".join(f"{name} {number}" for name, number in totals["geometries"].items()) or "none")
           + f"; smoothing {mode} over {window} frames; {lines} lines in {output / 'submission.txt'}")

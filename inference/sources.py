@@ -123,7 +123,8 @@ class VideoHeader:
     @classmethod
     def read(cls, container, stream) -> "VideoHeader":
         """From an open PyAV container and its video stream."""
-        fps = float(stream.average_rate) if stream.average_rate else None
+        rate = stream.average_rate or stream.guessed_rate  # an MPEG-TS often declares no average: FFmpeg's guess
+        fps = float(rate) if rate else None
         fps = fps if fps is not None and 0 < fps <= 1000 else None  # a header's nonsense rate is no rate
         frames = int(stream.frames or 0)
         seconds = container.duration / 1e6 if container.duration else (frames / fps if frames and fps else None)

@@ -143,6 +143,41 @@ def test_ctrl_c_mid_stream_writes_every_file_complete_for_the_frames_read(model_
     assert not list((tmp_path / "out" / "frames").glob("*.partial"))
 
 
+def test_a_stream_cut_and_back_is_reconnected_with_the_gap_as_missing_frames_and_the_same_ids(tmp_path):
+    """A network fault: the stream is cut at 3 s and refuses connections for 0.6 s, then goes on (a client joining
+    where it is now, decoding from its next key frame). With --reconnect, predict opens it again, writes the frames
+    of the gap as rows with status `missing` (frame numbers and times stay the stream's), and both people keep their
+    ids across the gap (--max_gap 5); the summary counts the reconnection and the missing frames."""
+    import av
+    from people import compose_people, two_people_layout
+    from PIL import Image
+
+    path = tmp_path / "two.ts"
+    with av.open(str(path), mode="w") as container:  # key frames every half second: a joining client resyncs soon
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt, stream.gop_size = 640, 360, "yuv420p", 5
+        for frame in compose_people(two_people_layout(frames=90, absent=(0, 0))):
+            container.mux(stream.encode(av.VideoFrame.from_image(Image.fromarray(frame))))
+        container.mux(stream.encode())
+    model_dir = tmp_path / "model"
+    from conftest import save_tiny_classifier
+
+    save_tiny_classifier(model_dir, seed=0)
+    with served(path, 9.0, "--cut", "3.0", "0.6") as url:
+        result = subprocess.run(predict_command(model_dir, url, tmp_path / "out", "--reconnect", "3", "--max_gap",
+                                                "5"), capture_output=True, text=True, timeout=300,
+                                stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_rows(tmp_path / "out" / "frames" / "two.csv")
+    counts = json.loads((tmp_path / "out" / "summary.json").read_text())["videos"]["two"]
+    frames = sorted({int(row["frame"]) for row in rows})
+    missing = [int(row["frame"]) for row in rows if row["status"] == "missing"]
+    assert counts["reconnections"] >= 1 and counts["missing"] == len(missing) > 0
+    assert frames == list(range(len(frames))) and max(frames) > max(missing)  # numbered on, frames after the gap
+    assert min(missing) > 10 and {row["track"] for row in rows if row["track"]} == {"1", "2"}  # the same two ids
+    assert f"{counts['missing']} live frames missing while a stream was reconnected" in result.stdout
+
+
 def test_live_sources_that_cannot_be_read_are_refused_in_one_line(model_dir, stream_file, tmp_path):
     """A URL that refuses connection, one that serves a web page, an unknown capture device, an unknown input
     format: each a one-line reason (the source skipped, exit status 1, or a usage error), never a traceback; and a
