@@ -114,6 +114,10 @@ class PredictArguments:
     fps: float | None = field(default=None, metadata={
         "help": f"the frame rate of frame folders: fills their time column (empty without it) and sets --max_gap in "
                 f"frames ({DEFAULT_FPS:g} fps assumed without it); a video's own header gives its rate"})
+    jsonl: str | None = field(default=None, metadata={
+        "metavar": "PATH",
+        "help": "also write every row as a JSON line (the CSV's columns and the video's name) to PATH, flushed line by "
+                "line; - for standard output (the command's own messages then go to standard error)"})
     compound_submission: bool = field(default=False, metadata={
         "help": "also write submission_compound.txt: the 7 compound expressions of the ABAW compound track, "
                 "zero-shot from the expression probabilities (emotic.inference.compound)"})
@@ -181,12 +185,13 @@ def total_geometries(videos: dict) -> dict:
 
 
 def predict_source(source, runtime: Runtime, faces, smoothing, frames_dir: Path, show_progress: bool,
-                   fps: float | None = None, subjects=(), live: LiveOptions | None = None) -> dict:
+                   fps: float | None = None, subjects=(), live: LiveOptions | None = None, lines=None) -> dict:
     """Predict one source into `frames/<name>.csv` (renamed into place when finished): its counts for the summary.
     `fps`: the frame rate of a frame folder (a video's own header gives its rate). With tracked faces, a row per
     face and the video's tracks recorded (`frames/<name>.json`, read back on a restart). A live source (`live`: its
     options) is read until it ends or Ctrl-C / SIGTERM stops it (the files are then complete for the frames read);
-    its rows are flushed as each becomes final, and it counts dropped frames and the latency of its rows."""
+    its rows are flushed as each becomes final, and it counts dropped frames and the latency of its rows. `lines`: a
+    text handle that also gets each row as a JSON line (`--jsonl`)."""
     from tqdm.auto import tqdm
 
     tracked = faces.tracked
@@ -218,9 +223,12 @@ def predict_source(source, runtime: Runtime, faces, smoothing, frames_dir: Path,
                     if tracked:
                         counts["faces"] += result.face is not None
                         counts["reliable"] += bool(result.face is not None and result.face.quality.reliable)
-                    table.write(result)
+                    row = table.write(result)
                     if reader is not None:
                         handle.flush()  # a live source's rows can be followed as they come
+                    if lines is not None:
+                        lines.write(json.dumps({"video": source.name, **json_row(table.header, row)}) + "\n")
+                        lines.flush()
         if reader is not None:
             counts[DROPPED], counts[MISSING] = counts.get(DROPPED, 0), counts.get(MISSING, 0)
             counts.update(latency_summary(latencies), stopped=reader.stopped_by,
@@ -241,6 +249,22 @@ def predict_source(source, runtime: Runtime, faces, smoothing, frames_dir: Path,
         if incomplete:
             counts["incomplete"] = incomplete
     return counts
+
+
+def json_row(header: list, row: list) -> dict:
+    """A CSV row as JSON values: numbers as numbers, empty cells as null, the rest (locations, labels) as text."""
+    values = {}
+    for name, value in zip(header, row):
+        if isinstance(value, str):
+            if value == "":
+                value = None
+            else:
+                try:
+                    value = float(value) if any(c in value for c in ".en") else int(value)
+                except ValueError:
+                    pass
+        values[name] = value
+    return values
 
 
 @contextlib.contextmanager
@@ -349,10 +373,21 @@ def main(argv=None) -> int:
 
     summary_path = output / "summary.json"
     earlier = read_summary(summary_path) if not output_args.overwrite else {}
+    lines, say = None, sys.stdout
+    if args.jsonl == "-":
+        lines, say = sys.stdout, sys.stderr  # standard output carries the rows only
+    elif args.jsonl:
+        try:
+            lines = open(args.jsonl, "a", encoding="utf-8")  # appended to: nothing earlier is lost
+        except OSError as error:
+            parser.error(f"--jsonl {args.jsonl}: cannot be written ({error.strerror})")
     mine = work_share(processes, sources, lambda source: frames_dir / f"{source.name}.csv", count_written,
                       lambda source: predict_source(source, runtime, people if source.name in tracked else one_face,
                                                     (window, mode), frames_dir, not progress.quiet, args.fps,
-                                                    subjects, live_args.options()), earlier, output_args.overwrite)
+                                                    subjects, live_args.options(), lines), earlier,
+                      output_args.overwrite)
+    if lines is not None and lines is not sys.stdout:
+        lines.close()
     summary = merge_shares(processes.gather(mine), sources, settings,
                            ("frames", *STATUSES, DROPPED, MISSING, "faces", "reliable", "dropped_faces"))
     summary["totals"]["geometries"] = total_geometries(summary["videos"])
@@ -362,7 +397,7 @@ def main(argv=None) -> int:
         processes.close()
         return code
     csv_paths = [frames_dir / f"{source.name}.csv" for source in sources]
-    lines = write_submission(csv_paths, labels, output / "submission.txt", runtime.parts,
+    submitted = write_submission(csv_paths, labels, output / "submission.txt", runtime.parts,
                              getattr(head, "label_thresholds", None))
     if args.compound_submission:
         finished = [frames_dir / f"{source.name}.csv" for source in sources if source.name in summary["videos"]]
@@ -385,7 +420,7 @@ def main(argv=None) -> int:
           + (f"; {totals[MISSING]} live frames missing while a stream was reconnected" if totals[MISSING] else "")
           + f"{people_line}; auxiliary views: "
           + (", ".join(f"{name} {number}" for name, number in totals["geometries"].items()) or "none")
-          + f"; smoothing {mode} over {window} frames; {lines} lines in {output / 'submission.txt'}")
+          + f"; smoothing {mode} over {window} frames; {submitted} lines in {output / 'submission.txt'}", file=say)
     report_problems(summary, summary_path, "predicted only in part")
     processes.close()
     return code

@@ -64,8 +64,11 @@ class FrameCsv:
                                             self.thresholds)
         return row
 
-    def write(self, result: FrameResult) -> None:
-        self.writer.writerow(self.row(result))
+    def write(self, result: FrameResult) -> list:
+        """Write `result`'s row; the row (`header`'s values, as written)."""
+        row = self.row(result)
+        self.writer.writerow(row)
+        return row
 
 
 def write_frame_csv(path: Path, results, labels, parts, thresholds=None, tracked: bool = False) -> None:

@@ -64,7 +64,7 @@ def test_a_piped_and_an_http_live_stream_give_the_rows_of_the_same_video_read_as
     """Every face tracked, smoothed per person: a stream piped on standard input (`ffmpeg ... | emotic predict
     MODEL - --no_drop`: a file piped in comes faster than real time, and is held back instead of dropped) and the same
     stream over HTTP at real-time pace give the file's rows, value for value, with nothing dropped, each live row's
-    latency measured."""
+    latency measured; `--jsonl -` streams the same rows as JSON lines."""
     assert emotic_cli("predict", model_dir, stream_file, "--output_dir", tmp_path / "file", "--smoothing_window", "5",
                       "--quiet").returncode == 0
     expected = without_location(read_rows(tmp_path / "file" / "frames" / "two.csv"))
@@ -72,9 +72,20 @@ def test_a_piped_and_an_http_live_stream_give_the_rows_of_the_same_video_read_as
 
     with open(stream_file, "rb") as handle:
         piped = subprocess.run(predict_command(model_dir, "-", tmp_path / "pipe", "--smoothing_window", "5",
-                                               "--no_drop"), stdin=handle, capture_output=True, text=True, timeout=300)
+                                               "--no_drop", "--jsonl", "-"), stdin=handle, capture_output=True,
+                               text=True, timeout=300)
     assert piped.returncode == 0, piped.stderr[-3000:]
-    assert without_location(read_rows(tmp_path / "pipe" / "frames" / "stdin.csv")) == expected
+    rows = read_rows(tmp_path / "pipe" / "frames" / "stdin.csv")
+    assert without_location(rows) == expected
+    # --jsonl -: standard output is a JSON line per row (for other programs), the command's own line on stderr
+    lines = [json.loads(line) for line in piped.stdout.splitlines()]
+    assert len(lines) == len(rows) and all(line.pop("video") == "stdin" for line in lines)
+    for line, row in zip(lines, rows):
+        assert line.keys() == row.keys() and isinstance(line["Neutral"], float) and isinstance(line["track"], int)
+        assert all(line[key] is None if row[key] == "" else
+                   (float(row[key]) == line[key] if isinstance(line[key], (int, float)) else row[key] == line[key])
+                   for key in row)
+    assert "inputs predicted" in piped.stderr
 
     with served(stream_file, 4.8) as url:
         started = time.monotonic()
