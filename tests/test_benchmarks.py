@@ -10,6 +10,18 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+def test_the_live_benchmark_serves_a_real_time_stream_and_reports_what_kept_up(tmp_path):
+    """bench_live.py's smoke mode: a 3-second 25 fps two-person stream over loopback HTTP, the tiny encoder: a row
+    with every frame accounted for (kept or dropped), the latency, and the table."""
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "bench_live.py"), "--smoke", "--output_dir",
+                             str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [row] = json.loads((tmp_path / "live.json").read_text())["rows"]
+    assert row["frames"] == row["sent"] == 75 and 0 <= row["dropped"] <= 75
+    assert 0 < row["sustained_fps"] <= 25 and 0 <= row["latency_p50"] <= row["latency_p95"]
+    assert "| tiny | 5 |" in (tmp_path / "live.md").read_text()
+
+
 @pytest.mark.parametrize("script", ["bench_models.py", "bench_gpu.py", "bench_tracking.py",
                                     pytest.param("bench_video.py", marks=pytest.mark.minutes(2))])
 def test_benchmark_script_runs_in_smoke_mode(script, tmp_path):
