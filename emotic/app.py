@@ -25,6 +25,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,13 @@ from emotic.inference.runtime import Runtime, load_model
 from emotic.inference.smoothing import smooth
 from emotic.inference.sources import Frames, Source, UnreadableInput, VideoHeader, iter_frames
 from emotic.inference.stream import stream
-from emotic.inference.writers import track_records, write_frame_csv, write_submission, write_tracks_record
+from emotic.inference.writers import (
+    FrameCsv,
+    track_records,
+    write_frame_csv,
+    write_submission,
+    write_tracks_record,
+)
 from emotic.modeling.configuration_emotic import check_smoothing_window
 from emotic.processing.face_geometry import FaceLandmarker, detector_available
 from emotic.tracks import track_of
@@ -247,6 +254,66 @@ class Analyser:
         return Frames(path.stem, items(), fps), declared
 
 
+class LiveSession:
+    """The browser camera's frames as they come (the app's live tab): every face tracked per person with a tracker of
+    its own, the model on each frame's faces, each frame drawn with a box, number and label per person, and the
+    session's rows in a CSV with the columns of `emotic predict --faces all` (unsmoothed: `label` is the frame's),
+    appended and flushed frame by frame. Frames are timed by the clock from the first one."""
+
+    def __init__(self, analyser: Analyser, folder: Path, fps: float = 5.0, name: str = "live"):
+        self.analyser, self.name = analyser, name
+        self.faces = TrackedFaces(analyser.processor, max_faces=analyser.max_faces)
+        self.faces.start(fps)  # the rate frames come at: the tracker's gaps are counted in frames
+        self.csv_path = folder / f"{name}.csv"
+        self._handle = open(self.csv_path, "w", newline="", encoding="utf-8")
+        self.table = FrameCsv(self._handle, analyser.labels, analyser.runtime.parts, tracked=True)
+        self.index, self.started = 0, None
+
+    def frame(self, image) -> tuple["Image.Image", list]:  # noqa: F821
+        """One camera frame (RGB array or PIL image): the frame drawn with each person's box and label, and its
+        results (`FrameResult`s; one without a face where nobody is seen)."""
+        from PIL import Image, ImageDraw
+
+        now = time.monotonic()
+        self.started = self.started if self.started is not None else now
+        rgb = self.analyser.processor.to_rgb(image if isinstance(image, Image.Image) else Image.fromarray(image))
+        results, views, viewed = self.faces.prepare([(f"{self.name}/{self.index + 1:05d}.jpg", self.index,
+                                                      now - self.started, rgb)])
+        self.index += 1
+        if views is not None:
+            for index, values in zip(viewed, self.analyser.runtime.frame(views).astype(np.float64)):
+                results[index].raw = values
+        drawn = rgb.copy()
+        draw = ImageDraw.Draw(drawn)
+        width, font = max(2, round(max(drawn.size) / 300)), _font(max(12, round(max(drawn.size) / 40)))
+        labels = self.analyser.labels
+        for result in results:
+            result.smoothed = result.raw
+            self.table.write(result)
+            if result.face is not None:
+                best = int(np.argmax(result.raw))
+                labelled_box(draw, result.face.box, f"person {result.track}: {labels[best]} {result.raw[best]:.0%}",
+                             FACE_COLOURS[(result.track - 1) % len(FACE_COLOURS)], width, font)
+        self._handle.flush()
+        return drawn, results
+
+    def timeline(self, seconds: float = 30.0):
+        """Each person's label over the last `seconds` of the session (a figure), or None before anyone is seen."""
+        from emotic.inference.report import tracks_figure
+
+        tracks = track_records(self.faces.seen, self.name)
+        if not tracks:
+            return None
+        figure = tracks_figure(self.csv_path, self.analyser.labels, tracks)
+        elapsed = time.monotonic() - (self.started or time.monotonic())
+        for axis in figure.axes:
+            axis.set_xlim(max(0.0, elapsed - seconds), max(seconds, elapsed))
+        return figure
+
+    def close(self) -> None:
+        self._handle.close()
+
+
 # -- drawing -----------------------------------------------------------------------------------------------------------
 
 def _font(size: int):
@@ -407,7 +474,7 @@ def _photo_input(gr, **options):
 
 
 def build_app(analyser: Analyser, title: str = "emotic"):
-    """The Gradio Blocks of the two tabs, for `analyser`; launch it with `launch_options(max_file_mb)`."""
+    """The Gradio Blocks of the three tabs, for `analyser`; launch it with `launch_options(max_file_mb)`."""
     gr = gradio()
 
     labels = analyser.labels
@@ -483,6 +550,19 @@ def build_app(analyser: Analyser, title: str = "emotic"):
         figure = tracks_figure(csv_path, labels, result.tracks) if result.tracks else None
         return figure, [str(csv_path), str(submission)], summary
 
+    live_every = 0.2  # seconds between the camera frames the live tab sends
+
+    @_friendly
+    def on_live(image, session):
+        if image is None:
+            return gr.skip(), gr.skip(), gr.skip(), session
+        if session is None:  # a new camera session: its own tracker and CSV
+            session = LiveSession(analyser, Path(tempfile.mkdtemp(dir=workdir)), fps=1 / live_every)
+        drawn, _ = session.frame(image)
+        if session.index % 10 != 1:  # the timeline and the file every 2 seconds (and at the first frame)
+            return drawn, gr.skip(), gr.skip(), session
+        return drawn, session.timeline(), str(session.csv_path), session
+
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown(f"# {plain_markdown(title)}\nFacial expressions as the model sees them: the face, its main view, "
                     f"the auxiliary view of the eyes, nose and mouth, and where the fusion attention looks. "
@@ -521,6 +601,21 @@ def build_app(analyser: Analyser, title: str = "emotic"):
             downloads = gr.File(label="per-frame CSV and ABAW submission", file_count="multiple",
                                 elem_id="video-files")
             state = gr.State()
+        if detector_available() and analyser.processor.geometry != "template":
+            with gr.Tab("Live"):
+                gr.Markdown("Your camera, as it happens: every person tracked, boxed and labelled frame by frame "
+                            f"(about {1 / live_every:g} frames a second), each one's expression over the last 30 "
+                            "seconds, and this session's CSV (the columns of `emotic predict`). Start the camera to "
+                            "begin.")
+                with gr.Row():
+                    camera = gr.Image(label="camera", sources=["webcam"], streaming=True, type="numpy",
+                                      elem_id="live-camera")
+                    live_view = gr.Image(label="people and expressions", interactive=False, elem_id="live-view")
+                live_timeline = gr.Plot(label="each person over the last 30 seconds", elem_id="live-timeline")
+                live_file = gr.File(label="this session's CSV", elem_id="live-file")
+                live_state = gr.State()
+            camera.stream(on_live, [camera, live_state], [live_view, live_timeline, live_file, live_state],
+                          stream_every=live_every, time_limit=3600, concurrency_limit=4)
         photo_button.click(on_photo, photo, [annotated, views, chart, summary])
         video_button.click(on_video, [video, geometry, window, mode],
                            [state, timeline, downloads, video_summary, people_picture])

@@ -147,6 +147,33 @@ def test_every_person_of_a_video_is_tracked_with_the_files_of_emotic_predict(fil
     assert picture.size == (640, 360)
 
 
+def test_the_live_session_tracks_each_person_draws_them_and_appends_the_session_csv(analyser, tmp_path):
+    """The live tab's session, frame by frame (what the camera sends): two real people, one away for 0.6 s, get
+    ids 1 and 2 that hold across the absence, each frame is drawn with a box per person in that person's colour, and
+    the session's CSV has a row per face (the label the model gave), appended as frames come."""
+    from emotic.app import FACE_COLOURS, LiveSession
+
+    session = LiveSession(analyser, tmp_path, fps=10)
+    frames = compose_people(two_people_layout(30, (12, 18)))
+    counts = []
+    for index, frame in enumerate(frames):
+        drawn, results = session.frame(frame)
+        assert drawn.size == (640, 360)
+        counts.append(sum(result.face is not None for result in results))
+        if index == 5:  # both people boxed in their own colours
+            pixels = np.asarray(drawn).reshape(-1, 3)
+            for colour in FACE_COLOURS[:2]:
+                rgb = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+                assert (pixels == rgb).all(1).sum() > 100, colour
+            assert len(list(csv.DictReader(open(session.csv_path)))) == sum(counts)  # flushed as it goes
+    session.close()
+    rows = list(csv.DictReader(open(session.csv_path)))
+    assert {row["track"] for row in rows} == {"1", "2"} and len(rows) == sum(max(n, 1) for n in counts)
+    assert counts[14] == 1 and counts[25] == 2  # one person while the other is away, both after
+    assert all(row["label"] == row["raw_label"] for row in rows if row["track"])
+    assert len(session.timeline().axes) == 2
+
+
 def test_a_long_video_and_a_file_that_is_not_a_video_are_refused_by_name(files, analyser, tmp_path):
     with pytest.raises(ValueError, match=r"the video is 6\.0 s long; this app takes videos up to 5 s"):
         analyser.video(str(files / "long.webm"))
@@ -244,19 +271,25 @@ def server(files, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def playwright():
+    """Playwright, once per module (its sync API runs one event loop per thread: every browser comes from it)."""
     from playwright.sync_api import sync_playwright
 
     assert os.path.isfile(CHROMIUM), ("the browser test needs Chromium: apt-get install chromium (as root; "
                                       "`make test` installs it)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.requested_hosts = set()
-        page.on("request", lambda request: page.requested_hosts.add(request.url.split("/")[2]))
-        page.goto(server[0])
-        yield page
-        browser.close()
+    with sync_playwright() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def page(server, playwright):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.requested_hosts = set()
+    page.on("request", lambda request: page.requested_hosts.add(request.url.split("/")[2]))
+    page.goto(server[0])
+    yield page
+    browser.close()
 
 
 def upload(page, component: str, path, button: str | None = None):
@@ -362,3 +395,36 @@ def test_the_video_tab_in_a_browser_draws_the_timeline_and_offers_the_predict_fi
         time.sleep(0.5)
     assert read_csv_at(page, "clip.csv") == expected
     assert page.requested_hosts == {server[0].split("/")[2]}  # nothing fetched from anywhere else
+
+
+def test_the_live_tab_in_a_browser_boxes_each_person_of_the_camera_and_offers_the_session_csv(server, playwright,
+                                                                                             tmp_path):
+    """Chromium's fake camera playing a two-person video (a .y4m file, as a webcam would send): started in the live
+    tab, the page shows the frames with the people boxed and labelled, and the session's CSV, which holds both
+    people's rows."""
+    camera = tmp_path / "two.y4m"
+    with open(camera, "wb") as out:
+        out.write(b"YUV4MPEG2 W640 H360 F10:1 Ip A1:1 C420jpeg\n")
+        for frame in compose_people(two_people_layout(30, (40, 40))):  # both always there
+            y, u, v = Image.fromarray(frame).convert("YCbCr").split()
+            out.write(b"FRAME\n" + y.tobytes() + u.resize((320, 180)).tobytes() + v.resize((320, 180)).tobytes())
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={camera}"])
+    try:
+        page = browser.new_context(permissions=["camera"]).new_page()
+        page.goto(server[0])
+        page.get_by_role("tab", name="Live").click()
+        page.locator("#live-camera").get_by_text("Click to Access Webcam").click()
+        page.locator("#live-camera").get_by_role("button", name="capture photo").click()  # start streaming
+        page.locator("#live-view img").wait_for(timeout=60_000)
+        page.locator("#live-file a").first.wait_for(timeout=60_000)
+        time.sleep(3)  # a few more frames
+        page.screenshot(path=tmp_path / "live.png", full_page=True)
+        csv_url = page.locator("#live-file a").first.get_attribute("href")
+    finally:
+        browser.close()
+    with urllib.request.urlopen(csv_url) as response:
+        rows = list(csv.DictReader(response.read().decode().splitlines()))
+    assert {row["track"] for row in rows} == {"1", "2"}  # both people, each with their own id
+    assert all(row["label"] for row in rows)
