@@ -108,8 +108,9 @@ class LiveFrames:
                 self.notes["frames_read"] = index
             container, reopening = None, None
             retries = 0 if self.source.url == STDIN else self.options.reconnect  # a pipe that ends has ended
-            while container is None and attempts < retries and not self.stopped.is_set():
-                time.sleep(min(8.0, 0.5 * 2 ** attempts))
+            while container is None and attempts < retries:
+                if self.stopped.wait(min(8.0, 0.5 * 2 ** attempts)):  # the pause, cut short by stop()
+                    return
                 attempts += 1
                 try:
                     container = self._open()
