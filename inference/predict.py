@@ -132,8 +132,8 @@ class LiveArguments:
 
     max_latency: float = field(default=2.0, metadata={
         "metavar": "S",
-        "help": "live sources: a frame the model would take more than S seconds after its time in the stream is "
-                "dropped (a row with status dropped, counted), so the model never falls further behind"})
+        "help": "live sources: a frame the model would take more than S seconds after it was decoded is dropped (a "
+                "row with status dropped, counted), so the model never falls further behind"})
     no_drop: bool = field(default=False, metadata={
         "help": "live sources: drop nothing (a recorded stream that must be complete); the reader waits for the "
                 "model"})
