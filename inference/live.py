@@ -51,6 +51,8 @@ class LiveFrames:
         self.stopped = threading.Event()
         self.stopped_by: str | None = None  # what ended the stream before its end (`SIGINT`, `SIGTERM`), if anything
         self.changed = threading.Condition()
+        self.interval: float | None = None  # seconds between the loop's takes: about one batch's time in the loop
+        self._last_take: float | None = None
         container = self._open()
         self.fps = self.notes.get("fps")
         self.thread = threading.Thread(target=self._read_until_done, args=(container,),
@@ -193,21 +195,33 @@ class LiveFrames:
     # -- what the loop takes ---------------------------------------------------------------------------------------
 
     def take(self, count: int, start: int) -> list:
-        """Up to `count` frames (location, image or `DROPPED_FRAME`): waits for the first, then takes what has
-        arrived, so that a batch never waits for frames still to come. Frames late by now are dropped here. `start`:
-        the index of the first (for their latencies). [] once the stream has ended (or was stopped) and everything
-        was taken."""
+        """Frames (location, image or `DROPPED_FRAME`), up to `count` that hold an image: waits for the first, then
+        takes what has arrived, so that a batch never waits for frames still to come. With `max_latency`, a frame too
+        old to be written in time (its age and two batches' time, from the loop's pace) is dropped here while a newer
+        one waits.
+        `start`: the index of the first (for their latencies). [] once the stream has ended (or was stopped) and
+        everything was taken."""
         with self.changed:
             while not self.queue and not self.finished and not self.stopped.is_set():
                 self.changed.wait(0.1)
-            taken = []
-            while self.queue and len(taken) < count:
+            now = self.clock()
+            if self._last_take is not None:  # the loop takes a batch as it finishes one: its pace
+                gap = now - self._last_take
+                self.interval = gap if self.interval is None else 0.7 * self.interval + 0.3 * gap
+            self._last_take = now
+            # a frame taken now is written about two batches later (this one waits for the one in the model): it must
+            # be younger than --max_latency less that, or it is dropped, unless no newer frame waits (the loop goes on)
+            budget = None if self.options.max_latency is None else self.options.max_latency - 2 * (self.interval or 0)
+            taken, kept = [], 0
+            while self.queue and kept < count:  # dropped frames cost nothing: they do not count
                 item = self.queue.popleft()
                 if _holds(item):
                     self.held -= 1
-                    if self._late(item):
+                    if budget is not None and self.held > 0 and now - item[2] > budget:
                         item[1] = DROPPED_FRAME
                         self.dropped += 1
+                    else:
+                        kept += 1
                 self.arrived[start + len(taken)] = item[2]
                 taken.append((item[0], item[1]))
             self.changed.notify_all()
