@@ -174,8 +174,9 @@ def test_predict_with_the_onnxruntime_backend_writes_what_pytorch_does(tmp_path)
                 rows[backend] = list(csv.reader(handle))[1:]
         assert len(rows["pytorch"]) == len(rows["onnxruntime"]) > 0
         for ours, theirs in zip(rows["pytorch"], rows["onnxruntime"]):
-            assert ours[:4] == theirs[:4]  # location, status, raw and smoothed label
-            assert np.abs(np.array(ours[4:], float) - np.array(theirs[4:], float)).max() <= 1e-4
+            # location, frame, time, status, geometry, raw and smoothed label; then the probabilities
+            assert ours[:7] == theirs[:7]
+            assert np.abs(np.array(ours[7:], float) - np.array(theirs[7:], float)).max() <= 1e-4
     settings = json.loads((tmp_path / "onnxruntime" / "predict_settings.json").read_text())
     assert settings["precision"] == "float32 (onnxruntime)"
     with pytest.raises(SystemExit):
