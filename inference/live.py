@@ -13,6 +13,7 @@ recorded stream that must be complete).
 go through the loop, and every file is written complete for them.
 """
 
+import functools
 import sys
 import threading
 import time
@@ -242,12 +243,7 @@ class LiveFrames:
 
     def frames(self, batch_size: int) -> Frames:
         """The `Frames` the loop runs: items taken a batch at a time by `take` (`Frames.take`)."""
-        return Frames(self.source.name, (), self.fps, True, self.notes, take=self._batches(batch_size))
-
-    def _batches(self, batch_size: int):
-        def take(start: int) -> list:
-            return self.take(batch_size, start)
-        return take
+        return Frames(self.source.name, (), self.fps, True, self.notes, take=functools.partial(self.take, batch_size))
 
 
 def _holds(item) -> bool:

@@ -29,25 +29,24 @@ def frame_results(frames: Frames, runtime: Runtime, faces, progress=None):
     `faces`: an `emotic.inference.faces` strategy. `progress.update(n)` after each batch of n frames."""
     fps = frames.fps if frames.sequential else None
     faces.start(fps)
-    numbered = ((location, index if frames.sequential else None, index / fps if fps else None, image)
-                for index, (location, image) in enumerate(frames.items))
+
+    def numbered(index, location, image):  # what `faces.prepare` takes: (location, frame, time, image)
+        return location, index if frames.sequential else None, index / fps if fps else None, image
+
+    items = (numbered(index, location, image) for index, (location, image) in enumerate(frames.items))
     take, taken = None, 0
     if frames.take is not None:  # a live source: each batch is what has arrived
         def take():
             nonlocal taken
-            batch = frames.take(taken)
-            numbered = [(location, taken + i, (taken + i) / fps if fps else None, image)
-                        for i, (location, image) in enumerate(batch)]
+            batch = [numbered(taken + i, location, image) for i, (location, image) in enumerate(frames.take(taken))]
             taken += len(batch)
-            return numbered
+            return batch
 
     def prepare(batch):
         return (len(batch), *faces.prepare(batch))
 
     def infer(count, results, views, viewed):
-        if views is not None:
-            for index, values in zip(viewed, runtime.frame(views).astype(np.float64)):
-                results[index].raw = values
+        score(runtime, results, views, viewed)
         if faces.fills_frames:  # a row for every frame: the ones without a usable face take their neighbours'
             for result in results:
                 if result.raw is None:
@@ -56,7 +55,15 @@ def frame_results(frames: Frames, runtime: Runtime, faces, progress=None):
             progress.update(count)
         return results
 
-    yield from pipelined(numbered, runtime.batch_size, prepare, infer, take=take)
+    yield from pipelined(items, runtime.batch_size, prepare, infer, take=take)
+
+
+def score(runtime: Runtime, results: list, views, viewed: list) -> None:
+    """The frame model on `views` (what `faces.prepare` built, or None): each `results[viewed[i]].raw` set to the
+    i-th view's outputs."""
+    if views is not None:
+        for index, values in zip(viewed, runtime.frame(views).astype(np.float64)):
+            results[index].raw = values
 
 
 def stream(frames: Frames, runtime: Runtime, faces, smoothing: tuple[int, str] = (1, "mean"), progress=None):
