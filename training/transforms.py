@@ -95,15 +95,12 @@ class ViewTransform:
         return geometry == "detector" or (geometry == "auto" and detector_available())
 
     def _landmarks(self, image, key):
-        from emotic.processing.face_geometry import FaceLandmarker, boxes_from_landmarks
+        from emotic.processing.face_geometry import FaceLandmarker
 
         if key not in self.found:
             points = FaceLandmarker.shared()(np.asarray(image))
-            try:
-                boxes_from_landmarks(points) if points is not None else None
-            except ValueError:  # collapsed onto a speck: no usable face (as the processor decides)
-                points = None
-            self.found[key] = None if points is None else points.astype(np.float32)
+            # landmarks collapsed onto a speck are no usable face, as the processor decides
+            self.found[key] = points.astype(np.float32) if points is not None and _lands(points, *image.size) else None
         return self.found[key]
 
     def _random(self, key: str) -> np.random.Generator:
