@@ -14,8 +14,6 @@ then says how far behind real time its rows are written.
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -23,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+from bench_real_faces import machine  # noqa: E402  (the script's folder is on the path)
 from people import compose_people  # noqa: E402
 
 FPS = 25
@@ -83,14 +82,6 @@ def run(model: Path, url: str, output: Path, detect_every: int, args) -> dict:
     counts = json.loads((output / "summary.json").read_text())["videos"][Path(url).stem]
     return {"frames": counts["frames"], "dropped": counts["dropped"], "latency_p50": counts.get("latency_p50"),
             "latency_p95": counts.get("latency_p95"), "wall_seconds": round(time.perf_counter() - started, 1)}
-
-
-def machine() -> str:
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")),
-                 platform.processor() or "unknown CPU")
-    extras = [name for name in ("avx512_bf16", "amx_bf16") if name in flags]
-    return f"{model} ({os.cpu_count()} cores{', ' + ', '.join(extras) if extras else ''})"
 
 
 def main(argv=None) -> int:
