@@ -40,7 +40,7 @@ from emotic.inference.results import FACE
 from emotic.inference.runtime import Runtime, load_model
 from emotic.inference.smoothing import smooth
 from emotic.inference.sources import Frames, Source, UnreadableInput, VideoHeader, iter_frames
-from emotic.inference.stream import stream
+from emotic.inference.stream import score, stream
 from emotic.inference.writers import (
     FrameCsv,
     track_records,
@@ -280,9 +280,7 @@ class LiveSession:
         results, views, viewed = self.faces.prepare([(f"{self.name}/{self.index + 1:05d}.jpg", self.index,
                                                       now - self.started, rgb)])
         self.index += 1
-        if views is not None:
-            for index, values in zip(viewed, self.analyser.runtime.frame(views).astype(np.float64)):
-                results[index].raw = values
+        score(self.analyser.runtime, results, views, viewed)
         drawn = rgb.copy()
         draw = ImageDraw.Draw(drawn)
         width, font = max(2, round(max(drawn.size) / 300)), _font(max(12, round(max(drawn.size) / 40)))
@@ -551,6 +549,7 @@ def build_app(analyser: Analyser, title: str = "emotic"):
         return figure, [str(csv_path), str(submission)], summary
 
     live_every = 0.2  # seconds between the camera frames the live tab sends
+    live_redraw = round(2 / live_every)  # frames between redraws of the timeline and the file (2 seconds)
 
     @_friendly
     def on_live(image, session):
@@ -559,7 +558,7 @@ def build_app(analyser: Analyser, title: str = "emotic"):
         if session is None:  # a new camera session: its own tracker and CSV
             session = LiveSession(analyser, Path(tempfile.mkdtemp(dir=workdir)), fps=1 / live_every)
         drawn, _ = session.frame(image)
-        if session.index % 10 != 1:  # the timeline and the file every 2 seconds (and at the first frame)
+        if session.index % live_redraw != 1:  # the timeline and the file every 2 seconds, and at the first frame
             return drawn, gr.skip(), gr.skip(), session
         return drawn, session.timeline(), str(session.csv_path), session
 
@@ -605,14 +604,14 @@ def build_app(analyser: Analyser, title: str = "emotic"):
             with gr.Tab("Live"):
                 gr.Markdown("Your camera, as it happens: every person tracked, boxed and labelled frame by frame "
                             f"(about {1 / live_every:g} frames a second), each one's expression over the last 30 "
-                            "seconds, and this session's CSV (the columns of `emotic predict`). Start the camera to "
-                            "begin.")
+                            "seconds, and a CSV of every frame since the camera started (the columns of `emotic "
+                            "predict`). Start the camera to begin.")
                 with gr.Row():
                     camera = gr.Image(label="camera", sources=["webcam"], streaming=True, type="numpy",
                                       elem_id="live-camera")
                     live_view = gr.Image(label="people and expressions", interactive=False, elem_id="live-view")
                 live_timeline = gr.Plot(label="each person over the last 30 seconds", elem_id="live-timeline")
-                live_file = gr.File(label="this session's CSV", elem_id="live-file")
+                live_file = gr.File(label="every frame since the camera started (CSV)", elem_id="live-file")
                 live_state = gr.State()
             camera.stream(on_live, [camera, live_state], [live_view, live_timeline, live_file, live_state],
                           stream_every=live_every, time_limit=3600, concurrency_limit=4)
