@@ -13,6 +13,7 @@ recorded stream that must be complete).
 go through the loop, and every file is written complete for them.
 """
 
+import errno
 import functools
 import sys
 import threading
@@ -65,17 +66,21 @@ class LiveFrames:
     def _open(self):
         import av
 
-        url, options = self.source.url, {}
-        if url.lower().startswith(("rtsp://", "rtsps://")):  # RTSP over TCP: no lost packets on a busy network
-            options["rtsp_transport"] = "tcp"
-        try:
-            target = sys.stdin.buffer if url == STDIN else url
-            container = av.open(target, format=self.options.source_format, options=options, timeout=OPEN_TIMEOUT)
-        except (av.FFmpegError, OSError) as error:  # before ValueError: FFmpeg's invalid-data error is one too
-            raise UnreadableInput(f"{url}: cannot be opened as a live video ({error})") from None
-        except ValueError as error:  # an input format FFmpeg does not have
-            raise UnreadableInput(f"{url}: {error}; FFmpeg's input formats here: see `python -c \"import av; "
-                                  f"print(sorted(av.formats_available))\"`") from None
+        url = self.source.url
+        # RTSP over TCP first (no packets lost on a busy network); a server that does not offer it (EPROTONOSUPPORT:
+        # its answer to the request) is asked again for RTP over UDP, FFmpeg's default
+        tries = [{"rtsp_transport": "tcp"}, {}] if url.lower().startswith(("rtsp://", "rtsps://")) else [{}]
+        for options in tries:
+            try:
+                target = sys.stdin.buffer if url == STDIN else url
+                container = av.open(target, format=self.options.source_format, options=options, timeout=OPEN_TIMEOUT)
+                break
+            except (av.FFmpegError, OSError) as error:  # before ValueError: FFmpeg's invalid-data error is one too
+                if options is tries[-1] or getattr(error, "errno", None) != errno.EPROTONOSUPPORT:
+                    raise UnreadableInput(f"{url}: cannot be opened as a live video ({error})") from None
+            except ValueError as error:  # an input format FFmpeg does not have
+                raise UnreadableInput(f"{url}: {error}; FFmpeg's input formats here: see `python -c \"import av; "
+                                      f"print(sorted(av.formats_available))\"`") from None
         if not container.streams.video:
             container.close()
             raise UnreadableInput(f"{url}: contains no video frames (no video stream)")
@@ -99,6 +104,7 @@ class LiveFrames:
                         if self.stopped.is_set():
                             return
                         image, now = frame.to_image(), self.clock()
+                        self._note_size(image.size, index)
                         if last is not None and attempts:  # the first frame after a reconnection: fill the gap
                             index = self._missing(index, frame.time, now, last)
                         attempts = 0
@@ -145,6 +151,15 @@ class LiveFrames:
                 self.notes.setdefault("first_corrupt", str(error))
                 continue
             yield from frames
+
+    def _note_size(self, size: tuple, index: int) -> None:
+        """Record the frame size where it changes (an adaptive stream switching quality, streams joined end to end):
+        `notes["frame_sizes"]`, "WIDTHxHEIGHT from frame N" each. Every frame is still read; its boxes and landmarks
+        are in its own pixels."""
+        sizes = self.notes.setdefault("frame_sizes", [])
+        text = f"{size[0]}x{size[1]}"
+        if not sizes or not sizes[-1].startswith(text + " "):
+            sizes.append(f"{text} from frame {index}")
 
     def _missing(self, index: int, stamp, now: float, last) -> int:
         """Queue the frames a reconnection's gap held (status missing); the new frame index."""

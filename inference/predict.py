@@ -233,6 +233,13 @@ def predict_source(source, runtime: Runtime, faces, smoothing, frames_dir: Path,
             counts[DROPPED], counts[MISSING] = counts.get(DROPPED, 0), counts.get(MISSING, 0)
             counts.update(latency_summary(latencies), stopped=reader.stopped_by,
                           reconnections=reader.notes.get("reconnections", 0))
+            if len(sizes := reader.notes.get("frame_sizes", [])) > 1:  # said and kept: boxes are in frame pixels
+                counts["frame_sizes"] = sizes
+                changes = f"{len(sizes) - 1} time{'s' * (len(sizes) > 2)}"
+                print(f"{source.name}: the frame size changed {changes} ({', '.join(sizes)}); each row's box is in its "
+                      "own frame's pixels", file=sys.stderr)
+            if reader.notes.get("corrupt_packets"):
+                counts["corrupt_packets"] = reader.notes["corrupt_packets"]
             if "error" in reader.notes:
                 counts["incomplete"] = reader.notes["error"]
             if "gone" in reader.notes:  # ended, and did not come back when opened again

@@ -2,7 +2,11 @@
 SECONDS long) over HTTP as a live encoder would: chunked, no length, each byte when its moment comes, and a client
 that connects later joins where the stream is now (from the first client's start), not at the beginning. Prints its
 port, then serves until killed. `--cut AT GAP`: at AT seconds every connection is cut, and for GAP seconds new ones
-are closed at once (a network fault); then the stream goes on. `--html` serves a web page instead."""
+are closed at once (a network fault); then the stream goes on. `--html` serves a web page instead.
+
+`--rtsp SAVED`: FILE's frames encoded as H.264 (x264, one thread, a key frame a second: what IP cameras send) and
+served over RTSP (RTP over UDP, by the `rtsp-rs` server) at real-time pace from the moment the first viewer
+connects; the same packets are written to SAVED (MPEG-TS), the file a client's frames must equal."""
 
 import http.server
 import sys
@@ -12,8 +16,56 @@ import time
 PACKET = 188  # MPEG-TS packets: a joining client starts on one
 
 
+def rtsp_main(path: str, seconds: float, saved: str) -> None:
+    import socket
+    from fractions import Fraction
+
+    import av
+    import rtsp
+
+    with av.open(path) as container:
+        frames = [frame.to_ndarray(format="yuv420p") for frame in container.decode(video=0)]
+    fps = round(len(frames) / seconds)
+    height, width = frames[0].shape[0] * 2 // 3, frames[0].shape[1]
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+    encoder.time_base, encoder.framerate = Fraction(1, fps), fps
+    encoder.options = {"tune": "zerolatency", "g": str(fps), "bf": "0", "threads": "1", "crf": "18"}
+    packets = []
+    for index, planes in enumerate([*frames, None]):
+        frame = None
+        if planes is not None:
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+            frame.pts = index
+        packets += [(bytes(packet), packet.pts) for packet in encoder.encode(frame)]
+    with av.open(saved, "w", format="mpegts") as container:
+        stream = container.add_stream("h264", rate=fps)
+        stream.width, stream.height, stream.time_base = width, height, Fraction(1, fps)
+        for data, pts in packets:
+            packet = av.Packet(data)
+            packet.stream, packet.pts, packet.dts, packet.time_base = stream, pts, pts, Fraction(1, fps)
+            container.mux(packet)
+
+    with socket.socket() as sock:  # a free port (the server takes an address, not port 0)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = rtsp.Server(f"127.0.0.1:{port}")
+    server.start()
+    print(port, flush=True)
+    while not server.get_viewers():  # listed once the viewer has asked to PLAY
+        time.sleep(0.01)
+    started = time.monotonic()
+    for index, (data, _) in enumerate(packets):
+        time.sleep(max(0.0, started + index / fps - time.monotonic()))
+        server.send_frame(data, 90000 // fps)
+    while True:  # a camera does not end (its stream stalls when it is switched off): the client stops
+        time.sleep(1)
+
+
 def main() -> None:
     path, seconds = sys.argv[1], float(sys.argv[2])
+    if "--rtsp" in sys.argv:
+        return rtsp_main(path, seconds, sys.argv[sys.argv.index("--rtsp") + 1])
     data = open(path, "rb").read()
     html = "--html" in sys.argv
     cut = (float(sys.argv[sys.argv.index("--cut") + 1]), float(sys.argv[sys.argv.index("--cut") + 2])) \

@@ -12,6 +12,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import emotic_cli
@@ -154,6 +155,42 @@ def test_ctrl_c_mid_stream_writes_every_file_complete_for_the_frames_read(model_
     assert not list((tmp_path / "out" / "frames").glob("*.partial"))
 
 
+def test_an_rtsp_camera_gives_the_rows_of_its_stream_saved_as_a_file(model_dir, stream_file, tmp_path):
+    """An IP camera: H.264 over RTSP (RTP over UDP, the server refusing RTP over TCP, which predict asks for first)
+    from a loopback server (tests/live_server.py --rtsp) at real-time pace. The camera never ends its stream: once the
+    last frame's rows are in, Ctrl-C; the rows equal those of the same packets saved as a file (--no_drop: a busy test
+    machine must not make it drop frames)."""
+    (tmp_path / "saved").mkdir()
+    server = subprocess.Popen([sys.executable, str(HERE / "live_server.py"), str(stream_file), "4.8", "--rtsp",
+                               str(tmp_path / "saved" / "two.ts")], stdout=subprocess.PIPE, text=True)
+    try:
+        port = server.stdout.readline().strip()
+        assert port.isdigit(), f"the RTSP server did not start (exit status {server.poll()})"
+        process = subprocess.Popen(predict_command(model_dir, f"rtsp://127.0.0.1:{port}/two", tmp_path / "out",
+                                                   "--no_drop"),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while True:  # the rows are flushed as they come: wait for the last frame's
+            partial = list((tmp_path / "out" / "frames").glob("two.csv.*.partial"))
+            if partial and ",47," in partial[0].read_text():
+                break
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        server.kill()
+        server.wait()
+    assert process.returncode == 0, err[-3000:]
+    assert emotic_cli("predict", model_dir, tmp_path / "saved" / "two.ts", "--output_dir", tmp_path / "file",
+                      "--quiet").returncode == 0
+    expected = without_location(read_rows(tmp_path / "file" / "frames" / "two.csv"))
+    rows = read_rows(tmp_path / "out" / "frames" / "two.csv")
+    assert len({row["track"] for row in expected}) == 2 and without_location(rows) == expected
+    counts = json.loads((tmp_path / "out" / "summary.json").read_text())["videos"]["two"]
+    assert counts["stopped"] == "SIGINT" and counts["frames"] == 48 and counts["dropped"] == 0
+
+
 def test_a_stream_cut_and_back_is_reconnected_with_the_gap_as_missing_frames_and_the_same_ids(tmp_path):
     """A network fault: the stream is cut at 3 s and refuses connections for 0.6 s, then goes on (a client joining
     where it is now, decoding from its next key frame). With --reconnect, predict opens it again, writes the frames
@@ -187,6 +224,49 @@ def test_a_stream_cut_and_back_is_reconnected_with_the_gap_as_missing_frames_and
     assert frames == list(range(len(frames))) and max(frames) > max(missing)  # numbered on, frames after the gap
     assert min(missing) > 10 and {row["track"] for row in rows if row["track"]} == {"1", "2"}  # the same two ids
     assert f"{counts['missing']} live frames missing while a stream was reconnected" in result.stdout
+
+
+def test_a_stream_whose_frame_size_changes_is_read_whole_and_one_without_video_is_refused(two_people, tmp_path,
+                                                                                         model_dir):
+    """Two encodings joined end to end (640x360, then the same scene at 320x180, as an adaptive stream switches
+    quality): every frame has its rows, each box in its own frame's pixels, the two people keep their ids, and the
+    change is said and counted. A stream with sound and no picture: one line, nothing written for it."""
+    import av
+    from PIL import Image
+
+    from emotic.training.synthetic import write_video
+
+    frames, _ = two_people
+    images = [Image.fromarray(frame) for frame in frames]
+    write_video(tmp_path / "large.ts", images[:24], fps=10)
+    write_video(tmp_path / "small.ts", [image.resize((320, 180)) for image in images[24:]], fps=10)
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes((tmp_path / "large.ts").read_bytes() + (tmp_path / "small.ts").read_bytes())
+    with open(joined, "rb") as handle:
+        result = subprocess.run(predict_command(model_dir, "-", tmp_path / "out", "--no_drop"), stdin=handle,
+                                capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "the frame size changed 1 time (640x360 from frame 0, 320x180 from frame 24)" in result.stderr
+    rows = read_rows(tmp_path / "out" / "frames" / "stdin.csv")
+    assert sorted({int(row["frame"]) for row in rows}) == list(range(48))
+    assert {row["track"] for row in rows} == {"1", "2"}
+    right = [max(float(row["x1"]) for row in rows if int(row["frame"]) == frame and row["x1"]) for frame in (19, 30)]
+    assert right[0] > 320 >= right[1]  # the right-hand face (back at frame 30) in each frame's own pixels
+    counts = json.loads((tmp_path / "out" / "summary.json").read_text())["videos"]["stdin"]
+    assert counts["frame_sizes"] == ["640x360 from frame 0", "320x180 from frame 24"] and counts["frames"] == 48
+
+    with av.open(str(tmp_path / "sound.ts"), "w") as container:  # two seconds of a tone, no video stream
+        audio = container.add_stream("mp2", rate=44100)
+        tone = (8000 * np.sin(np.linspace(0, 2 * np.pi * 880, 88200))).astype(np.int16)[None]
+        frame = av.AudioFrame.from_ndarray(tone, format="s16", layout="mono")
+        frame.sample_rate = 44100
+        for packet in [*audio.encode(frame), *audio.encode()]:
+            container.mux(packet)
+    with open(tmp_path / "sound.ts", "rb") as handle:
+        sound = subprocess.run(predict_command(model_dir, "-", tmp_path / "sound"), stdin=handle, capture_output=True,
+                               text=True, timeout=300)
+    assert sound.returncode == 1 and "-: contains no video frames (no video stream)" in sound.stderr
+    assert "Traceback" not in sound.stderr and not (tmp_path / "sound" / "frames" / "stdin.csv").exists()
 
 
 def test_live_sources_that_cannot_be_read_are_refused_in_one_line(model_dir, stream_file, tmp_path):
