@@ -320,13 +320,16 @@ def synthetic_video(rng: np.random.Generator, frames: int, size: int = 112):
         yield frame.image, frame.label, frame.landmarks
 
 
-def write_video(path, images, fps: int = 25) -> int:
+def write_video(path, images, fps: int = 25, audio=None, audio_rate: int = 16000) -> int:
     """Encode PIL images (all one size, even sides) with PyAV: VP8 for a `.webm` path (what browsers play), MPEG-4
-    otherwise; returns the frame count."""
+    otherwise; returns the frame count. `audio`: a sound track too, float samples in [-1, 1] of shape `(samples,)`
+    or `(channels, samples)` (1 or 2 channels) at `audio_rate` Hz, encoded as Opus in WebM, MP2 in MPEG-TS, AAC
+    otherwise."""
     import av
 
     count = 0
-    webm = str(path).lower().endswith(".webm")
+    name = str(path).lower()
+    webm = name.endswith(".webm")
     with av.open(str(path), mode="w") as container:
         stream = None
         for image in images:
@@ -335,13 +338,34 @@ def write_video(path, images, fps: int = 25) -> int:
                 stream.width, stream.height = image.size
                 stream.pix_fmt = "yuv420p"
                 stream.options = {"crf": "8", "b:v": "2M"} if webm else {"qscale": "2"}
+                if audio is not None:
+                    sound = _add_audio(container, audio, audio_rate, "libopus" if webm else
+                                       "mp2" if name.endswith(".ts") else "aac")
             for packet in stream.encode(av.VideoFrame.from_image(image.convert("RGB"))):
                 container.mux(packet)
             count += 1
         if stream is not None:
             for packet in stream.encode():
                 container.mux(packet)
+            if audio is not None:
+                for packet in sound:
+                    container.mux(packet)
     return count
+
+
+def _add_audio(container, audio, rate: int, codec: str) -> list:
+    """An audio stream of `codec` in `container`, and the packets of `audio` encoded for it."""
+    import av
+
+    samples = np.atleast_2d(np.asarray(audio, dtype=np.float32))
+    layout = {1: "mono", 2: "stereo"}[samples.shape[0]]
+    if codec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
+        raise ValueError(f"audio at {rate} Hz: Opus (WebM) takes 8, 12, 16, 24 or 48 kHz")
+    stream = container.add_stream(codec, rate=rate, layout=layout)
+    interleaved = np.clip(samples, -1, 1).T.reshape(1, -1)
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(interleaved), format="flt", layout=layout)
+    frame.sample_rate, frame.pts = rate, 0
+    return [*stream.encode(frame), *stream.encode()]
 
 
 def write_synthetic_affwild2(
