@@ -148,7 +148,6 @@ class AudioEncoder:
         return features
 
     def _pooled(self, clips: list, length: int) -> np.ndarray:
-        import torch
 
         inputs = self.extractor(clips, sampling_rate=SAMPLE_RATE, return_tensors="pt")
         values = inputs["input_features" if self.whisper else "input_values"].to(self.device)
