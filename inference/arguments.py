@@ -53,6 +53,34 @@ class FramesArguments:
 
 
 @dataclass
+class AudioArguments:
+    audio_model: str | None = field(default=None, metadata={
+        "help": "a transformers speech encoder (Hub id or folder: Wav2Vec2, HuBERT, WavLM, Whisper) whose features "
+                "of each video's sound are stored per frame beside the frame model's"})
+    audio_layer: int | None = field(default=None, metadata={
+        "help": "the speech encoder's hidden layer pooled (0: its input embeddings; default: the last)"})
+    audio_window: float = field(default=2.0, metadata={"help": "seconds of sound each audio feature is pooled over"})
+    audio_stride: float = field(default=0.5, metadata={
+        "help": "seconds between the centres of audio windows; each frame takes the window centred nearest it"})
+
+    def check(self) -> None:
+        check_number("--audio_window", self.audio_window, 0.1, 60)
+        check_number("--audio_stride", self.audio_stride, 0.01, 60)
+        if self.audio_layer is not None:
+            check_number("--audio_layer", self.audio_layer, 0, 1000, integer=True)
+
+    def encoder(self, device: str = "cpu", batch_size: int = 8):
+        """The `emotic.inference.audio.AudioEncoder` these options name, or None without --audio_model; its
+        `AudioRefused` (a `ValueError`) says what does not load."""
+        if not self.audio_model:
+            return None
+        from emotic.inference.audio import AudioEncoder
+
+        return AudioEncoder(self.audio_model, self.audio_layer, self.audio_window, self.audio_stride, device,
+                            batch_size)
+
+
+@dataclass
 class TrackerArguments:
     max_faces: int = field(default=8, metadata={"help": "the largest faces kept per frame (tracked faces)"})
     max_gap: float = field(default=2.0, metadata={

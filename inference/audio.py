@@ -156,16 +156,18 @@ class AudioEncoder:
             hidden = hidden[:, :max(1, int(np.ceil(length / SAMPLE_RATE * hidden.shape[1] / 30.0)))]
         return hidden.float().mean(dim=1).cpu().numpy()
 
-    def frame_features(self, audio: Audio | None, times) -> tuple[np.ndarray, np.ndarray]:
+    def frame_features(self, audio: Audio | None, times, windows: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
         """`(features (frames, width), present (frames,))` for frames at `times` (seconds from the first frame):
         each frame the window centred nearest its time; frames beyond the audio's end (by more than half a stride),
-        and all frames of a video without sound, zeros and not present."""
+        and all frames of a video without sound, zeros and not present. `windows`: `window_features(audio)`, if
+        already computed (a video's frames taken a few at a time)."""
         times = np.asarray(times, dtype=float)
         features = np.zeros((len(times), self.width), np.float32)
         present = np.zeros(len(times), bool)
         if audio is None or not len(audio.samples):
             return features, present
-        windows = self.window_features(audio)
+        windows = self.window_features(audio) if windows is None else windows
         nearest = np.rint(times / self.stride).astype(int)
         present = (times >= 0) & (times <= audio.seconds + self.stride / 2) & (nearest < len(windows))
         features[present] = windows[nearest[present]]

@@ -132,3 +132,42 @@ def test_models_that_are_not_speech_encoders_are_refused_in_one_line(tmp_path):
     save_tiny_classifier(tmp_path / "image", seed=0)
     with pytest.raises(AudioRefused, match="--audio_model"):
         AudioEncoder(str(tmp_path / "image"))
+
+
+def test_features_store_each_frames_audio_beside_its_frame_features(model_dir, speech_encoders, tmp_path):
+    """`emotic features --audio_model`: each video's Parquet holds `audio` and `audio_present` per frame, the values
+    the encoder gives for the frame's time; a video without sound and a frame folder have frames without audio,
+    counted in the summary and said on the last line; the settings record the audio model, layer and windows."""
+    import json
+
+    from datasets import load_dataset
+
+    from conftest import emotic_cli
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "talk.mp4", FRAMES, fps=FPS, audio=clicked(44100, 2, 2.0), audio_rate=44100)
+    write_video(videos / "mute.mp4", FRAMES[:12], fps=FPS)
+    (videos / "folder").mkdir()
+    for index in range(5):
+        FRAMES[0].save(videos / "folder" / f"{index:05d}.jpg")
+    result = emotic_cli("features", model_dir, videos, "--output_dir", tmp_path / "feats", "--geometry", "template",
+                        "--audio_model", speech_encoders / "wav2vec2", "--audio_window", "0.5", "--audio_stride",
+                        "0.1", "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "audio features (32 values, wav2vec2 layer 2): 40 of 57 frames with sound; 2 inputs without an audio " \
+           "track" in result.stdout
+    rows = load_dataset("parquet", data_files=str(tmp_path / "feats" / "features" / "*.parquet"), split="train")
+    by_video = {video: rows.filter(lambda row: row["video"] == video) for video in ("talk", "mute", "folder")}
+    assert all(by_video["talk"]["audio_present"])
+    assert not any(by_video["mute"]["audio_present"]) and not any(by_video["folder"]["audio_present"])
+    encoder = AudioEncoder(str(speech_encoders / "wav2vec2"), window=0.5, stride=0.1)
+    expected, _ = encoder.frame_features(read_audio(videos / "talk.mp4"), np.arange(40) / FPS)
+    np.testing.assert_allclose(np.asarray(by_video["talk"]["audio"]), expected, atol=1e-5)
+    summary = json.loads((tmp_path / "feats" / "summary.json").read_text())
+    assert summary["videos"]["mute"]["audio_track"] is False and summary["videos"]["talk"]["with_audio"] == 40
+    assert summary["settings"]["audio_model"] == "wav2vec2" and summary["settings"]["audio_layer"] == 2
+    again = emotic_cli("features", model_dir, videos, "--output_dir", tmp_path / "feats", "--geometry", "template",
+                       "--audio_model", speech_encoders / "wav2vec2", "--audio_window", "0.5", "--audio_stride",
+                       "0.1", "--quiet")  # finished videos are counted from their files, audio included
+    assert again.returncode == 0 and "40 of 57 frames with sound" in again.stdout

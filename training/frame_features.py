@@ -1,7 +1,9 @@
 """The per-frame features file, one per video (`features/<video>.parquet`): written by `emotic features`, read by
 `emotic finetune-temporal` and by any `datasets.load_dataset("parquet", ...)`. Columns: `video`, `frame` (0-based
 position), `image_location` (`video/00042.jpg`), `status` (`face`, `no_face`, `unreadable`) and `features`
-(`width` float32 values: the pooled feature the frame model's head sees)."""
+(`width` float32 values: the pooled feature the frame model's head sees). With audio features (`emotic features
+--audio_model`), also `audio` (float32 values of the speech encoder's width) and `audio_present` (False where the
+frame has no sound to encode: its `audio` values are zeros and mean nothing)."""
 
 import os
 from pathlib import Path
@@ -24,34 +26,43 @@ def check_finite(features: np.ndarray, where: str) -> None:
 COLUMNS = ("video", "frame", "image_location", "status", "features")
 
 
-def schema(width: int):
+def schema(width: int, audio_width: int | None = None):
     import pyarrow as pa
 
-    return pa.schema([("video", pa.string()), ("frame", pa.int32()), ("image_location", pa.string()),
-                      ("status", pa.string()), ("features", pa.list_(pa.float32(), width))])
+    fields = [("video", pa.string()), ("frame", pa.int32()), ("image_location", pa.string()),
+              ("status", pa.string()), ("features", pa.list_(pa.float32(), width))]
+    if audio_width:
+        fields += [("audio", pa.list_(pa.float32(), audio_width)), ("audio_present", pa.bool_())]
+    return pa.schema(fields)
 
 
 class FeaturesWriter:
     """One video's features file, written row group by row group as frames arrive (memory stays flat over a long
-    video): `write(location, status, features)` per frame, in order, then `close()` (or use it as a context)."""
+    video): `write(location, status, features)` per frame, in order, then `close()` (or use it as a context).
+    `audio_width`: the file has audio columns too, and each `write` gives `audio=(values, present)`."""
 
-    def __init__(self, path: str | os.PathLike, video: str, width: int, rows_per_group: int = ROWS_PER_GROUP):
+    def __init__(self, path: str | os.PathLike, video: str, width: int, rows_per_group: int = ROWS_PER_GROUP,
+                 audio_width: int | None = None):
         import pyarrow.parquet as pq
 
-        self.video, self.width, self.rows_per_group = video, width, rows_per_group
-        self.writer = pq.ParquetWriter(Path(path), schema(width))
-        self.rows = {"location": [], "status": [], "features": []}
+        self.video, self.width, self.rows_per_group, self.audio_width = video, width, rows_per_group, audio_width
+        self.writer = pq.ParquetWriter(Path(path), schema(width, audio_width))
+        self.rows = {"location": [], "status": [], "features": [], "audio": [], "audio_present": []}
         self.written = 0
 
-    def write(self, location: str, status: str, features) -> None:
+    def write(self, location: str, status: str, features, audio=None) -> None:
         """One frame's row; `NonFiniteFeatures` for features holding NaN or infinity (a broken model's)."""
-        if not np.isfinite(features).all():
-            raise NonFiniteFeatures(f"{self.video}: frame {self.written + len(self.rows['location'])} "
-                                    f"({location}): the model gave NaN or infinite features; nothing is written for "
-                                    f"this video")
+        for name, values in (("features", features), ("audio features", audio[0] if audio else ())):
+            if not np.isfinite(values).all():
+                raise NonFiniteFeatures(f"{self.video}: frame {self.written + len(self.rows['location'])} "
+                                        f"({location}): the model gave NaN or infinite {name}; nothing is written "
+                                        f"for this video")
         self.rows["location"].append(location)
         self.rows["status"].append(status)
         self.rows["features"].append(features)
+        if self.audio_width:
+            self.rows["audio"].append(audio[0])
+            self.rows["audio_present"].append(bool(audio[1]))
         if len(self.rows["location"]) >= self.rows_per_group:
             self.flush()
 
@@ -62,10 +73,14 @@ class FeaturesWriter:
         if not count:
             return
         values = np.asarray(self.rows["features"], dtype=np.float32).reshape(-1)
-        self.writer.write_table(pa.table({
-            "video": [self.video] * count, "frame": list(range(self.written, self.written + count)),
-            "image_location": self.rows["location"], "status": self.rows["status"],
-            "features": pa.FixedSizeListArray.from_arrays(pa.array(values), self.width)}, schema=schema(self.width)))
+        columns = {"video": [self.video] * count, "frame": list(range(self.written, self.written + count)),
+                   "image_location": self.rows["location"], "status": self.rows["status"],
+                   "features": pa.FixedSizeListArray.from_arrays(pa.array(values), self.width)}
+        if self.audio_width:
+            audio = np.asarray(self.rows["audio"], dtype=np.float32).reshape(-1)
+            columns["audio"] = pa.FixedSizeListArray.from_arrays(pa.array(audio), self.audio_width)
+            columns["audio_present"] = self.rows["audio_present"]
+        self.writer.write_table(pa.table(columns, schema=schema(self.width, self.audio_width)))
         self.written += count
         for column in self.rows.values():
             column.clear()
@@ -106,16 +121,30 @@ def read_video_features(path: str | os.PathLike) -> dict:
                          f"fixed-size list of features")
     features = values.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(table.num_rows, width)
     check_finite(features, str(path))
-    return {"locations": table.column("image_location").to_pylist(), "frames": table.column("frame").to_pylist(),
+    read = {"locations": table.column("image_location").to_pylist(), "frames": table.column("frame").to_pylist(),
             "statuses": table.column("status").to_pylist(), "features": features}
+    if "audio" in table.column_names:  # and its flags: frames without sound
+        audio = table.column("audio").combine_chunks()
+        read["audio"] = audio.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(
+            table.num_rows, audio.type.list_size)
+        check_finite(read["audio"], f"{path} (audio)")
+        read["audio_present"] = np.asarray(table.column("audio_present").to_pylist(), dtype=bool)
+    return read
 
 
 def count_statuses(path: str | os.PathLike, statuses) -> dict:
-    """The frame counts by status of a finished features file: `frames`, then each of `statuses`."""
+    """The frame counts by status of a finished features file: `frames`, then each of `statuses`; for a file with
+    audio features, the frames with sound (`with_audio`) and whether there was any (`audio_track`)."""
     import pyarrow.parquet as pq
 
-    found = pq.read_table(path, columns=["status"]).column("status").to_pylist()
-    return {"frames": len(found), **{status: found.count(status) for status in statuses}}
+    names = pq.read_schema(path).names
+    table = pq.read_table(path, columns=["status", *(["audio_present"] if "audio_present" in names else [])])
+    found = table.column("status").to_pylist()
+    counts = {"frames": len(found), **{status: found.count(status) for status in statuses}}
+    if "audio_present" in names:
+        present = sum(table.column("audio_present").to_pylist())
+        counts.update(with_audio=present, audio_track=present > 0)
+    return counts
 
 
 FRAME_MODEL_FILE = "frame_model.json"  # beside the features: the model that made them and its signature
