@@ -6,6 +6,7 @@ line into them; the commands turn a `ValueError` of the library into their one-l
 import argparse
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from transformers import HfArgumentParser
@@ -57,6 +58,10 @@ class AudioArguments:
     audio_model: str | None = field(default=None, metadata={
         "help": "a transformers speech encoder (Hub id or folder: Wav2Vec2, HuBERT, WavLM, Whisper) whose features "
                 "of each video's sound are stored per frame beside the frame model's"})
+    audio_dir: str | None = field(default=None, metadata={
+        "metavar": "DIR",
+        "help": "the videos frame folders were cut from (DIR/<folder>.mp4, ...; <video>_left and _right take "
+                "<video>'s sound): their sound goes with the frames (videos given as inputs have their own)"})
     audio_layer: int | None = field(default=None, metadata={
         "help": "the speech encoder's hidden layer pooled (0: its input embeddings; default: the last)"})
     audio_window: float = field(default=2.0, metadata={"help": "seconds of sound each audio feature is pooled over"})
@@ -78,6 +83,52 @@ class AudioArguments:
 
         return AudioEncoder(self.audio_model, self.audio_layer, self.audio_window, self.audio_stride, device,
                             batch_size)
+
+
+@dataclass
+class TextArguments:
+    text_model: str | None = field(default=None, metadata={
+        "help": "a transformers text encoder (Hub id or folder) whose embedding of the words spoken around each "
+                "frame is stored beside its features (the words: --transcripts or --asr_model)"})
+    transcripts: str | None = field(default=None, metadata={
+        "metavar": "DIR",
+        "help": "subtitle files of the videos: DIR/<video>.srt or .vtt (<video>_left and _right take <video>'s)"})
+    asr_model: str | None = field(default=None, metadata={
+        "help": "instead of --transcripts: a transformers speech-recognition model (Whisper, a CTC model) whose "
+                "words, with their times, are the transcripts"})
+    text_window: float = field(default=3.0, metadata={
+        "help": "seconds around each frame whose words make its text features"})
+
+    def check(self) -> None:
+        check_number("--text_window", self.text_window, 0.1, 600)
+        if self.text_model and bool(self.transcripts) == bool(self.asr_model):
+            raise ValueError("--text_model: give the words as --transcripts DIR or --asr_model ID (one of them)")
+        if (self.transcripts or self.asr_model) and not self.text_model:
+            raise ValueError(f"{'--transcripts' if self.transcripts else '--asr_model'}: for --text_model (the "
+                             f"words' encoder)")
+        if self.transcripts and not Path(self.transcripts).is_dir():
+            raise ValueError(f"--transcripts {self.transcripts}: not a folder; expected one of <video>.srt / .vtt "
+                             f"files")
+
+    def encoder(self, device: str = "cpu"):
+        """The `emotic.inference.transcripts.TextEncoder` these options name, or None without --text_model."""
+        if not self.text_model:
+            return None
+        from emotic.inference.transcripts import TextEncoder
+
+        return TextEncoder(self.text_model, self.text_window, device)
+
+    def recogniser(self, device: str = "cpu"):
+        """The speech-recognition pipeline of --asr_model, or None; a `ValueError` naming it if it does not load."""
+        if not self.asr_model:
+            return None
+        from transformers import pipeline
+
+        try:
+            return pipeline("automatic-speech-recognition", model=self.asr_model, device=device)
+        except (OSError, ValueError, KeyError) as error:
+            raise ValueError(f"--asr_model {self.asr_model}: does not load as a transformers speech-recognition "
+                             f"model ({str(error).splitlines()[0]})") from None
 
 
 @dataclass

@@ -65,12 +65,32 @@ def read_audio(path) -> Audio | None:
                 chunks += [resampled.to_ndarray().mean(axis=0) for resampled in resampler.resample(frame)]
         chunks += [resampled.to_ndarray().mean(axis=0) for resampled in resampler.resample(None)]
         video_start = _start(container.streams.video[0]) if container.streams.video else 0.0
+        if container.streams.video and container.streams.video[0].average_rate:  # the frames' times, for a frame
+            notes["video_fps"] = float(container.streams.video[0].average_rate)  # folder cut from this video
     samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     offset = (first or 0.0) - (video_start or 0.0)  # seconds from the first frame to the first sound
     shift = round(offset * SAMPLE_RATE)
     samples = np.concatenate([np.zeros(shift, np.float32), samples]) if shift > 0 else samples[-shift:]
     notes["offset"] = round(offset, 4)
     return Audio(samples, notes)
+
+
+def sound_file(path, name: str, audio_dir=None) -> Path | None:
+    """The file whose sound goes with a source's frames: its own video file (`path`), else, for a frame folder named
+    `name`, the video it was cut from in `audio_dir` (`<name>.mp4` or another video extension; Aff-Wild2's
+    `<video>_left` / `<video>_right` folders of a two-person video take `<video>`'s sound). None when there is none."""
+    from emotic.inference.sources import VIDEO_EXTENSIONS
+
+    if path is not None:
+        return Path(path)
+    if audio_dir is None:
+        return None
+    bases = [name] + [name[:-len(side)] for side in ("_left", "_right") if name.endswith(side)]
+    for base in bases:
+        for extension in VIDEO_EXTENSIONS:
+            if (Path(audio_dir) / f"{base}{extension}").is_file():
+                return Path(audio_dir) / f"{base}{extension}"
+    return None
 
 
 def _start(stream) -> float | None:
@@ -174,4 +194,4 @@ class AudioEncoder:
         return features, present
 
 
-__all__ = ["SAMPLE_RATE", "Audio", "AudioEncoder", "AudioRefused", "read_audio"]
+__all__ = ["SAMPLE_RATE", "Audio", "AudioEncoder", "AudioRefused", "read_audio", "sound_file"]

@@ -106,6 +106,13 @@ class EvaluateArguments:
         "metavar": "TEMPORAL",
         "help": "score a temporal head (`emotic finetune-temporal`) over MODEL's features instead of MODEL alone, on "
                 "the same frames (Aff-Wild2 videos)"})
+    audio_model: str | None = field(default=None, metadata={
+        "help": "for a --temporal_model that hears: the speech encoder it was trained with (a folder or Hub id; "
+                "default: the one its config names)"})
+    audio_dir: str | None = field(default=None, metadata={
+        "metavar": "DIR",
+        "help": "for a --temporal_model that hears: the videos frame folders were cut from (DIR/<folder>.mp4, ...; "
+                "<video>_left and _right take <video>'s sound), whose sound goes with their frames"})
     videos_dir: str | None = field(default=None, metadata={
         "metavar": "DIR",
         "help": "score raw videos (DIR/<video>.mp4, ...) instead of the root's cropped_aligned frames: every face "
@@ -361,7 +368,8 @@ def main(argv=None) -> int:
 
     try:
         runtime = Runtime.load(inputs.model, precision.device, precision.dtype, precision.quantize, precision.backend,
-                               frames_args.batch_size, temporal_model=args.temporal_model)
+                               frames_args.batch_size, temporal_model=args.temporal_model,
+                               audio_model=args.audio_model, audio_dir=args.audio_dir)
         head = runtime.head  # whose outputs are scored: the frame model's, or the temporal head's
     except ValueError as error:
         parser.error(str(error))
@@ -429,6 +437,12 @@ def main(argv=None) -> int:
         results, counts = predict_videos(runtime, OneFace(runtime.processor, frames_args.geometry), videos,
                                          not progress.quiet, sequential=sequential)
         counts["videos"] = len(results) if sequential else 0
+    if runtime.temporal is not None and runtime.temporal.audio is not None:  # a head that hears: which it could not
+        counts["videos_without_audio"] = list(runtime.temporal.without_audio)
+        if counts["videos_without_audio"]:
+            print(f"emotic evaluate: {len(counts['videos_without_audio'])} videos had no sound to hear (no video of "
+                  f"their name in --audio_dir {args.audio_dir}, or none with sound): the temporal head ran on its "
+                  f"missing-audio token there", file=sys.stderr)
     if counts["missing_images"] + counts[UNREADABLE] == counts["frames"]:
         print(f"emotic evaluate: none of the {counts['frames']} annotated frames of {dataset} ({split}) has a readable "
               f"image ({counts['missing_images']} missing, {counts[UNREADABLE]} unreadable); nothing to score",

@@ -33,8 +33,9 @@ from emotic.inference.arguments import (
     OutputArguments,
     PrecisionArguments,
     ProgressArguments,
+    TextArguments,
 )
-from emotic.inference.audio import AudioEncoder, read_audio
+from emotic.inference.audio import AudioEncoder, read_audio, sound_file
 from emotic.inference.faces import OneFace
 from emotic.inference.outputs import (
     OutputRefused,
@@ -50,6 +51,8 @@ from emotic.inference.results import STATUSES, UNREADABLE
 from emotic.inference.runtime import Runtime, check_backend
 from emotic.inference.sources import UnreadableInput, check_decoded, collect_sources, frame_files, open_frames
 from emotic.inference.stream import stream
+from emotic.inference.transcripts import TextEncoder, read_subtitles, recognised_cues, transcript_file
+from emotic.training.affwild2 import annotation_index
 from emotic.training.frame_features import FeaturesWriter, NonFiniteFeatures, count_statuses, write_frame_model
 
 
@@ -58,35 +61,83 @@ class FeaturesArguments:
     output_dir: str = field(default="features")
 
 
+@dataclass
+class Modalities:
+    """What `emotic features` stores besides the frame model's features: `audio` (an `AudioEncoder`), `text` (a
+    `TextEncoder`) with its words from `transcripts` (a folder of subtitle files) or `recogniser` (a speech-recognition
+    pipeline), and `audio_dir`, the videos frame folders were cut from (their sound)."""
+
+    audio: AudioEncoder | None = None
+    text: TextEncoder | None = None
+    transcripts: str | None = None
+    recogniser: object = None
+    audio_dir: str | None = None
+
+    @property
+    def widths(self) -> dict:
+        return {name: encoder.width for name, encoder in (("audio", self.audio), ("text", self.text)) if encoder}
+
+    @property
+    def settings(self) -> dict:
+        return {**(self.audio.settings if self.audio else {}),
+                **(self.text.settings(self.transcripts and "subtitles" or f"asr {self.recogniser.model.name_or_path}")
+                   if self.text else {})}
+
+
 def write_features(source, runtime: Runtime, faces: OneFace, features_dir: Path, show_progress: bool,
-                   audio: AudioEncoder | None = None) -> dict:
+                   modalities: Modalities | None = None) -> dict:
     """`features_dir/<video>.parquet` for one input, written to a partial file of this process and renamed when
-    complete: the frame counts by status (and with `audio`, the frames with sound, `with_audio`, and whether the
-    input has an audio track, `audio_track`)."""
+    complete: the frame counts by status, and with `modalities`: the frames with sound (`with_audio`) and whether
+    the input has an audio track (`audio_track`; a frame folder: the video it was cut from in `audio_dir`); the
+    frames with words around them (`with_text`), whether it has a transcript (`transcript`), and its cues out of
+    order, overlapping or starting after the last frame (`cues_out_of_order`, `cues_overlapping`,
+    `cues_after_end`)."""
     from tqdm.auto import tqdm
 
+    extra = modalities or Modalities()
     counts = {"frames": 0, **{status: 0 for status in STATUSES}}
     files = frame_files(source)
-    sound = read_audio(source.path) if audio is not None and source.kind == "video" else None
-    if audio is not None:
+    file = sound_file(source.path if source.kind == "video" else None, source.name, extra.audio_dir) \
+        if (extra.audio or extra.recogniser) and source.kind in ("video", "frames") else None
+    sound = read_audio(file) if file is not None else None
+    windows, cues, said = None, None, {}
+    if extra.audio is not None:
         counts.update(with_audio=0, audio_track=sound is not None)
-        windows = audio.window_features(sound) if sound is not None else None
+        windows = extra.audio.window_features(sound) if sound is not None else None
+    if extra.text is not None:
+        if extra.transcripts:
+            subtitles = transcript_file(extra.transcripts, source.name)
+            cues, notes = read_subtitles(subtitles) if subtitles else ([], {})
+        else:
+            cues, notes = recognised_cues(extra.recogniser, sound), {}
+        counts.update(with_text=0, transcript=bool(cues), cues_out_of_order=notes.get("out_of_order", 0),
+                      cues_overlapping=notes.get("overlapping", 0))
+    last_time = 0.0
     with written_when_complete(features_dir / f"{source.name}.parquet") as partial:
-        with FeaturesWriter(partial, source.name, runtime.frame.width,
-                            audio_width=audio.width if audio else None) as writer, \
+        with FeaturesWriter(partial, source.name, runtime.frame.width, modalities=extra.widths) as writer, \
                 tqdm(total=len(files) if files is not None else None, desc=source.name, unit="frame",
                      disable=not show_progress, leave=False) as progress:
             frames = open_frames(source, files)
             for result in stream(frames, runtime, faces, progress=progress):  # smoothed: the features, filled
                 counts["frames"] += 1
                 counts[result.status] += 1
-                row = None
-                if audio is not None:  # the frame's time from its position: frames of a video are evenly spaced
-                    time = result.frame / frames.fps if frames.fps else 0.0
-                    values, present = audio.frame_features(sound, [time], windows)
-                    row = (values[0], present[0])
+                row = {}
+                # the frame's time from its number (00042.jpg: 41) at the video's rate (a frame folder: its video's)
+                rate = frames.fps or (sound.notes.get("video_fps") if sound is not None else None)
+                time = annotation_index(result.location, result.frame) / rate if rate else None
+                last_time = max(last_time, time or 0.0)
+                if extra.audio is not None:
+                    values, present = extra.audio.frame_features(sound if time is not None else None, [time or 0.0],
+                                                                 windows)
+                    row["audio"] = (values[0], present[0])
                     counts["with_audio"] += int(present[0])
-                writer.write(result.location, result.status, result.smoothed, audio=row)
+                if extra.text is not None:
+                    values, present = extra.text.at(cues if time is not None else None, time or 0.0, said)
+                    row["text"] = (values, present)
+                    counts["with_text"] += int(present)
+                writer.write(result.location, result.status, result.smoothed, row)
+        if cues:  # a transcript of another cut of the video: said, counted
+            counts["cues_after_end"] = sum(cue.start > last_time + 1.0 for cue in cues)
         incomplete = check_decoded(source, counts["frames"], counts[UNREADABLE], frames.notes, "features")
         if incomplete:
             counts["incomplete"] = incomplete
@@ -95,11 +146,12 @@ def write_features(source, runtime: Runtime, faces: OneFace, features_dir: Path,
 
 def main(argv=None) -> int:
     parser = CommandParser("emotic features", __doc__, (FeaturesArguments, FramesArguments, AudioArguments,
-                                                        PrecisionArguments, OutputArguments, ProgressArguments),
+                                                        TextArguments, PrecisionArguments, OutputArguments,
+                                                        ProgressArguments),
                            positionals=[(("model",), {"metavar": "MODEL", "help": MODEL_HELP}),
                                         (("inputs",), {"nargs": "+", "help": "videos, frame folders, folders of "
                                                                              "those, or images"})])
-    inputs, args, frames_args, audio_args, precision, output_args, progress = parser.parse(argv)
+    inputs, args, frames_args, audio_args, text_args, precision, output_args, progress = parser.parse(argv)
     processes = Processes()  # under `accelerate launch`, this process's share of the inputs
     try:
         check_backend(precision.backend, features=True)
@@ -107,7 +159,12 @@ def main(argv=None) -> int:
         runtime = Runtime.load(inputs.model, precision.device or processes.device, precision.dtype,
                                precision.quantize, precision.backend, frames_args.batch_size, features=True)
         faces = OneFace(runtime.processor, frames_args.geometry)
-        audio = audio_args.encoder(str(runtime.frame.device))
+        device = str(runtime.frame.device)
+        modalities = Modalities(audio_args.encoder(device), text_args.encoder(device), text_args.transcripts,
+                                text_args.recogniser(device), audio_args.audio_dir)
+        if audio_args.audio_dir and not (modalities.audio or modalities.recogniser):
+            raise ValueError(f"--audio_dir {audio_args.audio_dir}: for --audio_model or --asr_model (the sound of "
+                             f"frame folders)")
     except ValueError as error:
         parser.error(str(error))
 
@@ -115,7 +172,7 @@ def main(argv=None) -> int:
     features_dir = output / "features"
     settings = {"model": str(inputs.model), "precision": runtime.precision,
                 "geometry": frames_args.geometry or runtime.processor.geometry,
-                "hidden_size": runtime.model.config.hidden_size, **(audio.settings if audio else {})}
+                "hidden_size": runtime.model.config.hidden_size, **modalities.settings}
     if processes.is_main:  # held until the process ends: one run per output folder
         try:
             lock = claim_output(output, features_dir, "*.parquet.*.partial", "features_settings.json",  # noqa: F841
@@ -128,21 +185,33 @@ def main(argv=None) -> int:
     earlier = {} if output_args.overwrite else read_summary(output / "summary.json")
     mine = work_share(processes, sources, lambda source: features_dir / f"{source.name}.parquet",
                       lambda path: count_statuses(path, STATUSES),
-                      lambda source: write_features(source, runtime, faces, features_dir, not progress.quiet, audio),
+                      lambda source: write_features(source, runtime, faces, features_dir, not progress.quiet,
+                                                   modalities),
                       earlier, output_args.overwrite, skip=(UnreadableInput, NonFiniteFeatures))
     summary = merge_shares(processes.gather(mine), sources, settings,
-                           count_keys=("frames", *(("with_audio", "audio_track") if audio else ())))
+                           count_keys=("frames", *(("with_audio", "audio_track") if modalities.audio else ()),
+                                       *(("with_text", "transcript", "cues_out_of_order", "cues_overlapping",
+                                          "cues_after_end") if modalities.text else ())))
     code = 1 if summary["skipped"] or summary["incomplete"] else 0
     if processes.is_main:
         (output / "summary.json").write_text(json.dumps(summary, indent=2))
         print(f"features of {len(summary['videos'])} of {len(sources)} inputs ({summary['totals']['already_done']} "
               f"already done), {summary['totals']['frames']} frames of {runtime.model.config.hidden_size} values, in "
               f"{features_dir}")
+        totals, audio, text = summary["totals"], modalities.audio, modalities.text
         if audio:  # frames without sound get the temporal head's missing-audio token: said, with how many
-            totals = summary["totals"]
             print(f"audio features ({audio.width} values, {audio.settings['audio_model']} layer {audio.layer}): "
                   f"{totals['with_audio']} of {totals['frames']} frames with sound; "
                   f"{totals['videos'] - totals['audio_track']} inputs without an audio track")
+        if text:
+            print(f"text features ({text.width} values, {text.settings('')['text_model']}, words within "
+                  f"{text.window:g} s): {totals['with_text']} of {totals['frames']} frames with words around them; "
+                  f"{totals['videos'] - totals['transcript']} inputs without a transcript"
+                  + (f"; cues out of order (sorted): {totals['cues_out_of_order']}" if totals["cues_out_of_order"]
+                     else "")
+                  + (f"; overlapping: {totals['cues_overlapping']}" if totals["cues_overlapping"] else "")
+                  + (f"; {totals['cues_after_end']} cues start after their video's last frame (a transcript of "
+                     f"another cut?)" if totals["cues_after_end"] else ""))
         report_problems(summary, output / "summary.json", "given features of part of their frames only")
     processes.close()
     return code

@@ -103,6 +103,13 @@ class PredictArguments:
         "metavar": "TEMPORAL",
         "help": "a temporal head (`emotic finetune-temporal`) over MODEL's features: MODEL gives each frame's "
                 "features, the head the predictions, from windows of frames (videos and frame folders only)"})
+    audio_model: str | None = field(default=None, metadata={
+        "help": "for a --temporal_model that hears: the speech encoder it was trained with (a folder or Hub id; "
+                "default: the one its config names)"})
+    audio_dir: str | None = field(default=None, metadata={
+        "metavar": "DIR",
+        "help": "for a --temporal_model that hears: the videos frame folders were cut from (DIR/<folder>.mp4, ...; "
+                "<video>_left and _right take <video>'s sound), whose sound goes with their frames"})
     faces: Faces = field(default="auto", metadata={
         "help": "all: every face of each frame, tracked with stable ids (a row per frame and face; smoothing within "
                 "each person; submissions per person); largest: the largest face only; auto: all for video files, "
@@ -245,6 +252,8 @@ def predict_source(source, runtime: Runtime, faces, smoothing, frames_dir: Path,
             if "gone" in reader.notes:  # ended, and did not come back when opened again
                 counts["ended"] = reader.notes["gone"]
                 print(reader.notes["gone"], file=sys.stderr)
+        if runtime.temporal is not None and runtime.temporal.audio is not None:  # a head that hears: did it?
+            counts["heard"] = source.name not in runtime.temporal.without_audio
         if tracked:
             counts["fps"], counts["dropped_faces"] = frames.fps, faces.dropped
             counts["tracks"] = track_records(faces.seen, source.name, subjects)
@@ -256,6 +265,15 @@ def predict_source(source, runtime: Runtime, faces, smoothing, frames_dir: Path,
         if incomplete:
             counts["incomplete"] = incomplete
     return counts
+
+
+def heard_line(summary: dict) -> str:
+    """What the last line says of a temporal head that hears: how many videos it heard (the others, without sound,
+    ran on its missing-audio token); nothing for other heads."""
+    heard = [counts["heard"] for counts in summary["videos"].values() if "heard" in counts]
+    if not heard:
+        return ""
+    return f"; the temporal head heard {sum(heard)} of {len(heard)} videos (no sound in the others: without audio)"
 
 
 def json_row(header: list, row: list) -> dict:
@@ -340,7 +358,8 @@ def main(argv=None) -> int:
                 raise ValueError(f"--temporal_model predicts each frame from the frames around it: it takes videos "
                                  f"and frame folders only, not separate images ({', '.join(separate[:3])})")
         runtime = Runtime.load(inputs.model, precision.device or processes.device, precision.dtype, precision.quantize,
-                               precision.backend, frames_args.batch_size, temporal_model=args.temporal_model)
+                               precision.backend, frames_args.batch_size, temporal_model=args.temporal_model,
+                               audio_model=args.audio_model, audio_dir=args.audio_dir)
         head = runtime.head  # whose outputs are written: the frame model's, or the temporal head's
         window = args.smoothing_window if args.smoothing_window is not None else head.smoothing_window
         mode = args.smoothing_mode or head.smoothing_mode
@@ -365,7 +384,8 @@ def main(argv=None) -> int:
     settings = {"model": str(inputs.model), "temporal_model": args.temporal_model and str(args.temporal_model),
                 "precision": runtime.precision, "smoothing_window": window, "smoothing_mode": mode,
                 "geometry": geometry, "labels": labels, "fps": args.fps,
-                "faces": {"faces": args.faces, **(tracker.options() if tracked else {}), "subjects": subjects}}
+                "faces": {"faces": args.faces, **(tracker.options() if tracked else {}), "subjects": subjects},
+                **({"audio": runtime.temporal.audio.settings} if runtime.temporal and runtime.temporal.audio else {})}
     if processes.is_main:  # held until the process ends: one predict per output folder
         try:
             lock = claim_output(output, frames_dir, "*.csv.*.partial", "predict_settings.json", settings,  # noqa: F841
@@ -425,7 +445,7 @@ def main(argv=None) -> int:
           + (" (one-face inputs: carried a neighbour's prediction)" if len(tracked) < len(sources) else "")
           + (f"; {totals[DROPPED]} live frames dropped to keep within --max_latency" if totals[DROPPED] else "")
           + (f"; {totals[MISSING]} live frames missing while a stream was reconnected" if totals[MISSING] else "")
-          + f"{people_line}; auxiliary views: "
+          + f"{people_line}{heard_line(summary)}; auxiliary views: "
           + (", ".join(f"{name} {number}" for name, number in totals["geometries"].items()) or "none")
           + f"; smoothing {mode} over {window} frames; {submitted} lines in {output / 'submission.txt'}", file=say)
     report_problems(summary, summary_path, "predicted only in part")

@@ -8,13 +8,17 @@ the next batch while the model runs on this one.
     runtime = Runtime.load("runs/frames", temporal_model="runs/temporal")       # a temporal head's outputs
 """
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
+from emotic.inference.audio import AudioEncoder, read_audio, sound_file
 from emotic.inference.results import FrameResult
 from emotic.modeling.heads_emotic import head_outputs, head_parts
 from emotic.processing.image_processing_emotic import EmoticImageProcessor
 from emotic.tracks import OUTPUTS
+from emotic.training.affwild2 import annotation_index
 from emotic.training.frame_features import SIGNATURE_TOLERANCE, frame_model_signature, signature_difference
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -190,17 +194,58 @@ class TemporalHead:
     `window_stride` frames, overlapping logits averaged). A video's features are held while its windows run
     (`hidden_size` float32 values a frame: 3 KB at ViT-B's 768, 150 MB for a 50,000-frame video)."""
 
-    def __init__(self, model):
-        self.model = model.eval()
+    def __init__(self, model, audio=None, audio_dir=None):
+        self.model, self.audio, self.audio_dir = model.eval(), audio, audio_dir
         self.parts = head_parts(model.config)
+        self.without_audio: list[str] = []  # videos run with the missing-audio token throughout (no sound to hear)
 
-    def over(self, results) -> list[FrameResult]:
+    def over(self, results, path=None, fps: float | None = None, name: str = "") -> list[FrameResult]:
+        """`results` of one video with the head's outputs. For a head that hears (`audio`, an
+        `emotic.inference.audio.AudioEncoder`), the sound of `path` (the video file), else of the video frame folder
+        `name` was cut from in `audio_dir` (`sound_file`), encoded at each frame's time (`frame / fps`, the rate of
+        the sound's video where `fps` is unknown)."""
         results = list(results)
         if not results:
             return results
         features = torch.from_numpy(np.stack([result.smoothed for result in results]).astype(np.float32))
-        outputs = head_outputs(self.model.video_logits(features).float(), self.parts).cpu().numpy()
+        heard = {}
+        if self.audio is not None:
+            file = sound_file(path, name, self.audio_dir)
+            sound = read_audio(file) if file is not None else None
+            rate = fps or (sound.notes.get("video_fps") if sound is not None else None)
+            numbers = [annotation_index(result.location, result.frame or 0) for result in results]  # 00042.jpg: 41
+            times = np.array(numbers, dtype=float) / (rate or 1.0)
+            values, present = self.audio.frame_features(sound if rate else None, times)  # no rate: no known times
+            if not present.any():
+                self.without_audio.append(name)
+            heard = {"audio": torch.from_numpy(values), "audio_present": torch.from_numpy(present)}
+        outputs = head_outputs(self.model.video_logits(features, **heard).float(), self.parts).cpu().numpy()
         return [result.with_(raw=values, smoothed=None) for result, values in zip(results, outputs)]
+
+
+def temporal_audio(model, audio_model: str | None, name: str):
+    """The `AudioEncoder` a temporal head that hears was trained with (its `audio_settings`: the model, from
+    `audio_model` where given, a local folder's name being all a head records; the layer and windows as recorded);
+    None for a head that does not hear. A `ValueError` naming the head where the encoder cannot be had or is not
+    the one the head was trained with."""
+    config = model.config
+    if "audio" not in config.modalities:
+        if audio_model:
+            raise ValueError(f"--audio_model {audio_model}: the temporal head {name} does not take audio")
+        return None
+    recorded = config.audio_settings or {}
+    if not recorded.get("audio_model"):
+        raise ValueError(f"the temporal head {name} takes audio but does not record how its audio features were made "
+                         f"(audio_settings); retrain it on features from `emotic features --audio_model`")
+    encoder = AudioEncoder(audio_model or recorded["audio_model"], recorded.get("audio_layer"),
+                           recorded.get("audio_window", 2.0), recorded.get("audio_stride", 0.5), str(model.device))
+    if audio_model and Path(audio_model).name != recorded["audio_model"] and audio_model != recorded["audio_model"]:
+        raise ValueError(f"--audio_model {audio_model}: the temporal head {name} was trained with the audio features "
+                         f"of {recorded['audio_model']} (layer {recorded.get('audio_layer')}); give that model")
+    if encoder.width != config.audio_size:
+        raise ValueError(f"--audio_model {audio_model or recorded['audio_model']} gives {encoder.width} values per "
+                         f"frame; the temporal head {name} takes {config.audio_size} (audio_size): another model")
+    return encoder
 
 
 class Runtime:
@@ -223,13 +268,21 @@ class Runtime:
     @classmethod
     def load(cls, model_name_or_path: str, device: str | None = None, dtype: str = "float32",
              quantize: str | None = None, backend: str = "pytorch", batch_size: int = 32, features: bool = False,
-             temporal_model: str | None = None) -> "Runtime":
+             temporal_model: str | None = None, audio_model: str | None = None, audio_dir=None) -> "Runtime":
         """`load_model`, and with `temporal_model` its temporal head (`load_temporal_model`, which runs on the
-        PyTorch frame model's features). A `ValueError` for what cannot be loaded or combined, naming it."""
+        PyTorch frame model's features), and for a head that hears the speech encoder it was trained with
+        (`temporal_audio`; `audio_model`: where it is, if not where the head says; `audio_dir`: the videos frame
+        folders were cut from, for their sound). A `ValueError` for what cannot be loaded or combined, naming it."""
         check_backend(backend, features, temporal_model)
+        if audio_model and not temporal_model:
+            raise ValueError(f"--audio_model {audio_model}: for a --temporal_model that hears")
         model, processor = load_model(model_name_or_path, device, dtype, quantize, backend)
         temporal = load_temporal_model(temporal_model, model) if temporal_model else None
-        return cls(model, processor, batch_size, features, temporal, precision_of(model, quantize))
+        runtime = cls(model, processor, batch_size, features, temporal, precision_of(model, quantize))
+        if temporal is not None:
+            runtime.temporal.audio = temporal_audio(temporal, audio_model, temporal_model)
+            runtime.temporal.audio_dir = audio_dir
+        return runtime
 
     @property
     def head(self):

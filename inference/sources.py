@@ -213,6 +213,7 @@ class Frames:
     # a live source's frames, instead of `items`: `take(start)` gives the next batch of (location, image) pairs, as
     # many as have arrived (frame `start` first), [] at the end (`emotic.inference.live.LiveFrames`)
     take: Callable[[int], list] | None = None
+    path: Path | None = None  # the video file the frames are decoded from (its sound, for a temporal head that hears)
 
 
 def started(items):
@@ -230,4 +231,4 @@ def open_frames(source: Source, files: list[Path] | None = None, fps: float | No
     notes = {}
     items = started(iter_frames(source, files, notes))
     return Frames(source.name, items, notes.get("fps") or fps, source.sequential, notes,
-                  len(files) if files is not None else None)
+                  len(files) if files is not None else None, path=source.path if source.kind == "video" else None)

@@ -84,14 +84,14 @@ def stream(frames: Frames, runtime: Runtime, faces, smoothing: tuple[int, str] =
     batches = frame_results(frames, runtime, faces, progress)
     if runtime.temporal is not None:
         filled = smooth_batches(batches, 1, "mean", fill=True)
-        batches = smooth_batches(_whole_video(runtime.temporal, filled), window, mode, fill=False)
+        batches = smooth_batches(_whole_video(runtime.temporal, filled, frames), window, mode, fill=False)
     else:
         batches = smooth_batches(batches, window, mode, fill=frames.sequential and faces.fills_frames,
                                  tracked=faces.tracked)
     return (result for batch in batches for result in batch)
 
 
-def _whole_video(temporal, filled):
+def _whole_video(temporal, filled, frames: Frames):
     """The temporal head's outputs of a video as one batch, once its last frame's features are in (lazily: nothing
-    runs before the stream is read)."""
-    yield temporal.over(result for batch in filled for result in batch)
+    runs before the stream is read); a head that hears gets the sound of the video file the frames come from."""
+    yield temporal.over((result for batch in filled for result in batch), frames.path, frames.fps, frames.name)

@@ -7,10 +7,18 @@ its sibling `configuration_emotic`.
 import math
 import numbers
 
+from dataclasses import field
+from typing import Literal
+
 from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
 
 from .configuration_emotic import RegressionLoss, SmoothingMode, check_head, default_labels
+
+
+MODALITIES = ("vision", "audio", "text")
+MODALITY_FUSIONS = ("cross_attention", "gated_sum")
+ModalityFusion = Literal[MODALITY_FUSIONS]
 
 
 class EmoticTemporalConfig(PreTrainedConfig):
@@ -48,6 +56,22 @@ class EmoticTemporalConfig(PreTrainedConfig):
             trained on (`emotic.training.frame_features.frame_model_signature`: its features of two fixed probe
             images, projected to 32 values), recorded by `emotic features` and `emotic finetune-temporal`; the
             commands that run the head with a frame model compare that model's own with it.
+        modalities (`list[str]`, defaults to `["vision"]`): what the head takes per frame: `vision` (the frame
+            model's features, always first), and `audio` (a speech encoder's features, `emotic features
+            --audio_model`), `text` (a text encoder's features of the words spoken around the frame). Each modality
+            besides vision is projected to `hidden_size`, a learned token standing in wherever it is missing (a video
+            without sound, a frame where nobody speaks), and fused into the vision stream before the Transformer.
+        audio_size (`int`, *optional*), text_size (`int`, *optional*): widths of the audio and text features (the
+            encoders' hidden sizes); required where the modality is taken.
+        modality_fusion (`str`, defaults to `"cross_attention"`): how the other modalities enter: `cross_attention`
+            (each frame's vision token attends over the window's audio and text tokens, one pre-norm attention with a
+            skip connection) or `gated_sum` (each modality's token added to the frame's, scaled per channel by a
+            sigmoid gate of both).
+        modality_dropout (`float`, defaults to 0.1): in training, the probability that a window's audio (text) is
+            replaced by the missing token throughout, so that one head serves every combination of modalities.
+        audio_settings (`dict`, *optional*), text_settings (`dict`, *optional*): how the features were computed
+            (the model, layer and windows: `emotic features` records them); the commands that compute features for
+            the head compute them so, and refuse features made otherwise.
         class_weights, label_smoothing, pos_weight, label_thresholds, regression_loss, regression_range, tasks,
         problem_type, id2label: the head and its loss, as in [`EmoticConfig`] (expressions, action units,
             valence-arousal, or a multi-task head); `emotic finetune-temporal` copies them from the frame model.
@@ -83,6 +107,13 @@ class EmoticTemporalConfig(PreTrainedConfig):
     window_stride: int = 50
     frozen_frame_head: bool = False
     frame_signature: list | None = None
+    modalities: list = field(default_factory=lambda: ["vision"])
+    audio_size: int | None = None
+    text_size: int | None = None
+    modality_fusion: ModalityFusion = "cross_attention"
+    modality_dropout: float = 0.1
+    audio_settings: dict | None = None
+    text_settings: dict | None = None
     # the head: as EmoticConfig's (`check_head`)
     class_weights: list | None = None
     label_smoothing: float = 0.0
@@ -122,6 +153,20 @@ class EmoticTemporalConfig(PreTrainedConfig):
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             value = getattr(self, name)
             require(isinstance(value, numbers.Real) and 0.0 <= value < 1.0, f"{name}={value!r}; allowed: [0, 1)")
+        modalities = self.modalities
+        require(isinstance(modalities, (list, tuple)) and len(modalities) > 0 and modalities[0] == "vision"
+                and len(set(modalities)) == len(modalities) and set(modalities) <= set(MODALITIES),
+                f"modalities={modalities!r}; expected 'vision' first, then any of {list(MODALITIES[1:])}, each once")
+        for name in MODALITIES[1:]:
+            size = getattr(self, f"{name}_size")
+            if name in modalities:
+                require(isinstance(size, numbers.Integral) and not isinstance(size, bool) and size > 0,
+                        f"{name}_size={size!r}; expected the width of the {name} features (a positive integer), as "
+                        f"modalities takes {name}")
+        require(self.modality_fusion in MODALITY_FUSIONS,
+                f"modality_fusion={self.modality_fusion!r}; allowed: {list(MODALITY_FUSIONS)}")
+        require(isinstance(self.modality_dropout, numbers.Real) and 0.0 <= self.modality_dropout < 1.0,
+                f"modality_dropout={self.modality_dropout!r}; allowed: [0, 1)")
         signature = self.frame_signature
         require(signature is None or (isinstance(signature, (list, tuple)) and len(signature) > 0 and all(
             isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in signature)),
@@ -129,4 +174,4 @@ class EmoticTemporalConfig(PreTrainedConfig):
         check_head(self, require)
 
 
-__all__ = ["EmoticTemporalConfig"]
+__all__ = ["MODALITIES", "MODALITY_FUSIONS", "EmoticTemporalConfig"]

@@ -18,7 +18,7 @@ from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_emotic_temporal import EmoticTemporalConfig
 from .heads_emotic import bound_outputs, emotic_loss
-from .modeling_emotic import EmoticLayer, EmoticPreTrainedModel
+from .modeling_emotic import EmoticAttention, EmoticLayer, EmoticPreTrainedModel
 
 AUTO_MAP = {"AutoConfig": "configuration_emotic_temporal.EmoticTemporalConfig",
             "AutoModel": "modeling_emotic_temporal.EmoticTemporalModel"}
@@ -53,6 +53,82 @@ def check_features(features, config: EmoticTemporalConfig, name: str = "features
                          f"`video_logits` does")
 
 
+def check_modality(values, present, name: str, size: int | None, features) -> None:
+    """A `ValueError` naming `name` unless `values` (if given) is `(batch_size, frames, size)` like `features` and
+    `present` (if given) `(batch_size, frames)`; `size` None: the head does not take this modality."""
+    if values is None and present is None:
+        return
+    if size is None:
+        raise ValueError(f"{name} given to a temporal head that does not take it (config.modalities); train one with "
+                         f"{name} features to use them")
+    if values is not None and (not torch.is_tensor(values) or values.dim() != 3 or not values.is_floating_point()
+                               or tuple(values.shape[:2]) != tuple(features.shape[:2]) or values.shape[-1] != size):
+        shape = tuple(values.shape) if hasattr(values, "shape") else type(values).__name__
+        raise ValueError(f"{name} of shape {shape}; expected a float tensor {(*features.shape[:2], size)}: per frame "
+                         f"of features, {size} values (config.{name}_size: the width of the {name} encoder the head "
+                         f"was trained with)")
+    if present is not None and tuple(present.shape) != tuple(features.shape[:2]):
+        raise ValueError(f"{name}_present of shape {tuple(present.shape)}; expected {tuple(features.shape[:2])}, "
+                         f"one flag per frame of features")
+
+
+class EmoticModalityFusion(nn.Module):
+    """The other modalities (`config.modalities` after vision) fused into the vision stream `(B, T, hidden_size)`:
+    each modality's per-frame features LayerNorm-ed and projected to `hidden_size` (its `projections`), a learned
+    token (`missing_tokens`) wherever it is absent (not given, or `present` False), the window's positions added; then
+    `cross_attention` (vision queries over every modality token of the window, pre-norm, with a skip connection) or
+    `gated_sum` (each modality's token times a sigmoid gate of it and the vision token, added). In training, each
+    window's modality is replaced by its missing token with probability `modality_dropout`, so that the head learns
+    to do without it."""
+
+    def __init__(self, config: EmoticTemporalConfig):
+        super().__init__()
+        self.names = [name for name in config.modalities if name != "vision"]
+        self.fusion, self.dropout = config.modality_fusion, config.modality_dropout
+        size = config.hidden_size
+        self.norms = nn.ModuleDict({name: nn.LayerNorm(getattr(config, f"{name}_size"), eps=config.layer_norm_eps)
+                                    for name in self.names})
+        self.projections = nn.ModuleDict({name: nn.Linear(getattr(config, f"{name}_size"), size)
+                                          for name in self.names})
+        self.missing_tokens = nn.Parameter(torch.zeros(len(self.names), size))  # one per modality, in `names` order
+        if self.fusion == "cross_attention":
+            self.norm_query = nn.LayerNorm(size, eps=config.layer_norm_eps)
+            self.norm_context = nn.LayerNorm(size, eps=config.layer_norm_eps)
+            self.attention = EmoticAttention(config, size, config.num_attention_heads)
+        else:
+            self.gates = nn.ModuleDict({name: nn.Linear(2 * size, size) for name in self.names})
+
+    def tokens(self, name: str, values, present, like: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """`(B, T, hidden_size)`: the modality's projected features where present, its missing token elsewhere."""
+        batch, frames = like.shape[:2]
+        keep = torch.zeros(batch, frames, dtype=torch.bool, device=like.device) if values is None else \
+            torch.ones(batch, frames, dtype=torch.bool, device=like.device) if present is None else \
+            present.to(device=like.device).bool()
+        if self.training and self.dropout > 0:  # modality dropout: the whole window without it
+            keep = keep & (torch.rand(batch, 1, device=like.device) >= self.dropout)
+        missing = self.missing_tokens[self.names.index(name)].to(like.dtype).expand(batch, frames, -1)
+        if values is None:
+            return missing + positions
+        projected = self.projections[name](self.norms[name](values.to(like.dtype)))
+        return torch.where(keep[..., None], projected, missing) + positions
+
+    def forward(self, hidden_states: torch.Tensor, modalities: dict, positions: torch.Tensor,
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`modalities`: name -> (values or None, present or None); `attention_mask`: the additive padding mask over
+        the window's frames `(B, 1, 1, T)`, repeated for each modality's tokens."""
+        tokens = [self.tokens(name, *modalities.get(name, (None, None)), hidden_states, positions)
+                  for name in self.names]
+        if self.fusion == "gated_sum":
+            for name, token in zip(self.names, tokens):
+                gate = torch.sigmoid(self.gates[name](torch.cat([hidden_states, token], dim=-1)))
+                hidden_states = hidden_states + gate * token
+            return hidden_states
+        mask = None if attention_mask is None else attention_mask.repeat(1, 1, 1, len(tokens))
+        attended, _ = self.attention(self.norm_query(hidden_states), context=self.norm_context(torch.cat(tokens, 1)),
+                                     attention_mask=mask)
+        return hidden_states + attended
+
+
 class EmoticTemporalPreTrainedModel(PreTrainedModel):
     config_class = EmoticTemporalConfig
     base_model_prefix = "temporal"
@@ -72,6 +148,8 @@ class EmoticTemporalPreTrainedModel(PreTrainedModel):
             init.normal_(module.position_embeddings, std=self.config.initializer_range)
             init.zeros_(module.classifier.weight)  # the temporal path adds nothing until trained
             init.zeros_(module.classifier.bias)
+        if isinstance(module, EmoticModalityFusion):
+            init.normal_(module.missing_tokens, std=self.config.initializer_range)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         if self._auto_class is not None:  # both Auto classes in `auto_map`, for users loading it as remote code
@@ -106,6 +184,7 @@ class EmoticTemporalModel(EmoticTemporalPreTrainedModel):
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.frame_head = nn.Linear(config.feature_size, config.num_labels)
+        self.fusion = EmoticModalityFusion(config) if len(config.modalities) > 1 else None
         self.post_init()
 
     @property
@@ -118,6 +197,10 @@ class EmoticTemporalModel(EmoticTemporalPreTrainedModel):
         features: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        audio: torch.Tensor | None = None,
+        audio_present: torch.Tensor | None = None,
+        text: torch.Tensor | None = None,
+        text_present: torch.Tensor | None = None,
         **kwargs,
     ) -> TokenClassifierOutput:
         r"""
@@ -130,11 +213,20 @@ class EmoticTemporalModel(EmoticTemporalPreTrainedModel):
             indices for expressions (negative: not annotated), `(batch_size, frames, num_labels)` values for action
             units and valence-arousal (NaN or, for units, negative: not annotated), `(batch_size, frames, 15)` for
             ABAW7's multi-task head.
+        audio, text (`torch.FloatTensor` of shape `(batch_size, frames, audio_size or text_size)`, *optional*):
+            per frame, the audio (text) features, for a head whose `config.modalities` takes them; not given: the
+            modality's missing token on every frame (the head degrades to what it learned without it).
+        audio_present, text_present (`torch.BoolTensor` of shape `(batch_size, frames)`, *optional*): False where
+            the frame has no audio (nobody speaks): the missing token there. Default: present wherever given.
 
         Returns a `TokenClassifierOutput`: `logits` `(batch_size, frames, num_labels)` (valence-arousal bounded by
         `regression_range`); `output_hidden_states` / `output_attentions` capture each block's output and weights.
         """
         check_features(features, self.config)
+        modalities = {"audio": (audio, audio_present), "text": (text, text_present)}
+        for name, (values, present) in modalities.items():
+            check_modality(values, present, name, getattr(self.config, f"{name}_size")
+                           if name in self.config.modalities else None, features)
         dtype = self.projection.weight.dtype
         frames = features.shape[1]
         features = features.to(dtype)
@@ -149,7 +241,10 @@ class EmoticTemporalModel(EmoticTemporalPreTrainedModel):
             additive = torch.zeros(keep.shape, dtype=normed.dtype, device=normed.device)
             additive = additive.masked_fill(~keep, torch.finfo(normed.dtype).min)[:, None, None, :]
         hidden_states = self.projection(normed.transpose(1, 2)).transpose(1, 2)  # [B, T, hidden_size]
-        hidden_states = self.dropout(hidden_states + self.position_embeddings[:, :frames])
+        positions = self.position_embeddings[:, :frames]
+        hidden_states = self.dropout(hidden_states + positions)
+        if self.fusion is not None:
+            hidden_states = self.fusion(hidden_states, modalities, positions, additive)
         for layer in self.layers:
             hidden_states, _ = layer(hidden_states, attention_mask=additive)
         logits = bound_outputs(self.frame_head(features) + self.classifier(self.layernorm(hidden_states)),
@@ -167,10 +262,12 @@ class EmoticTemporalModel(EmoticTemporalPreTrainedModel):
         return TokenClassifierOutput(loss=loss, logits=logits)
 
     @torch.inference_mode()
-    def video_logits(self, features, stride: int | None = None, batch_size: int = 64) -> torch.Tensor:
+    def video_logits(self, features, stride: int | None = None, batch_size: int = 64, **modalities) -> torch.Tensor:
         """Per-frame logits `(frames, num_labels)` of a whole video's features `(frames, feature_size)`: windows of
         `window_size` frames every `stride` (`config.window_stride`), the last one ending at the last frame; where
-        windows overlap, a frame's logits are the mean of its windows'. A video shorter than a window runs as one."""
+        windows overlap, a frame's logits are the mean of its windows'. A video shorter than a window runs as one.
+        `modalities`: the video's `audio` `(frames, audio_size)`, `audio_present` `(frames,)` and the like for text,
+        windowed alike."""
         features = torch.as_tensor(features)
         if features.dim() != 2 or features.shape[0] == 0:
             raise ValueError(f"features of shape {tuple(features.shape)}; expected (frames, "
@@ -182,16 +279,24 @@ class EmoticTemporalModel(EmoticTemporalPreTrainedModel):
         window = min(self.config.window_size, length)
         starts = window_starts(length, window, stride)
         features = features.to(device=self.device, dtype=torch.float32)
+        modalities = {name: torch.as_tensor(values).to(self.device) for name, values in modalities.items()
+                      if values is not None}
+        for name, values in modalities.items():
+            if values.shape[0] != length:
+                raise ValueError(f"{name} of {values.shape[0]} frames for a video of {length} frames of features; "
+                                 f"expected one row per frame")
         total = torch.zeros(length, self.config.num_labels, device=self.device)
         counts = torch.zeros(length, 1, device=self.device)
         for first in range(0, len(starts), batch_size):
             chunk = starts[first:first + batch_size]
             windows = torch.stack([features[start:start + window] for start in chunk])
-            logits = self(windows).logits.float()
+            extra = {name: torch.stack([values[start:start + window] for start in chunk])
+                     for name, values in modalities.items()}
+            logits = self(windows, **extra).logits.float()
             for start, values in zip(chunk, logits):
                 total[start:start + window] += values
                 counts[start:start + window] += 1
         return total / counts
 
 
-__all__ = ["EmoticTemporalModel", "EmoticTemporalPreTrainedModel", "window_starts"]
+__all__ = ["EmoticModalityFusion", "EmoticTemporalModel", "EmoticTemporalPreTrainedModel", "window_starts"]

@@ -61,6 +61,79 @@ def model_dir(tmp_path_factory):
     return save_tiny_classifier(tmp_path_factory.mktemp("model"), seed=0)
 
 
+@pytest.fixture(scope="session")
+def speech_encoders(tmp_path_factory):
+    """Folders of a tiny Wav2Vec2 (32 wide, 2 layers) and a tiny Whisper encoder (32 wide, 2 layers), each with its
+    feature extractor, as `--audio_model` takes them."""
+    import torch
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2Model,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperModel,
+    )
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("speech")
+    Wav2Vec2Model(Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16, 16),
+        conv_stride=(5, 4, 4), conv_kernel=(10, 8, 8), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+        vocab_size=10)).save_pretrained(root / "wav2vec2")
+    Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True).save_pretrained(root / "wav2vec2")
+    WhisperModel(WhisperConfig(d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+                               decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, vocab_size=64,
+                               num_mel_bins=80, max_source_positions=1500, pad_token_id=0, bos_token_id=1,
+                               eos_token_id=2, decoder_start_token_id=1)).save_pretrained(root / "whisper")
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(root / "whisper")
+    return root
+
+
+@pytest.fixture(scope="session")
+def text_models(tmp_path_factory):
+    """Folders of a tiny BERT text encoder (16 wide, 1 layer, a word-level vocabulary of the generated transcripts'
+    words) and a tiny CTC speech recogniser (Wav2Vec2ForCTC over letters, weights scaled so that it says words), as
+    `--text_model` and `--asr_model` take them."""
+    from transformers import (
+        BertConfig,
+        BertModel,
+        BertTokenizer,
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
+
+    from emotic.training.synthetic import EXPRESSION_WORDS, NEUTRAL_WORDS
+
+    root = tmp_path_factory.mktemp("text")
+    words = sorted({word for group in EXPRESSION_WORDS.values() for word in group} | set(NEUTRAL_WORDS))
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    BertTokenizer(vocab={word: index for index, word in enumerate(vocabulary)}).save_pretrained(root / "bert")
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=5 + len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(root / "bert")
+    (root / "ctc").mkdir()
+    letters = {"<pad>": 0, "<unk>": 1, "|": 2, **{c: i + 3 for i, c in enumerate("abcdefghijklmnopqrstuvwxyz'")}}
+    (root / "ctc" / "vocab.json").write_text(json.dumps(letters))
+    Wav2Vec2Processor(feature_extractor=Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True,
+                                                                 return_attention_mask=True),
+                      tokenizer=Wav2Vec2CTCTokenizer(str(root / "ctc" / "vocab.json"), unk_token="<unk>",
+                                                     pad_token="<pad>", word_delimiter_token="|")
+                      ).save_pretrained(root / "ctc")
+    recogniser = Wav2Vec2ForCTC(Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16, 16),
+        conv_stride=(5, 4, 4), conv_kernel=(10, 8, 8), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+        vocab_size=len(letters), pad_token_id=0))
+    with torch.no_grad():  # sharp outputs: letters and word breaks that change with the sound, not all blanks
+        recogniser.lm_head.weight.mul_(20)
+        recogniser.lm_head.bias.zero_()
+    recogniser.save_pretrained(root / "ctc")
+    return root
+
+
 def save_tiny_classifier(folder, seed: int):
     """`model_dir`'s model (32 wide, 2 blocks, 32 px) with the weights of `seed`, and its processor, in `folder`."""
     import torch

@@ -15,35 +15,6 @@ FPS, SECONDS = 10, 4.0
 FRAMES = [Image.new("RGB", (32, 32), (40, 80, 120))] * int(FPS * SECONDS)
 
 
-@pytest.fixture(scope="module")
-def speech_encoders(tmp_path_factory):
-    """Folders of a tiny Wav2Vec2 (32 wide, 2 layers) and a tiny Whisper encoder (32 wide, 2 layers), each with its
-    feature extractor, as `--audio_model` takes them."""
-    import torch
-    from transformers import (
-        Wav2Vec2Config,
-        Wav2Vec2FeatureExtractor,
-        Wav2Vec2Model,
-        WhisperConfig,
-        WhisperFeatureExtractor,
-        WhisperModel,
-    )
-
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("speech")
-    Wav2Vec2Model(Wav2Vec2Config(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16, 16),
-        conv_stride=(5, 4, 4), conv_kernel=(10, 8, 8), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
-        vocab_size=10)).save_pretrained(root / "wav2vec2")
-    Wav2Vec2FeatureExtractor(sampling_rate=SAMPLE_RATE, do_normalize=True).save_pretrained(root / "wav2vec2")
-    WhisperModel(WhisperConfig(d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
-                               decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, vocab_size=64,
-                               num_mel_bins=80, max_source_positions=1500, pad_token_id=0, bos_token_id=1,
-                               eos_token_id=2, decoder_start_token_id=1)).save_pretrained(root / "whisper")
-    WhisperFeatureExtractor(feature_size=80).save_pretrained(root / "whisper")
-    return root
-
-
 def clicked(rate: int, channels: int, at: float) -> np.ndarray:
     """SECONDS of silence with a 20 ms click at `at` seconds, `channels` alike."""
     sound = np.zeros((channels, int(rate * SECONDS)), np.float32)
@@ -136,8 +107,10 @@ def test_models_that_are_not_speech_encoders_are_refused_in_one_line(tmp_path):
 
 def test_features_store_each_frames_audio_beside_its_frame_features(model_dir, speech_encoders, tmp_path):
     """`emotic features --audio_model`: each video's Parquet holds `audio` and `audio_present` per frame, the values
-    the encoder gives for the frame's time; a video without sound and a frame folder have frames without audio,
-    counted in the summary and said on the last line; the settings record the audio model, layer and windows."""
+    the encoder gives for the frame's time; a frame folder cut from a video (`--audio_dir`, Aff-Wild2's `_left`
+    naming) takes that video's sound at each frame's number; a video without sound and a frame folder without a
+    video have frames without audio, counted in the summary and said on the last line; the settings record the audio
+    model, layer and windows."""
     import json
 
     from datasets import load_dataset
@@ -151,11 +124,15 @@ def test_features_store_each_frames_audio_beside_its_frame_features(model_dir, s
     (videos / "folder").mkdir()
     for index in range(5):
         FRAMES[0].save(videos / "folder" / f"{index:05d}.jpg")
-    result = emotic_cli("features", model_dir, videos, "--output_dir", tmp_path / "feats", "--geometry", "template",
-                        "--audio_model", speech_encoders / "wav2vec2", "--audio_window", "0.5", "--audio_stride",
-                        "0.1", "--quiet")
+    (videos / "talk_left").mkdir()  # Aff-Wild2's frame folder of one person of talk.mp4, frame 00011.jpg missing
+    for number in [*range(1, 11), *range(12, 41)]:
+        FRAMES[0].save(videos / "talk_left" / f"{number:05d}.jpg")
+    options = ["--output_dir", tmp_path / "feats", "--geometry", "template", "--audio_model",
+               speech_encoders / "wav2vec2", "--audio_window", "0.5", "--audio_stride", "0.1", "--audio_dir", videos,
+               "--quiet"]
+    result = emotic_cli("features", model_dir, videos, *options)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "audio features (32 values, wav2vec2 layer 2): 40 of 57 frames with sound; 2 inputs without an audio " \
+    assert "audio features (32 values, wav2vec2 layer 2): 79 of 96 frames with sound; 2 inputs without an audio " \
            "track" in result.stdout
     rows = load_dataset("parquet", data_files=str(tmp_path / "feats" / "features" / "*.parquet"), split="train")
     by_video = {video: rows.filter(lambda row: row["video"] == video) for video in ("talk", "mute", "folder")}
@@ -164,10 +141,118 @@ def test_features_store_each_frames_audio_beside_its_frame_features(model_dir, s
     encoder = AudioEncoder(str(speech_encoders / "wav2vec2"), window=0.5, stride=0.1)
     expected, _ = encoder.frame_features(read_audio(videos / "talk.mp4"), np.arange(40) / FPS)
     np.testing.assert_allclose(np.asarray(by_video["talk"]["audio"]), expected, atol=1e-5)
+    # the frame folder takes talk.mp4's sound at each frame's number (00012.jpg at 1.1 s), not its position
+    folder = rows.filter(lambda row: row["video"] == "talk_left")
+    assert folder["image_location"][10] == "talk_left/00012.jpg" and all(folder["audio_present"])
+    np.testing.assert_allclose(np.asarray(folder["audio"]), np.delete(expected, 10, axis=0), atol=1e-5)
     summary = json.loads((tmp_path / "feats" / "summary.json").read_text())
     assert summary["videos"]["mute"]["audio_track"] is False and summary["videos"]["talk"]["with_audio"] == 40
     assert summary["settings"]["audio_model"] == "wav2vec2" and summary["settings"]["audio_layer"] == 2
-    again = emotic_cli("features", model_dir, videos, "--output_dir", tmp_path / "feats", "--geometry", "template",
-                       "--audio_model", speech_encoders / "wav2vec2", "--audio_window", "0.5", "--audio_stride",
-                       "0.1", "--quiet")  # finished videos are counted from their files, audio included
-    assert again.returncode == 0 and "40 of 57 frames with sound" in again.stdout
+    again = emotic_cli("features", model_dir, videos, *options)  # finished videos counted from their files
+    assert again.returncode == 0 and "79 of 96 frames with sound" in again.stdout
+
+
+SRT = """1
+00:00:00,500 --> 00:00:01,000
+<i>great</i>
+
+3
+00:00:03,000 --> 00:00:03,500
+sad
+
+2
+00:00:01,200 --> 00:00:02,000
+wow really
+
+4
+00:00:01,800 --> 00:00:02,400
+{\\an8}help
+"""
+
+VTT = """WEBVTT
+
+00:00.500 --> 00:01.000 align:start
+great
+
+00:03.000 --> 00:03.500
+sad
+"""
+
+
+def test_subtitles_are_read_sorted_with_their_overlaps_counted_and_bad_times_refused_by_line(tmp_path):
+    """SRT and WebVTT, markup removed: cues out of order are sorted and counted, overlapping ones kept (two people
+    speaking) and counted; a time that is not one, and a cue ending before it starts, name the file and line."""
+    from emotic.inference.transcripts import Cue, TranscriptRefused, read_subtitles
+
+    (tmp_path / "a.srt").write_text(SRT)
+    cues, notes = read_subtitles(tmp_path / "a.srt")
+    assert [cue.text for cue in cues] == ["great", "wow really", "help", "sad"]
+    assert cues[0] == Cue(0.5, 1.0, "great") and notes == {"out_of_order": 1, "overlapping": 1}
+    (tmp_path / "a.vtt").write_text(VTT)
+    assert [(cue.start, cue.text) for cue in read_subtitles(tmp_path / "a.vtt")[0]] == [(0.5, "great"), (3.0, "sad")]
+    (tmp_path / "bad.srt").write_text("1\n00:00:01 --> 00:00:02,000\nhello\n")
+    with pytest.raises(TranscriptRefused, match=r"bad.srt:2: '00:00:01' is not a time"):
+        read_subtitles(tmp_path / "bad.srt")
+    (tmp_path / "backwards.srt").write_text("1\n00:00:03,000 --> 00:00:02,000\nhello\n")
+    with pytest.raises(TranscriptRefused, match=r"backwards.srt:2: the cue ends \(2.000 s\) before it starts"):
+        read_subtitles(tmp_path / "backwards.srt")
+
+
+def test_a_transcripts_words_land_on_the_frames_around_them(text_models, tmp_path):
+    """Words within a second of each frame (window 2 s): "great" at 0.5-1.0 s reaches the frames at 0-2.0 s, "sad" at
+    3.0-3.5 s those at 2.0 s and after; frames between words where nobody speaks are without text; the same words
+    give the same features."""
+    from emotic.inference.transcripts import Cue, TextEncoder
+
+    encoder = TextEncoder(str(text_models / "bert"), window=2.0)
+    cues = [Cue(0.5, 1.0, "great"), Cue(3.0, 3.5, "sad")]
+    times = np.arange(0, 4.0, 0.5)
+    features, present = encoder.frame_features(cues, times)
+    assert encoder.texts(cues, times) == ["great", "great", "great", "great", "great sad", "sad", "sad", "sad"]
+    assert present.all() and np.allclose(features[0], features[3]) and not np.allclose(features[0], features[5])
+    _, present = encoder.frame_features([Cue(0.0, 0.2, "great"), Cue(3.8, 4.0, "sad")], times)
+    assert present.tolist() == [True, True, True, False, False, False, True, True]
+    assert not encoder.frame_features(None, times)[1].any()
+
+
+def test_features_store_the_words_spoken_around_each_frame_from_subtitles_or_recognised(model_dir, text_models,
+                                                                                        tmp_path):
+    """`emotic features --text_model` with `--transcripts DIR`: `text` and `text_present` per frame, the values the
+    encoder gives for the frame's words; a video without a transcript has none (counted), a transcript running past
+    its video is counted and said. With `--asr_model` (a CTC recogniser), the recognised words with their times."""
+    import json
+
+    from datasets import load_dataset
+
+    from conftest import emotic_cli
+    from emotic.inference.transcripts import TextEncoder, read_subtitles
+
+    videos, subtitles = tmp_path / "videos", tmp_path / "subtitles"
+    videos.mkdir(), subtitles.mkdir()
+    sound = 0.3 * np.sin(np.linspace(0, 2 * np.pi * 220 * SECONDS, int(16000 * SECONDS))).astype(np.float32)
+    for name in ("talk", "quiet"):
+        write_video(videos / f"{name}.mp4", FRAMES, fps=FPS, audio=sound, audio_rate=16000)
+    (subtitles / "talk.srt").write_text(SRT + "\n5\n00:01:00,000 --> 00:01:01,000\nlater\n")  # past the video
+    common = ["--output_dir", tmp_path / "subs", "--geometry", "template", "--text_model", text_models / "bert",
+              "--text_window", "0.4", "--quiet"]
+    result = emotic_cli("features", model_dir, videos, "--transcripts", subtitles, *common)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 inputs without a transcript; cues out of order (sorted): 1; overlapping: 1; 1 cues start after " \
+           "their video's last frame" in result.stdout
+    rows = load_dataset("parquet", data_files=str(tmp_path / "subs" / "features" / "*.parquet"), split="train")
+    talk = rows.filter(lambda row: row["video"] == "talk")
+    assert not any(rows.filter(lambda row: row["video"] == "quiet")["text_present"])
+    cues, _ = read_subtitles(subtitles / "talk.srt")
+    expected, present = TextEncoder(str(text_models / "bert"), window=0.4).frame_features(cues, np.arange(40) / FPS)
+    assert talk["text_present"] == present.tolist() and 10 < present.sum() < 40
+    np.testing.assert_allclose(np.asarray(talk["text"]), expected, atol=1e-5)
+    summary = json.loads((tmp_path / "subs" / "summary.json").read_text())
+    assert summary["settings"]["text_model"] == "bert" and summary["settings"]["transcripts"] == "subtitles"
+
+    common[1] = tmp_path / "asr"
+    heard = emotic_cli("features", model_dir, videos / "talk.mp4", "--asr_model", text_models / "ctc", *common)
+    assert heard.returncode == 0, heard.stderr[-3000:]
+    rows = load_dataset("parquet", data_files=str(tmp_path / "asr" / "features" / "*.parquet"), split="train")
+    assert any(rows["text_present"]) and np.isfinite(np.asarray(rows["text"])).all()
+    settings = json.loads((tmp_path / "asr" / "summary.json").read_text())["settings"]
+    assert settings["transcripts"].startswith("asr ") and settings["transcripts"].endswith("ctc")

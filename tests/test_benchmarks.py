@@ -22,6 +22,18 @@ def test_the_live_benchmark_serves_a_real_time_stream_and_reports_what_kept_up(t
     assert "| tiny | 5 |" in (tmp_path / "live.md").read_text()
 
 
+def test_the_audio_benchmark_times_features_with_and_without_sound(tmp_path):
+    """bench_audio.py's smoke mode: a 4-second talking video, the tiny frame model, a 2-layer speech encoder: both
+    runs' frames per second and their ratio, and the table."""
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "bench_audio.py"), "--smoke", "--output_dir",
+                             str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [row] = json.loads((tmp_path / "audio.json").read_text())["rows"]
+    assert row["frames"] == 100 and row["vision_fps"] > 0 and row["audio_fps"] > 0
+    assert abs(row["ratio"] - row["audio_fps"] / row["vision_fps"]) < 0.01
+    assert "| tiny | 100 |" in (tmp_path / "audio.md").read_text()
+
+
 @pytest.mark.parametrize("script", ["bench_models.py", "bench_gpu.py", "bench_tracking.py",
                                     pytest.param("bench_video.py", marks=pytest.mark.minutes(2))])
 def test_benchmark_script_runs_in_smoke_mode(script, tmp_path):

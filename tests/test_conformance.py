@@ -243,6 +243,34 @@ class EmoticTemporalModelTest(ModelTesterMixin, unittest.TestCase):
 
 
 
+class EmoticMultimodalTemporalModelTester(EmoticTemporalModelTester):
+    """The temporal head taking audio as well (`modalities` vision and audio, cross-attention fusion): `audio`
+    `(batch_size, seq_length, audio_size)` and `audio_present`, some frames without sound."""
+
+    audio_size = 12
+
+    def get_config(self):
+        config = super().get_config()
+        config.modalities, config.audio_size, config.modality_fusion = ["vision", "audio"], self.audio_size, \
+            "cross_attention"
+        return config
+
+    def prepare_config_and_inputs_for_common(self):
+        config, inputs = super().prepare_config_and_inputs_for_common()
+        present = torch.ones(self.batch_size, self.seq_length, dtype=torch.bool)
+        present[::3, :3] = False  # frames where nobody speaks: the missing-audio token
+        return config, {**inputs, "audio": floats_tensor([self.batch_size, self.seq_length, self.audio_size]),
+                        "audio_present": present}
+
+
+class EmoticMultimodalTemporalModelTest(EmoticTemporalModelTest):
+    """`EmoticTemporalModel` with audio fused in, as a model inside transformers is tested."""
+
+    def setUp(self):
+        super().setUp()
+        self.model_tester = EmoticMultimodalTemporalModelTester(self)
+
+
 class EmoticImageProcessingTester(ImageProcessingTester):
     def __init__(self, parent, **kwargs):
         kwargs.setdefault("size", {"height": 32, "width": 32})

@@ -34,13 +34,15 @@ REMOTE_CODE_PACKAGES = {"torch", "transformers", "numpy", "PIL",  # and the opti
 INFERENCE_NEIGHBOURS = {
     "results": set(),  # the one record every stage hands on
     "sources": set(),
+    "audio": {"sources"},  # a video's sound, per frame: beside the frames, read by the commands that store or fuse it
+    "transcripts": {"audio"},  # what is said (subtitles or recognised words), per frame
     "live": {"results", "sources"},  # live sources read in a thread of their own
     "tracking": set(),
     "compound": set(),
     "processes": set(),
-    "arguments": {"faces"},
+    "arguments": {"audio", "faces", "transcripts"},
     "smoothing": {"results"},
-    "runtime": {"results"},
+    "runtime": {"audio", "results"},
     "faces": {"results", "sources", "tracking"},
     "outputs": {"sources"},
     "stream": {"runtime", "smoothing", "sources"},
@@ -49,7 +51,8 @@ INFERENCE_NEIGHBOURS = {
     # the commands
     "predict": {"arguments", "compound", "faces", "live", "outputs", "processes", "results", "runtime", "smoothing",
                 "sources", "stream", "writers"},
-    "features": {"arguments", "faces", "outputs", "processes", "results", "runtime", "sources", "stream"},
+    "features": {"arguments", "audio", "faces", "outputs", "processes", "results", "runtime", "sources", "stream",
+                 "transcripts"},
     "evaluate": {"arguments", "faces", "report", "results", "runtime", "smoothing", "sources", "stream", "writers"},
 }
 

@@ -210,6 +210,56 @@ def test_bad_features_are_refused_naming_them():
             EmoticTemporalConfig(**{**SMALL, **fields})
 
 
+AUDIO = dict(modalities=["vision", "audio"], audio_size=8)
+
+
+@pytest.mark.parametrize("fusion", ["cross_attention", "gated_sum"])
+def test_a_multimodal_head_takes_its_missing_token_where_sound_is_absent_and_drops_whole_windows_in_training(fusion):
+    """No audio given is the missing-audio token on every frame; a frame flagged without sound ignores its values;
+    sound changes the output; in training, modality dropout takes the sound from whole windows (each window's output
+    is that with its sound or that without, about `modality_dropout` of them without)."""
+    model = small_model(**AUDIO, modality_fusion=fusion, modality_dropout=0.5)
+    features, audio = torch.randn(2, 10, 16), torch.randn(2, 10, 8)
+    absent = torch.zeros(2, 10, dtype=torch.bool)
+    with torch.no_grad():
+        without = model(features).logits
+        torch.testing.assert_close(model(features, audio=audio, audio_present=absent).logits, without)
+        heard = model(features, audio=audio).logits
+        assert not torch.allclose(heard, without, atol=1e-4)
+        some = absent.clone()
+        some[:, :5] = True  # the second half silent: its values never count
+        changed = audio.clone()
+        changed[:, 5:] = torch.randn(2, 5, 8)
+        torch.testing.assert_close(model(features, audio=audio, audio_present=some).logits,
+                                   model(features, audio=changed, audio_present=some).logits)
+        model.train()
+        torch.manual_seed(3)
+        batch = model(features[:1].expand(64, -1, -1), audio=audio[:1].expand(64, -1, -1)).logits
+    with_sound = [torch.allclose(window, heard[0], atol=1e-5) for window in batch]
+    without_sound = [torch.allclose(window, without[0], atol=1e-5) for window in batch]
+    assert all(a != b for a, b in zip(with_sound, without_sound)) and 16 < sum(without_sound) < 48
+
+
+def test_bad_audio_inputs_and_settings_are_refused_naming_them():
+    """Sound given to a head that does not hear, sound of another width or length, flags of another shape, an
+    unknown modality or fusion: each a `ValueError` naming it and what was expected."""
+    with pytest.raises(ValueError, match="audio given to a temporal head that does not take it"):
+        small_model()(torch.randn(1, 10, 16), audio=torch.randn(1, 10, 8))
+    model = small_model(**AUDIO)
+    with pytest.raises(ValueError, match=r"expected a float tensor \(1, 10, 8\): .*config\.audio_size"):
+        model(torch.randn(1, 10, 16), audio=torch.randn(1, 10, 6))
+    with pytest.raises(ValueError, match=r"audio_present of shape \(1, 9\); expected \(1, 10\)"):
+        model(torch.randn(1, 10, 16), audio=torch.randn(1, 10, 8), audio_present=torch.ones(1, 9, dtype=torch.bool))
+    with pytest.raises(ValueError, match="audio of 30 frames for a video of 40 frames"):
+        model.video_logits(torch.randn(40, 16), audio=torch.randn(30, 8))
+    for fields, words in (({"modalities": ["vision", "smell"]}, "modalities=\\['vision', 'smell'\\]"),
+                          ({"modalities": ["vision", "audio"]}, "audio_size=None; expected the width"),
+                          ({**AUDIO, "modality_fusion": "sum"}, "modality_fusion='sum'; allowed"),
+                          ({**AUDIO, "modality_dropout": 1.0}, "modality_dropout=1.0; allowed: \\[0, 1\\)")):
+        with pytest.raises(ValueError, match=words):
+            EmoticTemporalConfig(**{**SMALL, **fields})
+
+
 def test_finetune_temporal_stopped_and_started_again_resumes_from_its_last_checkpoint(tmp_path, capsys):
     from conftest import write_features_folder
 
@@ -305,7 +355,8 @@ FAST = ["--model_size", "tiny", "--per_device_train_batch_size", "32", "--disabl
 def two_stage(tmp_path_factory):
     """Generated videos (160 people, 48 frames at 64 px, 32 held out) with 30% of the frames occluded in runs of 2-6
     (their labels kept, as annotators label from the video), a tiny frame model fine-tuned on 100 frames per
-    class, and its features of every video (aligned crops: the template geometry, as in training)."""
+    class, and its features of every video (aligned crops: the template geometry, as in training). The videos are
+    also written with their sound (`synth --audio`), which the multimodal tests use."""
     from emotic.inference import features
     from emotic.training import finetune
     from emotic.training.synthetic import write_synthetic_affwild2
@@ -313,7 +364,7 @@ def two_stage(tmp_path_factory):
     root = tmp_path_factory.mktemp("two-stage")
     data = root / "data"
     write_synthetic_affwild2(data, num_videos=160, frames_per_video=48, size=64, validation_videos=32, seed=8,
-                             occluded_fraction=0.3)
+                             occluded_fraction=0.3, audio=True)  # the sound: videos/, transcripts/ beside the rest
     finetune.main(["--affwild2_root", str(data), "--output_dir", str(root / "frames"), *FAST, "--num_train_epochs",
                    "12", "--learning_rate", "3e-3", "--layer_decay", "0.9", "--max_frames_per_class", "100"])
     assert features.main([str(root / "frames"), str(data / "cropped_aligned"), "--output_dir",
@@ -382,3 +433,117 @@ def test_the_temporal_head_beats_the_best_smoothing_window_of_its_frame_model(tw
           f"{ {w: round(f, 3) for w, f in by_window.items()} }, temporal head {head:.3f} (predict and "
           f"finetune-temporal on the frames with images: {predicted:.3f})")
     assert best == max(by_window.values()) and head > best + 0.03, (head, by_window)
+
+
+HEAD = ["--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2", "--window_size", "32",
+        "--window_stride", "16", "--train_stride", "4", "--num_train_epochs", "40", "--learning_rate", "1e-3",
+        "--disable_tqdm", "true", "--save_strategy", "no", "--eval_strategy", "no", "--logging_steps", "1000"]
+
+
+@pytest.fixture(scope="module")
+def with_sound(two_stage, speech_encoders):
+    """The two-stage frame model's features of the generated videos with their audio features (a tiny Wav2Vec2,
+    windows of 0.2 s every frame), the held-out videos, and a vision-only head trained on them: the baseline."""
+    from emotic.inference import features
+    from emotic.training import temporal
+    from emotic.training.affwild2 import annotations_by_video
+
+    data, root = two_stage / "data", two_stage / "sound"
+    assert features.main([str(two_stage / "frames"), str(data / "videos"), "--output_dir", str(root / "features"),
+                          "--geometry", "template", "--audio_model", str(speech_encoders / "wav2vec2"),
+                          "--audio_window", "0.2", "--audio_stride", "0.04", "--quiet"]) == 0
+    temporal.main(["--features_dir", str(root / "features"), "--affwild2_root", str(data), "--output_dir",
+                   str(root / "vision"), "--modalities", "vision", *HEAD])
+    videos, _ = temporal.load_videos(root / "features", annotations_by_video(data, "expr", "Validation_Set"))
+    return root, videos
+
+
+def macro_f1_by_part(model, videos, summary, audio: bool = True) -> dict:
+    """Macro-F1 of a head over the held-out videos' annotated frames: all, the hidden faces, the visible ones."""
+    from emotic.training import temporal
+    from emotic.training.metrics import expression_metrics
+
+    predicted = np.concatenate(temporal.video_outputs(model, videos, without=() if audio else ("audio",))).argmax(1)
+    labels = np.concatenate([video["labels"] for video in videos])
+    hidden = np.concatenate([np.isin(np.arange(len(video["labels"])),
+                                     summary["occluded_frames"].get(video["video"], [])) for video in videos])
+    annotated = labels >= 0
+    return {part: expression_metrics(predicted[annotated & where], labels[annotated & where])["macro_f1"]
+            for part, where in (("all", annotated), ("hidden", hidden), ("visible", ~hidden))}
+
+
+@pytest.mark.minutes(1)
+@pytest.mark.parametrize("fusion", ["cross_attention", "gated_sum"])
+def test_sound_helps_where_the_face_is_hidden_and_its_absence_costs_little(fusion, two_stage, with_sound,
+                                                                          speech_encoders):
+    """On the same frames and features, a head that also hears (the voice's pitch follows the expression, its
+    loudness the arousal, with pauses) beats the vision-only head on the frames whose face is hidden and does not
+    lose on the others; with the sound taken away at test time (its missing-audio token on every frame) it scores
+    within a small margin of the vision-only head. Both fusions; the numbers are printed."""
+    from transformers import AutoModel
+
+    from emotic.training import temporal
+
+    root, videos = with_sound
+    summary = json.loads((two_stage / "data" / "summary.json").read_text())
+    results = temporal.main(["--features_dir", str(root / "features"), "--affwild2_root", str(two_stage / "data"),
+                             "--output_dir", str(root / fusion), "--modality_fusion", fusion, *HEAD])
+    head = AutoModel.from_pretrained(root / fusion)
+    assert head.config.modalities == ["vision", "audio"] and head.config.audio_size == 32
+    assert head.config.audio_settings == {"audio_model": "wav2vec2", "audio_layer": 2, "audio_window": 0.2,
+                                          "audio_stride": 0.04, "audio_size": 32}
+    vision = macro_f1_by_part(AutoModel.from_pretrained(root / "vision"), videos, summary)
+    hearing = macro_f1_by_part(head, videos, summary)
+    deaf = macro_f1_by_part(head, videos, summary, audio=False)
+    assert abs(hearing["all"] - results["macro_f1"]) < 1e-6  # as finetune-temporal scored it
+    assert abs(deaf["all"] - results["without_audio"]["macro_f1"]) < 1e-6
+    def shown(scores):
+        return " / ".join(f"{scores[part]:.3f}" for part in ("all", "hidden", "visible"))
+
+    print(f"{fusion}: macro-F1 all / hidden faces / visible: vision {shown(vision)}, vision+audio {shown(hearing)}, "
+          f"vision+audio with the sound removed {shown(deaf)}")
+    assert hearing["hidden"] > vision["hidden"] + 0.03 and hearing["visible"] >= vision["visible"] - 0.01
+    assert deaf["all"] >= vision["all"] - 0.04
+    if fusion == "gated_sum":  # `emotic predict` runs the head end to end from the videos, hearing them
+        predict_hearing(two_stage, root / fusion, results, speech_encoders)
+
+
+def predict_hearing(two_stage, head, results, speech_encoders):
+    """`emotic predict --temporal_model` with a head that hears, on the held-out videos: their sound encoded as in
+    training (the head's recorded layer and windows) gives finetune-temporal's score; without the encoder's folder
+    (the head records only its name) it is refused in one line."""
+    from conftest import emotic_cli
+    from emotic.inference import predict
+    from emotic.modeling.heads_emotic import ABAW_EXPRESSION_LABELS
+    from emotic.training.affwild2 import annotations_by_video
+    from emotic.training.metrics import expression_metrics
+
+    data = two_stage / "data"
+    annotations = annotations_by_video(data, "expr", "Validation_Set")
+    videos = [str(data / "videos" / f"{video}.mp4") for video in annotations]
+    out = head.parent / f"{head.name}-predict"
+    assert predict.main([str(two_stage / "frames"), *videos, "--output_dir", str(out), "--temporal_model", str(head),
+                         "--audio_model", str(speech_encoders / "wav2vec2"), "--faces", "largest", "--geometry",
+                         "template", "--quiet"]) == 0
+    rows = read_predictions(out, ABAW_EXPRESSION_LABELS)
+    labels = np.array([annotations[video][index] for video, index, _ in rows])
+    predicted = expression_metrics(np.stack([p for _, _, p in rows]).argmax(1), labels)["macro_f1"]
+    assert abs(predicted - results["macro_f1"]) < 1e-6
+    summary = json.loads((out / "summary.json").read_text())
+    assert all(counts["heard"] for counts in summary["videos"].values())
+    assert summary["settings"]["audio"]["audio_layer"] == 2
+    # `emotic evaluate` on the root's frame folders, their sound from the videos they were cut from (--audio_dir):
+    # every video heard, the score that of the video frames' within JPEG's rounding of the features
+    from emotic.inference import evaluate
+
+    assert evaluate.main([str(two_stage / "frames"), str(data), "--output_dir", str(out.parent / "evaluated"),
+                          "--temporal_model", str(head), "--audio_model", str(speech_encoders / "wav2vec2"),
+                          "--audio_dir", str(data / "videos"), "--geometry", "template", "--examples", "0",
+                          "--quiet"]) == 0
+    metrics = json.loads((out.parent / "evaluated" / "metrics.json").read_text())
+    assert metrics["counts"]["videos_without_audio"] == [] and metrics["counts"]["videos"] == 32
+    assert abs(metrics["raw"]["macro_f1"] - results["macro_f1"]) < 0.05
+    refused = emotic_cli("predict", two_stage / "frames", videos[0], "--output_dir", out.parent / "refused",
+                         "--temporal_model", head, "--faces", "largest", "--quiet")
+    assert refused.returncode == 2 and "--audio_model wav2vec2: does not load" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -1,15 +1,21 @@
 """The per-frame features file, one per video (`features/<video>.parquet`): written by `emotic features`, read by
 `emotic finetune-temporal` and by any `datasets.load_dataset("parquet", ...)`. Columns: `video`, `frame` (0-based
 position), `image_location` (`video/00042.jpg`), `status` (`face`, `no_face`, `unreadable`) and `features`
-(`width` float32 values: the pooled feature the frame model's head sees). With audio features (`emotic features
---audio_model`), also `audio` (float32 values of the speech encoder's width) and `audio_present` (False where the
-frame has no sound to encode: its `audio` values are zeros and mean nothing)."""
+(`width` float32 values: the pooled feature the frame model's head sees). With features of other modalities
+(`emotic features --audio_model`, `--text_model`), also `audio` / `text` (float32 values of the encoder's width)
+and `audio_present` / `text_present` (False where the frame has no sound to encode, or nobody speaks around it: its
+values are zeros and mean nothing)."""
 
 import os
 from pathlib import Path
 
 import numpy as np
 
+MODALITIES = ("audio", "text")  # besides the frame model's features
+# what `emotic features` records of how a modality's features were made (features_settings.json), and a temporal
+# head trained on them keeps (`EmoticTemporalConfig.audio_settings`, `text_settings`)
+SETTINGS = {"audio": ("audio_model", "audio_layer", "audio_window", "audio_stride", "audio_size"),
+            "text": ("text_model", "text_window", "text_size", "transcripts")}
 ROWS_PER_GROUP = 256  # rows held before they are written: a Parquet row group
 
 
@@ -26,33 +32,38 @@ def check_finite(features: np.ndarray, where: str) -> None:
 COLUMNS = ("video", "frame", "image_location", "status", "features")
 
 
-def schema(width: int, audio_width: int | None = None):
+def schema(width: int, modalities: dict | None = None):
+    """The table's columns; `modalities`: name -> width of the other modalities' features it holds."""
     import pyarrow as pa
 
     fields = [("video", pa.string()), ("frame", pa.int32()), ("image_location", pa.string()),
               ("status", pa.string()), ("features", pa.list_(pa.float32(), width))]
-    if audio_width:
-        fields += [("audio", pa.list_(pa.float32(), audio_width)), ("audio_present", pa.bool_())]
+    for name, size in (modalities or {}).items():
+        fields += [(name, pa.list_(pa.float32(), size)), (f"{name}_present", pa.bool_())]
     return pa.schema(fields)
 
 
 class FeaturesWriter:
     """One video's features file, written row group by row group as frames arrive (memory stays flat over a long
     video): `write(location, status, features)` per frame, in order, then `close()` (or use it as a context).
-    `audio_width`: the file has audio columns too, and each `write` gives `audio=(values, present)`."""
+    `modalities` (name -> width: `audio`, `text`): the file has their columns too, and each `write` gives
+    `extra={name: (values, present)}` for each."""
 
     def __init__(self, path: str | os.PathLike, video: str, width: int, rows_per_group: int = ROWS_PER_GROUP,
-                 audio_width: int | None = None):
+                 modalities: dict | None = None):
         import pyarrow.parquet as pq
 
-        self.video, self.width, self.rows_per_group, self.audio_width = video, width, rows_per_group, audio_width
-        self.writer = pq.ParquetWriter(Path(path), schema(width, audio_width))
-        self.rows = {"location": [], "status": [], "features": [], "audio": [], "audio_present": []}
+        self.video, self.width, self.rows_per_group = video, width, rows_per_group
+        self.modalities = dict(modalities or {})
+        self.writer = pq.ParquetWriter(Path(path), schema(width, self.modalities))
+        self.rows = {"location": [], "status": [], "features": [],
+                     **{key: [] for name in self.modalities for key in (name, f"{name}_present")}}
         self.written = 0
 
-    def write(self, location: str, status: str, features, audio=None) -> None:
+    def write(self, location: str, status: str, features, extra: dict | None = None) -> None:
         """One frame's row; `NonFiniteFeatures` for features holding NaN or infinity (a broken model's)."""
-        for name, values in (("features", features), ("audio features", audio[0] if audio else ())):
+        extra = extra or {}
+        for name, values in (("features", features), *((f"{name} features", extra[name][0]) for name in extra)):
             if not np.isfinite(values).all():
                 raise NonFiniteFeatures(f"{self.video}: frame {self.written + len(self.rows['location'])} "
                                         f"({location}): the model gave NaN or infinite {name}; nothing is written "
@@ -60,9 +71,10 @@ class FeaturesWriter:
         self.rows["location"].append(location)
         self.rows["status"].append(status)
         self.rows["features"].append(features)
-        if self.audio_width:
-            self.rows["audio"].append(audio[0])
-            self.rows["audio_present"].append(bool(audio[1]))
+        for name in self.modalities:
+            values, present = extra[name]
+            self.rows[name].append(values)
+            self.rows[f"{name}_present"].append(bool(present))
         if len(self.rows["location"]) >= self.rows_per_group:
             self.flush()
 
@@ -76,11 +88,11 @@ class FeaturesWriter:
         columns = {"video": [self.video] * count, "frame": list(range(self.written, self.written + count)),
                    "image_location": self.rows["location"], "status": self.rows["status"],
                    "features": pa.FixedSizeListArray.from_arrays(pa.array(values), self.width)}
-        if self.audio_width:
-            audio = np.asarray(self.rows["audio"], dtype=np.float32).reshape(-1)
-            columns["audio"] = pa.FixedSizeListArray.from_arrays(pa.array(audio), self.audio_width)
-            columns["audio_present"] = self.rows["audio_present"]
-        self.writer.write_table(pa.table(columns, schema=schema(self.width, self.audio_width)))
+        for name, size in self.modalities.items():
+            values = np.asarray(self.rows[name], dtype=np.float32).reshape(-1)
+            columns[name] = pa.FixedSizeListArray.from_arrays(pa.array(values), size)
+            columns[f"{name}_present"] = self.rows[f"{name}_present"]
+        self.writer.write_table(pa.table(columns, schema=schema(self.width, self.modalities)))
         self.written += count
         for column in self.rows.values():
             column.clear()
@@ -123,27 +135,31 @@ def read_video_features(path: str | os.PathLike) -> dict:
     check_finite(features, str(path))
     read = {"locations": table.column("image_location").to_pylist(), "frames": table.column("frame").to_pylist(),
             "statuses": table.column("status").to_pylist(), "features": features}
-    if "audio" in table.column_names:  # and its flags: frames without sound
-        audio = table.column("audio").combine_chunks()
-        read["audio"] = audio.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(
-            table.num_rows, audio.type.list_size)
-        check_finite(read["audio"], f"{path} (audio)")
-        read["audio_present"] = np.asarray(table.column("audio_present").to_pylist(), dtype=bool)
+    for name in MODALITIES:  # and their flags: frames without sound, without words
+        if name in table.column_names:
+            column = table.column(name).combine_chunks()
+            read[name] = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(
+                table.num_rows, column.type.list_size)
+            check_finite(read[name], f"{path} ({name})")
+            read[f"{name}_present"] = np.asarray(table.column(f"{name}_present").to_pylist(), dtype=bool)
     return read
 
 
 def count_statuses(path: str | os.PathLike, statuses) -> dict:
     """The frame counts by status of a finished features file: `frames`, then each of `statuses`; for a file with
-    audio features, the frames with sound (`with_audio`) and whether there was any (`audio_track`)."""
+    audio (text) features, the frames with sound (words), `with_audio` (`with_text`), and whether there were any,
+    `audio_track` (`transcript`)."""
     import pyarrow.parquet as pq
 
     names = pq.read_schema(path).names
-    table = pq.read_table(path, columns=["status", *(["audio_present"] if "audio_present" in names else [])])
+    flags = [f"{name}_present" for name in MODALITIES if f"{name}_present" in names]
+    table = pq.read_table(path, columns=["status", *flags])
     found = table.column("status").to_pylist()
     counts = {"frames": len(found), **{status: found.count(status) for status in statuses}}
-    if "audio_present" in names:
-        present = sum(table.column("audio_present").to_pylist())
-        counts.update(with_audio=present, audio_track=present > 0)
+    for name, any_key in (("audio", "audio_track"), ("text", "transcript")):
+        if f"{name}_present" in flags:
+            present = sum(table.column(f"{name}_present").to_pylist())
+            counts.update({f"with_{name}": present, any_key: present > 0})
     return counts
 
 

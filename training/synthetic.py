@@ -368,10 +368,82 @@ def _add_audio(container, audio, rate: int, codec: str) -> list:
     return [*stream.encode(frame), *stream.encode()]
 
 
+# The voice of generated videos (`emotic synth --audio`): per expression, the pitch (Hz) of a speaker of average
+# pitch, and words of its sentiment for the transcripts (said part of the time, neutral words otherwise)
+VOICE_PITCH = {"Neutral": 140, "Anger": 190, "Disgust": 120, "Fear": 270, "Happiness": 230, "Sadness": 105,
+               "Surprise": 320, "Other": 160}
+EXPRESSION_WORDS = {
+    "Neutral": ["okay", "right", "so", "then"], "Anger": ["stop", "enough", "furious", "never"],
+    "Disgust": ["gross", "awful", "yuck", "nasty"], "Fear": ["help", "scared", "danger", "afraid"],
+    "Happiness": ["great", "wonderful", "love", "happy"], "Sadness": ["sorry", "miss", "lonely", "sad"],
+    "Surprise": ["wow", "really", "unbelievable", "what"], "Other": ["hmm", "maybe", "whatever", "perhaps"]}
+NEUTRAL_WORDS = ["the", "and", "well", "just", "like", "we", "it", "that"]
+AUDIO_RATE = 16000
+
+
+def synthetic_voice(rng: np.random.Generator, expressions, intensities, arousal, fps: int, rate: int = AUDIO_RATE):
+    """A video's sound track and who speaks when: `(samples, speaking)`, float32 samples at `rate` Hz and a flag
+    per frame. Where the person speaks, a voiced sound (a pitch and 3 harmonics, syllables at about 5 a second)
+    whose pitch follows the expression drawn (`VOICE_PITCH`, from neutral by the intensity, times the speaker's own
+    pitch, 0.9-1.1, and a jitter per frame) and whose loudness follows arousal; pauses of 3-12 frames (about a
+    quarter of the time) are silent but for a little noise. What a recording gives, imperfectly: the voice tells the
+    expression only while someone speaks, and pitches of neighbouring expressions overlap."""
+    frames = len(expressions)
+    per_frame = rate // fps
+    speaking = np.ones(frames, dtype=bool)
+    frame = int(rng.integers(0, 8))
+    while frame < frames:  # pauses, between stretches of speech of 6-30 frames
+        pause = int(rng.integers(3, 13))
+        speaking[frame:frame + pause] = False
+        frame += pause + int(rng.integers(6, 31))
+    speaker = rng.uniform(0.9, 1.1)
+    neutral = VOICE_PITCH["Neutral"]
+    pitch = np.array([speaker * (neutral + intensity * (VOICE_PITCH[ABAW_EXPRESSION_LABELS[expression]] - neutral))
+                      for expression, intensity in zip(expressions, intensities)])
+    pitch *= rng.uniform(0.97, 1.03, frames)
+    loudness = 0.08 + 0.2 * (np.clip(np.asarray(arousal, dtype=float), -1, 1) + 1) / 2
+    per_sample = np.repeat(pitch, per_frame)
+    phase = 2 * np.pi * np.cumsum(per_sample) / rate
+    time = np.arange(len(per_sample)) / rate
+    syllables = 0.55 + 0.45 * np.sin(2 * np.pi * 5.0 * time + rng.uniform(0, 2 * np.pi)) ** 2
+    voice = sum(np.sin(k * phase) / k for k in range(1, 5)) / 2.1
+    envelope = np.repeat(loudness * speaking, per_frame)
+    kernel = np.ones(rate // 100) / (rate // 100)  # 10 ms ramps: no clicks where speech starts and stops
+    envelope = np.convolve(envelope, kernel, mode="same")
+    samples = voice * syllables * envelope + rng.normal(0, 0.004, len(per_sample))
+    return samples.astype(np.float32), speaking
+
+
+def synthetic_transcript(rng: np.random.Generator, labels, speaking, fps: int, share: float = 0.6) -> list:
+    """Subtitle cues `(start, end, text)` in seconds for a generated video: a word for each stretch of 4-8 frames
+    spoken, of the frames' expression with probability `share` (`EXPRESSION_WORDS`), a neutral word otherwise."""
+    cues, frame = [], 0
+    while frame < len(labels):
+        length = int(rng.integers(4, 9))
+        span = range(frame, min(len(labels), frame + length))
+        if all(speaking[index] for index in span):
+            label = labels[span[len(span) // 2]]
+            words = EXPRESSION_WORDS[ABAW_EXPRESSION_LABELS[label]] if label >= 0 and rng.random() < share \
+                else NEUTRAL_WORDS
+            cues.append((span[0] / fps, (span[-1] + 1) / fps, str(rng.choice(words))))
+        frame += length
+    return cues
+
+
+def srt_text(cues) -> str:
+    """Subtitle cues `(start, end, text)` as an SRT file's text."""
+    def stamp(seconds: float) -> str:
+        millis = int(round(seconds * 1000))
+        return f"{millis // 3600000:02d}:{millis // 60000 % 60:02d}:{millis // 1000 % 60:02d},{millis % 1000:03d}"
+
+    return "".join(f"{number}\n{stamp(start)} --> {stamp(end)}\n{text}\n\n"
+                   for number, (start, end, text) in enumerate(cues, start=1))
+
+
 def write_synthetic_affwild2(
     root, num_videos: int = 16, frames_per_video: int = 60, size: int = 112, validation_videos: int = 4,
     seed: int = 0, unlabelled_fraction: float = 0.02, missing_fraction: float = 0.02,
-    multitask_gap_fraction: float = 0.15, occluded_fraction: float = 0.0,
+    multitask_gap_fraction: float = 0.15, occluded_fraction: float = 0.0, audio: bool = False, fps: int = 25,
 ) -> dict:
     """Write a generated dataset in Aff-Wild2's layout and return a summary:
 
@@ -397,6 +469,11 @@ def write_synthetic_affwild2(
     eyes and mouth) and keep their segment's labels, as an annotator watching the video gives them: what such a frame
     shows is only in its neighbours, which a temporal model over several frames can use and a frame model cannot.
     The runs come from their own generator, so the faces drawn are the same with or without them.
+
+    `audio`: also `root/videos/<video>.mp4`, each video's frames (all of them, occluded ones as hidden) at `fps` with a
+    sound track (`synthetic_voice`: a voice whose pitch follows the expression and loudness the arousal, with pauses),
+    and `root/transcripts/<video>.srt`, its words (`synthetic_transcript`: of the expression's sentiment part of the
+    time). Drawn from their own generator: everything else is written byte for byte as without `audio`.
     """
     import json
     from pathlib import Path
@@ -405,6 +482,7 @@ def write_synthetic_affwild2(
     rng = np.random.default_rng(seed)
     gaps = np.random.default_rng([seed, 7])  # the multi-task files' missing tracks
     occlusions = np.random.default_rng([seed, 11])  # which frames are hidden, and by what
+    voices = np.random.default_rng([seed, 13])  # the sound tracks and transcripts
     multitask_rows = {"Train_Set": [], "Validation_Set": []}
     summary = {"generator": GENERATOR, "videos": {"Train_Set": [], "Validation_Set": []}, "frames": 0,
                "labels": [0] * 8,
@@ -415,6 +493,7 @@ def write_synthetic_affwild2(
         frame_dir = root / "cropped_aligned" / video
         frame_dir.mkdir(parents=True, exist_ok=True)
         labels, landmarks, valence_arousal, action_units = [], [], [], []
+        images, drawn = [], []  # with audio: the video's frames, and (expression, intensity, arousal) per frame
         hidden = occluded_runs(occlusions, frames_per_video, occluded_fraction)
         if hidden.any():  # 0-based frame indices (the frame `00001.jpg` is 0)
             summary["occluded_frames"][video] = np.flatnonzero(hidden).tolist()
@@ -424,12 +503,17 @@ def write_synthetic_affwild2(
             if rng.random() < unlabelled_fraction:
                 label, affect = -1, ([-5, -5], [-1] * len(ABAW_ACTION_UNITS))
                 summary["unlabelled"] += 1
+            image = None
             if rng.random() < missing_fraction:
                 summary["missing_images"] += 1  # annotated, but the frame image is absent
             else:
                 image = occlude(frame.image, frame.landmarks, occlusions) if hidden[index] else frame.image
                 summary["occluded"] += int(hidden[index])
                 image.save(frame_dir / f"{index + 1:05d}.jpg", quality=95)
+            if audio:  # the video has every frame (one without an image in cropped_aligned: its face as drawn)
+                images.append(image or frame.image)
+                drawn.append((frame.expression, frame.intensity,
+                              frame_affect(frame.expression, frame.intensity)[0][1]))
             labels.append(label)
             valence_arousal.append(affect[0])
             action_units.append(affect[1])
@@ -452,6 +536,15 @@ def write_synthetic_affwild2(
             multitask_rows[split].append(",".join([f"{video}/{index + 1:05d}.jpg", *values]))
         (root / "landmarks").mkdir(exist_ok=True)
         np.save(root / "landmarks" / f"{video}.npy", np.stack(landmarks))
+        if audio:
+            expressions, intensities, arousal = zip(*drawn)
+            sound, speaking = synthetic_voice(voices, expressions, intensities, arousal, fps)
+            (root / "videos").mkdir(exist_ok=True)
+            write_video(root / "videos" / f"{video}.mp4", images, fps=fps, audio=sound, audio_rate=AUDIO_RATE)
+            (root / "transcripts").mkdir(exist_ok=True)
+            cues = synthetic_transcript(voices, labels, speaking, fps)
+            (root / "transcripts" / f"{video}.srt").write_text(srt_text(cues), encoding="utf-8")
+            summary.setdefault("speaking_frames", {})[video] = np.flatnonzero(speaking).tolist()
         summary["videos"][split].append(video)
         summary["frames"] += frames_per_video
     for split, name in (("Train_Set", "training"), ("Validation_Set", "validation")):
@@ -475,19 +568,28 @@ def main(argv=None):
     parser.add_argument("--validation_videos", type=int, default=4)
     parser.add_argument("--size", type=int, default=112, help="side of the aligned crops (Aff-Wild2: 112)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--audio", action="store_true",
+                        help="also write videos/<video>.mp4 with a sound track that follows the expressions, and "
+                             "transcripts/<video>.srt")
+    parser.add_argument("--fps", type=int, default=25, help="frame rate of the videos --audio writes")
     parser.add_argument("--occluded_fraction", type=float, default=0.0,
                         help="share of frames hidden in runs of 2-6 (their labels kept): what a temporal model can "
                              "recover from the frames around them")
     args = parser.parse_args(argv)
     if not 0 <= args.occluded_fraction < 0.9:
         parser.error(f"--occluded_fraction {args.occluded_fraction}: expected a share in [0, 0.9)")
+    if not 1 <= args.fps <= 120 or AUDIO_RATE % args.fps:
+        parser.error(f"--fps {args.fps}: expected a frame rate from 1 to 120 that divides {AUDIO_RATE} (the sound's "
+                     f"samples a second), e.g. 25 or 32")
     if not 0 <= args.validation_videos < args.videos:
         parser.error("--validation_videos must be at least 0 and fewer than --videos")
     summary = write_synthetic_affwild2(args.output_dir, args.videos, args.frames, args.size, args.validation_videos,
-                                       args.seed, occluded_fraction=args.occluded_fraction)
+                                       args.seed, occluded_fraction=args.occluded_fraction, audio=args.audio,
+                                       fps=args.fps)
     print(f"wrote {summary['frames']} frames of {args.videos} videos to {args.output_dir} "
           f"(train {len(summary['videos']['Train_Set'])}, validation {len(summary['videos']['Validation_Set'])}); "
           f"labels per class {summary['labels']}; {summary['unlabelled']} frames labelled -1, "
           f"{summary['missing_images']} without an image" + (f", {summary['occluded']} occluded"
-                                                            if summary["occluded"] else ""))
+                                                            if summary["occluded"] else "")
+          + ("; videos with sound in videos/, transcripts in transcripts/" if args.audio else ""))
     return 0

@@ -32,6 +32,8 @@ from emotic.training.affwild2 import annotation_index, annotations_by_video
 from emotic.training.arguments import refuse_unhonoured
 from emotic.training.frame_features import (
     FRAME_MODEL_FILE,
+    MODALITIES,
+    SETTINGS,
     SIGNATURE_TOLERANCE,
     frame_model_signature,
     read_frame_model,
@@ -65,6 +67,13 @@ class TemporalArguments:
     class_weights: bool = field(default=True, metadata={
         "help": "inverse class frequency (expr), BCE pos_weight per action unit (au), both for multitask"})
     regression_loss: str | None = field(default=None, metadata={"help": "va, multitask: ccc (default) or mse"})
+    modalities: str | None = field(default=None, metadata={
+        "help": "what the head takes, separated by commas: vision, audio, text (default: every modality the "
+                "features hold; `vision` leaves the others out)"})
+    modality_fusion: str = field(default="cross_attention", metadata={
+        "help": "how audio and text enter the vision stream: cross_attention or gated_sum"})
+    modality_dropout: float = field(default=0.1, metadata={
+        "help": "probability that a training window's audio (text) is replaced by its missing token"})
     frame_model: str | None = field(default=None, metadata={
         "help": "the frame model the features came from, whose head the temporal model starts from (its "
                 "frame_head); default: the one features_settings.json names; 'none' starts from a new head"})
@@ -97,7 +106,8 @@ def unannotated_like(labels: np.ndarray) -> np.ndarray:
 
 def load_videos(features_dir: Path, annotations: dict[str, np.ndarray], width: int | None = None):
     """(videos, report): per annotated video with features, its name, `features` `(frames, width)` and `labels`
-    per features row (unannotated where its annotation has none); every file must have the same width."""
+    per features row (unannotated where its annotation has none), and `audio`, `audio_present` (`text`,
+    `text_present`) where the files hold those features; every file must have the same widths and modalities."""
     videos, report = [], {"videos": 0, "frames": 0, "annotated_frames": 0, "without_features": []}
     for video, labels in sorted(annotations.items()):
         path = features_dir / "features" / f"{video}.parquet"
@@ -114,7 +124,14 @@ def load_videos(features_dir: Path, annotations: dict[str, np.ndarray], width: i
         padded = np.concatenate([labels, unannotated_like(labels)])  # out-of-range frames: not annotated
         rows = padded[np.where((indices >= 0) & (indices < len(labels)), indices, len(labels))]
         annotated = rows >= 0 if rows.ndim == 1 else ~np.isnan(rows).all(axis=1)
-        videos.append({"video": video, "features": read["features"], "labels": rows})
+        video_record = {"video": video, "features": read["features"], "labels": rows}
+        for name in MODALITIES:
+            if name in read:
+                video_record.update({name: read[name], f"{name}_present": read[f"{name}_present"]})
+            if videos and (name in videos[0]) != (name in read):
+                raise ValueError(f"{path}: {'has' if name in read else 'lacks'} {name} features where "
+                                 f"{videos[0]['video']}.parquet does not: features of one `emotic features` run only")
+        videos.append(video_record)
         report["videos"] += 1
         report["frames"] += len(rows)
         report["annotated_frames"] += int(annotated.sum())
@@ -126,29 +143,34 @@ def load_videos(features_dir: Path, annotations: dict[str, np.ndarray], width: i
 
 class FeatureWindows(torch.utils.data.Dataset):
     """Windows of `window` frames every `stride` frames of each video (`window_starts`): `features`,
-    `attention_mask` and `labels`, a window shorter than `window` (a short video) padded and masked."""
+    `attention_mask` and `labels` (and each of `modalities`, `audio` or `text`, with its `_present` flags), a window
+    shorter than `window` (a short video) padded and masked."""
 
-    def __init__(self, videos, window: int, stride: int):
-        self.videos, self.window = videos, window
+    def __init__(self, videos, window: int, stride: int, modalities=()):
+        self.videos, self.window, self.modalities = videos, window, tuple(modalities)
         self.items = [(index, start) for index, video in enumerate(videos)
                       for start in window_starts(len(video["features"]), window, stride)]
 
     def __len__(self):
         return len(self.items)
 
-    def __getitem__(self, item):
-        index, start = self.items[item]
+    def __getitem__(self, position):
+        index, start = self.items[position]
         video = self.videos[index]
         features = video["features"][start:start + self.window]
         labels = video["labels"][start:start + self.window]
         padding = self.window - len(features)
         mask = np.r_[np.ones(len(features), dtype=np.int64), np.zeros(padding, dtype=np.int64)]
-        if padding:
-            features = np.concatenate([features, np.zeros((padding, features.shape[1]), dtype=np.float32)])
-            labels = np.concatenate([labels, np.repeat(unannotated_like(labels), padding, axis=0)])
-        return {"features": torch.from_numpy(np.ascontiguousarray(features)),
-                "attention_mask": torch.from_numpy(mask),
-                "labels": torch.from_numpy(np.ascontiguousarray(labels))}
+        item = {"features": features, "labels": labels}
+        for name in self.modalities:
+            item.update({key: video[key][start:start + self.window] for key in (name, f"{name}_present")})
+        if padding:  # labels unannotated, features zeros, other modalities absent
+            for name, values in item.items():
+                filler = unannotated_like(values) if name == "labels" else np.zeros((1, *values.shape[1:]),
+                                                                                    values.dtype)
+                item[name] = np.concatenate([values, np.repeat(filler, padding, axis=0)])
+        return {"attention_mask": torch.from_numpy(mask),
+                **{name: torch.from_numpy(np.ascontiguousarray(values)) for name, values in item.items()}}
 
 
 def window_metrics(config):
@@ -165,7 +187,27 @@ def window_metrics(config):
     return compute_metrics
 
 
-def build_temporal_model(args: TemporalArguments, width: int, train_labels: np.ndarray) -> EmoticTemporalModel:
+def chosen_modalities(args: TemporalArguments, videos, settings: dict) -> dict:
+    """The config's modality fields for the modalities `--modalities` names (default: every one the features hold),
+    refused by name where the features lack one; the settings `emotic features` recorded of each kept with them."""
+    held = ["vision", *(name for name in MODALITIES if name in videos[0])]
+    names = [name.strip() for name in args.modalities.split(",")] if args.modalities else held
+    if names[:1] != ["vision"] or len(set(names)) != len(names):
+        raise ValueError(f"--modalities {args.modalities}: expected vision first, then any of "
+                         f"{', '.join(MODALITIES)}, each once")
+    for name in names:
+        if name not in held:
+            raise ValueError(f"--modalities {args.modalities}: the features hold no {name} (they hold "
+                             f"{', '.join(held)}); make them with `emotic features --{name}_model ...`")
+    fields = {"modalities": names, "modality_fusion": args.modality_fusion, "modality_dropout": args.modality_dropout}
+    for name in names[1:]:
+        fields[f"{name}_size"] = int(videos[0][name].shape[1])
+        fields[f"{name}_settings"] = {key: settings[key] for key in SETTINGS[name] if key in settings} or None
+    return fields
+
+
+def build_temporal_model(args: TemporalArguments, width: int, train_labels: np.ndarray,
+                         modalities: dict | None = None) -> EmoticTemporalModel:
     if args.regression_loss and not TRACKS[args.task].has_values:
         raise ValueError(f"--regression_loss is for --task va or multitask, not {args.task}")
     head = new_head(args.task, args.regression_loss)
@@ -175,7 +217,7 @@ def build_temporal_model(args: TemporalArguments, width: int, train_labels: np.n
         feature_size=width, hidden_size=args.hidden_size, num_hidden_layers=args.num_hidden_layers,
         num_attention_heads=args.num_attention_heads, intermediate_size=args.intermediate_size or 4 * args.hidden_size,
         hidden_dropout_prob=args.hidden_dropout_prob, kernel_size=args.kernel_size, window_size=args.window_size,
-        window_stride=args.window_stride, **head)
+        window_stride=args.window_stride, **(modalities or {}), **head)
     return EmoticTemporalModel(config)
 
 
@@ -214,12 +256,14 @@ def copy_frame_head(model: EmoticTemporalModel, frame_model: str, features: dict
     return f"from the frame model {Path(frame_model).name}"
 
 
-def video_outputs(model, videos) -> list[np.ndarray]:
+def video_outputs(model, videos, without=()) -> list[np.ndarray]:
     """Per video, the head's outputs per frame (`head_outputs`) as `emotic predict --temporal_model` computes
-    them."""
+    them; `without`: modalities taken away (the head's missing token for them on every frame)."""
     model.eval()
-    return [outputs_of(model.video_logits(torch.from_numpy(video["features"])).cpu().numpy(), model.config)
-            for video in videos]
+    taken = [name for name in model.config.modalities[1:] if name not in without]
+    return [outputs_of(model.video_logits(torch.from_numpy(video["features"]), **{
+        key: video[key] for name in taken if name in video for key in (name, f"{name}_present")}).cpu().numpy(),
+        model.config) for video in videos]
 
 
 def train(argv=None) -> dict:
@@ -246,7 +290,8 @@ def _train(args: TemporalArguments, training_args: TemporalTrainingArguments) ->
     width = train[0]["features"].shape[1]
     evaluation, eval_report = load_videos(
         features_dir, annotations_by_video(args.affwild2_root, args.task, "Validation_Set"), width)
-    model = build_temporal_model(args, width, np.concatenate([video["labels"] for video in train]))
+    modalities = chosen_modalities(args, train, _settings(features_dir))
+    model = build_temporal_model(args, width, np.concatenate([video["labels"] for video in train]), modalities)
     features = read_frame_model(features_dir)  # the model the features came from, recorded in the head
     model.config.frame_signature = features.get("signature")
     frame_model = args.frame_model or _settings(features_dir).get("model")
@@ -255,12 +300,13 @@ def _train(args: TemporalArguments, training_args: TemporalTrainingArguments) ->
         for split, report in (("train", train_report), ("eval", eval_report)):
             print(f"{split}: {report['videos']} videos, {report['frames']} frames ({report['annotated_frames']} "
                   f"annotated), {len(report['without_features'])} annotated videos without features")
-        print(f"temporal head: {model.num_parameters():,} parameters over {width}-wide features, windows of "
-              f"{args.window_size} frames; frame head {frame_head}")
+        print(f"temporal head: {model.num_parameters():,} parameters over {width}-wide features "
+              f"({' + '.join(model.config.modalities)}), windows of {args.window_size} frames; frame head {frame_head}")
 
+    others = model.config.modalities[1:]
     trainer = Trainer(model=model, args=training_args,
-                      train_dataset=FeatureWindows(train, args.window_size, train_stride),
-                      eval_dataset=FeatureWindows(evaluation, args.window_size, args.window_size),
+                      train_dataset=FeatureWindows(train, args.window_size, train_stride, others),
+                      eval_dataset=FeatureWindows(evaluation, args.window_size, args.window_size, others),
                       compute_metrics=window_metrics(model.config))
     resume = last_complete_checkpoint(training_args.output_dir)
     if resume and training_args.process_index == 0:
@@ -271,8 +317,12 @@ def _train(args: TemporalArguments, training_args: TemporalTrainingArguments) ->
     model = trainer.accelerator.unwrap_model(trainer.model)
     track = track_of(model.config)
     # the score as `emotic predict` runs the head, and action units' thresholds chosen on these frames, stored
-    results = score_held_out(model.config, np.concatenate(video_outputs(model, evaluation)),
-                             np.concatenate([video["labels"] for video in evaluation]))
+    labels = np.concatenate([video["labels"] for video in evaluation])
+    results = score_held_out(model.config, np.concatenate(video_outputs(model, evaluation)), labels)
+    for name in others:  # the same head with a modality taken away: what its missing token keeps
+        without = score_held_out(model.config, np.concatenate(video_outputs(model, evaluation, without=(name,))),
+                                 labels)
+        results[f"without_{name}"] = {key: without[key] for key in (*track.headline, "num_frames")}
     if trainer.is_world_process_zero():
         trainer.save_model()
         name = SYNTHETIC_DATASET_NAME if is_generated(args.affwild2_root) else track.dataset
@@ -280,7 +330,9 @@ def _train(args: TemporalArguments, training_args: TemporalTrainingArguments) ->
             "task": "finetune-temporal", "track": args.task, "dataset": name,
             "synthetic": name == SYNTHETIC_DATASET_NAME,
             "data": {"train": train_report, "eval": eval_report},
-            "features": {"frame_model": Path(frame_model).name if frame_model else None, "width": width},
+            "features": {"frame_model": Path(frame_model).name if frame_model else None, "width": width,
+                         "modalities": model.config.modalities, "audio": model.config.audio_settings,
+                         "text": model.config.text_settings},
             "frame_head": frame_head.replace(str(frame_model), Path(frame_model).name) if frame_model else frame_head,
             "model": {key: getattr(model.config, key) for key in (
                 "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "window_size",
