@@ -16,7 +16,10 @@ With `--temporal`, the best setting (by per-frame macro-F1) also gets the two-st
 `temporal-<setting>/`: its features of every frame (`emotic features`), a temporal head trained on them (`emotic
 finetune-temporal`, with `--temporal_args`) and `emotic evaluate --temporal_model` on the same frames, so that the
 table gains a row per temporal setting: the frame model alone, at its best smoothing window, and with the temporal
-head. Its `ablation_result.json` marks it finished, as a setting's does.
+head. Its `ablation_result.json` marks it finished, as a setting's does. With `--features_args` giving `emotic
+features` an audio or text encoder (`"--audio_model ID --audio_dir DATA/videos --text_model ID --transcripts
+DATA/transcripts"`, as `emotic synth --audio` writes them), a head is trained for every combination the features
+hold, on the same frames: vision, + audio, + text, all; each is evaluated with the same sound and words.
 
 Outputs in `--output_dir`: `ablation.md` (macro-F1 per strategy and fusion layer, raw and smoothed, with the training
 cost of each setting, and the temporal rows), `ablation.json` (every number) and `ablation.png` (macro-F1 against
@@ -107,32 +110,70 @@ def run_temporal(data: Path, folder: Path, best: dict, args) -> dict:
     from emotic.training import temporal
 
     frame_model = folder.parent / best["setting"]
+    features_args = shlex.split(args.features_args)
     code = features.main([str(frame_model), str(data / "cropped_aligned"), "--output_dir", str(folder / "features"),
-                          "--geometry", args.geometry, "--quiet"])
+                          "--geometry", args.geometry, "--quiet", *features_args])
     if code != 0:
         raise RuntimeError(f"emotic features of {frame_model} did not finish every video (exit status {code})")
-    temporal.train(["--features_dir", str(folder / "features"), "--affwild2_root", str(data), "--output_dir",
-                    str(folder / "head"), *shlex.split(args.temporal_args)])
+    held = held_modalities(folder / "features")
+    combinations = [("vision",)] + [("vision", name) for name in held] + ([("vision", *held)] if len(held) > 1 else [])
+    # evaluate finds each head's encoders, and frame folders' sound and words, where features did
+    given = {option: features_args[features_args.index(option) + 1] for option in
+             ("--audio_model", "--audio_dir", "--text_model", "--transcripts", "--asr_model")
+             if option in features_args[:-1]}
+    needs = {"audio": ("--audio_model", "--audio_dir"), "text": ("--text_model", "--transcripts", "--asr_model",
+                                                                  "--audio_dir")}
+    for combination in combinations:
+        temporal.train(["--features_dir", str(folder / "features"), "--affwild2_root", str(data), "--output_dir",
+                        str(folder / head_name(combination)), "--modalities", ",".join(combination),
+                        *shlex.split(args.temporal_args)])
     state = PartialState()
     if state.is_main_process:
-        report = folder / "report"
-        code = evaluate.main([str(frame_model), str(data), "--temporal_model", str(folder / "head"), "--output_dir",
-                              str(report), "--geometry", args.geometry, "--smoothing_windows",
-                              args.smoothing_windows, "--quiet"])
-        if code != 0:
-            raise RuntimeError(f"emotic evaluate of {folder / 'head'} failed (exit status {code})")
-        metrics = json.loads((report / "metrics.json").read_text())
+        scores = {}
+        for combination in combinations:
+            head, report = folder / head_name(combination), folder / report_name(combination)
+            options = dict.fromkeys(option for name in combination[1:] for option in needs[name] if option in given)
+            taken = [item for option in options for item in (option, given[option])]
+            code = evaluate.main([str(frame_model), str(data), "--temporal_model", str(head), "--output_dir",
+                                  str(report), "--geometry", args.geometry, "--smoothing_windows",
+                                  args.smoothing_windows, "--quiet", *taken])
+            if code != 0:
+                raise RuntimeError(f"emotic evaluate of {head} failed (exit status {code})")
+            scores[" + ".join(combination)] = json.loads((report / "metrics.json").read_text())
+        metrics = scores["vision"]
         result = {"setting": best["setting"], "frame_macro_f1": best["macro_f1"],
                   "frame_smoothed_macro_f1": best["smoothed_macro_f1"],
                   "frame_smoothing_window": best["smoothing_window"],
                   "temporal_macro_f1": metrics["raw"]["macro_f1"],
                   "temporal_smoothed_macro_f1": metrics["smoothed"]["macro_f1"],
-                  "temporal_smoothing_window": metrics["smoothing"]["window"], "temporal_args": args.temporal_args}
+                  "temporal_smoothing_window": metrics["smoothing"]["window"], "temporal_args": args.temporal_args,
+                  "features_args": args.features_args,
+                  "modalities": {name: score["raw"]["macro_f1"] for name, score in scores.items()}}
         partial = folder / f"{RESULT}.partial"
         partial.write_text(json.dumps(result, indent=2))
         os.replace(partial, folder / RESULT)
     state.wait_for_everyone()
     return json.loads((folder / RESULT).read_text())
+
+
+def held_modalities(features_dir: Path) -> list[str]:
+    """The modalities besides vision that `emotic features` stored in `features_dir` (its Parquet's columns)."""
+    import pyarrow.parquet as pq
+
+    from emotic.training.frame_features import MODALITIES
+
+    files = sorted((features_dir / "features").glob("*.parquet"))
+    names = pq.read_schema(files[0]).names if files else []
+    return [name for name in MODALITIES if name in names]
+
+
+def head_name(combination) -> str:
+    """`head` (vision only, as before modalities), `head-audio`, `head-text`, `head-audio-text`."""
+    return "-".join(["head", *combination[1:]])
+
+
+def report_name(combination) -> str:
+    return "-".join(["report", *combination[1:]])
 
 
 def write_table(path: Path, rows: list, fusion_layers, title: str, synthetic: bool, temporal: dict | None = None):
@@ -167,6 +208,8 @@ def write_table(path: Path, rows: list, fusion_layers, title: str, synthetic: bo
                   f"| best smoothing window ({temporal['frame_smoothing_window']}) | "
                   f"{temporal['frame_smoothed_macro_f1']:.4f} |",
                   f"| temporal head | {temporal['temporal_macro_f1']:.4f} |"]
+        lines += [f"| temporal head, {name} | {score:.4f} |" for name, score in temporal.get("modalities", {}).items()
+                  if name != "vision"]
     lines += ["", "![macro-F1 against fusion layer](ablation.png)", ""]
     path.write_text("\n".join(lines))
 
@@ -219,6 +262,10 @@ def main(argv=None) -> int:
                         help="also train and evaluate a temporal head on the best setting's features")
     parser.add_argument("--temporal_args", default="",
                         help="options for `emotic finetune-temporal`, in one string: \"--num_train_epochs 20 ...\"")
+    parser.add_argument("--features_args", default="",
+                        help="options for `emotic features` with --temporal, in one string: \"--audio_model ID "
+                             "--audio_dir DATA/videos --text_model ID --transcripts DATA/transcripts\" adds the heads "
+                             "that hear and read")
     args, finetune_args = parser.parse_known_args(argv)
     data, output = Path(args.data), Path(args.output_dir)
     try:
@@ -231,6 +278,7 @@ def main(argv=None) -> int:
             raise ValueError(f"{data}: expected an Aff-Wild2 EXPR root with annotations/Train_Set and "
                              f"annotations/Validation_Set")
         shlex.split(args.temporal_args)
+        shlex.split(args.features_args)
     except ValueError as error:
         parser.error(str(error))
     for option in ("--output_dir", "--output-dir", "--fusion_strategy", "--fusion-strategy", "--fusion_layer",

@@ -132,6 +132,30 @@ class TextArguments:
 
 
 @dataclass
+class HeadInputsArguments:
+    """Where the other modalities of a --temporal_model that hears or reads come from (`emotic predict`, `evaluate`):
+    the encoders are those the head records (its `audio_settings`, `text_settings`); these options say where they
+    are when the head names only a local folder, and where frame folders' sound and words are."""
+
+    audio_model: str | None = field(default=None, metadata={
+        "help": "for a --temporal_model that hears: the speech encoder it was trained with (a folder or Hub id; "
+                "default: the one its config names)"})
+    audio_dir: str | None = field(default=None, metadata={
+        "metavar": "DIR",
+        "help": "for a --temporal_model that hears (or --asr_model): the videos frame folders were cut from "
+                "(DIR/<folder>.mp4, ...; <video>_left and _right take <video>'s sound)"})
+    text_model: str | None = field(default=None, metadata={
+        "help": "for a --temporal_model that reads: the text encoder it was trained with (default: the one its "
+                "config names)"})
+    transcripts: str | None = field(default=None, metadata={
+        "metavar": "DIR",
+        "help": "for a --temporal_model trained on subtitles: the videos' DIR/<video>.srt or .vtt"})
+    asr_model: str | None = field(default=None, metadata={
+        "help": "for a --temporal_model trained on recognised words: the speech recogniser (default: the one its "
+                "config names)"})
+
+
+@dataclass
 class TrackerArguments:
     max_faces: int = field(default=8, metadata={"help": "the largest faces kept per frame (tracked faces)"})
     max_gap: float = field(default=2.0, metadata={

@@ -65,8 +65,6 @@ def read_audio(path) -> Audio | None:
                 chunks += [resampled.to_ndarray().mean(axis=0) for resampled in resampler.resample(frame)]
         chunks += [resampled.to_ndarray().mean(axis=0) for resampled in resampler.resample(None)]
         video_start = _start(container.streams.video[0]) if container.streams.video else 0.0
-        if container.streams.video and container.streams.video[0].average_rate:  # the frames' times, for a frame
-            notes["video_fps"] = float(container.streams.video[0].average_rate)  # folder cut from this video
     samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     offset = (first or 0.0) - (video_start or 0.0)  # seconds from the first frame to the first sound
     shift = round(offset * SAMPLE_RATE)
@@ -91,6 +89,18 @@ def sound_file(path, name: str, audio_dir=None) -> Path | None:
             if (Path(audio_dir) / f"{base}{extension}").is_file():
                 return Path(audio_dir) / f"{base}{extension}"
     return None
+
+
+def video_rate(path) -> float | None:
+    """The frame rate a video file's header declares (the times of a frame folder cut from it), or None."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            rate = container.streams.video[0].average_rate if container.streams.video else None
+    except (av.FFmpegError, OSError):
+        return None
+    return float(rate) if rate else None
 
 
 def _start(stream) -> float | None:
@@ -194,4 +204,4 @@ class AudioEncoder:
         return features, present
 
 
-__all__ = ["SAMPLE_RATE", "Audio", "AudioEncoder", "AudioRefused", "read_audio", "sound_file"]
+__all__ = ["SAMPLE_RATE", "Audio", "AudioEncoder", "AudioRefused", "read_audio", "sound_file", "video_rate"]

@@ -41,6 +41,7 @@ import numpy as np
 
 from emotic.inference.arguments import (
     MODEL_HELP,
+    HeadInputsArguments,
     CommandParser,
     FramesArguments,
     PrecisionArguments,
@@ -106,13 +107,6 @@ class EvaluateArguments:
         "metavar": "TEMPORAL",
         "help": "score a temporal head (`emotic finetune-temporal`) over MODEL's features instead of MODEL alone, on "
                 "the same frames (Aff-Wild2 videos)"})
-    audio_model: str | None = field(default=None, metadata={
-        "help": "for a --temporal_model that hears: the speech encoder it was trained with (a folder or Hub id; "
-                "default: the one its config names)"})
-    audio_dir: str | None = field(default=None, metadata={
-        "metavar": "DIR",
-        "help": "for a --temporal_model that hears: the videos frame folders were cut from (DIR/<folder>.mp4, ...; "
-                "<video>_left and _right take <video>'s sound), whose sound goes with their frames"})
     videos_dir: str | None = field(default=None, metadata={
         "metavar": "DIR",
         "help": "score raw videos (DIR/<video>.mp4, ...) instead of the root's cropped_aligned frames: every face "
@@ -347,7 +341,7 @@ def save_smoothing(args, model: str, window: int, mode: str) -> None:
 
 def build_parser() -> CommandParser:
     return CommandParser("emotic evaluate", __doc__, (EvaluateArguments, EvaluateFramesArguments, PrecisionArguments,
-                                                      TrackerArguments, ProgressArguments),
+                                                      TrackerArguments, ProgressArguments, HeadInputsArguments),
                          positionals=[(("model",), {"metavar": "MODEL", "help": MODEL_HELP}),
                                       (("dataset",), {"help": "an Aff-Wild2 EXPR root, an image folder with one "
                                                               "sub-folder per class, or a `datasets` dataset (a Hub "
@@ -356,7 +350,7 @@ def build_parser() -> CommandParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    inputs, args, frames_args, precision, tracker, progress = parser.parse(argv)
+    inputs, args, frames_args, precision, tracker, progress, head_inputs = parser.parse(argv)
     try:
         windows = sorted({check_smoothing_window(int(w) if w.strip().isdigit() else w.strip(), "--smoothing_windows")
                           for w in args.smoothing_windows.split(",")})
@@ -369,7 +363,7 @@ def main(argv=None) -> int:
     try:
         runtime = Runtime.load(inputs.model, precision.device, precision.dtype, precision.quantize, precision.backend,
                                frames_args.batch_size, temporal_model=args.temporal_model,
-                               audio_model=args.audio_model, audio_dir=args.audio_dir)
+                               head_inputs=head_inputs)
         head = runtime.head  # whose outputs are scored: the frame model's, or the temporal head's
     except ValueError as error:
         parser.error(str(error))
@@ -441,8 +435,13 @@ def main(argv=None) -> int:
         counts["videos_without_audio"] = list(runtime.temporal.without_audio)
         if counts["videos_without_audio"]:
             print(f"emotic evaluate: {len(counts['videos_without_audio'])} videos had no sound to hear (no video of "
-                  f"their name in --audio_dir {args.audio_dir}, or none with sound): the temporal head ran on its "
-                  f"missing-audio token there", file=sys.stderr)
+                  f"their name in --audio_dir {head_inputs.audio_dir}, or none with sound): the temporal head ran on "
+                  f"its missing-audio token there", file=sys.stderr)
+    if runtime.temporal is not None and runtime.temporal.text is not None:  # a head that reads: where no words were
+        counts["videos_without_text"] = list(runtime.temporal.without_text)
+        if counts["videos_without_text"]:
+            print(f"emotic evaluate: {len(counts['videos_without_text'])} videos had no words (no transcript, or "
+                  f"nothing recognised): the temporal head ran on its missing-text token there", file=sys.stderr)
     if counts["missing_images"] + counts[UNREADABLE] == counts["frames"]:
         print(f"emotic evaluate: none of the {counts['frames']} annotated frames of {dataset} ({split}) has a readable "
               f"image ({counts['missing_images']} missing, {counts[UNREADABLE]} unreadable); nothing to score",

@@ -35,7 +35,7 @@ from emotic.inference.arguments import (
     ProgressArguments,
     TextArguments,
 )
-from emotic.inference.audio import AudioEncoder, read_audio, sound_file
+from emotic.inference.audio import AudioEncoder, read_audio, sound_file, video_rate
 from emotic.inference.faces import OneFace
 from emotic.inference.outputs import (
     OutputRefused,
@@ -98,8 +98,9 @@ def write_features(source, runtime: Runtime, faces: OneFace, features_dir: Path,
     counts = {"frames": 0, **{status: 0 for status in STATUSES}}
     files = frame_files(source)
     file = sound_file(source.path if source.kind == "video" else None, source.name, extra.audio_dir) \
-        if (extra.audio or extra.recogniser) and source.kind in ("video", "frames") else None
-    sound = read_audio(file) if file is not None else None
+        if (extra.audio or extra.text) and source.kind in ("video", "frames") else None
+    sound = read_audio(file) if file is not None and (extra.audio or extra.recogniser) else None
+    video_fps = video_rate(file) if file is not None else None  # a frame folder's times: its video's rate
     windows, cues, said = None, None, {}
     if extra.audio is not None:
         counts.update(with_audio=0, audio_track=sound is not None)
@@ -123,7 +124,7 @@ def write_features(source, runtime: Runtime, faces: OneFace, features_dir: Path,
                 counts[result.status] += 1
                 row = {}
                 # the frame's time from its number (00042.jpg: 41) at the video's rate (a frame folder: its video's)
-                rate = frames.fps or (sound.notes.get("video_fps") if sound is not None else None)
+                rate = frames.fps or video_fps
                 time = annotation_index(result.location, result.frame) / rate if rate else None
                 last_time = max(last_time, time or 0.0)
                 if extra.audio is not None:
@@ -136,6 +137,8 @@ def write_features(source, runtime: Runtime, faces: OneFace, features_dir: Path,
                     row["text"] = (values, present)
                     counts["with_text"] += int(present)
                 writer.write(result.location, result.status, result.smoothed, row)
+        if (extra.audio or extra.text) and not (frames.fps or video_fps) and source.kind != "images":
+            counts["no_frame_rate"] = True  # a frame folder without its video: sound and words cannot be placed
         if cues:  # a transcript of another cut of the video: said, counted
             counts["cues_after_end"] = sum(cue.start > last_time + 1.0 for cue in cues)
         incomplete = check_decoded(source, counts["frames"], counts[UNREADABLE], frames.notes, "features")
@@ -189,7 +192,8 @@ def main(argv=None) -> int:
                                                    modalities),
                       earlier, output_args.overwrite, skip=(UnreadableInput, NonFiniteFeatures))
     summary = merge_shares(processes.gather(mine), sources, settings,
-                           count_keys=("frames", *(("with_audio", "audio_track") if modalities.audio else ()),
+                           count_keys=("frames", *(("no_frame_rate",) if modalities.audio or modalities.text else ()),
+                                       *(("with_audio", "audio_track") if modalities.audio else ()),
                                        *(("with_text", "transcript", "cues_out_of_order", "cues_overlapping",
                                           "cues_after_end") if modalities.text else ())))
     code = 1 if summary["skipped"] or summary["incomplete"] else 0
@@ -199,6 +203,9 @@ def main(argv=None) -> int:
               f"already done), {summary['totals']['frames']} frames of {runtime.model.config.hidden_size} values, in "
               f"{features_dir}")
         totals, audio, text = summary["totals"], modalities.audio, modalities.text
+        if totals.get("no_frame_rate"):
+            print(f"{totals['no_frame_rate']} frame folders have no video of theirs in --audio_dir to give their frame "
+                  f"rate: their sound and words could not be placed in time (without audio and text)")
         if audio:  # frames without sound get the temporal head's missing-audio token: said, with how many
             print(f"audio features ({audio.width} values, {audio.settings['audio_model']} layer {audio.layer}): "
                   f"{totals['with_audio']} of {totals['frames']} frames with sound; "

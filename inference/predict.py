@@ -54,6 +54,7 @@ from pathlib import Path
 from emotic.inference.arguments import (
     MAX_FPS,
     MODEL_HELP,
+    HeadInputsArguments,
     CommandParser,
     Faces,
     FramesArguments,
@@ -103,13 +104,6 @@ class PredictArguments:
         "metavar": "TEMPORAL",
         "help": "a temporal head (`emotic finetune-temporal`) over MODEL's features: MODEL gives each frame's "
                 "features, the head the predictions, from windows of frames (videos and frame folders only)"})
-    audio_model: str | None = field(default=None, metadata={
-        "help": "for a --temporal_model that hears: the speech encoder it was trained with (a folder or Hub id; "
-                "default: the one its config names)"})
-    audio_dir: str | None = field(default=None, metadata={
-        "metavar": "DIR",
-        "help": "for a --temporal_model that hears: the videos frame folders were cut from (DIR/<folder>.mp4, ...; "
-                "<video>_left and _right take <video>'s sound), whose sound goes with their frames"})
     faces: Faces = field(default="auto", metadata={
         "help": "all: every face of each frame, tracked with stable ids (a row per frame and face; smoothing within "
                 "each person; submissions per person); largest: the largest face only; auto: all for video files, "
@@ -164,7 +158,7 @@ class LiveArguments:
 def build_parser() -> CommandParser:
     return CommandParser("emotic predict", __doc__,
                          (PredictArguments, FramesArguments, PrecisionArguments, TrackerArguments, OutputArguments,
-                          ProgressArguments, LiveArguments),
+                          ProgressArguments, LiveArguments, HeadInputsArguments),
                          positionals=[(("model",), {"metavar": "MODEL", "help": MODEL_HELP}),
                                       (("inputs",), {"nargs": "+",
                                                      "help": "videos, frame folders, folders of those, images, or a "
@@ -254,6 +248,8 @@ def predict_source(source, runtime: Runtime, faces, smoothing, frames_dir: Path,
                 print(reader.notes["gone"], file=sys.stderr)
         if runtime.temporal is not None and runtime.temporal.audio is not None:  # a head that hears: did it?
             counts["heard"] = source.name not in runtime.temporal.without_audio
+        if runtime.temporal is not None and runtime.temporal.text is not None:  # a head that reads: were there words?
+            counts["read"] = source.name not in runtime.temporal.without_text
         if tracked:
             counts["fps"], counts["dropped_faces"] = frames.fps, faces.dropped
             counts["tracks"] = track_records(faces.seen, source.name, subjects)
@@ -268,12 +264,15 @@ def predict_source(source, runtime: Runtime, faces, smoothing, frames_dir: Path,
 
 
 def heard_line(summary: dict) -> str:
-    """What the last line says of a temporal head that hears: how many videos it heard (the others, without sound,
-    ran on its missing-audio token); nothing for other heads."""
-    heard = [counts["heard"] for counts in summary["videos"].values() if "heard" in counts]
-    if not heard:
-        return ""
-    return f"; the temporal head heard {sum(heard)} of {len(heard)} videos (no sound in the others: without audio)"
+    """What the last line says of a temporal head that hears or reads: how many videos it heard (the others, without
+    sound, ran on its missing-audio token) and had words for; nothing for other heads."""
+    line = ""
+    for key, what in (("heard", "heard {} of {} videos (no sound in the others: without audio)"),
+                      ("read", "read words in {} of {} videos (none in the others: without text)")):
+        flags = [counts[key] for counts in summary["videos"].values() if key in counts]
+        if flags:
+            line += "; the temporal head " + what.format(sum(flags), len(flags))
+    return line
 
 
 def json_row(header: list, row: list) -> dict:
@@ -345,7 +344,7 @@ def parse_subjects(text: str | None) -> list[str]:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    inputs, args, frames_args, precision, tracker, output_args, progress, live_args = parser.parse(argv)
+    inputs, args, frames_args, precision, tracker, output_args, progress, live_args, head_inputs = parser.parse(argv)
     try:
         sources = collect_sources(inputs.inputs)
     except ValueError as error:
@@ -359,7 +358,7 @@ def main(argv=None) -> int:
                                  f"and frame folders only, not separate images ({', '.join(separate[:3])})")
         runtime = Runtime.load(inputs.model, precision.device or processes.device, precision.dtype, precision.quantize,
                                precision.backend, frames_args.batch_size, temporal_model=args.temporal_model,
-                               audio_model=args.audio_model, audio_dir=args.audio_dir)
+                               head_inputs=head_inputs)
         head = runtime.head  # whose outputs are written: the frame model's, or the temporal head's
         window = args.smoothing_window if args.smoothing_window is not None else head.smoothing_window
         mode = args.smoothing_mode or head.smoothing_mode
@@ -385,7 +384,9 @@ def main(argv=None) -> int:
                 "precision": runtime.precision, "smoothing_window": window, "smoothing_mode": mode,
                 "geometry": geometry, "labels": labels, "fps": args.fps,
                 "faces": {"faces": args.faces, **(tracker.options() if tracked else {}), "subjects": subjects},
-                **({"audio": runtime.temporal.audio.settings} if runtime.temporal and runtime.temporal.audio else {})}
+                **({"audio": runtime.temporal.audio.settings} if runtime.temporal and runtime.temporal.audio else {}),
+                **({"text": runtime.temporal.model.config.text_settings}
+                   if runtime.temporal and runtime.temporal.text else {})}
     if processes.is_main:  # held until the process ends: one predict per output folder
         try:
             lock = claim_output(output, frames_dir, "*.csv.*.partial", "predict_settings.json", settings,  # noqa: F841

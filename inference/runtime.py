@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emotic.inference.audio import AudioEncoder, read_audio, sound_file
+from emotic.inference.audio import AudioEncoder, read_audio, sound_file, video_rate
 from emotic.inference.results import FrameResult
+from emotic.inference.transcripts import TextEncoder, read_subtitles, recognised_cues, transcript_file
 from emotic.modeling.heads_emotic import head_outputs, head_parts
 from emotic.processing.image_processing_emotic import EmoticImageProcessor
 from emotic.tracks import OUTPUTS
@@ -196,8 +197,10 @@ class TemporalHead:
 
     def __init__(self, model, audio=None, audio_dir=None):
         self.model, self.audio, self.audio_dir = model.eval(), audio, audio_dir
+        self.text, self.transcripts, self.recogniser = None, None, None  # a head that reads (`temporal_text`)
         self.parts = head_parts(model.config)
         self.without_audio: list[str] = []  # videos run with the missing-audio token throughout (no sound to hear)
+        self.without_text: list[str] = []  # videos without words (no transcript, nothing recognised)
 
     def over(self, results, path=None, fps: float | None = None, name: str = "") -> list[FrameResult]:
         """`results` of one video with the head's outputs. For a head that hears (`audio`, an
@@ -209,18 +212,71 @@ class TemporalHead:
             return results
         features = torch.from_numpy(np.stack([result.smoothed for result in results]).astype(np.float32))
         heard = {}
-        if self.audio is not None:
-            file = sound_file(path, name, self.audio_dir)
-            sound = read_audio(file) if file is not None else None
-            rate = fps or (sound.notes.get("video_fps") if sound is not None else None)
+        if self.audio is not None or self.text is not None:
+            file = sound_file(path, name, self.audio_dir)  # its sound, and a frame folder's times: its video's rate
+            sound = read_audio(file) if file is not None and (self.audio or self.recogniser) else None
+            rate = fps or (video_rate(file) if file is not None else None)
             numbers = [annotation_index(result.location, result.frame or 0) for result in results]  # 00042.jpg: 41
             times = np.array(numbers, dtype=float) / (rate or 1.0)
+        if self.audio is not None:
             values, present = self.audio.frame_features(sound if rate else None, times)  # no rate: no known times
             if not present.any():
                 self.without_audio.append(name)
-            heard = {"audio": torch.from_numpy(values), "audio_present": torch.from_numpy(present)}
+            heard.update(audio=torch.from_numpy(values), audio_present=torch.from_numpy(present))
+        if self.text is not None:
+            if self.transcripts:
+                subtitles = transcript_file(self.transcripts, name)
+                cues = read_subtitles(subtitles)[0] if subtitles else []
+            else:
+                cues = recognised_cues(self.recogniser, sound)
+            values, present = self.text.frame_features(cues if rate else None, times)
+            if not present.any():
+                self.without_text.append(name)
+            heard.update(text=torch.from_numpy(values), text_present=torch.from_numpy(present))
         outputs = head_outputs(self.model.video_logits(features, **heard).float(), self.parts).cpu().numpy()
         return [result.with_(raw=values, smoothed=None) for result, values in zip(results, outputs)]
+
+
+def temporal_text(model, head_inputs, name: str) -> tuple:
+    """`(TextEncoder, transcripts folder, speech-recognition pipeline)` a temporal head that reads was trained with
+    (its `text_settings`: the encoder, its window, and whether its words came from subtitles or a recogniser);
+    `(None, None, None)` for a head that does not read. A `ValueError` naming what is missing or not the head's."""
+    config = model.config
+    text_model = getattr(head_inputs, "text_model", None)
+    transcripts = getattr(head_inputs, "transcripts", None)
+    asr_model = getattr(head_inputs, "asr_model", None)
+    if "text" not in config.modalities:
+        given = next((f"--{n}" for n, v in (("text_model", text_model), ("transcripts", transcripts),
+                                           ("asr_model", asr_model)) if v), None)
+        if given:
+            raise ValueError(f"{given}: the temporal head {name} does not take text")
+        return None, None, None
+    recorded = config.text_settings or {}
+    if not recorded.get("text_model"):
+        raise ValueError(f"the temporal head {name} takes text but does not record how its text features were made "
+                         f"(text_settings); retrain it on features from `emotic features --text_model`")
+    if text_model and Path(text_model).name != recorded["text_model"] and text_model != recorded["text_model"]:
+        raise ValueError(f"--text_model {text_model}: the temporal head {name} was trained with the text features "
+                         f"of {recorded['text_model']}; give that model")
+    encoder = TextEncoder(text_model or recorded["text_model"], recorded.get("text_window", 3.0), str(model.device))
+    if encoder.width != config.text_size:
+        raise ValueError(f"--text_model {text_model or recorded['text_model']} gives {encoder.width} values per "
+                         f"frame; the temporal head {name} takes {config.text_size} (text_size): another model")
+    source = recorded.get("transcripts") or "subtitles"
+    if source == "subtitles":
+        if not transcripts:
+            raise ValueError(f"the temporal head {name} was trained on subtitles' words: give the videos' "
+                             f"--transcripts DIR (<video>.srt or .vtt)")
+        return encoder, transcripts, None
+    from transformers import pipeline
+
+    recogniser_id = asr_model or source.removeprefix("asr ")
+    try:
+        recogniser = pipeline("automatic-speech-recognition", model=recogniser_id, device=str(model.device))
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"--asr_model {recogniser_id}: the temporal head {name} reads the words it recognises; it "
+                         f"does not load ({str(error).splitlines()[0]})") from None
+    return encoder, None, recogniser
 
 
 def temporal_audio(model, audio_model: str | None, name: str):
@@ -268,20 +324,25 @@ class Runtime:
     @classmethod
     def load(cls, model_name_or_path: str, device: str | None = None, dtype: str = "float32",
              quantize: str | None = None, backend: str = "pytorch", batch_size: int = 32, features: bool = False,
-             temporal_model: str | None = None, audio_model: str | None = None, audio_dir=None) -> "Runtime":
+             temporal_model: str | None = None, head_inputs=None) -> "Runtime":
         """`load_model`, and with `temporal_model` its temporal head (`load_temporal_model`, which runs on the
-        PyTorch frame model's features), and for a head that hears the speech encoder it was trained with
-        (`temporal_audio`; `audio_model`: where it is, if not where the head says; `audio_dir`: the videos frame
-        folders were cut from, for their sound). A `ValueError` for what cannot be loaded or combined, naming it."""
+        PyTorch frame model's features), and for a head that hears or reads the encoders it was trained with
+        (`temporal_audio`, `temporal_text`; `head_inputs`: an `emotic.inference.arguments.HeadInputsArguments`, where
+        they and frame folders' sound and words are). A `ValueError` for what cannot be loaded or combined, naming
+        it."""
         check_backend(backend, features, temporal_model)
-        if audio_model and not temporal_model:
-            raise ValueError(f"--audio_model {audio_model}: for a --temporal_model that hears")
+        given = [name for name in ("audio_model", "audio_dir", "text_model", "transcripts", "asr_model")
+                 if getattr(head_inputs, name, None)]
+        if given and not temporal_model:
+            raise ValueError(f"--{given[0]}: for a --temporal_model that hears or reads")
         model, processor = load_model(model_name_or_path, device, dtype, quantize, backend)
         temporal = load_temporal_model(temporal_model, model) if temporal_model else None
         runtime = cls(model, processor, batch_size, features, temporal, precision_of(model, quantize))
         if temporal is not None:
-            runtime.temporal.audio = temporal_audio(temporal, audio_model, temporal_model)
-            runtime.temporal.audio_dir = audio_dir
+            head = runtime.temporal
+            head.audio = temporal_audio(temporal, getattr(head_inputs, "audio_model", None), temporal_model)
+            head.audio_dir = getattr(head_inputs, "audio_dir", None)
+            head.text, head.transcripts, head.recogniser = temporal_text(temporal, head_inputs, temporal_model)
         return runtime
 
     @property

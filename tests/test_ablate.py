@@ -21,7 +21,8 @@ TINY_RUN = ["--model_size", "tiny", "--image_size", "32", "--num_train_epochs", 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("ablation") / "data"
-    write_synthetic_affwild2(root, num_videos=5, frames_per_video=12, size=48, validation_videos=2, seed=11)
+    write_synthetic_affwild2(root, num_videos=5, frames_per_video=12, size=48, validation_videos=2, seed=11,
+                             audio=True)  # videos with sound and transcripts beside the frames
     return root
 
 
@@ -85,11 +86,17 @@ def test_the_ablation_refuses_bad_options_naming_them(data, tmp_path, args, word
     assert not (tmp_path / "out").exists()
 
 
-def test_the_ablation_adds_the_temporal_rows_of_its_best_setting(data, tmp_path):
+def test_the_ablation_adds_the_temporal_rows_of_its_best_setting(data, tmp_path, speech_encoders, text_models):
+    """--temporal: the best setting's features, a temporal head and its evaluation; with audio and text encoders
+    for the features, a head for vision, + audio, + text and all, each evaluated on the same frames with the same
+    sound and words. Started again, it keeps what it finished."""
     out = tmp_path / "ablation"
     temporal = ["--temporal", "--temporal_args", "--hidden_size 16 --num_hidden_layers 1 --num_attention_heads 2 "
                 "--window_size 8 --window_stride 4 --num_train_epochs 2 --disable_tqdm true --save_strategy no "
-                "--eval_strategy no"]
+                "--eval_strategy no",
+                "--features_args", f"--audio_model {speech_encoders / 'wav2vec2'} --audio_window 0.2 --audio_stride "
+                f"0.04 --audio_dir {data / 'videos'} --text_model {text_models / 'bert'} --text_window 0.4 "
+                f"--transcripts {data / 'transcripts'}"]
     assert ablate.main([str(data), "--output_dir", str(out), "--strategies", "none,mean", "--fusion_layers", "1",
                         *temporal, *TINY_RUN]) == 0
     record = json.loads((out / "ablation.json").read_text())
@@ -98,13 +105,30 @@ def test_the_ablation_adds_the_temporal_rows_of_its_best_setting(data, tmp_path)
     assert row["setting"] == best["setting"] and row["frame_macro_f1"] == best["macro_f1"]
     report = json.loads((out / f"temporal-{best['setting']}" / "report" / "metrics.json").read_text())
     assert report["temporal_model"].endswith("head") and report["raw"]["macro_f1"] == row["temporal_macro_f1"]
-    assert report["counts"]["frames"] == json.loads(
-        (out / best["setting"] / "report" / "metrics.json").read_text())["counts"]["frames"]  # the same frames
+    assert report["counts"]["frames"] == row_frames(out, best)  # the same frames
     table = (out / "ablation.md").read_text()
     assert f"| temporal head | {row['temporal_macro_f1']:.4f} |" in table
+    assert list(row["modalities"]) == ["vision", "vision + audio", "vision + text", "vision + audio + text"]
+    assert row["modalities"]["vision"] == row["temporal_macro_f1"]
+    for name, score in row["modalities"].items():
+        folder = out / f"temporal-{best['setting']}"
+        report = json.loads((folder / "-".join(["report", *name.split(" + ")[1:]]) / "metrics.json").read_text())
+        assert report["raw"]["macro_f1"] == score and report["counts"]["frames"] == row_frames(out, best)
+        assert report["counts"].get("videos_without_audio", []) == []  # every video heard where its head hears
+        if "text" in name:  # no words: the held-out videos whose transcript has no cue (12 frames: half a second)
+            assert report["counts"]["videos_without_text"] == [
+                video for video in ("synth-003", "synth-004")
+                if not (data / "transcripts" / f"{video}.srt").read_text().strip()]
+        if name != "vision":
+            assert f"| temporal head, {name} | {score:.4f} |" in table
     assert f"| best smoothing window ({best['smoothing_window']}) | {best['smoothed_macro_f1']:.4f} |" in table
     # started again, it keeps the finished temporal run
     kept = (out / f"temporal-{best['setting']}" / ablate.RESULT).stat().st_mtime_ns
     assert ablate.main([str(data), "--output_dir", str(out), "--strategies", "none,mean", "--fusion_layers", "1",
                         *temporal, *TINY_RUN]) == 0
     assert (out / f"temporal-{best['setting']}" / ablate.RESULT).stat().st_mtime_ns == kept
+
+
+def row_frames(out, best) -> int:
+    """The frames the best setting's own evaluation scored."""
+    return json.loads((out / best["setting"] / "report" / "metrics.json").read_text())["counts"]["frames"]

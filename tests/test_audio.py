@@ -134,6 +134,7 @@ def test_features_store_each_frames_audio_beside_its_frame_features(model_dir, s
     assert result.returncode == 0, result.stderr[-3000:]
     assert "audio features (32 values, wav2vec2 layer 2): 79 of 96 frames with sound; 2 inputs without an audio " \
            "track" in result.stdout
+    assert "1 frame folders have no video of theirs in --audio_dir to give their frame rate" in result.stdout
     rows = load_dataset("parquet", data_files=str(tmp_path / "feats" / "features" / "*.parquet"), split="train")
     by_video = {video: rows.filter(lambda row: row["video"] == video) for video in ("talk", "mute", "folder")}
     assert all(by_video["talk"]["audio_present"])

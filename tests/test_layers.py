@@ -42,7 +42,7 @@ INFERENCE_NEIGHBOURS = {
     "processes": set(),
     "arguments": {"audio", "faces", "transcripts"},
     "smoothing": {"results"},
-    "runtime": {"audio", "results"},
+    "runtime": {"audio", "results", "transcripts"},
     "faces": {"results", "sources", "tracking"},
     "outputs": {"sources"},
     "stream": {"runtime", "smoothing", "sources"},
