@@ -81,13 +81,18 @@ def sound_file(path, name: str, audio_dir=None) -> Path | None:
 
     if path is not None:
         return Path(path)
-    if audio_dir is None:
+    return named_file(audio_dir, name, VIDEO_EXTENSIONS)
+
+
+def named_file(folder, name: str, extensions) -> Path | None:
+    """`folder/<name><extension>` for the first of `extensions` there; for Aff-Wild2's `<video>_left` and
+    `<video>_right` (the two people of one video), `<video>`'s where there is none of their own. None without."""
+    if folder is None:
         return None
-    bases = [name] + [name[:-len(side)] for side in ("_left", "_right") if name.endswith(side)]
-    for base in bases:
-        for extension in VIDEO_EXTENSIONS:
-            if (Path(audio_dir) / f"{base}{extension}").is_file():
-                return Path(audio_dir) / f"{base}{extension}"
+    for base in [name] + [name[:-len(side)] for side in ("_left", "_right") if name.endswith(side)]:
+        for extension in extensions:
+            if (Path(folder) / f"{base}{extension}").is_file():
+                return Path(folder) / f"{base}{extension}"
     return None
 
 

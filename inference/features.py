@@ -103,7 +103,8 @@ def write_features(source, runtime: Runtime, faces: OneFace, features_dir: Path,
     video_fps = video_rate(file) if file is not None else None  # a frame folder's times: its video's rate
     windows, cues, said = None, None, {}
     if extra.audio is not None:
-        counts.update(with_audio=0, audio_track=sound is not None)
+        counts.update(with_audio=0, audio_track=sound is not None,
+                      corrupt_audio_packets=sound.notes["corrupt_packets"] if sound is not None else 0)
         windows = extra.audio.window_features(sound) if sound is not None else None
     if extra.text is not None:
         if extra.transcripts:
@@ -193,7 +194,8 @@ def main(argv=None) -> int:
                       earlier, output_args.overwrite, skip=(UnreadableInput, NonFiniteFeatures))
     summary = merge_shares(processes.gather(mine), sources, settings,
                            count_keys=("frames", *(("no_frame_rate",) if modalities.audio or modalities.text else ()),
-                                       *(("with_audio", "audio_track") if modalities.audio else ()),
+                                       *(("with_audio", "audio_track", "corrupt_audio_packets")
+                                         if modalities.audio else ()),
                                        *(("with_text", "transcript", "cues_out_of_order", "cues_overlapping",
                                           "cues_after_end") if modalities.text else ())))
     code = 1 if summary["skipped"] or summary["incomplete"] else 0
@@ -209,7 +211,9 @@ def main(argv=None) -> int:
         if audio:  # frames without sound get the temporal head's missing-audio token: said, with how many
             print(f"audio features ({audio.width} values, {audio.settings['audio_model']} layer {audio.layer}): "
                   f"{totals['with_audio']} of {totals['frames']} frames with sound; "
-                  f"{totals['videos'] - totals['audio_track']} inputs without an audio track")
+                  f"{totals['videos'] - totals['audio_track']} inputs without an audio track"
+                  + (f"; {totals['corrupt_audio_packets']} corrupt audio packets skipped (their sound is silence)"
+                     if totals["corrupt_audio_packets"] else ""))
         if text:
             print(f"text features ({text.width} values, {text.settings('')['text_model']}, words within "
                   f"{text.window:g} s): {totals['with_text']} of {totals['frames']} frames with words around them; "

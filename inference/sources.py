@@ -9,7 +9,9 @@ from pathlib import Path
 
 from emotic.processing.image_files import IMAGE_EXTENSIONS
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
+# the last three: MPEG-TS, what broadcasts, camcorders and live encoders record
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts",
+                    ".mts", ".m2ts")
 
 
 class UnreadableInput(Exception):

@@ -73,14 +73,9 @@ def read_subtitles(path) -> tuple[list[Cue], dict]:
 
 def transcript_file(transcripts_dir, name: str) -> Path | None:
     """`<name>.srt` or `.vtt` in `transcripts_dir` (Aff-Wild2's `<video>_left` / `_right` take `<video>`'s)."""
-    if transcripts_dir is None:
-        return None
-    bases = [name] + [name[:-len(side)] for side in ("_left", "_right") if name.endswith(side)]
-    for base in bases:
-        for extension in TRANSCRIPT_EXTENSIONS:
-            if (Path(transcripts_dir) / f"{base}{extension}").is_file():
-                return Path(transcripts_dir) / f"{base}{extension}"
-    return None
+    from emotic.inference.audio import named_file
+
+    return named_file(transcripts_dir, name, TRANSCRIPT_EXTENSIONS)
 
 
 def recognised_cues(recogniser, audio) -> list[Cue]:

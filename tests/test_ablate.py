@@ -10,7 +10,9 @@ import time
 
 import pytest
 
+from conftest import emotic_cli
 from emotic import ablate
+from emotic.inference import predict
 from emotic.training.synthetic import write_synthetic_affwild2
 
 TINY_RUN = ["--model_size", "tiny", "--image_size", "32", "--num_train_epochs", "1",
@@ -122,6 +124,18 @@ def test_the_ablation_adds_the_temporal_rows_of_its_best_setting(data, tmp_path,
         if name != "vision":
             assert f"| temporal head, {name} | {score:.4f} |" in table
     assert f"| best smoothing window ({best['smoothing_window']}) | {best['smoothed_macro_f1']:.4f} |" in table
+    # `emotic predict` runs a head that reads on a held-out frame folder: its words from --transcripts, placed at
+    # its video's rate (--audio_dir); without --transcripts it is refused in one line
+    folder = out / f"temporal-{best['setting']}"
+    reading = ["--temporal_model", str(folder / "head-text"), "--text_model", str(text_models / "bert"),
+               "--audio_dir", str(data / "videos"), "--geometry", "template", "--quiet"]
+    assert predict.main([str(out / best["setting"]), str(data / "cropped_aligned" / "synth-004"), "--output_dir",
+                         str(tmp_path / "read"), *reading, "--transcripts", str(data / "transcripts")]) == 0
+    assert json.loads((tmp_path / "read" / "summary.json").read_text())["videos"]["synth-004"]["read"] is True
+    refused = emotic_cli("predict", out / best["setting"], data / "cropped_aligned" / "synth-004", "--output_dir",
+                         tmp_path / "refused", *reading)
+    assert refused.returncode == 2 and "was trained on subtitles' words: give the videos' --transcripts DIR" \
+        in refused.stderr and "Traceback" not in refused.stderr
     # started again, it keeps the finished temporal run
     kept = (out / f"temporal-{best['setting']}" / ablate.RESULT).stat().st_mtime_ns
     assert ablate.main([str(data), "--output_dir", str(out), "--strategies", "none,mean", "--fusion_layers", "1",

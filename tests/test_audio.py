@@ -78,6 +78,33 @@ def test_a_video_without_sound_or_with_less_sound_than_picture_has_frames_withou
     assert present[:23].all() and not present[24:].any() and not features[24:].any()  # 2 s + 0.25 s
 
 
+def test_corrupt_audio_packets_are_skipped_and_counted_and_features_say_so(model_dir, speech_encoders, tmp_path):
+    """Six audio packets of an MPEG-TS overwritten with noise: the decoder's refusals are skipped and counted, the
+    rest of the sound is read (its length within a fifth of a second), and `emotic features` says how many."""
+    import av
+
+    from conftest import emotic_cli
+
+    sound = 0.3 * np.sin(np.linspace(0, 2 * np.pi * 300 * SECONDS, int(16000 * SECONDS))).astype(np.float32)
+    write_video(tmp_path / "clean.ts", FRAMES, fps=FPS, audio=sound, audio_rate=16000)
+    data = bytearray((tmp_path / "clean.ts").read_bytes())
+    with av.open(str(tmp_path / "clean.ts")) as container:
+        audio_pid = container.streams.audio[0].id
+    packets = [offset for offset in range(0, len(data), 188)
+               if ((data[offset + 1] & 0x1F) << 8 | data[offset + 2]) == audio_pid]
+    noise = np.random.default_rng(0).integers(0, 256, 168, dtype=np.uint8).tobytes()
+    for offset in packets[3:9]:
+        data[offset + 20:offset + 188] = noise
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "broken.ts").write_bytes(bytes(data))
+    audio = read_audio(tmp_path / "videos" / "broken.ts")
+    assert audio.notes["corrupt_packets"] > 0 and abs(audio.seconds - SECONDS) < 0.35
+    result = emotic_cli("features", model_dir, tmp_path / "videos", "--output_dir", tmp_path / "feats", "--geometry",
+                        "template", "--audio_model", speech_encoders / "wav2vec2", "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{audio.notes['corrupt_packets']} corrupt audio packets skipped" in result.stdout
+
+
 def test_a_whisper_encoder_pools_the_steps_its_window_covers(speech_encoders, tmp_path):
     """Whisper's extractor pads every clip to 30 s: the pooled steps are those of the window, so a click changes the
     frames whose windows hold it, as with Wav2Vec2; its width is d_model; a layer it has not is refused by name."""

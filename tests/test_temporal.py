@@ -116,19 +116,25 @@ def test_a_new_head_starts_as_its_frame_head_and_learns_from_the_frames_around()
 
 
 @pytest.mark.parametrize("track", ["au", "va", "multitask"])
-def test_every_frame_models_head_has_a_temporal_head(track):
+@pytest.mark.parametrize("hears", [False, True], ids=["vision", "vision+audio+text"])
+def test_every_frame_models_head_has_a_temporal_head(track, hears):
+    """Every track's head, seeing only or also hearing and reading: per-frame outputs of the track's width, its
+    loss over the frames, valence-arousal bounded."""
     from emotic.modeling.heads_emotic import HEADS, MULTITASK_TRACKS, multitask_labels
     from emotic.tracks import TRACKS
 
     head = dict(**TRACKS[track].head_options(), regression_range=[-1.0, 1.0] if track != "au" else None)
-    model = small_model(**head)
+    others = dict(modalities=["vision", "audio", "text"], audio_size=8, text_size=4) if hears else {}
+    model = small_model(**head, **others)
     features = torch.randn(2, 12, 16)
+    heard = dict(audio=torch.randn(2, 12, 8), text=torch.randn(2, 12, 4),
+                 text_present=torch.rand(2, 12) > 0.5) if hears else {}
     width = {"au": 12, "va": 2, "multitask": 15}[track]
     labels = torch.rand(2, 12, width)
     if track == "multitask":
         labels[..., 2] = torch.randint(0, 8, (2, 12)).float()
         labels[0, :4, 3:] = float("nan")  # units not annotated on four frames
-    out = model(features, labels=labels)
+    out = model(features, labels=labels, **heard)
     assert out.logits.shape == (2, 12, len(multitask_labels(MULTITASK_TRACKS)) if track == "multitask" else
                                 len(HEADS[track].labels))
     torch.testing.assert_close(out.loss, emotic_loss(labels.reshape(24, width), out.logits.reshape(24, -1),
@@ -279,6 +285,49 @@ def test_finetune_temporal_stopped_and_started_again_resumes_from_its_last_check
     assert state["global_step"] == 6 and 0 <= results["macro_f1"] <= 1
     record = json.loads((tmp_path / "run" / "emotic_run.json").read_text())
     assert record["frame_head"] == "new" and record["data"]["train"]["frames"] == 120
+
+
+def test_synth_with_sound_writes_a_voice_and_words_that_follow_the_labels_and_changes_nothing_else(tmp_path):
+    """`synth --audio`: every file of the dataset byte for byte as without it, plus a video per person (every frame,
+    25 fps) whose voice is louder where someone speaks and higher for Surprise than for Sadness, and subtitles whose
+    cues lie within the video and fall where someone speaks."""
+    import filecmp
+
+    from emotic.inference.audio import read_audio
+    from emotic.inference.transcripts import read_subtitles
+    from emotic.training.synthetic import write_synthetic_affwild2
+
+    plain = write_synthetic_affwild2(tmp_path / "plain", num_videos=2, frames_per_video=96, size=32,
+                                     validation_videos=1)
+    sound = write_synthetic_affwild2(tmp_path / "sound", num_videos=2, frames_per_video=96, size=32,
+                                     validation_videos=1, audio=True)
+    compared = filecmp.dircmp(tmp_path / "plain", tmp_path / "sound")
+    assert sorted(compared.right_only) == ["transcripts", "videos"] and compared.diff_files == ["summary.json"]
+    assert {key: value for key, value in sound.items() if key != "speaking_frames"} == plain
+
+    def differing(comparison):
+        return comparison.diff_files + [name for sub in comparison.subdirs.values() for name in differing(sub)]
+
+    assert differing(compared) == ["summary.json"]
+    labels = (tmp_path / "sound" / "annotations" / "Train_Set" / "synth-000.txt").read_text().split()[1:]
+    audio = read_audio(tmp_path / "sound" / "videos" / "synth-000.mp4")
+    assert abs(audio.seconds - 96 / 25) < 0.1
+    speaking = np.zeros(96, bool)
+    speaking[sound["speaking_frames"]["synth-000"]] = True
+    loudness = np.array([audio.samples[i * 640:(i + 1) * 640].std() for i in range(96)])
+    assert loudness[speaking].mean() > 5 * loudness[~speaking].mean()
+
+    def pitch(frames):
+        spectrum = np.abs(np.fft.rfft(np.concatenate([audio.samples[i * 640:(i + 1) * 640] for i in frames])))
+        return np.argmax(spectrum) * 16000 / (640 * len(frames))
+
+    by_label = {name: [i for i in np.flatnonzero(speaking) if labels[i] == str(index)]
+                for index, name in ((5, "Sadness"), (6, "Surprise"))}
+    assert len(by_label["Sadness"]) >= 3 and len(by_label["Surprise"]) >= 3  # spoken in this video (seed 0)
+    assert pitch(by_label["Surprise"]) > 1.5 * pitch(by_label["Sadness"])  # about 290 Hz against 105 Hz
+    cues, _ = read_subtitles(tmp_path / "sound" / "transcripts" / "synth-000.srt")
+    assert cues and all(0 <= cue.start < cue.end <= 96 / 25 + 1e-6 for cue in cues)
+    assert all(speaking[int(round(cue.start * 25))] for cue in cues)
 
 
 def test_synth_hides_runs_of_frames_and_leaves_everything_else_as_it_was(tmp_path):
@@ -547,3 +596,14 @@ def predict_hearing(two_stage, head, results, speech_encoders):
                          "--temporal_model", head, "--faces", "largest", "--quiet")
     assert refused.returncode == 2 and "--audio_model wav2vec2: does not load" in refused.stderr
     assert "Traceback" not in refused.stderr
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model  # another model of that name
+
+    other = out.parent / "other" / "wav2vec2"
+    Wav2Vec2Model(Wav2Vec2Config(hidden_size=24, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
+                                 conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 8, 8),
+                                 num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)).save_pretrained(other)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(other)
+    wider = emotic_cli("predict", two_stage / "frames", videos[0], "--output_dir", out.parent / "refused",
+                       "--temporal_model", head, "--audio_model", other, "--faces", "largest", "--quiet")
+    assert wider.returncode == 2 and "gives 24 values per frame; the temporal head" in wider.stderr
+    assert "takes 32 (audio_size): another model" in wider.stderr and "Traceback" not in wider.stderr
