@@ -65,6 +65,7 @@ from emotic.inference.runtime import Runtime
 from emotic.inference.smoothing import NeighbourFill, smooth_probabilities
 from emotic.inference.sources import VIDEO_EXTENSIONS, Frames, Source, open_frames
 from emotic.inference.stream import stream
+from emotic.inference.transcripts import TranscriptRefused
 from emotic.inference.writers import track_records
 from emotic.modeling.configuration_emotic import SmoothingMode, check_smoothing_window
 from emotic.modeling.heads_emotic import head_parts
@@ -428,8 +429,11 @@ def main(argv=None) -> int:
         except ValueError as error:
             parser.error(str(error))
         sequential = kind == "affwild2"
-        results, counts = predict_videos(runtime, OneFace(runtime.processor, frames_args.geometry), videos,
-                                         not progress.quiet, sequential=sequential)
+        try:
+            results, counts = predict_videos(runtime, OneFace(runtime.processor, frames_args.geometry), videos,
+                                             not progress.quiet, sequential=sequential)
+        except TranscriptRefused as error:  # a head that reads, and a garbled subtitle file: nothing is scored
+            parser.error(str(error))
         counts["videos"] = len(results) if sequential else 0
     if runtime.temporal is not None and runtime.temporal.audio is not None:  # a head that hears: which it could not
         counts["videos_without_audio"] = list(runtime.temporal.without_audio)

@@ -51,7 +51,13 @@ from emotic.inference.results import STATUSES, UNREADABLE
 from emotic.inference.runtime import Runtime, check_backend
 from emotic.inference.sources import UnreadableInput, check_decoded, collect_sources, frame_files, open_frames
 from emotic.inference.stream import stream
-from emotic.inference.transcripts import TextEncoder, read_subtitles, recognised_cues, transcript_file
+from emotic.inference.transcripts import (
+    TextEncoder,
+    TranscriptRefused,
+    read_subtitles,
+    recognised_cues,
+    transcript_file,
+)
 from emotic.training.affwild2 import annotation_index
 from emotic.training.frame_features import FeaturesWriter, NonFiniteFeatures, count_statuses, write_frame_model
 
@@ -79,9 +85,13 @@ class Modalities:
 
     @property
     def settings(self) -> dict:
-        return {**(self.audio.settings if self.audio else {}),
-                **(self.text.settings(self.transcripts and "subtitles" or f"asr {self.recogniser.model.name_or_path}")
-                   if self.text else {})}
+        """What the features record of how they were made (a local folder by its name only, never its path)."""
+        if self.text is not None and not self.transcripts:
+            recogniser = str(self.recogniser.model.name_or_path)
+            words = f"asr {Path(recogniser).name if Path(recogniser).exists() else recogniser}"
+        else:
+            words = "subtitles"
+        return {**(self.audio.settings if self.audio else {}), **(self.text.settings(words) if self.text else {})}
 
 
 def write_features(source, runtime: Runtime, faces: OneFace, features_dir: Path, show_progress: bool,
@@ -191,7 +201,7 @@ def main(argv=None) -> int:
                       lambda path: count_statuses(path, STATUSES),
                       lambda source: write_features(source, runtime, faces, features_dir, not progress.quiet,
                                                    modalities),
-                      earlier, output_args.overwrite, skip=(UnreadableInput, NonFiniteFeatures))
+                      earlier, output_args.overwrite, skip=(UnreadableInput, NonFiniteFeatures, TranscriptRefused))
     summary = merge_shares(processes.gather(mine), sources, settings,
                            count_keys=("frames", *(("no_frame_rate",) if modalities.audio or modalities.text else ()),
                                        *(("with_audio", "audio_track", "corrupt_audio_packets")

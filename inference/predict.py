@@ -80,8 +80,16 @@ from emotic.inference.processes import Processes
 from emotic.inference.results import DROPPED, FACE, MISSING, NO_FACE, STATUSES, UNREADABLE
 from emotic.inference.runtime import Runtime
 from emotic.inference.smoothing import smoothing_kernel
-from emotic.inference.sources import DEFAULT_FPS, check_decoded, collect_sources, frame_files, open_frames
+from emotic.inference.sources import (
+    DEFAULT_FPS,
+    UnreadableInput,
+    check_decoded,
+    collect_sources,
+    frame_files,
+    open_frames,
+)
 from emotic.inference.stream import stream
+from emotic.inference.transcripts import TranscriptRefused
 from emotic.inference.writers import (
     FrameCsv,
     draw_timelines,
@@ -413,7 +421,7 @@ def main(argv=None) -> int:
                       lambda source: predict_source(source, runtime, people if source.name in tracked else one_face,
                                                     (window, mode), frames_dir, not progress.quiet, args.fps,
                                                     subjects, live_args.options(), lines), earlier,
-                      output_args.overwrite)
+                      output_args.overwrite, skip=(UnreadableInput, TranscriptRefused))  # a garbled subtitle file
     if lines is not None and lines is not sys.stdout:
         lines.close()
     summary = merge_shares(processes.gather(mine), sources, settings,

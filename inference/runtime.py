@@ -293,11 +293,11 @@ def temporal_audio(model, audio_model: str | None, name: str):
     if not recorded.get("audio_model"):
         raise ValueError(f"the temporal head {name} takes audio but does not record how its audio features were made "
                          f"(audio_settings); retrain it on features from `emotic features --audio_model`")
-    encoder = AudioEncoder(audio_model or recorded["audio_model"], recorded.get("audio_layer"),
-                           recorded.get("audio_window", 2.0), recorded.get("audio_stride", 0.5), str(model.device))
     if audio_model and Path(audio_model).name != recorded["audio_model"] and audio_model != recorded["audio_model"]:
         raise ValueError(f"--audio_model {audio_model}: the temporal head {name} was trained with the audio features "
                          f"of {recorded['audio_model']} (layer {recorded.get('audio_layer')}); give that model")
+    encoder = AudioEncoder(audio_model or recorded["audio_model"], recorded.get("audio_layer"),
+                           recorded.get("audio_window", 2.0), recorded.get("audio_stride", 0.5), str(model.device))
     if encoder.width != config.audio_size:
         raise ValueError(f"--audio_model {audio_model or recorded['audio_model']} gives {encoder.width} values per "
                          f"frame; the temporal head {name} takes {config.audio_size} (audio_size): another model")

@@ -136,6 +136,16 @@ def test_the_ablation_adds_the_temporal_rows_of_its_best_setting(data, tmp_path,
                          tmp_path / "refused", *reading)
     assert refused.returncode == 2 and "was trained on subtitles' words: give the videos' --transcripts DIR" \
         in refused.stderr and "Traceback" not in refused.stderr
+    garbled = tmp_path / "garbled"  # one video's subtitle file is not one: that video is skipped, with the reason
+    garbled.mkdir()
+    (garbled / "synth-003.srt").write_text((data / "transcripts" / "synth-003.srt").read_text())
+    (garbled / "synth-004.srt").write_text("1\nsoon --> later\nhello\n")
+    skipped = emotic_cli("predict", out / best["setting"], data / "cropped_aligned" / "synth-003",
+                         data / "cropped_aligned" / "synth-004", "--output_dir", tmp_path / "garbled-out", *reading,
+                         "--transcripts", garbled)
+    assert skipped.returncode == 1 and "skipped synth-004: " in skipped.stderr and "synth-004.srt:2: 'soon' is not " \
+        "a time" in skipped.stderr and "Traceback" not in skipped.stderr
+    assert (tmp_path / "garbled-out" / "frames" / "synth-003.csv").is_file()
     # started again, it keeps the finished temporal run
     kept = (out / f"temporal-{best['setting']}" / ablate.RESULT).stat().st_mtime_ns
     assert ablate.main([str(data), "--output_dir", str(out), "--strategies", "none,mean", "--fusion_layers", "1",

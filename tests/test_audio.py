@@ -261,10 +261,13 @@ def test_features_store_the_words_spoken_around_each_frame_from_subtitles_or_rec
     for name in ("talk", "quiet"):
         write_video(videos / f"{name}.mp4", FRAMES, fps=FPS, audio=sound, audio_rate=16000)
     (subtitles / "talk.srt").write_text(SRT + "\n5\n00:01:00,000 --> 00:01:01,000\nlater\n")  # past the video
+    write_video(videos / "garbled.mp4", FRAMES[:5], fps=FPS)
+    (subtitles / "garbled.srt").write_text("1\n00:00:0x,000 --> 00:00:01,000\nhello\n")  # skipped, with its reason
     common = ["--output_dir", tmp_path / "subs", "--geometry", "template", "--text_model", text_models / "bert",
               "--text_window", "0.4", "--quiet"]
     result = emotic_cli("features", model_dir, videos, "--transcripts", subtitles, *common)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 1 and "skipped garbled: " in result.stderr and "garbled.srt:2: '00:00:0x,000' is " \
+        "not a time" in result.stderr and "Traceback" not in result.stderr
     assert "1 inputs without a transcript; cues out of order (sorted): 1; overlapping: 1; 1 cues start after " \
            "their video's last frame" in result.stdout
     rows = load_dataset("parquet", data_files=str(tmp_path / "subs" / "features" / "*.parquet"), split="train")
@@ -278,9 +281,10 @@ def test_features_store_the_words_spoken_around_each_frame_from_subtitles_or_rec
     assert summary["settings"]["text_model"] == "bert" and summary["settings"]["transcripts"] == "subtitles"
 
     common[1] = tmp_path / "asr"
+    assert "garbled" in json.loads((tmp_path / "subs" / "summary.json").read_text())["skipped"]
     heard = emotic_cli("features", model_dir, videos / "talk.mp4", "--asr_model", text_models / "ctc", *common)
     assert heard.returncode == 0, heard.stderr[-3000:]
     rows = load_dataset("parquet", data_files=str(tmp_path / "asr" / "features" / "*.parquet"), split="train")
     assert any(rows["text_present"]) and np.isfinite(np.asarray(rows["text"])).all()
     settings = json.loads((tmp_path / "asr" / "summary.json").read_text())["settings"]
-    assert settings["transcripts"].startswith("asr ") and settings["transcripts"].endswith("ctc")
+    assert settings["transcripts"] == "asr ctc"  # a local folder by its name: no path of this machine recorded

@@ -50,10 +50,11 @@ INFERENCE_NEIGHBOURS = {
     "writers": {"compound", "report", "results"},
     # the commands
     "predict": {"arguments", "compound", "faces", "live", "outputs", "processes", "results", "runtime", "smoothing",
-                "sources", "stream", "writers"},
+                "sources", "stream", "transcripts", "writers"},
     "features": {"arguments", "audio", "faces", "outputs", "processes", "results", "runtime", "sources", "stream",
                  "transcripts"},
-    "evaluate": {"arguments", "faces", "report", "results", "runtime", "smoothing", "sources", "stream", "writers"},
+    "evaluate": {"arguments", "faces", "report", "results", "runtime", "smoothing", "sources", "stream",
+                 "transcripts", "writers"},
 }
 
 
