@@ -389,7 +389,7 @@ def synthetic_voice(rng: np.random.Generator, expressions, intensities, arousal,
     quarter of the time) are silent but for a little noise. What a recording gives, imperfectly: the voice tells the
     expression only while someone speaks, and pitches of neighbouring expressions overlap."""
     frames = len(expressions)
-    per_frame = rate // fps
+    frame_of = np.minimum(np.arange(round(frames * rate / fps)) * fps // rate, frames - 1)  # each sample's frame
     speaking = np.ones(frames, dtype=bool)
     frame = int(rng.integers(0, 8))
     while frame < frames:  # pauses, between stretches of speech of 6-30 frames
@@ -402,12 +402,12 @@ def synthetic_voice(rng: np.random.Generator, expressions, intensities, arousal,
                       for expression, intensity in zip(expressions, intensities)])
     pitch *= rng.uniform(0.97, 1.03, frames)
     loudness = 0.08 + 0.2 * (np.clip(np.asarray(arousal, dtype=float), -1, 1) + 1) / 2
-    per_sample = np.repeat(pitch, per_frame)
+    per_sample = pitch[frame_of]
     phase = 2 * np.pi * np.cumsum(per_sample) / rate
     time = np.arange(len(per_sample)) / rate
     syllables = 0.55 + 0.45 * np.sin(2 * np.pi * 5.0 * time + rng.uniform(0, 2 * np.pi)) ** 2
     voice = sum(np.sin(k * phase) / k for k in range(1, 5)) / 2.1
-    envelope = np.repeat(loudness * speaking, per_frame)
+    envelope = (loudness * speaking)[frame_of]
     kernel = np.ones(rate // 100) / (rate // 100)  # 10 ms ramps: no clicks where speech starts and stops
     envelope = np.convolve(envelope, kernel, mode="same")
     samples = voice * syllables * envelope + rng.normal(0, 0.004, len(per_sample))
@@ -578,9 +578,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not 0 <= args.occluded_fraction < 0.9:
         parser.error(f"--occluded_fraction {args.occluded_fraction}: expected a share in [0, 0.9)")
-    if not 1 <= args.fps <= 120 or AUDIO_RATE % args.fps:
-        parser.error(f"--fps {args.fps}: expected a frame rate from 1 to 120 that divides {AUDIO_RATE} (the sound's "
-                     f"samples a second), e.g. 25 or 32")
+    if not 1 <= args.fps <= 120:
+        parser.error(f"--fps {args.fps}: expected a frame rate from 1 to 120")
     if not 0 <= args.validation_videos < args.videos:
         parser.error("--validation_videos must be at least 0 and fewer than --videos")
     summary = write_synthetic_affwild2(args.output_dir, args.videos, args.frames, args.size, args.validation_videos,
