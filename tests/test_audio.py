@@ -22,8 +22,8 @@ def clicked(rate: int, channels: int, at: float) -> np.ndarray:
     return sound
 
 
-@pytest.mark.parametrize("rate, channels, suffix", [(8000, 1, ".mp4"), (44100, 2, ".mp4"), (48000, 2, ".webm"),
-                                                    (44100, 2, ".ts")])
+@pytest.mark.parametrize("rate, channels, suffix", [(8000, 2, ".mp4"), (44100, 2, ".mp4"), (48000, 2, ".webm"),
+                                                    (44100, 1, ".ts"), (8000, 1, ".mp4")])
 def test_sound_is_resampled_to_16_khz_mono_keeping_its_pitch_length_and_time(rate, channels, suffix, tmp_path):
     """A 440 Hz tone for 2 seconds then a click at 3 s, at the rates and layouts videos carry (AAC, Opus, MP2):
     decoded to 16 kHz mono, the tone keeps its pitch and loudness (both channels mixed, not summed), the track its
