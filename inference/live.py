@@ -24,7 +24,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from emotic.inference.results import DROPPED_FRAME
-from emotic.inference.sources import DEFAULT_FPS, STDIN, Frames, Source, UnreadableInput, VideoHeader
+from emotic.inference.sources import (
+    DEFAULT_FPS,
+    STDIN,
+    Frames,
+    Source,
+    UnreadableInput,
+    VideoHeader,
+    note_size,
+)
 
 OPEN_TIMEOUT = 10.0  # seconds to open a network stream or wait for its data before it counts as gone
 
@@ -104,7 +112,7 @@ class LiveFrames:
                         if self.stopped.is_set():
                             return
                         image, now = frame.to_image(), self.clock()
-                        self._note_size(image.size, index)
+                        note_size(self.notes, image.size, index)
                         if last is not None and attempts:  # the first frame after a reconnection: fill the gap
                             index = self._missing(index, frame.time, now, last)
                         attempts = 0
@@ -151,15 +159,6 @@ class LiveFrames:
                 self.notes.setdefault("first_corrupt", str(error))
                 continue
             yield from frames
-
-    def _note_size(self, size: tuple, index: int) -> None:
-        """Record the frame size where it changes (an adaptive stream switching quality, streams joined end to end):
-        `notes["frame_sizes"]`, "WIDTHxHEIGHT from frame N" each. Every frame is still read; its boxes and landmarks
-        are in its own pixels."""
-        sizes = self.notes.setdefault("frame_sizes", [])
-        text = f"{size[0]}x{size[1]}"
-        if not sizes or not sizes[-1].startswith(text + " "):
-            sizes.append(f"{text} from frame {index}")
 
     def _missing(self, index: int, stamp, now: float, last) -> int:
         """Queue the frames a reconnection's gap held (status missing); the new frame index."""

@@ -242,11 +242,6 @@ def predict_source(source, runtime: Runtime, faces, smoothing, frames_dir: Path,
             counts[DROPPED], counts[MISSING] = counts.get(DROPPED, 0), counts.get(MISSING, 0)
             counts.update(latency_summary(latencies), stopped=reader.stopped_by,
                           reconnections=reader.notes.get("reconnections", 0))
-            if len(sizes := reader.notes.get("frame_sizes", [])) > 1:  # said and kept: boxes are in frame pixels
-                counts["frame_sizes"] = sizes
-                changes = f"{len(sizes) - 1} time{'s' * (len(sizes) > 2)}"
-                print(f"{source.name}: the frame size changed {changes} ({', '.join(sizes)}); each row's box is in its "
-                      "own frame's pixels", file=sys.stderr)
             if reader.notes.get("corrupt_packets"):
                 counts["corrupt_packets"] = reader.notes["corrupt_packets"]
             if "error" in reader.notes:
@@ -258,6 +253,11 @@ def predict_source(source, runtime: Runtime, faces, smoothing, frames_dir: Path,
             counts["heard"] = source.name not in runtime.temporal.without_audio
         if runtime.temporal is not None and runtime.temporal.text is not None:  # a head that reads: were there words?
             counts["read"] = source.name not in runtime.temporal.without_text
+        if len(sizes := frames.notes.get("frame_sizes", [])) > 1:  # a video's or a stream's: said and kept
+            counts["frame_sizes"] = sizes
+            changes = f"{len(sizes) - 1} time{'s' * (len(sizes) > 2)}"
+            print(f"{source.name}: the frame size changed {changes} ({', '.join(sizes)}); each row's box is in its "
+                  "own frame's pixels", file=sys.stderr)
         if tracked:
             counts["fps"], counts["dropped_faces"] = frames.fps, faces.dropped
             counts["tracks"] = track_records(faces.seen, source.name, subjects)

@@ -166,10 +166,23 @@ def iter_frames(source: Source, files: list[Path] | None = None, notes: dict | N
             index = 0
             try:
                 for frame in container.decode(stream):
+                    image = frame.to_image()
+                    if notes is not None:
+                        note_size(notes, image.size, index)
                     index += 1
-                    yield f"{source.name}/{index:05d}.jpg", frame.to_image()
+                    yield f"{source.name}/{index:05d}.jpg", image
             except av.FFmpegError as error:
                 raise UnreadableInput(f"{source.path}: decoding failed after {index} frames ({error})") from None
+
+
+def note_size(notes: dict, size: tuple, index: int) -> None:
+    """Record a video's frame size where it changes (an adaptive stream switching quality, recordings joined end to
+    end): `notes["frame_sizes"]`, "WIDTHxHEIGHT from frame N" each. Every frame is still read; its boxes and
+    landmarks are in its own pixels."""
+    sizes = notes.setdefault("frame_sizes", [])
+    text = f"{size[0]}x{size[1]}"
+    if not sizes or not sizes[-1].startswith(text + " "):
+        sizes.append(f"{text} from frame {index}")
 
 
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "srt://")

@@ -230,7 +230,8 @@ def test_a_stream_whose_frame_size_changes_is_read_whole_and_one_without_video_i
                                                                                          model_dir):
     """Two encodings joined end to end (640x360, then the same scene at 320x180, as an adaptive stream switches
     quality): every frame has its rows, each box in its own frame's pixels, the two people keep their ids, and the
-    change is said and counted. A stream with sound and no picture: one line, nothing written for it."""
+    change is said and counted, as for the same file read as a file. A stream with sound and no picture: one line,
+    nothing written for it."""
     import av
     from PIL import Image
 
@@ -254,6 +255,9 @@ def test_a_stream_whose_frame_size_changes_is_read_whole_and_one_without_video_i
     assert right[0] > 320 >= right[1]  # the right-hand face (back at frame 30) in each frame's own pixels
     counts = json.loads((tmp_path / "out" / "summary.json").read_text())["videos"]["stdin"]
     assert counts["frame_sizes"] == ["640x360 from frame 0", "320x180 from frame 24"] and counts["frames"] == 48
+    as_file = emotic_cli("predict", model_dir, joined, "--output_dir", tmp_path / "file", "--quiet")  # the same file
+    assert as_file.returncode == 0 and "joined: the frame size changed 1 time (640x360 from frame 0" in as_file.stderr
+    assert without_location(read_rows(tmp_path / "file" / "frames" / "joined.csv")) == without_location(rows)
 
     with av.open(str(tmp_path / "sound.ts"), "w") as container:  # two seconds of a tone, no video stream
         audio = container.add_stream("mp2", rate=44100)
