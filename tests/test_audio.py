@@ -2,7 +2,9 @@
 layouts videos carry, encoded by tiny transformers speech encoders built here (Wav2Vec2, Whisper: no downloads) over
 windows, each frame taking the window centred nearest its time: a click at a known time lands on the right frames,
 windows are cut at the ends, and a video without sound (or with less sound than picture) has frames without audio,
-counted, never invented."""
+counted, never invented. And the words (`emotic.inference.transcripts`): subtitle files read, sorted and checked,
+a tiny BERT's embedding of the words around each frame, words recognised by a tiny CTC model; `emotic features`
+storing both beside the frame features."""
 
 import numpy as np
 import pytest
