@@ -22,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_live import model_folder  # noqa: E402  (random weights; --geometry template is given to features)
 from bench_real_faces import machine  # noqa: E402
 
 FPS = 25
@@ -38,21 +39,6 @@ def write_talking_video(path: Path, seconds: float) -> int:
     sound, _ = synthetic_voice(rng, [f.expression for f in frames], [f.intensity for f in frames],
                                [0.3] * len(frames), FPS)
     return write_video(path, [frame.image for frame in frames], fps=FPS, audio=sound, audio_rate=AUDIO_RATE)
-
-
-def frame_model(out: Path, size: str) -> Path:
-    import torch
-
-    from emotic import EmoticForImageClassification, EmoticImageProcessor
-    from emotic.training.arguments import build_config
-
-    folder = out / "models" / size
-    if not (folder / "model.safetensors").exists():
-        torch.manual_seed(0)
-        config = build_config(size, image_size=112 if size != "tiny" else 64)
-        EmoticForImageClassification(config).save_pretrained(folder)
-        EmoticImageProcessor(size=config.image_size, geometry="template").save_pretrained(folder)
-    return folder
 
 
 def speech_encoder(out: Path, smoke: bool) -> Path:
@@ -100,7 +86,7 @@ def main(argv=None) -> int:
     encoder = speech_encoder(out, args.smoke)
     rows = []
     for size in sizes:
-        model = frame_model(out, size)
+        model = model_folder(out, size)
         alone = timed_features(model, video, out / "runs" / f"{size}-vision", args.dtype, None)
         heard = timed_features(model, video, out / "runs" / f"{size}-audio", args.dtype, encoder)
         rows.append({"frame_model": size, "frames": frames, "vision_fps": round(frames / alone, 2),

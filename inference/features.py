@@ -54,6 +54,7 @@ from emotic.inference.stream import stream
 from emotic.inference.transcripts import (
     TextEncoder,
     TranscriptRefused,
+    cue_spans,
     read_subtitles,
     recognised_cues,
     transcript_file,
@@ -110,8 +111,9 @@ def write_features(source, runtime: Runtime, faces: OneFace, features_dir: Path,
     file = sound_file(source.path if source.kind == "video" else None, source.name, extra.audio_dir) \
         if (extra.audio or extra.text) and source.kind in ("video", "frames") else None
     sound = read_audio(file) if file is not None and (extra.audio or extra.recogniser) else None
-    video_fps = video_rate(file) if file is not None else None  # a frame folder's times: its video's rate
-    windows, cues, said = None, None, {}
+    video_fps = video_rate(file) if file is not None and source.kind == "frames" else None  # a frame folder's
+    # times: its video's rate (a video's own is in its header, read with its frames)
+    windows, cues, said, spans = None, None, {}, None
     if extra.audio is not None:
         counts.update(with_audio=0, audio_track=sound is not None,
                       corrupt_audio_packets=sound.notes["corrupt_packets"] if sound is not None else 0)
@@ -124,6 +126,7 @@ def write_features(source, runtime: Runtime, faces: OneFace, features_dir: Path,
             cues, notes = recognised_cues(extra.recogniser, sound), {}
         counts.update(with_text=0, transcript=bool(cues), cues_out_of_order=notes.get("out_of_order", 0),
                       cues_overlapping=notes.get("overlapping", 0))
+        spans = cue_spans(cues) if cues else None  # looked up at every frame
     last_time = 0.0
     with written_when_complete(features_dir / f"{source.name}.parquet") as partial:
         with FeaturesWriter(partial, source.name, runtime.frame.width, modalities=extra.widths) as writer, \
@@ -144,7 +147,7 @@ def write_features(source, runtime: Runtime, faces: OneFace, features_dir: Path,
                     row["audio"] = (values[0], present[0])
                     counts["with_audio"] += int(present[0])
                 if extra.text is not None:
-                    values, present = extra.text.at(cues if time is not None else None, time or 0.0, said)
+                    values, present = extra.text.at(cues if time is not None else None, time or 0.0, said, spans)
                     row["text"] = (values, present)
                     counts["with_text"] += int(present)
                 writer.write(result.location, result.status, result.smoothed, row)

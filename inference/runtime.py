@@ -252,16 +252,9 @@ def temporal_text(model, head_inputs, name: str) -> tuple:
             raise ValueError(f"{given}: the temporal head {name} does not take text")
         return None, None, None
     recorded = config.text_settings or {}
-    if not recorded.get("text_model"):
-        raise ValueError(f"the temporal head {name} takes text but does not record how its text features were made "
-                         f"(text_settings); retrain it on features from `emotic features --text_model`")
-    if text_model and Path(text_model).name != recorded["text_model"] and text_model != recorded["text_model"]:
-        raise ValueError(f"--text_model {text_model}: the temporal head {name} was trained with the text features "
-                         f"of {recorded['text_model']}; give that model")
-    encoder = TextEncoder(text_model or recorded["text_model"], recorded.get("text_window", 3.0), str(model.device))
-    if encoder.width != config.text_size:
-        raise ValueError(f"--text_model {text_model or recorded['text_model']} gives {encoder.width} values per "
-                         f"frame; the temporal head {name} takes {config.text_size} (text_size): another model")
+    text_model = recorded_encoder(config, "text", text_model, name)
+    encoder = TextEncoder(text_model, recorded.get("text_window", 3.0), str(model.device))
+    check_width(encoder, config, "text", text_model, name)
     source = recorded.get("transcripts") or "subtitles"
     if source == "subtitles":
         if not transcripts:
@@ -290,18 +283,35 @@ def temporal_audio(model, audio_model: str | None, name: str):
             raise ValueError(f"--audio_model {audio_model}: the temporal head {name} does not take audio")
         return None
     recorded = config.audio_settings or {}
-    if not recorded.get("audio_model"):
-        raise ValueError(f"the temporal head {name} takes audio but does not record how its audio features were made "
-                         f"(audio_settings); retrain it on features from `emotic features --audio_model`")
-    if audio_model and Path(audio_model).name != recorded["audio_model"] and audio_model != recorded["audio_model"]:
-        raise ValueError(f"--audio_model {audio_model}: the temporal head {name} was trained with the audio features "
-                         f"of {recorded['audio_model']} (layer {recorded.get('audio_layer')}); give that model")
-    encoder = AudioEncoder(audio_model or recorded["audio_model"], recorded.get("audio_layer"),
-                           recorded.get("audio_window", 2.0), recorded.get("audio_stride", 0.5), str(model.device))
-    if encoder.width != config.audio_size:
-        raise ValueError(f"--audio_model {audio_model or recorded['audio_model']} gives {encoder.width} values per "
-                         f"frame; the temporal head {name} takes {config.audio_size} (audio_size): another model")
+    audio_model = recorded_encoder(config, "audio", audio_model, name, f" (layer {recorded.get('audio_layer')})")
+    encoder = AudioEncoder(audio_model, recorded.get("audio_layer"), recorded.get("audio_window", 2.0),
+                           recorded.get("audio_stride", 0.5), str(model.device))
+    check_width(encoder, config, "audio", audio_model, name)
     return encoder
+
+
+def recorded_encoder(config, modality: str, given: str | None, name: str, detail: str = "") -> str:
+    """The encoder of `modality` (`audio`, `text`) the temporal head `name` was trained with, as its
+    `<modality>_settings` record it: `given` (`--<modality>_model`: where it is, a local folder's name being all a
+    head records) when it is that model, else the recorded id. A `ValueError` naming the head where it records none,
+    or `given` is another model (`detail`: what else names the recorded one)."""
+    key = f"{modality}_model"
+    recorded = (getattr(config, f"{modality}_settings") or {}).get(key)
+    if not recorded:
+        raise ValueError(f"the temporal head {name} takes {modality} but does not record how its {modality} features "
+                         f"were made ({modality}_settings); retrain it on features from `emotic features --{key}`")
+    if given and Path(given).name != recorded and given != recorded:
+        raise ValueError(f"--{key} {given}: the temporal head {name} was trained with the {modality} features of "
+                         f"{recorded}{detail}; give that model")
+    return given or recorded
+
+
+def check_width(encoder, config, modality: str, model_name: str, name: str) -> None:
+    """A `ValueError` unless `encoder` gives the `<modality>_size` values per frame the temporal head `name` takes."""
+    size = getattr(config, f"{modality}_size")
+    if encoder.width != size:
+        raise ValueError(f"--{modality}_model {model_name} gives {encoder.width} values per frame; the temporal head "
+                         f"{name} takes {size} ({modality}_size): another model")
 
 
 class Runtime:

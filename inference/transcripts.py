@@ -71,6 +71,11 @@ def read_subtitles(path) -> tuple[list[Cue], dict]:
     return cues, notes
 
 
+def cue_spans(cues: list[Cue]) -> tuple[np.ndarray, np.ndarray]:
+    """The cues' starts and ends (seconds) as arrays, what `TextEncoder.texts` looks frames up in."""
+    return np.array([cue.start for cue in cues]), np.array([cue.end for cue in cues])
+
+
 def transcript_file(transcripts_dir, name: str) -> Path | None:
     """`<name>.srt` or `.vtt` in `transcripts_dir` (Aff-Wild2's `<video>_left` / `_right` take `<video>`'s)."""
     from emotic.inference.audio import named_file
@@ -140,21 +145,22 @@ class TextEncoder:
             out[first:first + len(batch)] = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu().numpy()
         return out
 
-    def at(self, cues: list[Cue] | None, time: float, cache: dict) -> tuple[np.ndarray, bool]:
-        """One frame's `(features, present)` (as `frame_features`), each distinct text encoded once per `cache`."""
-        texts = self.texts(cues, [time])
+    def at(self, cues: list[Cue] | None, time: float, cache: dict, spans=None) -> tuple[np.ndarray, bool]:
+        """One frame's `(features, present)` (as `frame_features`), each distinct text encoded once per `cache`;
+        `spans`: `cue_spans(cues)`, for a video's frames taken one at a time."""
+        texts = self.texts(cues, [time], spans)
         if not texts[0]:
             return np.zeros(self.width, np.float32), False
         if texts[0] not in cache:
             cache[texts[0]] = self.embed(texts)[0]
         return cache[texts[0]], True
 
-    def texts(self, cues: list[Cue] | None, times) -> list[str]:
-        """Per time, the words of the cues overlapping `[time - window / 2, time + window / 2]`, in time order."""
+    def texts(self, cues: list[Cue] | None, times, spans=None) -> list[str]:
+        """Per time, the words of the cues overlapping `[time - window / 2, time + window / 2]`, in time order
+        (`spans`: `cue_spans(cues)`, if already computed)."""
         if not cues:
             return ["" for _ in times]
-        starts = np.array([cue.start for cue in cues])
-        ends = np.array([cue.end for cue in cues])
+        starts, ends = spans if spans is not None else cue_spans(cues)
         return [" ".join(cues[i].text for i in np.flatnonzero((starts <= time + self.window / 2) &
                                                                (ends >= time - self.window / 2))) for time in times]
 
@@ -174,4 +180,5 @@ class TextEncoder:
         return features, present
 
 
-__all__ = ["Cue", "TextEncoder", "TranscriptRefused", "read_subtitles", "recognised_cues", "transcript_file"]
+__all__ = ["Cue", "TextEncoder", "TranscriptRefused", "cue_spans", "read_subtitles", "recognised_cues",
+           "transcript_file"]
