@@ -3,11 +3,11 @@ device (`/dev/video0`, with an input format PyAV's FFmpeg has) or standard input
 of their own while the loop takes the newest frames.
 
 A frame's latency runs from its decoding to its row. With `max_latency`, a frame the model would take more than that
-many seconds after it was decoded is dropped instead (`DROPPED_FRAME`: a row with status `dropped`, no image held):
-the model takes the newest frames, falls behind by at most `max_latency`, and memory stays bounded. At most
-`capacity` decoded frames wait; while they are not late the reader waits too (a producer faster than the model, such
-as a file piped in, is held back). Without `max_latency` nothing is dropped: the reader waits for the model (a
-recorded stream that must be complete).
+many seconds after it was decoded is dropped instead (`DROPPED_FRAME`: a row with status `dropped`, no image held),
+and a batch holds no more frames than the loop can write in time (`Pace`): the model takes the newest frames, falls
+behind by at most `max_latency`, and memory stays bounded. At most `capacity` decoded frames wait; while they are
+not late the reader waits too (a producer faster than the model, such as a file piped in, is held back). Without
+`max_latency` nothing is dropped: the reader waits for the model (a recorded stream that must be complete).
 
 `stop()` ends the stream as if it had ended (what Ctrl-C and SIGTERM do in `emotic predict`): the frames read so far
 go through the loop, and every file is written complete for them.
@@ -61,8 +61,7 @@ class LiveFrames:
         self.stopped = threading.Event()
         self.stopped_by: str | None = None  # what ended the stream before its end (`SIGINT`, `SIGTERM`), if anything
         self.changed = threading.Condition()
-        self.interval: float | None = None  # seconds between the loop's takes: about one batch's time in the loop
-        self._last_take: float | None = None
+        self.pace = Pace(options.max_latency)
         container = self._open()
         self.fps = self.notes.get("fps")
         self.thread = threading.Thread(target=self._read_until_done, args=(container,),
@@ -211,36 +210,42 @@ class LiveFrames:
 
     def take(self, count: int, start: int) -> list:
         """Frames (location, image or `DROPPED_FRAME`), up to `count` that hold an image: waits for the first, then
-        takes what has arrived, so that a batch never waits for frames still to come. With `max_latency`, a frame too
-        old to be written in time (its age and two batches' time, from the loop's pace) is dropped here while a newer
-        one waits.
+        takes what has arrived, so that a batch never waits for frames still to come. With `max_latency`, the oldest
+        frames are dropped here while `Pace` finds them too late to be written in time in a batch with those after
+        them (the newest is always taken).
         `start`: the index of the first (for their latencies). [] once the stream has ended (or was stopped) and
         everything was taken."""
         with self.changed:
             while not self.queue and not self.finished and not self.stopped.is_set():
                 self.changed.wait(0.1)
             now = self.clock()
-            if self._last_take is not None:  # the loop takes a batch as it finishes one: its pace
-                gap = now - self._last_take
-                self.interval = gap if self.interval is None else 0.7 * self.interval + 0.3 * gap
-            self._last_take = now
-            # a frame taken now is written about two batches later (this one waits for the one in the model): it must
-            # be younger than --max_latency less that, or it is dropped, unless no newer frame waits (the loop goes on)
-            budget = None if self.options.max_latency is None else self.options.max_latency - 2 * (self.interval or 0)
+            drop, keep = self.pace.select([now - item[2] for item in self.queue if _holds(item)], count)
             taken, kept = [], 0
-            while self.queue and kept < count:  # dropped frames cost nothing: they do not count
+            while self.queue and kept < keep:  # dropped frames cost nothing: they do not count
                 item = self.queue.popleft()
                 if _holds(item):
                     self.held -= 1
-                    if budget is not None and self.held > 0 and now - item[2] > budget:
+                    if drop:
                         item[1] = DROPPED_FRAME
                         self.dropped += 1
+                        drop -= 1
                     else:
                         kept += 1
                 self.arrived[start + len(taken)] = item[2]
                 taken.append((item[0], item[1]))
+            if not keep:  # only frames without an image wait (missing ones, queued after a reconnection)
+                while self.queue:
+                    item = self.queue.popleft()
+                    self.arrived[start + len(taken)] = item[2]
+                    taken.append((item[0], item[1]))
+            self.pace.taken(kept)
             self.changed.notify_all()
         return taken
+
+    def timed(self, stage: str, frames: int, seconds: float) -> None:
+        """The loop's time for a batch in one of its stages (`Frames.timed`), for the drop rule (`Pace`)."""
+        with self.changed:
+            self.pace.timed(stage, frames, seconds)
 
     def latency(self, index: int) -> float | None:
         """Seconds from frame `index`'s decoding to now (call it when its row is written); forgets the frame."""
@@ -257,7 +262,82 @@ class LiveFrames:
 
     def frames(self, batch_size: int) -> Frames:
         """The `Frames` the loop runs: items taken a batch at a time by `take` (`Frames.take`)."""
-        return Frames(self.source.name, (), self.fps, True, self.notes, take=functools.partial(self.take, batch_size))
+        return Frames(self.source.name, (), self.fps, True, self.notes, take=functools.partial(self.take, batch_size),
+                      timed=self.timed)
+
+
+class Pace:
+    """The drop rule of a live source: which of the waiting frames the loop takes now, and which it drops.
+
+    The loop prepares a batch (faces, views) while the model runs the one before (`runtime.pipelined`), so a batch
+    of `k` frames taken now, while the model holds one of `last`, is written after `max(prepare(k), model(last))`
+    and then `model(k)` seconds. Each stage's time is a line, `fixed + each * frames`, fitted to the times the loop
+    reports (`timed`), recent batches weighing most; each stage's first batch (set-up, first calls) is left out.
+    The oldest frames are dropped until those that wait from there on (at most a batch) are written within
+    `max_latency`, with a margin of twice the spread of those two times about their lines; the newest is always
+    taken (the loop goes on). Frames are never left to wait for a later batch that they would reach late. Until both
+    stages have been timed, a batch is one frame."""
+
+    STAGES = ("prepare", "model")
+
+    def __init__(self, max_latency: float | None, memory: float = 0.8):
+        self.max_latency, self.memory = max_latency, memory
+        self.last = 0  # frames with an image in the batch taken last (the one the model runs while the next is taken)
+        self.lines = {stage: (0.0, 0.0, 0.0) for stage in self.STAGES}  # fixed, each, spread (seconds)
+        self.timed_batches = dict.fromkeys(self.STAGES, 0)
+        self._sums = {stage: np.zeros(6) for stage in self.STAGES}  # count, sizes, times, sizes², sizes x times, times²
+
+    def timed(self, stage: str, frames: int, seconds: float) -> None:
+        """A batch of `frames` frames with an image took `seconds` in `stage` (`prepare` or `model`)."""
+        self.timed_batches[stage] += 1
+        if self.timed_batches[stage] == 1:
+            return
+        self._sums[stage] = self.memory * self._sums[stage] + np.array(
+            [1.0, frames, seconds, frames * frames, frames * seconds, seconds * seconds])
+        self.lines[stage] = _line(self._sums[stage])
+
+    def select(self, ages: list[float], count: int) -> tuple[int, int]:
+        """Of the waiting frames that hold an image, oldest first (`ages`: seconds since each was decoded), how many
+        of the oldest to drop and how many after them to take (at most `count`)."""
+        if self.max_latency is not None and min(self.timed_batches.values()) < 2:
+            count = 1
+        first = 0
+        while first < len(ages) - 1 and not self._in_time(ages[first], min(count, len(ages) - first)):
+            first += 1
+        return first, min(count, len(ages) - first)
+
+    def taken(self, frames: int) -> None:
+        """A batch of `frames` frames with an image was taken."""
+        self.last = frames
+
+    def seconds(self, stage: str, frames: int) -> float:
+        """The time `stage` takes for a batch of `frames`, by its line."""
+        fixed, each, _ = self.lines[stage]
+        return fixed + each * frames
+
+    def _in_time(self, age: float, batch: int) -> bool:
+        """Whether a frame `age` seconds old, the oldest of a batch of `batch`, is written within `max_latency`."""
+        if self.max_latency is None:
+            return True
+        written = max(self.seconds("prepare", batch), self.seconds("model", self.last)) + self.seconds("model", batch)
+        prepare, model = self.lines["prepare"][2], self.lines["model"][2]  # the spreads of the two times added
+        margin = 2 * float(np.hypot(max(prepare, model), model))
+        return age + written + margin <= self.max_latency
+
+
+def _line(sums) -> tuple[float, float, float]:
+    """`seconds = fixed + each * frames` fitted to weighted sums (count, frames, seconds, frames², frames x seconds,
+    seconds²): (fixed, each, spread: the root mean square residual), neither below 0; batch sizes that hardly differ
+    give `each` alone."""
+    count, sizes, times, squares, products, times_squared = sums / sums[0]
+    spread, covariance = squares - sizes * sizes, products - sizes * times
+    each = covariance / spread if spread > 0.25 else 0.0
+    fixed = times - each * sizes
+    if each <= 0 or fixed < 0:  # no slope to be seen, or one steeper than the times allow
+        fixed, each = (0.0, times / sizes) if sizes > 0 else (times, 0.0)
+    residual = times_squared - 2 * (fixed * times + each * products) + fixed ** 2 + 2 * fixed * each * sizes \
+        + each ** 2 * squares
+    return float(fixed), float(each), float(np.sqrt(max(residual, 0.0)))
 
 
 def _holds(item) -> bool:

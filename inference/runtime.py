@@ -368,11 +368,13 @@ class Runtime:
         return [self.head.id2label[i] for i in range(self.head.num_labels)]
 
 
-def pipelined(items, batch_size: int, prepare, infer, name: str = "emotic-views", take=None):
+def pipelined(items, batch_size: int, prepare, infer, name: str = "emotic-views", take=None, timed=None):
     """`infer(*prepare(batch))` per batch of `batch_size` items, the next batch prepared (decoded, its faces found,
     turned into views) in a background thread while `infer` runs the model on this one: at most two batches are
     held, however long the stream. `take()`, where given, gives each batch instead (a live source's: what has
-    arrived), [] at the end."""
+    arrived), [] at the end. `timed(stage, batch, seconds)`, where given, is told how long each batch took to
+    prepare (`"prepare"`) and in the model and whatever the caller did with its results (`"model"`)."""
+    import time
     from concurrent.futures import ThreadPoolExecutor
     from itertools import islice
 
@@ -380,10 +382,19 @@ def pipelined(items, batch_size: int, prepare, infer, name: str = "emotic-views"
 
     def prepare_next():  # only the one worker thread advances the items
         batch = take() if take is not None else list(islice(iterator, batch_size))
-        return prepare(batch) if batch else None
+        if not batch:
+            return None
+        started = time.perf_counter()
+        prepared = prepare(batch)
+        if timed is not None:
+            timed("prepare", batch, time.perf_counter() - started)
+        return batch, prepared
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) as worker:
         pending = worker.submit(prepare_next)
-        while (prepared := pending.result()) is not None:
+        while (done := pending.result()) is not None:
             pending = worker.submit(prepare_next)
-            yield infer(*prepared)
+            started = time.perf_counter()
+            yield infer(*done[1])
+            if timed is not None:
+                timed("model", done[0], time.perf_counter() - started)

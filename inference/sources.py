@@ -228,6 +228,9 @@ class Frames:
     # a live source's frames, instead of `items`: `take(start)` gives the next batch of (location, image) pairs, as
     # many as have arrived (frame `start` first), [] at the end (`emotic.inference.live.LiveFrames`)
     take: Callable[[int], list] | None = None
+    # a live source's: told how long each stage of the loop took for a batch of n frames with an image,
+    # `timed(stage, n, seconds)` (stage `prepare` or `model`), for its drop rule
+    timed: Callable[[str, int, float], None] | None = None
     path: Path | None = None  # the video file the frames are decoded from (its sound, for a temporal head that hears)
 
 

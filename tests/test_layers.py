@@ -45,7 +45,7 @@ INFERENCE_NEIGHBOURS = {
     "runtime": {"audio", "results", "transcripts"},
     "faces": {"results", "sources", "tracking"},
     "outputs": {"sources"},
-    "stream": {"runtime", "smoothing", "sources"},
+    "stream": {"results", "runtime", "smoothing", "sources"},
     "report": {"tracking"},
     "writers": {"compound", "report", "results"},
     # the commands
