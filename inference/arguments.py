@@ -155,23 +155,31 @@ class HeadInputsArguments:
                 "config names)"})
 
 
+# a live source's default --detect_every: on 2 CPU cores, detecting on every frame of a 25 fps 640x360 stream of two
+# people falls behind (about 14 frames/s, whatever the encoder), every fifth keeps up (docs/benchmarks.md)
+LIVE_DETECT_EVERY = 5
+
+
 @dataclass
 class TrackerArguments:
     max_faces: int = field(default=8, metadata={"help": "the largest faces kept per frame (tracked faces)"})
     max_gap: float = field(default=2.0, metadata={
         "help": "seconds a person may be out of sight and keep their id on return (tracked faces)"})
-    detect_every: int = field(default=1, metadata={
+    detect_every: int | None = field(default=None, metadata={
         "help": "detect faces on every n-th frame, follow them by landmarks in between (faster; see "
-                "docs/inference.md)"})
+                f"docs/inference.md); default 1, and {LIVE_DETECT_EVERY} for live sources (cameras, streams, pipes)"})
 
-    def options(self) -> dict:
-        """The tracker's keyword arguments (`emotic.inference.tracking.FaceTracker`)."""
-        return {"max_faces": self.max_faces, "max_gap": self.max_gap, "detect_every": self.detect_every}
+    def options(self, live: bool = False) -> dict:
+        """The tracker's keyword arguments (`emotic.inference.tracking.FaceTracker`), for files or, with `live`,
+        for live sources."""
+        every = self.detect_every or (LIVE_DETECT_EVERY if live else 1)
+        return {"max_faces": self.max_faces, "max_gap": self.max_gap, "detect_every": every}
 
     def check(self) -> None:
         check_number("--max_faces", self.max_faces, 1, 1024, integer=True)
         check_number("--max_gap", self.max_gap, 0, MAX_GAP)
-        check_number("--detect_every", self.detect_every, 1, 10_000, integer=True)
+        if self.detect_every is not None:
+            check_number("--detect_every", self.detect_every, 1, 10_000, integer=True)
 
 
 @dataclass

@@ -15,8 +15,9 @@ A live source (`-`: a stream on standard input; `rtsp://`, `http(s)://`, `udp://
 `/dev/video0`) is read until it ends, or until Ctrl-C or SIGTERM, which end it as if it had ended: its files are then
 complete for the frames read (`emotic.inference.live`). Decoding runs in a thread of its own; a frame the model would
 take more than `--max_latency` seconds after it was decoded is dropped (a row with status `dropped`, counted) unless
-`--no_drop`; rows are flushed as they become final (`frames/<name>.csv.<pid>.partial` can be followed with `tail -f`
-until the stream ends), and `summary.json` gives the latency from decoding to row (p50, p95).
+`--no_drop`; faces are detected on every fifth frame unless `--detect_every` is given; rows are flushed as they
+become final (`frames/<name>.csv.<pid>.partial` can be followed with `tail -f` until the stream ends), and
+`summary.json` gives the latency from decoding to row (p50, p95).
 
 On video files and live sources (and frame folders with `--faces all`) every face is tracked
 (`emotic.inference.tracking`): a row per frame and person with the track id, face box, detector score, a quality
@@ -383,15 +384,19 @@ def main(argv=None) -> int:
         subjects = parse_subjects(args.subjects)
         one_face = OneFace(runtime.processor, frames_args.geometry)
         people = TrackedFaces(runtime.processor, **tracker.options()) if tracked else None
+        live_tracked = [source for source in sources if source.kind == "stream" and source.name in tracked]
+        live_people = TrackedFaces(runtime.processor, **tracker.options(live=True)) if live_tracked else None
     except (ValueError, ImportError) as error:
         parser.error(str(error))
     labels = runtime.labels
     output = Path(args.output_dir)
     frames_dir = output / "frames"
+    live_every = {"live_detect_every": tracker.options(live=True)["detect_every"]} if live_tracked else {}
     settings = {"model": str(inputs.model), "temporal_model": args.temporal_model and str(args.temporal_model),
                 "precision": runtime.precision, "smoothing_window": window, "smoothing_mode": mode,
                 "geometry": geometry, "labels": labels, "fps": args.fps,
-                "faces": {"faces": args.faces, **(tracker.options() if tracked else {}), "subjects": subjects},
+                "faces": {"faces": args.faces, **(tracker.options() if tracked else {}), "subjects": subjects,
+                          **live_every},
                 **({"audio": runtime.temporal.audio.settings} if runtime.temporal and runtime.temporal.audio else {}),
                 **({"text": runtime.temporal.model.config.text_settings}
                    if runtime.temporal and runtime.temporal.text else {})}
@@ -417,8 +422,13 @@ def main(argv=None) -> int:
             lines = open(args.jsonl, "a", encoding="utf-8")  # appended to: nothing earlier is lost
         except OSError as error:
             parser.error(f"--jsonl {args.jsonl}: cannot be written ({error.strerror})")
+    def faces_of(source):
+        if source.name not in tracked:
+            return one_face
+        return live_people if source.kind == "stream" else people
+
     mine = work_share(processes, sources, lambda source: frames_dir / f"{source.name}.csv", count_written,
-                      lambda source: predict_source(source, runtime, people if source.name in tracked else one_face,
+                      lambda source: predict_source(source, runtime, faces_of(source),
                                                     (window, mode), frames_dir, not progress.quiet, args.fps,
                                                     subjects, live_args.options(), lines), earlier,
                       output_args.overwrite, skip=(UnreadableInput, TranscriptRefused))  # a garbled subtitle file

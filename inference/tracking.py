@@ -283,6 +283,7 @@ class FaceTracker:
         self.min_iou, self.max_distance, self.refresh_every = min_iou, max_distance, refresh_every
         self.tracks: dict[int, _Track] = {}  # the tracks seen in the last max_gap seconds
         self.frame = -1
+        self.size = None  # the last frame's (height, width): a frame of another size is a detection frame
         self.next_id = 1
         self.seen = {}  # per track ever given: first and last frame, frames seen, first box (a few numbers each)
         self.dropped = 0  # faces found beyond max_faces, over the video
@@ -301,7 +302,8 @@ class FaceTracker:
         frame = self.frame
         for track_id in [t.id for t in self.tracks.values() if frame - t.last_frame > self.max_gap_frames]:
             del self.tracks[track_id]  # gone for longer than max_gap: its id is never given again
-        if frame % self.detect_every == 0:
+        resized, self.size = self.size is not None and rgb.shape[:2] != self.size, rgb.shape[:2]
+        if frame % self.detect_every == 0 or resized:  # boxes followed from a frame of another size would be wrong
             found = self._detect(rgb)
         else:
             found = self._follow(rgb)

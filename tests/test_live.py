@@ -67,7 +67,7 @@ def test_a_piped_and_an_http_live_stream_give_the_rows_of_the_same_video_read_as
     stream over HTTP at real-time pace give the file's rows, value for value, with nothing dropped, each live row's
     latency measured; `--jsonl -` streams the same rows as JSON lines."""
     assert emotic_cli("predict", model_dir, stream_file, "--output_dir", tmp_path / "file", "--smoothing_window", "5",
-                      "--quiet").returncode == 0
+                      "--detect_every", "5", "--quiet").returncode == 0  # what a live source does by default
     expected = without_location(read_rows(tmp_path / "file" / "frames" / "two.csv"))
     assert len({row["track"] for row in expected}) == 2  # both people, tracked
 
@@ -87,6 +87,8 @@ def test_a_piped_and_an_http_live_stream_give_the_rows_of_the_same_video_read_as
                    (float(row[key]) == line[key] if isinstance(line[key], (int, float)) else row[key] == line[key])
                    for key in row)
     assert "inputs predicted" in piped.stderr
+    faces = json.loads((tmp_path / "pipe" / "predict_settings.json").read_text())["faces"]
+    assert faces["detect_every"] == 1 and faces["live_detect_every"] == 5  # files, live sources
 
     with served(stream_file, 4.8) as url:
         started = time.monotonic()
@@ -234,7 +236,7 @@ def test_an_rtsp_camera_gives_the_rows_of_its_stream_saved_as_a_file(model_dir, 
         server.wait()
     assert process.returncode == 0, err[-3000:]
     assert emotic_cli("predict", model_dir, tmp_path / "saved" / "two.ts", "--output_dir", tmp_path / "file",
-                      "--quiet").returncode == 0
+                      "--detect_every", "5", "--quiet").returncode == 0  # as a live source by default
     expected = without_location(read_rows(tmp_path / "file" / "frames" / "two.csv"))
     rows = read_rows(tmp_path / "out" / "frames" / "two.csv")
     assert len({row["track"] for row in expected}) == 2 and without_location(rows) == expected
@@ -301,12 +303,13 @@ def test_a_stream_whose_frame_size_changes_is_read_whole_and_one_without_video_i
     assert "the frame size changed 1 time (640x360 from frame 0, 320x180 from frame 24)" in result.stderr
     rows = read_rows(tmp_path / "out" / "frames" / "stdin.csv")
     assert sorted({int(row["frame"]) for row in rows}) == list(range(48))
-    assert {row["track"] for row in rows} == {"1", "2"}
+    assert {row["track"] for row in rows} == {"1", "2"}  # faces detected afresh where the size changed (frame 24)
     right = [max(float(row["x1"]) for row in rows if int(row["frame"]) == frame and row["x1"]) for frame in (19, 30)]
     assert right[0] > 320 >= right[1]  # the right-hand face (back at frame 30) in each frame's own pixels
     counts = json.loads((tmp_path / "out" / "summary.json").read_text())["videos"]["stdin"]
     assert counts["frame_sizes"] == ["640x360 from frame 0", "320x180 from frame 24"] and counts["frames"] == 48
-    as_file = emotic_cli("predict", model_dir, joined, "--output_dir", tmp_path / "file", "--quiet")  # the same file
+    as_file = emotic_cli("predict", model_dir, joined, "--output_dir", tmp_path / "file", "--detect_every", "5",
+                         "--quiet")  # the same file, detecting as often as a live source does by default
     assert as_file.returncode == 0 and "joined: the frame size changed 1 time (640x360 from frame 0" in as_file.stderr
     assert without_location(read_rows(tmp_path / "file" / "frames" / "joined.csv")) == without_location(rows)
 
