@@ -26,8 +26,8 @@ MAX_GAP = 86400.0  # seconds a tracked person may be away: at most a day
 class PrecisionArguments:
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1 ... (default: cuda if available)"})
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(default="float32", metadata={
-        "help": "weights and compute: auto = bfloat16 on GPUs and on CPUs with AMX-BF16 or AVX512-BF16 (faster "
-                "there), float32 elsewhere"})
+        "help": "weights and compute: auto = bfloat16 on GPUs and on CPUs with AMX-BF16 or AVX512-BF16 where a "
+                "start-up probe measures it faster than float32, float32 elsewhere"})
     quantize: Literal["int8"] | None = field(default=None, metadata={
         "help": "int8: every linear layer dynamically quantized (CPU)"})
     backend: Literal["pytorch", "onnxruntime"] = field(default="pytorch", metadata={
