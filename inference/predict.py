@@ -368,6 +368,10 @@ def main(argv=None) -> int:
         runtime = Runtime.load(inputs.model, precision.device or processes.device, precision.dtype, precision.quantize,
                                precision.backend, frames_args.batch_size, temporal_model=args.temporal_model,
                                head_inputs=head_inputs)
+        live = [source.url for source in sources if source.kind == "stream"]
+        if live and runtime.temporal is not None and (runtime.temporal.audio or runtime.temporal.text):
+            raise ValueError(f"{live[0]}: the temporal head {args.temporal_model} hears or reads, which takes video "
+                             f"files, not live streams")
         head = runtime.head  # whose outputs are written: the frame model's, or the temporal head's
         window = args.smoothing_window if args.smoothing_window is not None else head.smoothing_window
         mode = args.smoothing_mode or head.smoothing_mode

@@ -270,6 +270,66 @@ class TemporalHead:
         return [result.with_(raw=values, smoothed=None) for result, values in zip(results, outputs)]
 
 
+    def trailing(self, batches):
+        """For a live stream: batches of results (features in `smoothed`, as `over` takes them) with the head's outputs
+        in `raw`, as they become final. The windows are `over`'s (every `window_stride` frames, and at the end one
+        ending at the last frame, or one window of a stream shorter than a window), each run once its last frame has
+        come; a frame is handed on once `window_size` frames have come after it, as no window still to run (the
+        last one included) can cover it then: a fixed lag of `window_size` frames. The outputs are `over`'s on the
+        same frames (windows run one at a time: equal within float rounding). A head that hears or reads takes
+        files (`over`)."""
+        from emotic.modeling.modeling_emotic_temporal import window_starts
+
+        if self.audio is not None or self.text is not None:
+            raise ValueError("a temporal head that hears or reads takes video files, not live streams")
+        size, stride = self.model.config.window_size, self.model.config.window_stride
+        held, features = [], []  # results not handed on yet; the features of frames from `base` on
+        total = torch.zeros(0, self.model.config.num_labels)  # summed logits and windows of the held frames
+        counts = torch.zeros(0, 1)
+        base = handed = 0  # the first frame whose features are kept; frames handed on
+        ran = set()  # the starts of the windows run
+
+        def run(start: int, length: int) -> None:
+            window = torch.from_numpy(np.stack(features[start - base:start - base + length]).astype(np.float32))
+            with torch.no_grad():
+                logits = self.model(window[None].to(self.model.device)).logits.float()[0].cpu()
+            first = start - handed  # windows never reach frames already handed on
+            total[first:first + length] += logits
+            counts[first:first + length] += 1
+            ran.add(start)
+
+        def hand(until: int) -> list:
+            nonlocal held, total, counts, handed
+            count = until - handed
+            outputs = head_outputs(total[:count] / counts[:count], self.parts).numpy()
+            ready = [result.with_(raw=values, smoothed=None) for result, values in zip(held[:count], outputs)]
+            held, total, counts, handed = held[count:], total[count:], counts[count:], until
+            return ready
+
+        for batch in batches:
+            held.extend(batch)
+            features.extend(result.smoothed for result in batch)
+            total = torch.cat([total, torch.zeros(len(batch), total.shape[1])])
+            counts = torch.cat([counts, torch.zeros(len(batch), 1)])
+            length = handed + len(held)
+            start = max(ran, default=-stride) + stride
+            while start + size <= length:
+                run(start, size)
+                start += stride
+            if length - size > handed and (ready := hand(length - size)):
+                yield ready
+            keep = min(start, length - size) - base  # features no window still to run can take
+            if keep > 0:
+                features, base = features[keep:], base + keep
+        length = handed + len(held)
+        if held:
+            window = min(size, length)
+            for start in window_starts(length, window, stride):
+                if start not in ran:
+                    run(start, window)
+            yield hand(length)
+
+
 def temporal_text(model, head_inputs, name: str) -> tuple:
     """`(TextEncoder, transcripts folder, speech-recognition pipeline)` a temporal head that reads was trained with
     (its `text_settings`: the encoder, its window, and whether its words came from subtitles or a recogniser);

@@ -79,7 +79,8 @@ def stream(frames: Frames, runtime: Runtime, faces, smoothing: tuple[int, str] =
     With one face a frame, frames without a usable face carry the nearest earlier face frame's outputs (the first
     later one at the start of a video) before smoothing; tracked faces are smoothed within each person's track.
     With a temporal head (`runtime.temporal`), the frame model gives features, the head every frame's outputs over
-    the whole video (held while its windows run), which are then smoothed. Separate images (`frames.sequential`
+    the whole video (held while its windows run; a live source's as its windows run, `TemporalHead.trailing`),
+    which are then smoothed. Separate images (`frames.sequential`
     false) are each their own: neither filled nor smoothed."""
     window, mode = smoothing
     if runtime.temporal is not None and faces.tracked:
@@ -90,7 +91,11 @@ def stream(frames: Frames, runtime: Runtime, faces, smoothing: tuple[int, str] =
     batches = frame_results(frames, runtime, faces, progress)
     if runtime.temporal is not None:
         filled = smooth_batches(batches, 1, "mean", fill=True)
-        batches = smooth_batches(_whole_video(runtime.temporal, filled, frames), window, mode, fill=False)
+        if frames.take is not None:  # a live source: each frame's outputs once the windows over it have run
+            heads = runtime.temporal.trailing(filled)
+        else:
+            heads = _whole_video(runtime.temporal, filled, frames)
+        batches = smooth_batches(heads, window, mode, fill=False)
     else:
         batches = smooth_batches(batches, window, mode, fill=frames.sequential and faces.fills_frames,
                                  tracked=faces.tracked)

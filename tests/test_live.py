@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import emotic_cli
 
@@ -206,6 +207,37 @@ def test_ctrl_c_mid_stream_writes_every_file_complete_for_the_frames_read(model_
     assert [int(row["frame"]) for row in rows] == list(range(len(rows)))
     assert len((tmp_path / "out" / "submission.txt").read_text().splitlines()) == 1 + len(rows)
     assert not list((tmp_path / "out" / "frames").glob("*.partial"))
+
+
+def test_a_temporal_head_on_a_piped_stream_writes_the_rows_of_the_same_video_read_as_a_file(model_dir, stream_file,
+                                                                                           tmp_path):
+    """`--temporal_model` on a live source: its windows run as the frames come (`TemporalHead.trailing`), and the
+    rows are those of the same video read as a file (the whole video's windows), to float rounding."""
+    from transformers import AutoConfig
+
+    from emotic import EmoticTemporalConfig, EmoticTemporalModel
+
+    width = AutoConfig.from_pretrained(model_dir).hidden_size
+    torch.manual_seed(0)
+    EmoticTemporalModel(EmoticTemporalConfig(feature_size=width, hidden_size=16, num_hidden_layers=1,
+                                             num_attention_heads=2, intermediate_size=32, window_size=8,
+                                             window_stride=3)).save_pretrained(tmp_path / "head")
+    options = ["--temporal_model", str(tmp_path / "head"), "--faces", "largest"]
+    assert emotic_cli("predict", model_dir, stream_file, "--output_dir", tmp_path / "file", *options,
+                      "--quiet").returncode == 0
+    with open(stream_file, "rb") as handle:
+        piped = subprocess.run(predict_command(model_dir, "-", tmp_path / "pipe", "--no_drop", *options),
+                               stdin=handle, capture_output=True, text=True, timeout=300)
+    assert piped.returncode == 0, piped.stderr[-3000:]
+    expected = read_rows(tmp_path / "file" / "frames" / "two.csv")
+    rows = read_rows(tmp_path / "pipe" / "frames" / "stdin.csv")
+    assert len(rows) == len(expected) == 48
+    columns = list(expected[0])
+    labels = columns[columns.index("label") + 1:]  # the head's probabilities
+    assert labels and list(rows[0]) == columns
+    for row, want in zip(rows, expected):
+        assert row["frame"] == want["frame"] and row["status"] == want["status"]
+        assert np.allclose([float(row[name]) for name in labels], [float(want[name]) for name in labels], atol=3e-6)
 
 
 def test_an_rtsp_camera_gives_the_rows_of_its_stream_saved_as_a_file(model_dir, stream_file, tmp_path):

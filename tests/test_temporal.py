@@ -56,6 +56,42 @@ def test_a_video_is_the_mean_of_its_overlapping_windows():
     assert not torch.allclose(model.video_logits(features, stride=12), logits)
 
 
+@pytest.mark.parametrize("length", [7, 12, 27, 30, 61])
+def test_a_live_stream_gets_the_windows_of_the_whole_video_with_a_fixed_lag(length):
+    """`TemporalHead.trailing`, the temporal head on a live stream: frames given as they come (1 to 9 at a time) get
+    the outputs the whole video gives them (`over`), each handed on once `window_size` frames have come after it (no
+    window still to run can cover it then), the rest at the end: streams shorter than a window, ending on the stride
+    and off it."""
+    from emotic.inference.results import FrameResult
+    from emotic.inference.runtime import TemporalHead
+
+    head, window = TemporalHead(small_model()), SMALL["window_size"]
+    rng = np.random.default_rng(length)
+    results = [FrameResult(f"live/{i + 1:05d}.jpg", i, i / 25, "face", smoothed=rng.normal(size=16))
+               for i in range(length)]
+    whole = head.over(results)
+    came = 0
+
+    def arriving():  # the loop's batches, counting the frames that have come
+        nonlocal came
+        while came < length:
+            batch = results[came:came + int(rng.integers(1, 10))]
+            came += len(batch)
+            yield batch
+
+    handed, early = [], 0
+    for ready in head.trailing(arriving()):
+        assert ready[-1].frame < came - window or came == length  # the lag, or the end of the stream
+        early += came < length
+        for result in ready:
+            assert result.smoothed is None and result.location == whole[result.frame].location
+            np.testing.assert_allclose(result.raw, whole[result.frame].raw, rtol=0, atol=1e-5)
+        handed.extend(result.frame for result in ready)
+    assert handed == list(range(length))
+    if length > 2 * window:
+        assert early  # a long stream's frames are handed on while it goes on
+
+
 def test_padding_changes_nothing_for_the_real_frames_and_is_left_out_of_the_loss():
     model = small_model()
     features, labels = torch.randn(2, 12, 16), torch.randint(0, 8, (2, 12))
