@@ -275,8 +275,9 @@ class Pace:
     reports (`timed`), recent batches weighing most; each stage's first batch (set-up, first calls) is left out.
     The oldest frames are dropped until those that wait from there on (at most a batch) are written within
     `max_latency`, with a margin of twice the spread of those two times about their lines; the newest is always
-    taken (the loop goes on). Frames are never left to wait for a later batch that they would reach late. Until both
-    stages have been timed, a batch is one frame."""
+    taken (the loop goes on). A batch takes every frame kept, up to `--batch_size` (the rest wait for the next), so a
+    frame is never left waiting for a batch it would reach late. Until both stages have been timed, a batch is one
+    frame."""
 
     STAGES = ("prepare", "model")
 
