@@ -276,8 +276,9 @@ class Pace:
     The oldest frames are dropped until those that wait from there on (at most a batch) are written within
     `max_latency`, with a margin of twice the spread of those two times about their lines; the newest is always
     taken (the loop goes on). A batch takes every frame kept, up to `--batch_size` (the rest wait for the next), so a
-    frame is never left waiting for a batch it would reach late. Until both stages have been timed, a batch is one
-    frame."""
+    frame is never left waiting for a batch it would reach late. A batch holds at most twice the frames of the
+    largest batch both stages have been timed on (one frame until then): the lines are not stretched far beyond what
+    they were fitted to (on 2 cores, both stages slow down once both run large batches side by side)."""
 
     STAGES = ("prepare", "model")
 
@@ -286,6 +287,7 @@ class Pace:
         self.last = 0  # frames with an image in the batch taken last (the one the model runs while the next is taken)
         self.lines = {stage: (0.0, 0.0, 0.0) for stage in self.STAGES}  # fixed, each, spread (seconds)
         self.timed_batches = dict.fromkeys(self.STAGES, 0)
+        self.largest = dict.fromkeys(self.STAGES, 0)  # the most frames a batch timed in each stage held
         self._sums = {stage: np.zeros(6) for stage in self.STAGES}  # count, sizes, times, sizes², sizes x times, times²
 
     def timed(self, stage: str, frames: int, seconds: float) -> None:
@@ -293,6 +295,7 @@ class Pace:
         self.timed_batches[stage] += 1
         if self.timed_batches[stage] == 1:
             return
+        self.largest[stage] = max(self.largest[stage], frames)
         self._sums[stage] = self.memory * self._sums[stage] + np.array(
             [1.0, frames, seconds, frames * frames, frames * seconds, seconds * seconds])
         self.lines[stage] = _line(self._sums[stage])
@@ -300,8 +303,8 @@ class Pace:
     def select(self, ages: list[float], count: int) -> tuple[int, int]:
         """Of the waiting frames that hold an image, oldest first (`ages`: seconds since each was decoded), how many
         of the oldest to drop and how many after them to take (at most `count`)."""
-        if self.max_latency is not None and min(self.timed_batches.values()) < 2:
-            count = 1
+        if self.max_latency is not None:  # no more than twice the frames of any batch timed: the lines hold there
+            count = min(count, max(1, 2 * min(self.largest.values())))
         first = 0
         while first < len(ages) - 1 and not self._in_time(ages[first], min(count, len(ages) - first)):
             first += 1
@@ -322,7 +325,7 @@ class Pace:
             return True
         written = max(self.seconds("prepare", batch), self.seconds("model", self.last)) + self.seconds("model", batch)
         prepare, model = self.lines["prepare"][2], self.lines["model"][2]  # the spreads of the two times added
-        margin = 2 * float(np.hypot(max(prepare, model), model))
+        margin = max(2 * float(np.hypot(max(prepare, model), model)), 0.1 * written)
         return age + written + margin <= self.max_latency
 
 
