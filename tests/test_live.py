@@ -210,9 +210,10 @@ def test_ctrl_c_mid_stream_writes_every_file_complete_for_the_frames_read(model_
 
 
 def test_a_temporal_head_on_a_piped_stream_writes_the_rows_of_the_same_video_read_as_a_file(model_dir, stream_file,
-                                                                                           tmp_path):
+                                                                                           tmp_path, speech_encoders):
     """`--temporal_model` on a live source: its windows run as the frames come (`TemporalHead.trailing`), and the
-    rows are those of the same video read as a file (the whole video's windows), to float rounding."""
+    rows are those of the same video read as a file (the whole video's windows), to float rounding. A head that
+    hears takes video files: with a live source it is refused in one line, nothing written."""
     from transformers import AutoConfig
 
     from emotic import EmoticTemporalConfig, EmoticTemporalModel
@@ -238,6 +239,18 @@ def test_a_temporal_head_on_a_piped_stream_writes_the_rows_of_the_same_video_rea
     for row, want in zip(rows, expected):
         assert row["frame"] == want["frame"] and row["status"] == want["status"]
         assert np.allclose([float(row[name]) for name in labels], [float(want[name]) for name in labels], atol=3e-6)
+
+    EmoticTemporalModel(EmoticTemporalConfig(
+        feature_size=width, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        window_size=8, window_stride=3, modalities=["vision", "audio"], audio_size=32,
+        audio_settings={"audio_model": "wav2vec2"})).save_pretrained(tmp_path / "hears")
+    with open(stream_file, "rb") as handle:
+        hears = subprocess.run(predict_command(model_dir, "-", tmp_path / "hears-out", "--temporal_model",
+                                               str(tmp_path / "hears"), "--audio_model",
+                                               str(speech_encoders / "wav2vec2")),
+                               stdin=handle, capture_output=True, text=True, timeout=300)
+    assert hears.returncode == 2 and "-: the temporal head" in hears.stderr and "not live streams" in hears.stderr
+    assert "Traceback" not in hears.stderr and not (tmp_path / "hears-out" / "frames").exists()
 
 
 def test_an_rtsp_camera_gives_the_rows_of_its_stream_saved_as_a_file(model_dir, stream_file, tmp_path):
