@@ -6,7 +6,12 @@ are closed at once (a network fault); then the stream goes on. `--html` serves a
 
 `--rtsp SAVED`: FILE's frames encoded as H.264 (x264, one thread, a key frame a second: what IP cameras send) and
 served over RTSP (RTP over UDP, by the `rtsp-rs` server) at real-time pace from the moment the first viewer
-connects; the same packets are written to SAVED (MPEG-TS), the file a client's frames must equal."""
+connects; the same packets are written to SAVED (MPEG-TS), the file a client's frames must equal.
+
+`--hls DIR`: FILE's packets, unchanged, as an HLS stream (a playlist of one-second MPEG-TS segments written into DIR,
+served from there).
+`--mjpeg`: FILE's frames as JPEG pictures in one multipart HTTP answer (`multipart/x-mixed-replace`, what webcams and
+IP cameras serve as MJPEG), at real-time pace."""
 
 import http.server
 import sys
@@ -62,10 +67,75 @@ def rtsp_main(path: str, seconds: float, saved: str) -> None:
         time.sleep(1)
 
 
+def hls_main(path: str, folder: str) -> None:
+    import os
+
+    import av
+
+    os.makedirs(folder, exist_ok=True)
+    with av.open(path) as source, av.open(f"{folder}/index.m3u8", "w", format="hls",
+                                         options={"hls_time": "1", "hls_list_size": "0"}) as playlist:
+        stream = playlist.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                playlist.mux(packet)
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=folder, **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+def mjpeg_main(path: str, seconds: float) -> None:
+    import io
+
+    import av
+
+    pictures = []
+    with av.open(path) as container:
+        for frame in container.decode(video=0):
+            buffer = io.BytesIO()
+            frame.to_image().save(buffer, format="JPEG", quality=95)
+            pictures.append(buffer.getvalue())
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            started = time.monotonic()
+            try:
+                for index, picture in enumerate(pictures):
+                    time.sleep(max(0.0, started + index * seconds / len(pictures) - time.monotonic()))
+                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n"
+                                     % (len(picture), picture))
+                    self.wfile.flush()
+                self.wfile.write(b"--frame--\r\n")  # the closing boundary: the stream has ended
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
 def main() -> None:
     path, seconds = sys.argv[1], float(sys.argv[2])
     if "--rtsp" in sys.argv:
         return rtsp_main(path, seconds, sys.argv[sys.argv.index("--rtsp") + 1])
+    if "--hls" in sys.argv:
+        return hls_main(path, sys.argv[sys.argv.index("--hls") + 1])
+    if "--mjpeg" in sys.argv:
+        return mjpeg_main(path, seconds)
     data = open(path, "rb").read()
     html = "--html" in sys.argv
     cut = (float(sys.argv[sys.argv.index("--cut") + 1]), float(sys.argv[sys.argv.index("--cut") + 2])) \

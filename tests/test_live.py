@@ -104,6 +104,33 @@ def test_a_piped_and_an_http_live_stream_give_the_rows_of_the_same_video_read_as
     assert 0 <= counts["latency_p50"] <= counts["latency_p95"] < 5  # decoded to written, the smoothing lag within
 
 
+def test_hls_and_mjpeg_over_http_are_read_as_live_streams(model_dir, stream_file, tmp_path):
+    """HLS (a playlist of MPEG-TS segments, the stream's packets unchanged) gives the rows of the file; MJPEG (JPEG
+    pictures in one multipart HTTP answer, as webcams serve them) a row per frame for both people. FFmpeg reads the
+    end of an MJPEG answer as a break (it has no end it knows): the output is marked incomplete with the reason (exit
+    status 1), every frame read written."""
+    assert emotic_cli("predict", model_dir, stream_file, "--output_dir", tmp_path / "file", "--detect_every", "5",
+                      "--quiet").returncode == 0  # what a live source does by default
+    expected = without_location(read_rows(tmp_path / "file" / "frames" / "two.csv"))
+    with served(stream_file, 4.8, "--hls", str(tmp_path / "segments")) as url:
+        hls = subprocess.run(predict_command(model_dir, url.replace("two.ts", "index.m3u8"), tmp_path / "hls",
+                                             "--no_drop"), capture_output=True, text=True, timeout=300,
+                             stdin=subprocess.DEVNULL)
+    assert hls.returncode == 0, hls.stderr[-3000:]
+    assert len(list((tmp_path / "segments").glob("index*.ts"))) > 1  # several segments
+    assert without_location(read_rows(tmp_path / "hls" / "frames" / "index.csv")) == expected
+
+    with served(stream_file, 4.8, "--mjpeg") as url:
+        mjpeg = subprocess.run(predict_command(model_dir, url.replace("two.ts", "camera.mjpg"), tmp_path / "mjpeg"),
+                               capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    rows = read_rows(tmp_path / "mjpeg" / "frames" / "camera.csv")
+    assert sorted({int(row["frame"]) for row in rows}) == list(range(48))
+    assert {row["track"] for row in rows} == {"1", "2"} and {row["status"] for row in rows} == {"face"}
+    summary = json.loads((tmp_path / "mjpeg" / "summary.json").read_text())
+    assert summary["videos"]["camera"]["frames"] == 48 and "after 48 frames" in summary["incomplete"]["camera"]
+    assert mjpeg.returncode == 1 and "predicted only in part: camera" in mjpeg.stderr  # as for any break
+
+
 def test_a_model_slower_than_the_stream_drops_frames_and_holds_max_latency(model_dir, stream_file, tmp_path,
                                                                            monkeypatch):
     """A model that takes 0.25 s a batch of 2 frames (8 frames a second) on a 10 fps stream: frames it cannot take
