@@ -1,7 +1,8 @@
 """Live sources (`emotic.inference.live`): a stream on standard input and an HTTP stream served at real-time pace
-by a loopback server (tests/live_server.py) give the rows of the same video read as a file; a model slower than
-the stream drops frames and holds --max_latency; Ctrl-C mid-stream leaves every file complete; sources that are
-not streams are refused in one line."""
+by a loopback server (tests/live_server.py) give the rows of the same video read as a file, as do HLS, RTSP and a
+temporal head on a piped stream; a model slower than the stream drops frames and holds --max_latency, and the drop
+rule does so on a simulated loop; Ctrl-C mid-stream leaves every file complete; sources that are not streams are
+refused in one line."""
 
 import csv
 import json
