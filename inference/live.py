@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emotic.inference.results import DROPPED_FRAME
+from emotic.inference.results import DROPPED_FRAME, has_image
 from emotic.inference.sources import (
     DEFAULT_FPS,
     STDIN,
@@ -346,7 +346,7 @@ def _line(sums) -> tuple[float, float, float]:
 
 def _holds(item) -> bool:
     """Whether a queued frame holds a decoded image (not a dropped or missing one)."""
-    return item[1] is not None and item[1] is not DROPPED_FRAME
+    return has_image(item[1])
 
 
 def latency_summary(latencies: list[float]) -> dict:

@@ -269,7 +269,6 @@ class TemporalHead:
         outputs = head_outputs(self.model.video_logits(features, **heard).float(), self.parts).cpu().numpy()
         return [result.with_(raw=values, smoothed=None) for result, values in zip(results, outputs)]
 
-
     def trailing(self, batches):
         """For a live stream: batches of results (features in `smoothed`, as `over` takes them) with the head's outputs
         in `raw`, as they become final. The windows are `over`'s (every `window_stride` frames, and at the end one
@@ -286,8 +285,7 @@ class TemporalHead:
         held, features = [], []  # results not handed on yet; the features of frames from `base` on
         total = torch.zeros(0, self.model.config.num_labels)  # summed logits and windows of the held frames
         counts = torch.zeros(0, 1)
-        base = handed = 0  # the first frame whose features are kept; frames handed on
-        ran = set()  # the starts of the windows run
+        base = handed = start = 0  # the first frame whose features are kept; frames handed on; the next window
 
         def run(start: int, length: int) -> None:
             window = torch.from_numpy(np.stack(features[start - base:start - base + length]).astype(np.float32))
@@ -296,7 +294,6 @@ class TemporalHead:
             first = start - handed  # windows never reach frames already handed on
             total[first:first + length] += logits
             counts[first:first + length] += 1
-            ran.add(start)
 
         def hand(until: int) -> list:
             nonlocal held, total, counts, handed
@@ -312,8 +309,7 @@ class TemporalHead:
             total = torch.cat([total, torch.zeros(len(batch), total.shape[1])])
             counts = torch.cat([counts, torch.zeros(len(batch), 1)])
             length = handed + len(held)
-            start = max(ran, default=-stride) + stride
-            while start + size <= length:
+            while start + size <= length:  # every window on the stride whose frames are in
                 run(start, size)
                 start += stride
             if length - size > handed and (ready := hand(length - size)):
@@ -323,9 +319,9 @@ class TemporalHead:
                 features, base = features[keep:], base + keep
         length = handed + len(held)
         if held:
-            window = min(size, length)
+            window, next_start = min(size, length), start
             for start in window_starts(length, window, stride):
-                if start not in ran:
+                if window < size or start % stride or start >= next_start:  # not run on the stride above
                     run(start, window)
             yield hand(length)
 

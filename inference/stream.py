@@ -19,7 +19,7 @@ previous batch (`runtime.pipelined`): at most two batches are held, and memory s
 
 import numpy as np
 
-from emotic.inference.results import DROPPED_FRAME
+from emotic.inference.results import has_image
 from emotic.inference.runtime import Runtime, pipelined
 from emotic.inference.smoothing import smooth_batches
 from emotic.inference.sources import Frames
@@ -59,7 +59,7 @@ def frame_results(frames: Frames, runtime: Runtime, faces, progress=None):
     timed = None
     if frames.timed is not None:
         def timed(stage, batch, seconds):  # frames dropped or missing cost nothing: they do not count
-            frames.timed(stage, sum(item[3] is not None and item[3] is not DROPPED_FRAME for item in batch), seconds)
+            frames.timed(stage, sum(has_image(item[3]) for item in batch), seconds)
 
     yield from pipelined(items, runtime.batch_size, prepare, infer, take=take, timed=timed)
 

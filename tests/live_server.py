@@ -67,6 +67,15 @@ def rtsp_main(path: str, seconds: float, saved: str) -> None:
         time.sleep(1)
 
 
+def serve(handler) -> None:
+    """Serves `handler` (a request handler class, its request log silenced) on a free loopback port, printed first,
+    until killed."""
+    handler.log_message = lambda self, *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
 def hls_main(path: str, folder: str) -> None:
     import os
 
@@ -80,16 +89,12 @@ def hls_main(path: str, folder: str) -> None:
             if packet.dts is not None:
                 packet.stream = stream
                 playlist.mux(packet)
+
     class Handler(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, directory=folder, **kwargs)
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    print(server.server_address[1], flush=True)
-    server.serve_forever()
+    serve(Handler)
 
 
 def mjpeg_main(path: str, seconds: float) -> None:
@@ -120,12 +125,7 @@ def mjpeg_main(path: str, seconds: float) -> None:
             except (BrokenPipeError, ConnectionResetError):
                 pass
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    print(server.server_address[1], flush=True)
-    server.serve_forever()
+    serve(Handler)
 
 
 def main() -> None:
@@ -175,12 +175,7 @@ def main() -> None:
             except (BrokenPipeError, ConnectionResetError):  # the client went away
                 pass
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    print(server.server_address[1], flush=True)
-    server.serve_forever()
+    serve(Handler)
 
 
 if __name__ == "__main__":
