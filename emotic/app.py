@@ -107,7 +107,8 @@ class VideoResult:
 class Analyser:
     """A model and its processor, and what the page asks of them."""
 
-    def __init__(self, model, processor, max_faces: int = 8, max_video_seconds: float = 60.0, batch_size: int = 16):
+    def __init__(self, model, processor, max_faces: int = 8, max_video_seconds: float = 60.0,
+                 batch_size: int | None = None):
         track = track_of(model.config)
         if not track.single_label:
             raise ValueError(f"emotic app shows expression models; this one serves the {track.name.upper()} track "

@@ -36,7 +36,8 @@ class PrecisionArguments:
 
 @dataclass
 class FramesArguments:
-    batch_size: int = field(default=32, metadata={"help": "frames (faces) the model runs at once"})
+    batch_size: int | None = field(default=None, metadata={
+        "help": "frames (faces) the model runs at once (default: 8 on the CPU, 32 on a GPU)"})
     geometry: Geometry | None = field(default=None, metadata={
         "help": "face geometry: template for aligned crops (Aff-Wild2 cropped_aligned), detector to find faces in "
                 "each frame; default: the processor's (auto)"})
@@ -46,7 +47,8 @@ class FramesArguments:
 
     def check(self) -> None:
         """Refuses what is out of range, and makes `--detector` the detector of this process's face finding."""
-        check_number("--batch_size", self.batch_size, 1, 65536, integer=True)
+        if self.batch_size is not None:
+            check_number("--batch_size", self.batch_size, 1, 65536, integer=True)
         try:
             set_face_detector(self.detector)
         except ImportError as error:

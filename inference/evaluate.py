@@ -125,11 +125,6 @@ class EvaluateArguments:
         check_number("--examples", self.examples, 0, 1000, integer=True)
 
 
-@dataclass
-class EvaluateFramesArguments(FramesArguments):
-    batch_size: int = field(default=64, metadata={"help": "frames the model runs at once"})
-
-
 def is_class_folder(root: Path) -> bool:
     """Whether `root` is a local folder of class folders holding images (`root/<class>/*.jpg`)."""
     return root.is_dir() and any(child.is_dir() and any(entry.suffix.lower() in IMAGE_EXTENSIONS
@@ -341,7 +336,7 @@ def save_smoothing(args, model: str, window: int, mode: str) -> None:
 
 
 def build_parser() -> CommandParser:
-    return CommandParser("emotic evaluate", __doc__, (EvaluateArguments, EvaluateFramesArguments, PrecisionArguments,
+    return CommandParser("emotic evaluate", __doc__, (EvaluateArguments, FramesArguments, PrecisionArguments,
                                                       TrackerArguments, ProgressArguments, HeadInputsArguments),
                          positionals=[(("model",), {"metavar": "MODEL", "help": MODEL_HELP}),
                                       (("dataset",), {"help": "an Aff-Wild2 EXPR root, an image folder with one "

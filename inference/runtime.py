@@ -403,26 +403,40 @@ def check_width(encoder, config, modality: str, model_name: str, name: str) -> N
                          f"{name} takes {size} ({modality}_size): another model")
 
 
+# frames a batch holds by default. On a CPU, ViT-B's forward per frame is as fast or faster at 8 as at 32 (float32,
+# bfloat16 with AMX, int8; with AVX2 alone too) and its activations take 0.4-0.8 GiB less (docs/benchmarks.md); a
+# GPU needs larger batches to be kept busy. A live source's batches are what its drop rule takes, up to this.
+CPU_BATCH_SIZE, ACCELERATOR_BATCH_SIZE = 8, 32
+
+
+def default_batch_size(device) -> int:
+    """The batch size used where none is given: `CPU_BATCH_SIZE` on the CPU, `ACCELERATOR_BATCH_SIZE` elsewhere."""
+    return CPU_BATCH_SIZE if torch.device(device).type == "cpu" else ACCELERATOR_BATCH_SIZE
+
+
 class Runtime:
     """A loaded frame model and its image processor, run in batches of `batch_size` views: `frame` (a `FrameModel`
     in outputs or features mode) and, with a temporal head, `temporal`. `head` is the config of the head whose
     outputs are written (the temporal head's, else the frame model's): its labels, thresholds and smoothing."""
 
-    def __init__(self, model, processor, batch_size: int = 32, features: bool = False, temporal_model=None,
+    def __init__(self, model, processor, batch_size: int | None = None, features: bool = False, temporal_model=None,
                  precision: str | None = None):
         if not isinstance(processor, EmoticImageProcessor):
             raise ValueError(f"the model's image processor is a {type(processor).__name__}; expected an "
                              f"EmoticImageProcessor (an emotic model folder)")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or
+                                       batch_size < 1):
             raise ValueError(f"batch_size={batch_size}; expected an integer >= 1")
-        self.model, self.processor, self.batch_size = model, processor, batch_size
+        self.model, self.processor = model, processor
         self.temporal = TemporalHead(temporal_model) if temporal_model is not None else None
         self.frame = FrameModel(model, features=features or self.temporal is not None)
+        self.batch_size = batch_size or default_batch_size(self.frame.device)
         self.precision = precision or precision_of(model, None)
 
     @classmethod
     def load(cls, model_name_or_path: str, device: str | None = None, dtype: str = "float32",
-             quantize: str | None = None, backend: str = "pytorch", batch_size: int = 32, features: bool = False,
+             quantize: str | None = None, backend: str = "pytorch", batch_size: int | None = None,
+             features: bool = False,
              temporal_model: str | None = None, head_inputs=None) -> "Runtime":
         """`load_model`, and with `temporal_model` its temporal head (`load_temporal_model`, which runs on the
         PyTorch frame model's features), and for a head that hears or reads the encoders it was trained with
