@@ -3,21 +3,22 @@
 fusion), the same frames, in the same run, alternating, each in a fresh process timed from start to finish (imports
 and model load included, as a user feels it).
 
-    python benchmarks/bench_video.py [--frames 96] [--photos 96] [--repeats 2] [--onnx] [--json results.json]
+    python benchmarks/bench_video.py [--frames 96] [--photos 96] [--repeats 2] [--onnx] [--int8] [--json results.json]
     python benchmarks/bench_video.py --smoke     # a tiny model, 2 frames, 1 photo: checks the script, measures nothing
 
 Two streams: an Aff-Wild2-like folder of aligned 112x112 JPEG frames (template geometry, as `cropped_aligned`), and
 512x512 photos of real faces where the face detector runs on every image. `emotic predict` decodes frames and builds
-both views in a background thread while the model runs; it is timed in float32 and with `--dtype auto` (bfloat16
-where the CPU computes it natively: AMX-BF16 or AVX512-BF16; float32 elsewhere) and, with `--onnx`, with
-`--backend onnxruntime` on the graph `emotic export-onnx` writes (the export timed on its own). Each command also runs
-once on a folder holding only the first image (a stream of one image is its own): its time is the start-up (imports,
-model and detector loading), and `(time - start-up) / (images - 1)` the steady cost per image, whose ratio is what a
-long video sees. The `emotic` command keeps freed memory for reuse (glibc's mallopt, see emotic/cli.py); the loop
-runs once more with the same setting through glibc's environment variables, to show how much of the gap that setting
-is. The breakdown times each stage on its own in this process (decode, detect, views, model at batch 32 in float32
-and in the `auto` dtype), and the peak memory of each predict process is printed. The CPU's flags that matter are
-printed first: compare ratios within one run, never absolute numbers across machines.
+both views in a background thread while the model runs; it is timed in float32 and with `--dtype auto` (bfloat16 where
+a start-up probe measures it faster than float32; float32 elsewhere), with `--int8`, with `--quantize int8` (every
+linear layer dynamically quantized), and, with `--onnx`, with `--backend onnxruntime` on the graph `emotic
+export-onnx` writes (the export timed on its own). Each command also runs once on a folder holding only the first
+image (a stream of one image is its own): its time is the start-up (imports, model and detector loading), and `(time -
+start-up) / (images - 1)` the steady cost per image, whose ratio is what a long video sees. The `emotic` command keeps
+freed memory for reuse (glibc's mallopt, see emotic/cli.py); the loop runs once more with the same setting through
+glibc's environment variables, to show how much of the gap that setting is. The breakdown times each stage on its own
+in this process (decode, detect, views, model in predict's batches of 8 in float32 and in the `auto` dtype), and the
+peak memory of each predict process is printed. The CPU's flags that matter are printed first: compare ratios within
+one run, never absolute numbers across machines.
 """
 
 import argparse
@@ -122,16 +123,17 @@ def timed_process(command: list[str], env: dict | None = None) -> tuple[float, f
     return seconds, usage.ru_maxrss / 1024
 
 
-def breakdown(model_dir: Path, frames_dir: Path, geometry: str, batch: int = 32) -> dict:
-    """Seconds per frame of each stage, each run on its own: decode, detect (photos), views, model."""
+def breakdown(model_dir: Path, frames_dir: Path, geometry: str, frames: int = 32) -> dict:
+    """Seconds per frame of each stage, each run on its own over the first `frames` images: decode, detect (photos),
+    views, model (in predict's batches on the CPU)."""
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    from emotic.inference.runtime import resolve_dtype
+    from emotic.inference.runtime import CPU_BATCH_SIZE, resolve_dtype
     from emotic.processing.face_geometry import FaceLandmarker, detector_available
     from emotic.processing.image_files import open_image
 
     processor = AutoImageProcessor.from_pretrained(model_dir)
-    paths = sorted(frames_dir.iterdir())[:batch]
+    paths = sorted(frames_dir.iterdir())[:frames]
     start = time.perf_counter()
     images = [processor.to_rgb(open_image(path)) for path in paths]
     times = {"decode": time.perf_counter() - start}
@@ -149,10 +151,13 @@ def breakdown(model_dir: Path, frames_dir: Path, geometry: str, batch: int = 32)
     for name in ("float32", "auto"):
         dtype = resolve_dtype(name, "cpu")
         model = AutoModelForImageClassification.from_pretrained(model_dir, dtype=dtype).eval()
+        batches = [{key: value[first:first + CPU_BATCH_SIZE] for key, value in views.items()}
+                   for first in range(0, len(paths), CPU_BATCH_SIZE)]
         with torch.inference_mode():
-            model(**views)  # warm-up
+            model(**batches[0])  # warm-up
             start = time.perf_counter()
-            model(**views)
+            for batch in batches:
+                model(**batch)
             times[f"model {name} ({str(dtype).removeprefix('torch.')})"] = time.perf_counter() - start
     return {stage: seconds / len(paths) for stage, seconds in times.items()}
 
@@ -163,6 +168,7 @@ def main(argv=None) -> int:
     parser.add_argument("--photos", type=int, default=96, help="512-px photos (the detector runs on each)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--onnx", action="store_true", help="also predict with --backend onnxruntime")
+    parser.add_argument("--int8", action="store_true", help="also predict with --quantize int8")
     parser.add_argument("--json", default=None)
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args(argv)
@@ -203,6 +209,9 @@ def main(argv=None) -> int:
                 runs[f"emotic predict (float32){label}"] = [*predict, "--output_dir", str(work / f"{out}32")]
                 runs[f"emotic predict (--dtype auto){label}"] = [*predict, "--output_dir", str(work / f"{out}auto"),
                                                                  "--dtype", "auto"]
+                if args.int8:
+                    runs[f"emotic predict (--quantize int8){label}"] = [*predict, "--output_dir",
+                                                                        str(work / f"{out}int8"), "--quantize", "int8"]
                 if args.onnx:
                     runs[f"emotic predict (--backend onnxruntime){label}"] = [
                         sys.executable, "-m", "emotic.cli", "predict", str(work / "onnx"), *predict[5:],

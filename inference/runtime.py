@@ -404,7 +404,7 @@ def check_width(encoder, config, modality: str, model_name: str, name: str) -> N
 
 
 # frames a batch holds by default. On a CPU, ViT-B's forward per frame is as fast or faster at 8 as at 32 (float32,
-# bfloat16 with AMX, int8; with AVX2 alone too) and its activations take 0.4-0.8 GiB less (docs/benchmarks.md); a
+# bfloat16 with AMX, int8; with AVX2 alone too) and its activations take 0.3-0.8 GiB less (docs/benchmarks.md); a
 # GPU needs larger batches to be kept busy. A live source's batches are what its drop rule takes, up to this.
 CPU_BATCH_SIZE, ACCELERATOR_BATCH_SIZE = 8, 32
 
