@@ -9,9 +9,9 @@ The video: the two real people of the tests (scikit-image's astronaut, matplotli
 and away from the camera, crossing, one leaving for a second, at 30 fps (tests/people.py). Each setting (and
 detector) is timed twice, alternating: the tracker alone on decoded frames (detection, landmarks, descriptors,
 quality), and the whole `emotic predict` in this process (decoding, tracking, views, a tiny model: the model's own
-cost is `bench_models.py`'s). An id switch is a frame where a person's track id differs from the one they had before (MOT's
-definition), with the person known from where they were placed. Compare ratios within one run, never absolute
-numbers across machines.
+cost is `bench_models.py`'s). An id switch is a frame where a person's track id differs from the one they had
+before (MOT's definition), with the person known from where they were placed. Compare ratios within one run, never
+absolute numbers across machines.
 """
 
 import argparse

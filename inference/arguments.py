@@ -76,15 +76,15 @@ class AudioArguments:
         if self.audio_layer is not None:
             check_number("--audio_layer", self.audio_layer, 0, 1000, integer=True)
 
-    def encoder(self, device: str = "cpu", batch_size: int = 8):
-        """The `emotic.inference.audio.AudioEncoder` these options name, or None without --audio_model; its
-        `AudioRefused` (a `ValueError`) says what does not load."""
+    def encoder(self, device: str = "cpu", batch_size: int = 8, dtype=None):
+        """The `emotic.inference.audio.AudioEncoder` these options name (in `dtype`, the frame model's), or None
+        without --audio_model; its `AudioRefused` (a `ValueError`) says what does not load."""
         if not self.audio_model:
             return None
         from emotic.inference.audio import AudioEncoder
 
         return AudioEncoder(self.audio_model, self.audio_layer, self.audio_window, self.audio_stride, device,
-                            batch_size)
+                            batch_size, dtype)
 
 
 @dataclass
@@ -112,13 +112,14 @@ class TextArguments:
             raise ValueError(f"--transcripts {self.transcripts}: not a folder; expected one of <video>.srt / .vtt "
                              f"files")
 
-    def encoder(self, device: str = "cpu"):
-        """The `emotic.inference.transcripts.TextEncoder` these options name, or None without --text_model."""
+    def encoder(self, device: str = "cpu", dtype=None):
+        """The `emotic.inference.transcripts.TextEncoder` these options name (in `dtype`, the frame model's), or None
+        without --text_model."""
         if not self.text_model:
             return None
         from emotic.inference.transcripts import TextEncoder
 
-        return TextEncoder(self.text_model, self.text_window, device)
+        return TextEncoder(self.text_model, self.text_window, device, dtype=dtype)
 
     def recogniser(self, device: str = "cpu"):
         """The speech-recognition pipeline of --asr_model, or None; a `ValueError` naming it if it does not load."""

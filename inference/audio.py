@@ -117,10 +117,12 @@ class AudioEncoder:
 
     `model`: a Hub id or folder with a feature extractor and an `AutoModel` (for a Whisper checkpoint, its
     encoder). `layer`: the hidden layer pooled (0 is the encoder's input embeddings; default: the last).
-    `window` and `stride`: seconds, as in the module's docstring."""
+    `window` and `stride`: seconds, as in the module's docstring. `dtype`: what the encoder computes in (the frame
+    model's; float32 unless given), whatever dtype its checkpoint was saved in (many are float16)."""
 
     def __init__(self, model: str, layer: int | None = None, window: float = 2.0, stride: float = 0.5,
-                 device: str = "cpu", batch_size: int = 8):
+                 device: str = "cpu", batch_size: int = 8, dtype=None):
+        import torch
         from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
         if not (window > 0 and stride > 0):
@@ -130,7 +132,7 @@ class AudioEncoder:
         try:
             config = AutoConfig.from_pretrained(model)
             self.extractor = AutoFeatureExtractor.from_pretrained(model)
-            network = AutoModel.from_pretrained(model)
+            network = AutoModel.from_pretrained(model, dtype=dtype or torch.float32)
         except (OSError, ValueError) as error:
             raise AudioRefused(f"--audio_model {model}: does not load as a transformers speech encoder with a feature "
                                f"extractor ({str(error).splitlines()[0]})") from None
@@ -145,7 +147,7 @@ class AudioEncoder:
         if not 0 <= layer <= layers:
             raise AudioRefused(f"--audio_layer {layer}: {model} has hidden layers 0..{layers}")
         self.model, self.layer, self.window, self.stride = str(model), layer, float(window), float(stride)
-        self.device, self.batch_size = device, batch_size
+        self.device, self.batch_size, self.dtype = device, batch_size, dtype or torch.float32
         self.width = int(config.d_model if self.whisper else config.hidden_size)
 
     @property
@@ -185,7 +187,7 @@ class AudioEncoder:
     def _pooled(self, clips: list, length: int) -> np.ndarray:
 
         inputs = self.extractor(clips, sampling_rate=SAMPLE_RATE, return_tensors="pt")
-        values = inputs["input_features" if self.whisper else "input_values"].to(self.device)
+        values = inputs["input_features" if self.whisper else "input_values"].to(self.device, self.dtype)
         hidden = self.network(values, output_hidden_states=True).hidden_states[self.layer]
         if self.whisper:  # the extractor pads every clip to 30 s: pool the encoder steps the clip covers
             hidden = hidden[:, :max(1, int(np.ceil(length / SAMPLE_RATE * hidden.shape[1] / 30.0)))]

@@ -176,9 +176,9 @@ def main(argv=None) -> int:
         runtime = Runtime.load(inputs.model, precision.device or processes.device, precision.dtype,
                                precision.quantize, precision.backend, frames_args.batch_size, features=True)
         faces = OneFace(runtime.processor, frames_args.geometry)
-        device = str(runtime.frame.device)
-        modalities = Modalities(audio_args.encoder(device), text_args.encoder(device), text_args.transcripts,
-                                text_args.recogniser(device), audio_args.audio_dir)
+        device, dtype = str(runtime.frame.device), runtime.model.dtype  # the encoders compute as the frame model
+        modalities = Modalities(audio_args.encoder(device, dtype=dtype), text_args.encoder(device, dtype),
+                                text_args.transcripts, text_args.recogniser(device), audio_args.audio_dir)
         if audio_args.audio_dir and not (modalities.audio or modalities.recogniser):
             raise ValueError(f"--audio_dir {audio_args.audio_dir}: for --audio_model or --asr_model (the sound of "
                              f"frame folders)")

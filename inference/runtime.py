@@ -342,7 +342,7 @@ def temporal_text(model, head_inputs, name: str) -> tuple:
         return None, None, None
     recorded = config.text_settings or {}
     text_model = recorded_encoder(config, "text", text_model, name)
-    encoder = TextEncoder(text_model, recorded.get("text_window", 3.0), str(model.device))
+    encoder = TextEncoder(text_model, recorded.get("text_window", 3.0), str(model.device), dtype=model.dtype)
     check_width(encoder, config, "text", text_model, name)
     source = recorded.get("transcripts") or "subtitles"
     if source == "subtitles":
@@ -374,7 +374,7 @@ def temporal_audio(model, audio_model: str | None, name: str):
     recorded = config.audio_settings or {}
     audio_model = recorded_encoder(config, "audio", audio_model, name, f" (layer {recorded.get('audio_layer')})")
     encoder = AudioEncoder(audio_model, recorded.get("audio_layer"), recorded.get("audio_window", 2.0),
-                           recorded.get("audio_stride", 0.5), str(model.device))
+                           recorded.get("audio_stride", 0.5), str(model.device), dtype=model.dtype)
     check_width(encoder, config, "audio", audio_model, name)
     return encoder
 

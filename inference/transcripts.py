@@ -104,7 +104,8 @@ class TextEncoder:
     """A transformers text encoder (`AutoTokenizer` + `AutoModel`, mean-pooled last hidden state) giving per-frame
     features of the words spoken within `window` seconds around each frame: `frame_features(cues, times)`."""
 
-    def __init__(self, model: str, window: float = 3.0, device: str = "cpu", batch_size: int = 32):
+    def __init__(self, model: str, window: float = 3.0, device: str = "cpu", batch_size: int = 32, dtype=None):
+        import torch
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         if not window > 0:
@@ -112,7 +113,8 @@ class TextEncoder:
         try:
             config = AutoConfig.from_pretrained(model)
             self.tokenizer = AutoTokenizer.from_pretrained(model)
-            self.network = AutoModel.from_pretrained(model).to(device).eval()
+            # in `dtype` (the frame model's; float32 unless given), whatever dtype the checkpoint was saved in
+            self.network = AutoModel.from_pretrained(model, dtype=dtype or torch.float32).to(device).eval()
         except (OSError, ValueError) as error:
             raise TranscriptRefused(f"--text_model {model}: does not load as a transformers text encoder with a "
                                     f"tokenizer ({str(error).splitlines()[0]})") from None

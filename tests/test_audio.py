@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emotic.inference.audio import SAMPLE_RATE, AudioEncoder, AudioRefused, read_audio
+from emotic.inference.audio import SAMPLE_RATE, Audio, AudioEncoder, AudioRefused, read_audio
 from emotic.training.synthetic import write_video
 
 FPS, SECONDS = 10, 4.0
@@ -121,6 +121,35 @@ def test_a_whisper_encoder_pools_the_steps_its_window_covers(speech_encoders, tm
     assert changed.min() >= 23 and changed.max() <= 37 and 30 in changed  # windows at 2.5, 3.0, 3.5 s hold it
     with pytest.raises(AudioRefused, match="--audio_layer 3: .* has hidden layers 0..2"):
         AudioEncoder(str(speech_encoders / "whisper"), layer=3)
+
+
+def test_encoders_saved_in_float16_compute_in_the_frame_models_dtype(speech_encoders, text_models, tmp_path):
+    """Many speech and text checkpoints are saved in float16: each encoder loads in the dtype it is given (the frame
+    model's; float32 unless given), never the checkpoint's, so float32 sound meets float32 weights instead of failing
+    inside torch; in bfloat16 (`--dtype auto` where the CPU runs it fast) the features stay near float32's."""
+    import torch
+    from transformers import AutoModel
+
+    from emotic.inference.transcripts import TextEncoder
+
+    for name in ("wav2vec2", "bert"):
+        root = speech_encoders if name == "wav2vec2" else text_models
+        half = tmp_path / name
+        AutoModel.from_pretrained(root / name, dtype=torch.float16).save_pretrained(half)
+        for extra in root.joinpath(name).iterdir():
+            if not (half / extra.name).exists():
+                (half / extra.name).write_bytes(extra.read_bytes())
+    audio = Audio(np.sin(np.linspace(0, 900, int(SAMPLE_RATE * 3.0))).astype(np.float32) * 0.2)
+    sound, words = {}, {}
+    for dtype in (torch.float32, torch.bfloat16):
+        encoder = AudioEncoder(str(tmp_path / "wav2vec2"), dtype=None if dtype == torch.float32 else dtype)
+        text = TextEncoder(str(tmp_path / "bert"), dtype=None if dtype == torch.float32 else dtype)
+        assert next(encoder.network.parameters()).dtype == next(text.network.parameters()).dtype == dtype
+        sound[dtype], words[dtype] = encoder.window_features(audio), text.embed(["great", "sad news"])
+    assert np.isfinite(sound[torch.float32]).all() and sound[torch.float32].shape == (7, 32)
+    for values in (sound, words):
+        near = 0.05 * np.abs(values[torch.float32]).max()
+        np.testing.assert_allclose(values[torch.bfloat16], values[torch.float32], atol=near)
 
 
 def test_models_that_are_not_speech_encoders_are_refused_in_one_line(tmp_path):
