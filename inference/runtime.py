@@ -436,8 +436,7 @@ class Runtime:
     @classmethod
     def load(cls, model_name_or_path: str, device: str | None = None, dtype: str = "float32",
              quantize: str | None = None, backend: str = "pytorch", batch_size: int | None = None,
-             features: bool = False,
-             temporal_model: str | None = None, head_inputs=None) -> "Runtime":
+             features: bool = False, temporal_model: str | None = None, head_inputs=None) -> "Runtime":
         """`load_model`, and with `temporal_model` its temporal head (`load_temporal_model`, which runs on the
         PyTorch frame model's features), and for a head that hears or reads the encoders it was trained with
         (`temporal_audio`, `temporal_text`; `head_inputs`: an `emotic.inference.arguments.HeadInputsArguments`, where
