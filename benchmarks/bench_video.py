@@ -108,19 +108,43 @@ PIPELINE_LOOP = textwrap.dedent("""
 KEPT_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(KEPT_MEMORY_BYTES), "MALLOC_TRIM_THRESHOLD_": str(KEPT_MEMORY_BYTES)}
 
 
+def resident_peak_mib(pid: int) -> float | None:
+    """A running process's peak resident memory so far (Linux's VmHWM, in MiB), or None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def timed_process(command: list[str], env: dict | None = None) -> tuple[float, float]:
-    """Wall seconds and peak memory (MiB) of one process (`env`: variables added to this one's)."""
+    """Wall seconds and peak memory (MiB) of one process (`env`: variables added to this one's).
+
+    The peak is the child's own VmHWM, read every 20 ms while it runs: `ru_maxrss` (of `wait4` or of the child's
+    `getrusage`) carries over exec the peak of the process that started it, so every command started by this one,
+    once it has loaded models of its own (the breakdown), would report at least this one's peak. Where /proc cannot
+    be read (not Linux), `ru_maxrss` it is."""
     with tempfile.TemporaryFile("w+") as errors:
         start = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, stdin=subprocess.DEVNULL,
                                    env={**os.environ, **(env or {})})
-        _, status, usage = os.wait4(process.pid, 0)  # this child's own resource usage
+        peak = None
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            now = resident_peak_mib(process.pid)
+            peak = now if peak is None or (now is not None and now > peak) else peak
+            time.sleep(0.02)
         seconds = time.perf_counter() - start
         process.returncode = os.waitstatus_to_exitcode(status)
         if process.returncode != 0:
             errors.seek(0)
             raise SystemExit(f"{' '.join(command[:5])} failed:\n{errors.read()[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, peak if peak is not None else usage.ru_maxrss / 1024
 
 
 def breakdown(model_dir: Path, frames_dir: Path, geometry: str, frames: int = 32) -> dict:
