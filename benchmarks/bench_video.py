@@ -9,16 +9,16 @@ and model load included, as a user feels it).
 Two streams: an Aff-Wild2-like folder of aligned 112x112 JPEG frames (template geometry, as `cropped_aligned`), and
 512x512 photos of real faces where the face detector runs on every image. `emotic predict` decodes frames and builds
 both views in a background thread while the model runs; it is timed in float32 and with `--dtype auto` (bfloat16 where
-a start-up probe measures it faster than float32; float32 elsewhere), with `--int8`, with `--quantize int8` (every
-linear layer dynamically quantized), and, with `--onnx`, with `--backend onnxruntime` on the graph `emotic
-export-onnx` writes (the export timed on its own). Each command also runs once on a folder holding only the first
-image (a stream of one image is its own): its time is the start-up (imports, model and detector loading), and `(time -
-start-up) / (images - 1)` the steady cost per image, whose ratio is what a long video sees. The `emotic` command keeps
-freed memory for reuse (glibc's mallopt, see emotic/cli.py); the loop runs once more with the same setting through
-glibc's environment variables, to show how much of the gap that setting is. The breakdown times each stage on its own
-in this process (decode, detect, views, model in predict's batches of 8 in float32 and in the `auto` dtype), and the
-peak memory of each predict process is printed. The CPU's flags that matter are printed first: compare ratios within
-one run, never absolute numbers across machines.
+a start-up probe measures it faster than float32; float32 elsewhere); `--int8` adds `--quantize int8` (every linear
+layer dynamically quantized), and `--onnx` `--backend onnxruntime` on the graph `emotic export-onnx` writes (the
+export timed on its own). Each command also runs once on a folder holding only the first image (a stream of one image
+is its own): its time is the start-up (imports, model and detector loading), and `(time - start-up) / (images - 1)`
+the steady cost per image, whose ratio is what a long video sees. The `emotic` command keeps freed memory for reuse
+(glibc's mallopt, see emotic/cli.py); the loop runs once more with the same setting through glibc's environment
+variables, to show how much of the gap that setting is. The breakdown times each stage on its own in this process
+(decode, detect, views, model in predict's batches of 8 in float32 and in the `auto` dtype), and the peak memory of
+each predict process is printed. The CPU's flags that matter are printed first: compare ratios within one run, never
+absolute numbers across machines.
 """
 
 import argparse
