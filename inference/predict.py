@@ -368,10 +368,10 @@ def main(argv=None) -> int:
         runtime = Runtime.load(inputs.model, precision.device or processes.device, precision.dtype, precision.quantize,
                                precision.backend, frames_args.batch_size, temporal_model=args.temporal_model,
                                head_inputs=head_inputs)
-        live = [source.url for source in sources if source.kind == "stream"]
-        if live and runtime.temporal is not None and (runtime.temporal.audio or runtime.temporal.text):
-            raise ValueError(f"{live[0]}: the temporal head {args.temporal_model} hears or reads, which takes video "
-                             f"files, not live streams")
+        live = [source for source in sources if source.kind == "stream"]
+        if live and runtime.temporal is not None and runtime.temporal.hears_or_reads:
+            raise ValueError(f"{live[0].url}: the temporal head {args.temporal_model} hears or reads, which takes "
+                             f"video files, not live streams")
         head = runtime.head  # whose outputs are written: the frame model's, or the temporal head's
         window = args.smoothing_window if args.smoothing_window is not None else head.smoothing_window
         mode = args.smoothing_mode or head.smoothing_mode
@@ -388,14 +388,14 @@ def main(argv=None) -> int:
         subjects = parse_subjects(args.subjects)
         one_face = OneFace(runtime.processor, frames_args.geometry)
         people = TrackedFaces(runtime.processor, **tracker.options()) if tracked else None
-        live_tracked = [source for source in sources if source.kind == "stream" and source.name in tracked]
-        live_people = TrackedFaces(runtime.processor, **tracker.options(live=True)) if live_tracked else None
+        live_options = tracker.options(live=True) if any(source.name in tracked for source in live) else None
+        live_people = TrackedFaces(runtime.processor, **live_options) if live_options else None
     except (ValueError, ImportError) as error:
         parser.error(str(error))
     labels = runtime.labels
     output = Path(args.output_dir)
     frames_dir = output / "frames"
-    live_every = {"live_detect_every": tracker.options(live=True)["detect_every"]} if live_tracked else {}
+    live_every = {"live_detect_every": live_options["detect_every"]} if live_options else {}
     settings = {"model": str(inputs.model), "temporal_model": args.temporal_model and str(args.temporal_model),
                 "precision": runtime.precision, "smoothing_window": window, "smoothing_mode": mode,
                 "geometry": geometry, "labels": labels, "fps": args.fps,

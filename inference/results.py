@@ -17,12 +17,12 @@ class _DroppedFrame:
 
 
 DROPPED_FRAME = _DroppedFrame()  # what a dropped live frame holds instead of its image
+STATUSES = (FACE, NO_FACE, UNREADABLE)  # what the summaries count
 
 
 def has_image(image) -> bool:
     """Whether a frame's image is there: not a dropped live frame, nor a missing one (None)."""
     return image is not None and image is not DROPPED_FRAME
-STATUSES = (FACE, NO_FACE, UNREADABLE)  # what the summaries count
 
 
 @dataclass

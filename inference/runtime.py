@@ -235,6 +235,11 @@ class TemporalHead:
         self.without_audio: list[str] = []  # videos run with the missing-audio token throughout (no sound to hear)
         self.without_text: list[str] = []  # videos without words (no transcript, nothing recognised)
 
+    @property
+    def hears_or_reads(self) -> bool:
+        """Whether the head takes a video's sound or words besides its frames: a file's, not a live stream's."""
+        return self.audio is not None or self.text is not None
+
     def over(self, results, path=None, fps: float | None = None, name: str = "") -> list[FrameResult]:
         """`results` of one video with the head's outputs. For a head that hears (`audio`, an
         `emotic.inference.audio.AudioEncoder`), the sound of `path` (the video file), else of the video frame folder
@@ -245,7 +250,7 @@ class TemporalHead:
             return results
         features = torch.from_numpy(np.stack([result.smoothed for result in results]).astype(np.float32))
         heard = {}
-        if self.audio is not None or self.text is not None:
+        if self.hears_or_reads:
             file = sound_file(path, name, self.audio_dir)  # its sound, and a frame folder's times: its video's rate
             sound = read_audio(file) if file is not None and (self.audio or self.recogniser) else None
             rate = fps or (video_rate(file) if file is not None else None)
@@ -279,7 +284,7 @@ class TemporalHead:
         files (`over`)."""
         from emotic.modeling.modeling_emotic_temporal import window_starts
 
-        if self.audio is not None or self.text is not None:
+        if self.hears_or_reads:
             raise ValueError("a temporal head that hears or reads takes video files, not live streams")
         size, stride = self.model.config.window_size, self.model.config.window_stride
         held, features = [], []  # results not handed on yet; the features of frames from `base` on

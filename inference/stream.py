@@ -80,8 +80,8 @@ def stream(frames: Frames, runtime: Runtime, faces, smoothing: tuple[int, str] =
     later one at the start of a video) before smoothing; tracked faces are smoothed within each person's track.
     With a temporal head (`runtime.temporal`), the frame model gives features, the head every frame's outputs over
     the whole video (held while its windows run; a live source's as its windows run, `TemporalHead.trailing`),
-    which are then smoothed. Separate images (`frames.sequential`
-    false) are each their own: neither filled nor smoothed."""
+    which are then smoothed. Separate images (`frames.sequential` false) are each their own: neither filled nor
+    smoothed."""
     window, mode = smoothing
     if runtime.temporal is not None and faces.tracked:
         raise ValueError("--temporal_model predicts one face per frame from its neighbours; with a temporal head "
